@@ -1,0 +1,39 @@
+# make demo   train briefly on the bundled Bach chorales and generate 3 pieces into ./lstmidi-demo
+# make test   run the test suite (default: fast tests; `make test-slow` for the long ones)
+# Each target installs what it needs first: a virtualenv in .venv with the pinned packages, and the
+# Debian SoundFont when run as root (without it, audio falls back to a plain built-in synthesizer).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow install soundfont clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) soundfont
+
+soundfont:
+	@if [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -qq fluid-soundfont-gm >/dev/null 2>&1 || \
+		 (apt-get update -qq && apt-get install -y -qq fluid-soundfont-gm >/dev/null)) || \
+		echo "warning: could not install fluid-soundfont-gm; audio uses the built-in synthesizer"; \
+	else echo "note: for real instrument sounds: sudo apt-get install fluid-soundfont-gm"; fi
+
+demo: install
+	$(BIN)/lstmidi demo --force
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) lstmidi-demo

@@ -1,0 +1,151 @@
+"""The `lstmidi` command: parse options, call one API function, print where the results are."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import LstmidiError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train LSTM networks on folders of MIDI files and generate new music.")
+
+PRESET = typer.Option("musicgenerator", "--preset", "-p", help="preset name (configs/*.yaml) or a YAML path")
+SET = typer.Option(None, "--set", help="override a preset value, e.g. --set train.lr=0.001 (repeatable)")
+FORCE = typer.Option(False, "--force", help="overwrite existing output")
+
+
+def _command() -> str:
+    return "lstmidi " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@app.command()
+def prepare(
+    data: Optional[List[Path]] = typer.Argument(None, help="MIDI files or folders (default: bundled Bach chorales)"),
+    out: Path = typer.Option(Path("lstmidi-data"), "--out", "-o", help="folder for report.json"),
+    preset: str = PRESET,
+    set_: Optional[List[str]] = SET,
+):
+    """Load, encode and split a corpus; print the per-file summary and write OUT/report.json."""
+    from .api import prepare as run
+    from .config import load_preset
+
+    corpus = run(data, out, load_preset(preset, set_ or []))
+    s = corpus.summary
+    typer.echo(f"{s['files']} files: {s['loaded']} loaded, {s['skipped']} skipped"
+               f"{' (from cache)' if corpus.cached else ''}")
+    for split in ("train", "valid", "test"):
+        typer.echo(f"  {split:5s} {s['pieces'][split]:5d} pieces {s['steps'][split]:8d} steps")
+    for name, reason in s["skipped_files"].items():
+        typer.echo(f"  skipped {name}: {reason}")
+    typer.echo(f"report: {out / 'report.json'}")
+
+
+@app.command()
+def train(
+    data: Optional[List[Path]] = typer.Argument(None, help="MIDI files or folders (default: bundled Bach chorales)"),
+    preset: str = PRESET,
+    out: Path = typer.Option(Path("lstmidi-run"), "--out", "-o", help="run folder; the model is OUT/model.lstmidi"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs (default: the preset's)"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop cleanly after this many minutes"),
+    set_: Optional[List[str]] = SET,
+    resume: bool = typer.Option(False, "--resume", help="continue the run in OUT from its last checkpoint"),
+    force: bool = typer.Option(False, "--force", help="start over in a non-empty OUT"),
+):
+    """Train a model; writes OUT/model.lstmidi, checkpoints, logs/metrics.csv and loss.png."""
+    from .config import load_preset
+    from .training import train as run
+
+    overrides = list(set_ or [])
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    if max_minutes is not None:
+        overrides.append(f"train.max_minutes={max_minutes}")
+    result = run(load_preset(preset, overrides), data, out, resume=resume, force=force, command=_command())
+    typer.echo(f"validation NLL {result.valid_nll:.3f} nats/frame (per-key Markov baseline {result.baseline_nll:.3f})"
+               f" after {result.epochs} epochs in {result.seconds:.0f} s")
+    typer.echo(f"model: {result.model_path}")
+
+
+@app.command()
+def generate(
+    model: Path = typer.Argument(..., help="a .lstmidi model file"),
+    out: Path = typer.Option(Path("generated.mid"), "--out", "-o", help="output MIDI; with --num N: OUT-1.mid .. OUT-N.mid"),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="length of the new part in seconds (default: the model's)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="length of the new part in encoding steps (overrides --seconds)"),
+    num: int = typer.Option(1, "--num", "-n", help="pieces to generate (in one batch)"),
+    seed: int = typer.Option(0, "--seed", help="random seed; the same seed gives the same music"),
+    primer: Optional[Path] = typer.Option(None, "--primer", help="MIDI file to continue (default: held-out excerpt stored in the model)"),
+    primer_seconds: Optional[float] = typer.Option(None, "--primer-seconds", help="use only the first S seconds of the primer; 0 = start from silence"),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="> 1 bolder, < 1 safer"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="bernoulli or threshold (default: the model's)"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="key-on probability for --mode threshold"),
+    wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
+    png: bool = typer.Option(True, "--png/--no-png", help="write the piano roll OUT.png"),
+    soundfont: Optional[str] = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
+    force: bool = FORCE,
+):
+    """Generate music with a trained model: MIDI, plus WAV and a piano-roll PNG beside it."""
+    from .api import generate_files
+
+    if mode not in (None, "bernoulli", "threshold"):
+        raise LstmidiError(f"--mode {mode!r}: choose bernoulli or threshold")
+    written = generate_files(model, out, num=num, wav=wav, png=png, force=force, soundfont=soundfont,
+                             seconds=seconds, steps=steps, seed=seed, primer=primer, primer_seconds=primer_seconds,
+                             temperature=temperature, mode=mode, threshold=threshold)
+    for files in written:
+        typer.echo("  ".join(files.values()))
+
+
+@app.command()
+def render(
+    midi: Path = typer.Argument(..., help="a MIDI file"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output name (default: beside the MIDI file)"),
+    wav: bool = typer.Option(True, "--wav/--no-wav"),
+    png: bool = typer.Option(True, "--png/--no-png"),
+    soundfont: Optional[str] = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
+    force: bool = FORCE,
+):
+    """Render a MIDI file to WAV audio and a piano-roll PNG."""
+    from .api import render_file
+
+    typer.echo("  ".join(render_file(midi, out, wav=wav, png=png, force=force, soundfont=soundfont).values()))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("lstmidi-demo"), "--out", "-o", help="output folder"),
+    minutes: float = typer.Option(2.0, "--minutes", help="training time"),
+    num: int = typer.Option(3, "--num", "-n", help="pieces to generate"),
+    seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="replace an existing demo folder"),
+):
+    """Train briefly on the bundled Bach chorales and generate pieces (MIDI + WAV + PNG)."""
+    from .api import demo as run
+
+    result, files = run(out, minutes=minutes, num=num, seed=seed, force=force)
+    typer.echo(f"trained {result.epochs} epochs: validation NLL {result.valid_nll:.3f} nats/frame "
+               f"(per-key Markov baseline {result.baseline_nll:.3f}); model {result.model_path}")
+    typer.echo(f"loss curve: {result.run_dir / 'loss.png'}")
+    for f in files:
+        typer.echo("  ".join(f.values()))
+    typer.echo(f"listen: {Path(files[0]['wav']).resolve() if files and 'wav' in files[0] else out}")
+
+
+def main() -> None:
+    try:
+        app()
+    except LstmidiError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg="red", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Typed configuration: presets (YAML in `configs/`) + `--set a.b=c` overrides, validated by pydantic.
+
+A preset has five sections. `data`, `train` and `sample` are fixed models below; `encoding` and
+`model` are `{"name": ..., **params}` dicts whose params are validated by the registered class's own
+`Params` model (see `encodings/` and `models/`), so adding an encoding or model needs no change here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import LstmidiError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    """How MIDI files become scores and how the corpus is split."""
+
+    tracks: Literal["merge"] | int = Field("merge", description="'merge' all pitched tracks, or the index of one track")
+    drums: bool = Field(False, description="keep drum tracks (channel 10)")
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="share of files in the validation split")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="share of files in the test split")
+    workers: int = Field(0, ge=0, description="processes that parse files; 0 = one per CPU core")
+
+
+class TrainConfig(Strict):
+    """Training loop settings. Lengths are in encoding steps (frames or tokens)."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    window: int = Field(64, ge=2, description="steps per training window (input); the target is shifted by one step")
+    hop: int = Field(16, ge=1, description="steps between the starts of overlapping windows")
+    grad_clip: float = Field(1.0, ge=0, description="gradient norm clip; 0 = off")
+    progressive_ramp: int = Field(0, ge=0, description="loss weight grows linearly from 0 to 1 over this many steps of each window; 0 = off")
+    max_minutes: float | None = Field(None, gt=0, description="stop cleanly after this many minutes and still write the model file")
+    seed: int = 0
+    primers: int = Field(16, ge=0, description="validation excerpts stored in the model file as default primers")
+    primer_steps: int = Field(32, ge=1, description="length of each stored primer, in steps")
+
+
+class SampleConfig(Strict):
+    """Generation defaults stored with the model; the generate command can override each."""
+
+    mode: Literal["bernoulli", "threshold"] = "bernoulli"
+    temperature: float = Field(1.0, gt=0)
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a key is on (mode=threshold)")
+    seconds: float = Field(20.0, gt=0, description="length of the generated part in seconds")
+
+
+class Preset(Strict):
+    name: str = ""
+    description: str = ""
+    data: DataConfig = DataConfig()
+    encoding: dict[str, Any]
+    model: dict[str, Any]
+    train: TrainConfig = TrainConfig()
+    sample: SampleConfig = SampleConfig()
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.lr=0.01' -> (['train', 'lr'], 0.01); the value is read as YAML (numbers, bools, lists)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise LstmidiError(f"--set {text!r}: expected key=value, e.g. train.lr=0.001")
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise LstmidiError(f"--set {text!r}: {part!r} is not a section (sections: {', '.join(raw)})")
+            node = node[part]
+        node[path[-1]] = value
+    return raw
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def validate_preset(raw: dict, where: str = "preset") -> Preset:
+    """Check every section, including the encoding's and model's own parameters."""
+    from .encodings import build_encoding
+    from .models import model_params
+
+    try:
+        preset = Preset.model_validate(raw)
+    except ValidationError as err:
+        raise LstmidiError(format_validation_error(err, where)) from None
+    build_encoding(preset.encoding, where=f"{where}: encoding")
+    model_params(preset.model, where=f"{where}: model")
+    return preset
+
+
+def load_preset(name_or_path: str, overrides: list[str] = ()) -> Preset:
+    """Read a preset by name (`configs/NAME.yaml`) or path and apply `key=value` overrides."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise LstmidiError(f"unknown preset {name_or_path!r} (presets: {', '.join(preset_names())})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.setdefault("name", path.stem)
+    raw = apply_overrides(raw, list(overrides))
+    return validate_preset(raw, where=str(path.name))

@@ -1,0 +1,231 @@
+"""A corpus: MIDI files found under folders, loaded in parallel, encoded, split and cached.
+
+Every file ends in the per-file report as `loaded` (with its split and length) or `skipped` (with
+the reason). The split is deterministic: a hash of the file's path relative to the folder it was found
+in, so adding files never moves the others. Encoded arrays are cached (keyed by the files' paths,
+sizes and modification times plus the encoding and data settings) so a second `prepare` is instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import DataConfig
+from .encodings import Encoding, build_encoding
+from .errors import LstmidiError, MidiError
+from .midi import MIDI_SUFFIXES, load_score
+
+SPLITS = ("train", "valid", "test")
+CACHE_VERSION = 2  # bump when loading or encoding changes what a file turns into
+
+
+def bundled_corpus(name: str = "bach") -> Path:
+    """Folder of a corpus shipped inside the package (default: the Bach chorales)."""
+    return Path(str(resources.files("lstmidi") / "corpora" / name))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LSTMIDI_CACHE") or Path.home() / ".cache" / "lstmidi")
+
+
+@dataclass
+class Corpus:
+    """Encoded pieces by split, their names, and the per-file report."""
+
+    pieces: dict[str, list[np.ndarray]]
+    names: dict[str, list[str]]
+    report: list[dict]
+    manifest_hash: str
+    cached: bool = False
+    summary: dict = field(default_factory=dict)
+
+    def total_steps(self, split: str) -> int:
+        return int(sum(len(p) for p in self.pieces[split]))
+
+
+def find_midi_files(paths: list[str | Path]) -> list[tuple[Path, str]]:
+    """(absolute path, name relative to the folder it was found in) for every MIDI file, sorted."""
+    found: list[tuple[Path, str]] = []
+    for root in map(Path, paths):
+        if root.is_file():
+            found.append((root.resolve(), root.name))
+        elif root.is_dir():
+            for p in sorted(root.rglob("*")):
+                if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES:
+                    found.append((p.resolve(), p.relative_to(root).as_posix()))
+        else:
+            raise LstmidiError(f"{root}: no such file or folder")
+    if not found:
+        raise LstmidiError(f"no MIDI files ({', '.join(MIDI_SUFFIXES)}) found in: {', '.join(map(str, paths))}")
+    return found
+
+
+def split_of(relpath: str, valid_fraction: float, test_fraction: float) -> str:
+    """Deterministic split from a hash of the relative path."""
+    u = int.from_bytes(hashlib.sha256(relpath.encode()).digest()[:8], "big") / 2**64
+    return "test" if u < test_fraction else "valid" if u < test_fraction + valid_fraction else "train"
+
+
+def _load_one(args: tuple[str, dict, dict]) -> tuple[np.ndarray | None, str]:
+    """Worker: parse + encode one file -> (array, '') or (None, reason)."""
+    path, enc_dict, data_dict = args
+    try:
+        score = load_score(path, data_dict["tracks"], data_dict["drums"])
+        array = build_encoding(enc_dict).encode(score)
+    except MidiError as err:
+        return None, str(err).split(": ", 1)[-1]
+    except Exception as err:  # a bug or an unexpected file must not stop the whole corpus
+        return None, f"{type(err).__name__}: {err}"
+    if len(array) < 2:
+        return None, "too short to train on (fewer than 2 steps)"
+    return array, ""
+
+
+def _manifest_hash(files: list[tuple[Path, str]], encoding: Encoding, data: DataConfig) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([CACHE_VERSION, encoding.to_dict(), data.model_dump()], sort_keys=True).encode())
+    for path, rel in files:
+        st = path.stat()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def load_corpus(
+    paths: list[str | Path] | None,
+    encoding: Encoding,
+    data: DataConfig = DataConfig(),
+    *,
+    cache_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Corpus:
+    """Find, parse, encode and split the MIDI files under `paths` (default: the bundled Bach chorales).
+
+    Raises LstmidiError if no file could be used; otherwise skipped files are only reported.
+    `progress(done, total)` is called as files finish.
+    """
+    if encoding.needs_fit:
+        raise LstmidiError(f"encoding {encoding.name!r} needs fitting, which this corpus loader does not do yet")
+    files = find_midi_files(list(paths) if paths else [bundled_corpus()])
+    key = _manifest_hash(files, encoding, data)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cached = _read_cache(cache_dir, key)
+    if cached is not None:
+        return cached
+
+    jobs = [(str(p), encoding.to_dict(), data.model_dump()) for p, _ in files]
+    workers = data.workers or os.cpu_count() or 1
+    results: list[tuple[np.ndarray | None, str]] = []
+    if workers > 1 and len(jobs) > 32:
+        with ProcessPoolExecutor(workers) as pool:
+            for res in pool.map(_load_one, jobs, chunksize=16):
+                results.append(res)
+                if progress:
+                    progress(len(results), len(jobs))
+    else:
+        for job in jobs:
+            results.append(_load_one(job))
+            if progress:
+                progress(len(results), len(jobs))
+
+    pieces = {s: [] for s in SPLITS}
+    names = {s: [] for s in SPLITS}
+    report = []
+    for (path, rel), (array, reason) in zip(files, results):
+        if array is None:
+            report.append({"path": str(path), "name": rel, "status": "skipped", "reason": reason})
+            continue
+        split = split_of(rel, data.valid_fraction, data.test_fraction)
+        pieces[split].append(array)
+        names[split].append(rel)
+        report.append({"path": str(path), "name": rel, "status": "loaded", "split": split, "steps": len(array)})
+    if not pieces["train"]:
+        raise LstmidiError(
+            f"no usable training files among {len(files)} found "
+            f"({sum(r['status'] == 'skipped' for r in report)} skipped; first reason: "
+            f"{next((r['name'] + ': ' + r['reason'] for r in report if r['status'] == 'skipped'), 'none')})"
+        )
+    corpus = Corpus(pieces, names, report, key)
+    corpus.summary = summarize(corpus)
+    _write_cache(cache_dir, corpus)
+    return corpus
+
+
+def summarize(corpus: Corpus) -> dict:
+    skipped = [r for r in corpus.report if r["status"] == "skipped"]
+    return {
+        "files": len(corpus.report),
+        "loaded": len(corpus.report) - len(skipped),
+        "skipped": len(skipped),
+        "pieces": {s: len(corpus.pieces[s]) for s in SPLITS},
+        "steps": {s: corpus.total_steps(s) for s in SPLITS},
+        "skipped_files": {r["name"]: r["reason"] for r in skipped},
+    }
+
+
+def write_report(corpus: Corpus, path: Path) -> None:
+    """Write the summary and per-file report as JSON (atomically)."""
+    atomic_write_text(Path(path), json.dumps({"summary": corpus.summary, "files": corpus.report}, indent=1))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
+    return cache_dir / f"corpus-{key}.npz", cache_dir / f"corpus-{key}.json"
+
+
+def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
+    arrays_path, meta_path = _cache_paths(cache_dir, corpus.manifest_hash)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{s}/{i}": a for s in SPLITS for i, a in enumerate(corpus.pieces[s])}
+        tmp = arrays_path.with_name(arrays_path.name + f".tmp{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, arrays_path)
+        atomic_write_text(meta_path, json.dumps({"names": corpus.names, "report": corpus.report, "summary": corpus.summary}))
+    except OSError:
+        pass  # a cache we cannot write only costs time next run
+
+
+def _read_cache(cache_dir: Path, key: str) -> Corpus | None:
+    arrays_path, meta_path = _cache_paths(cache_dir, key)
+    if not (arrays_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(arrays_path) as npz:
+            pieces = {s: [npz[f"{s}/{i}"] for i in range(len(meta["names"][s]))] for s in SPLITS}
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged cache is rebuilt
+    return Corpus(pieces, meta["names"], meta["report"], key, cached=True, summary=meta["summary"])
+
+
+def file_progress() -> Callable[[int, int], None]:
+    """A `progress(done, total)` callback that shows a Rich progress bar while files are read."""
+    from rich.progress import Progress
+
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = Progress(transient=True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task("reading MIDI files", total=total)
+        state["bar"].update(state["task"], completed=done)
+        if done == total:
+            state.pop("bar").stop()
+
+    return update

@@ -1,0 +1,30 @@
+"""Registry of encodings: ENCODINGS = {name: class}. Adding one is one file plus one line here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import LstmidiError
+from .base import Encoding
+from .pianoroll import PianoRoll
+
+ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (PianoRoll,)}
+
+
+def build_encoding(spec: dict[str, Any], where: str = "encoding") -> Encoding:
+    """`{"name": "pianoroll", **params}` -> Encoding; errors name the field and the allowed values."""
+    params = dict(spec)
+    name = params.pop("name", None)
+    if name not in ENCODINGS:
+        raise LstmidiError(f"{where}: unknown encoding {name!r} (choose from: {', '.join(ENCODINGS)})")
+    try:
+        return ENCODINGS[name](**params)
+    except ValidationError as err:
+        from ..config import format_validation_error
+
+        raise LstmidiError(format_validation_error(err, f"{where} {name!r}")) from None
+
+
+__all__ = ["ENCODINGS", "Encoding", "build_encoding"]

@@ -1,0 +1,162 @@
+"""The `.lstmidi` model file: one zip holding everything needed to generate, and nothing executable.
+
+    config.json          format version, encoding (name + all parameters), model (name + spec),
+                         the full preset (data, train, sample), metrics, corpus summary, library versions
+    weights.safetensors  the model's tensors (safetensors: loading never unpickles)
+    primers.safetensors  optional: short excerpts of held-out music used as default primers
+    card.md              human-readable card: the exact training command and its metrics
+
+`load_model(path)` needs nothing else: no data folder, no config file. Nothing else loads weights.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .config import Preset
+from .encodings import Encoding, build_encoding
+from .errors import ModelFileError, OutputExistsError
+from .models import build_model
+
+FORMAT = "lstmidi-model"
+FORMAT_VERSION = 1
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for lib in ("lstmidi", "torch", "symusic", "numpy", "lightning"):
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            versions[lib] = "unknown"
+    return versions
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate: the network (eval mode), its encoding and everything it was saved with."""
+
+    model: torch.nn.Module
+    encoding: Encoding
+    preset: Preset
+    config: dict[str, Any]
+    card: str
+    primers: np.ndarray | None
+    path: Path
+
+
+def render_card(config: dict[str, Any]) -> str:
+    m = config["metrics"]
+    lines = [
+        f"# lstmidi model: {config['preset_name'] or config['model']['name']}",
+        "",
+        f"Trained with:\n\n```\n{config['command']}\n```",
+        "",
+        f"- encoding: `{config['encoding']['name']}` {json.dumps({k: v for k, v in config['encoding'].items() if k != 'name'})}",
+        f"- model: `{config['model']['name']}` {json.dumps({k: v for k, v in config['model'].items() if k != 'name'})}"
+        f" ({config['parameters']:,} parameters)",
+        f"- data: {json.dumps(config.get('corpus', {}))}",
+        f"- epochs: {m.get('epochs')}, training time: {m.get('train_seconds')} s",
+        f"- validation NLL: {_fmt(m.get('valid_nll'))} {m.get('unit', '')}"
+        f" (per-key Markov baseline: {_fmt(m.get('baseline_valid_nll'))})",
+        f"- final training loss: {_fmt(m.get('final_train_loss'))}",
+        f"- libraries: {json.dumps(config['versions'])}",
+        f"- created: {config['created']}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def save_model(path: str | Path, *, encoding: Encoding, model: torch.nn.Module, preset: Preset,
+               metrics: dict[str, Any], command: str, primers: np.ndarray | None = None,
+               corpus_summary: dict | None = None, history: list | None = None, force: bool = False) -> Path:
+    """Write a `.lstmidi` file atomically (temp file + rename); refuses to overwrite unless `force`."""
+    import datetime
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: file exists (use --force to overwrite)")
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "preset_name": preset.name,
+        "encoding": encoding.to_dict(),
+        "model": dict(preset.model),
+        "preset": preset.model_dump(),
+        "metrics": metrics,
+        "history": history or [],
+        "corpus": corpus_summary or {},
+        "command": command,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "versions": library_versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("config.json", json.dumps(config, indent=1))
+            z.writestr("weights.safetensors", st_save(weights))
+            if primers is not None:
+                z.writestr("primers.safetensors", st_save({"primers": torch.from_numpy(np.ascontiguousarray(primers))}))
+            z.writestr("card.md", render_card(config))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Read a `.lstmidi` file; raises ModelFileError naming the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            missing = {"config.json", "weights.safetensors"} - names
+            if missing:
+                raise ModelFileError(f"{path}: not a complete lstmidi model file (missing {', '.join(sorted(missing))})")
+            config = json.loads(z.read("config.json"))
+            weights_bytes = z.read("weights.safetensors")
+            primer_bytes = z.read("primers.safetensors") if "primers.safetensors" in names else None
+            card = z.read("card.md").decode() if "card.md" in names else ""
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path}: not an lstmidi model file (not a zip archive, or truncated)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelFileError(f"{path}: damaged model file (config.json is not valid JSON)") from None
+    if config.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an lstmidi model file (format {config.get('format')!r})")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model file format version {config.get('format_version')} is not supported "
+                             f"by this lstmidi (reads version {FORMAT_VERSION}); upgrade lstmidi")
+    try:
+        preset = Preset.model_validate(config["preset"])
+        encoding = build_encoding(config["encoding"])
+        model = build_model(config["model"], encoding.sizes)
+    except Exception as err:
+        raise ModelFileError(f"{path}: invalid configuration in model file ({err})") from None
+    try:
+        model.load_state_dict(st_load(weights_bytes))
+        primers = st_load(primer_bytes)["primers"].numpy() if primer_bytes else None
+    except Exception as err:
+        raise ModelFileError(f"{path}: weights do not match the model in the file ({str(err).splitlines()[0]})") from None
+    model.eval()
+    return LoadedModel(model, encoding, preset, config, card, primers, path)

@@ -1,0 +1,59 @@
+"""`rollnet`: stacked LSTM over multihot frames with one sigmoid per key (MIDInet, MusicGenerator).
+
+Output layer: `linear` (MusicGenerator: LSTM stack -> Dense -> sigmoid) or `lstm` (MIDInet: the
+output layer is itself an LSTM with one unit per key; its output goes through a learned per-key
+scale and bias before the sigmoid so that probabilities are not capped by the LSTM's tanh).
+`forward` returns logits; the sigmoid is applied by the loss and the sampler.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+State = tuple[torch.Tensor, ...]
+
+
+class RollNetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hidden: int = Field(512, ge=1, description="LSTM units per layer")
+    layers: int = Field(1, ge=1, le=8, description="stacked LSTM layers")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout between layers and before the output layer")
+    output: Literal["linear", "lstm"] = Field("linear", description="output layer: linear head or an LSTM (MIDInet)")
+
+
+class RollNet(nn.Module):
+    Spec = RollNetSpec
+
+    def __init__(self, spec: RollNetSpec, sizes: dict[str, int]) -> None:
+        super().__init__()
+        self.spec = spec
+        n_in, n_out = sizes["input_size"], sizes["output_size"]
+        self.lstm = nn.LSTM(n_in, spec.hidden, spec.layers, batch_first=True,
+                            dropout=spec.dropout if spec.layers > 1 else 0.0)
+        self.drop = nn.Dropout(spec.dropout)
+        if spec.output == "lstm":
+            self.out_lstm = nn.LSTM(spec.hidden, n_out, 1, batch_first=True)
+            self.out_scale = nn.Parameter(torch.full((n_out,), 4.0))
+            self.out_bias = nn.Parameter(torch.full((n_out,), -3.0))
+        else:
+            self.head = nn.Linear(spec.hidden, n_out)
+            nn.init.constant_(self.head.bias, -3.0)  # keys are mostly off: start near p = 0.05, not 0.5
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """x: (batch, time, input_size) float -> logits (batch, time, output_size), new state.
+
+        `state` is what the previous call returned (None = zeros); carrying it step by step gives the
+        same outputs as one call on the whole sequence.
+        """
+        core = state[:2] if state is not None else None
+        h, core = self.lstm(x, core)  # (batch, time, hidden)
+        h = self.drop(h)
+        if self.spec.output == "lstm":
+            out_state = state[2:] if state is not None else None
+            y, out_state = self.out_lstm(h, out_state)  # (batch, time, out) in (-1, 1)
+            return y * self.out_scale + self.out_bias, (*core, *out_state)
+        return self.head(h), tuple(core)

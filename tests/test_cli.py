@@ -1,0 +1,93 @@
+"""End to end through the `lstmidi` command (Typer's runner, same process)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lstmidi.cli import app, main
+
+runner = CliRunner()
+TINY = ["--set", "model.hidden=16", "--set", "model.layers=1", "--set", "train.window=16", "--set", "train.hop=8",
+        "--set", "train.primer_steps=8"]
+
+
+def run(args, code=0):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def run_main(args, monkeypatch, capsys):
+    """Through `main()`, which turns LstmidiError into 'error: ...' and exit code 1."""
+    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    from conftest import write_corpus
+
+    root = tmp_path_factory.mktemp("cli")
+    write_corpus(root / "data", n=8)
+    run(["train", root / "data", "--out", root / "run", "--epochs", "1", *TINY])
+    return root / "run" / "model.lstmidi"
+
+
+def test_prepare_prints_summary_and_writes_report(tmp_path, corpus_dir):
+    (corpus_dir / "broken.mid").write_bytes(b"MThd\x00\x00")
+    out = run(["prepare", corpus_dir, "--out", tmp_path / "prep"]).output
+    assert "11 files: 10 loaded, 1 skipped" in out and "skipped broken.mid: truncated MIDI file" in out
+    report = json.loads((tmp_path / "prep" / "report.json").read_text())
+    assert report["summary"]["skipped_files"] == {"broken.mid": "truncated MIDI file (header shorter than 14 bytes)"}
+    again = run(["prepare", corpus_dir, "--out", tmp_path / "prep2"]).output
+    assert "(from cache)" in again
+
+
+def test_generate_writes_midi_wav_png_and_refuses_to_overwrite(model_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "song.mid"
+    run(["generate", model_file, "-o", out, "--seconds", "2", "--num", "2", "--seed", "3"])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["song-1.mid", "song-1.png", "song-1.wav", "song-2.mid", "song-2.png", "song-2.wav"]
+    before = (tmp_path / "song-1.mid").read_bytes()
+    code, err = run_main(["generate", model_file, "-o", out, "--seconds", "2", "--num", "2", "--seed", "4"], monkeypatch, capsys)
+    assert code == 1 and "song-1.mid" in err and "use --force" in err
+    assert (tmp_path / "song-1.mid").read_bytes() == before
+    run(["generate", model_file, "-o", out, "--seconds", "2", "--num", "2", "--seed", "4", "--force"])
+    assert (tmp_path / "song-1.mid").read_bytes() != before
+
+
+def test_generate_options(model_file, tmp_path):
+    run(["generate", model_file, "-o", tmp_path / "a.mid", "--steps", "8", "--no-wav", "--no-png",
+         "--mode", "threshold", "--threshold", "0.2", "--primer", model_file.parent / "../data/piece01.mid"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mid"]
+
+
+def test_render_command(model_file, tmp_path):
+    run(["generate", model_file, "-o", tmp_path / "g.mid", "--no-wav", "--no-png", "--steps", "16"])
+    out = run(["render", tmp_path / "g.mid"]).output
+    assert "g.wav" in out and "g.png" in out
+    assert (tmp_path / "g.wav").stat().st_size > 1000
+
+
+def test_bad_input_gets_clear_errors(model_file, tmp_path, monkeypatch, capsys):
+    code, err = run_main(["train", "--preset", "nosuch"], monkeypatch, capsys)
+    assert code == 1 and "unknown preset 'nosuch'" in err and "musicgenerator" in err
+    code, err = run_main(["train", tmp_path, "--set", "model.hidden=-3"], monkeypatch, capsys)
+    assert code == 1 and "hidden" in err
+    code, err = run_main(["train", tmp_path / "nothing", "--out", tmp_path / "r"], monkeypatch, capsys)
+    assert code == 1 and "no such file or folder" in err
+    code, err = run_main(["generate", tmp_path / "none.lstmidi"], monkeypatch, capsys)
+    assert code == 1 and "model file not found" in err
+    code, err = run_main(["generate", model_file, "-o", tmp_path / "x.mid", "--primer", tmp_path / "nope.mid"], monkeypatch, capsys)
+    assert code == 1 and "nope.mid: file not found" in err
+
+
+def test_presets_are_valid():
+    from lstmidi.config import load_preset, preset_names
+
+    assert {"midinet", "musicgenerator"} <= set(preset_names())
+    for name in preset_names():
+        load_preset(name)

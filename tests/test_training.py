@@ -1,0 +1,159 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from lstmidi.config import load_preset
+from lstmidi.errors import LstmidiError, ModelFileError
+from lstmidi.modelfile import load_model
+from lstmidi.sampling import generate
+from lstmidi.training import WindowDataset, train
+
+TINY = ["model.hidden=24", "model.layers=1", "train.window=16", "train.hop=8", "train.batch_size=16",
+        "train.primers=4", "train.primer_steps=8"]
+
+
+def tiny(epochs=2, extra=()):
+    return load_preset("musicgenerator", [*TINY, f"train.epochs={epochs}", *extra])
+
+
+def test_windows_cover_every_target_once_for_validation():
+    piece = np.arange(23)[:, None].astype(np.uint8)  # frame t holds the value t
+    ds = WindowDataset([piece, piece[:5]], window=8, hop=None)
+    targets = []
+    for i in range(len(ds)):
+        x, y, mask = ds[i]
+        real = int(mask.sum())
+        np.testing.assert_array_equal(y[:real, 0].numpy(), x[:real, 0].numpy() + 1)  # target is one step ahead
+        targets.extend(y[:real, 0].tolist())
+    assert targets == list(range(1, 23)) + list(range(1, 5))
+
+
+def test_training_windows_overlap_and_reach_the_end():
+    piece = np.arange(30)[:, None].astype(np.uint8)
+    ds = WindowDataset([piece], window=8, hop=4)
+    starts = [int(ds[i][0][0, 0]) for i in range(len(ds))]
+    assert starts == [0, 4, 8, 12, 16, 20, 21]
+    assert all(ds[i][2].all() for i in range(len(ds)))
+
+
+def test_tiny_overfit_beats_markov_baseline(tmp_path):
+    # one repeating 4-chord progression: an LSTM learns it far better than "repeat the previous frame"
+    from conftest import make_score
+
+    chords = [(48, 64, 67), (53, 65, 69), (55, 62, 71), (48, 64, 67)]
+    data = tmp_path / "loop"
+    data.mkdir()
+    for k in range(6):
+        notes = [(beat * 480, 480, p) for beat in range(32) for p in chords[beat % 4]]
+        make_score(notes).dump_midi(data / f"loop{k}.mid")
+    preset = tiny(epochs=60, extra=["train.lr=0.01", "data.valid_fraction=0.3", "train.window=32"])
+    result = train(preset, [data], tmp_path / "run", progress=False)
+    assert result.valid_nll < 0.5 * result.baseline_nll, (result.valid_nll, result.baseline_nll)
+    history = load_model(result.model_path).config["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "logs" / "metrics.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import write_corpus
+
+    root = tmp_path_factory.mktemp("trained")
+    data = root / "data"
+    write_corpus(data, n=10)
+    (data / "notes.txt.mid").write_text("this is not MIDI")
+    (data / "empty.mid").write_bytes(b"")
+    good = (data / "piece00.mid").read_bytes()
+    (data / "cut.mid").write_bytes(good[: len(good) // 2])
+    import os
+
+    os.environ["LSTMIDI_CACHE"] = str(root / "cache")
+    result = train(tiny(epochs=2), [data], root / "run", progress=False, command="lstmidi train (test)")
+    return result, data
+
+
+def test_broken_files_are_skipped_and_reported_by_name(trained):
+    result, _ = trained
+    report = json.loads((result.run_dir / "report.json").read_text())
+    skipped = {r["name"]: r["reason"] for r in report["files"] if r["status"] == "skipped"}
+    assert set(skipped) == {"notes.txt.mid", "empty.mid", "cut.mid"}
+    assert "not a MIDI file" in skipped["notes.txt.mid"]
+    assert "empty file" in skipped["empty.mid"]
+    assert "truncated" in skipped["cut.mid"]
+    assert report["summary"]["loaded"] == 10
+
+
+def test_model_file_round_trip_gives_identical_outputs_and_samples(trained, tmp_path):
+    result, _ = trained
+    a, b = load_model(result.model_path), load_model(result.model_path)
+    x = (torch.rand(2, 12, 88, generator=torch.Generator().manual_seed(3)) > 0.9).float()
+    torch.testing.assert_close(a.model(x)[0], b.model(x)[0], rtol=0, atol=0)
+    pa = generate(a, steps=24, num=2, seed=7)
+    pb = generate(b, steps=24, num=2, seed=7)
+    assert all(np.array_equal(p.frames, q.frames) for p, q in zip(pa, pb))
+    pc = generate(a, steps=24, num=2, seed=8)
+    assert not all(np.array_equal(p.frames, q.frames) for p, q in zip(pa, pc))
+    assert a.config["command"] == "lstmidi train (test)" and "lstmidi train (test)" in a.card
+    assert a.config["encoding"] == {"name": "pianoroll", **a.encoding.params.model_dump()}
+
+
+def test_generation_works_after_the_data_folder_is_deleted(trained, tmp_path):
+    result, data = trained
+    copy = tmp_path / "model.lstmidi"
+    shutil.copy(result.model_path, copy)
+    shutil.rmtree(data)
+    pieces = generate(load_model(copy), seconds=4.0, num=3, seed=1)
+    assert len(pieces) == 3
+    for p in pieces:
+        assert p.frames.shape == (8 + 32, 88)  # stored primer (8 steps) + 4 s at 120 qpm, 16th grid
+        assert p.primer_seconds == pytest.approx(1.0)
+
+
+def test_step_sampler_matches_reference_that_reruns_the_sequence(trained):
+    """Stateful sampling must equal the naive method that re-runs the whole sequence each step."""
+    result, _ = trained
+    loaded = load_model(result.model_path)
+    pieces = generate(loaded, steps=10, num=1, seed=5, primer_seconds=0.5)
+    frames = torch.from_numpy(pieces[0].frames).float()[None]  # (1, primer + 10, 88)
+    primer_len = frames.shape[1] - 10
+    gen = torch.Generator().manual_seed(5)
+    torch.randint(len(loaded.primers), (1,), generator=gen)  # the primer choice consumed the first draw
+    seq = frames[:, :primer_len]
+    for _ in range(10):
+        logits, _ = loaded.model(seq)
+        frame = torch.bernoulli(torch.sigmoid(logits[:, -1]), generator=gen)
+        seq = torch.cat([seq, frame[:, None]], 1)
+    torch.testing.assert_close(seq, frames)
+
+
+def test_resume_continues_and_refuses_to_clobber(tmp_path, corpus_dir):
+    run = tmp_path / "run"
+    train(tiny(epochs=1), [corpus_dir], run, progress=False)
+    with pytest.raises(LstmidiError, match="use --resume to continue it or --force"):
+        train(tiny(epochs=1), [corpus_dir], run, progress=False)
+    resumed = train(tiny(epochs=3), None, run, resume=True, progress=False)
+    assert resumed.epochs == 3
+    assert [h["epoch"] for h in load_model(resumed.model_path).config["history"]] == [1, 2, 3]
+    with pytest.raises(LstmidiError, match="nothing to resume"):
+        train(tiny(), None, tmp_path / "other", resume=True, progress=False)
+
+
+def test_time_limit_stops_cleanly_and_writes_the_model(tmp_path, corpus_dir):
+    result = train(tiny(epochs=10_000, extra=["train.max_minutes=0.05"]), [corpus_dir], tmp_path / "run", progress=False)
+    assert 1 <= result.epochs < 10_000
+    assert result.seconds < 60
+    load_model(result.model_path)
+
+
+def test_damaged_model_files_give_clear_errors(trained, tmp_path):
+    result, _ = trained
+    bad = tmp_path / "bad.lstmidi"
+    bad.write_bytes(result.model_path.read_bytes()[:500])
+    with pytest.raises(ModelFileError, match="bad.lstmidi: not an lstmidi model file"):
+        load_model(bad)
+    with pytest.raises(ModelFileError, match="missing.lstmidi: model file not found"):
+        load_model(tmp_path / "missing.lstmidi")
