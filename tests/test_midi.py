@@ -60,3 +60,19 @@ def test_missing_file_and_no_notes(tmp_path):
     make_score([(0, 120, 36)], drum=True).dump_midi(tmp_path / "drums.mid")
     with pytest.raises(MidiError, match="drums.mid: only drum notes"):
         load_score(tmp_path / "drums.mid")
+
+
+def test_melody_keeps_the_pitched_track_with_most_notes(tmp_path):
+    score = make_score([(0, 480, 60)])  # track 0: 1 note
+    score.tracks.append(make_score([(0, 240, 72), (240, 240, 74)], program=40).tracks[0])  # track 1: 2 notes
+    score.tracks.append(make_score([(0, 120, 36), (120, 120, 38), (240, 120, 36)], drum=True).tracks[0])  # drums: 3
+    score.tracks.append(make_score([(480, 240, 48), (720, 240, 50)], program=32).tracks[0])  # track 3: 2 notes (tie)
+    path = tmp_path / "a.mid"
+    score.dump_midi(path)
+    for drums in (False, True):
+        melody = load_score(path, tracks="melody", drums=drums)
+        assert len(melody.tracks) == 1 and melody.tracks[0].program == 40  # tie with track 3: lowest index wins
+        assert note_tuples(melody) == [(0, 240, 72, 90), (240, 240, 74, 90)]
+    make_score([(0, 120, 36)], drum=True).dump_midi(tmp_path / "drums.mid")
+    with pytest.raises(MidiError, match="drums.mid: only drum notes"):
+        load_score(tmp_path / "drums.mid", tracks="melody", drums=True)

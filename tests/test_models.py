@@ -4,37 +4,85 @@ import torch
 from lstmidi.errors import LstmidiError
 from lstmidi.models import MODELS, build_model
 
-SIZES = {"input_size": 12, "output_size": 12}
+ROLL = {"input_size": 12, "output_size": 12}
+NOTES = {"input_size": 3, "pitch_classes": 128, "fields": ["pitch", "step", "duration"]}
+TOKENS = {"vocab_size": 20}
 VARIANTS = [
-    {"name": "rollnet", "hidden": 16, "layers": 1, "output": "linear"},
-    {"name": "rollnet", "hidden": 16, "layers": 3, "dropout": 0.3, "output": "linear"},
-    {"name": "rollnet", "hidden": 16, "layers": 2, "output": "lstm"},
+    ({"name": "rollnet", "hidden": 16, "layers": 1, "output": "linear"}, ROLL),
+    ({"name": "rollnet", "hidden": 16, "layers": 3, "dropout": 0.3, "output": "linear"}, ROLL),
+    ({"name": "rollnet", "hidden": 16, "layers": 2, "output": "lstm"}, ROLL),
+    ({"name": "notenet", "hidden": 16, "layers": 2, "dense": [8]}, NOTES),
+    ({"name": "notenet", "hidden": 16, "dense": [24], "pitch_head": "regression"},
+     {**NOTES, "fields": ["pitch", "velocity", "step"]}),
+    ({"name": "seq2seq", "hidden": 16, "layers": 2, "context": 4}, TOKENS),
+    ({"name": "seq2seq", "hidden": 16, "layers": 1, "embed": 8, "context": 4}, TOKENS),
 ]
-assert {v["name"] for v in VARIANTS} == set(MODELS), "every registered model needs variants here"
+assert {v[0]["name"] for v in VARIANTS} == set(MODELS), "every registered model needs variants here"
 
 
-@pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: f"{s['name']}-{s['layers']}-{s['output']}")
-def test_step_by_step_equals_whole_sequence(spec):
+def make_input(sizes, batch=3, time=10):
+    g = torch.Generator().manual_seed(0)
+    if "vocab_size" in sizes:
+        return torch.randint(sizes["vocab_size"], (batch, time), generator=g)
+    if "fields" in sizes:
+        x = torch.rand(batch, time, len(sizes["fields"]), generator=g)
+        x[..., 0] = torch.randint(40, 90, (batch, time), generator=g).float()
+        return x
+    return (torch.rand(batch, time, sizes["input_size"], generator=g) > 0.7).float()
+
+
+def flat(out):
+    """Model outputs as one tensor (dict heads concatenated), for comparisons."""
+    if isinstance(out, dict):
+        return torch.cat([out[k].reshape(*out[k].shape[:2], -1) for k in sorted(out)], -1)
+    return out
+
+
+@pytest.mark.parametrize("spec, sizes", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) and "name" in v else "")
+def test_step_by_step_equals_whole_sequence(spec, sizes):
     torch.manual_seed(0)
-    model = build_model(spec, SIZES).eval()
-    x = (torch.rand(3, 10, 12) > 0.7).float()  # (batch, time, keys)
-    whole, _ = model(x)
-    state, steps = None, []
+    model = build_model(spec, sizes).eval()
+    x = make_input(sizes)
+    state0 = model.encode(make_input(sizes, time=4)) if hasattr(model, "encode") else None
+    whole, _ = model(x, state0)
+    state, steps = state0, []
     for t in range(10):
         out, state = model(x[:, t : t + 1], state)
-        steps.append(out)
-    torch.testing.assert_close(torch.cat(steps, 1), whole, rtol=1e-5, atol=1e-6)
-    # and in two chunks
-    a, state = model(x[:, :4])
+        steps.append(flat(out))
+    torch.testing.assert_close(torch.cat(steps, 1), flat(whole), rtol=1e-5, atol=1e-5)
+    a, state = model(x[:, :4], state0)  # and in two chunks
     b, _ = model(x[:, 4:], state)
-    torch.testing.assert_close(torch.cat([a, b], 1), whole, rtol=1e-5, atol=1e-6)
-    assert whole.shape == (3, 10, 12)
+    torch.testing.assert_close(torch.cat([flat(a), flat(b)], 1), flat(whole), rtol=1e-5, atol=1e-5)
+
+
+def test_output_shapes_match_the_originals():
+    # DeepLearning4Music: LSTM 48 -> Dense 24 -> Dense 3 (9984 + 1176 + 75 parameters in Keras)
+    dl4m = build_model({"name": "notenet", "hidden": 48, "dense": [24], "pitch_head": "regression", "pitch_input": "scalar"},
+                       {**NOTES, "fields": ["pitch", "velocity", "step"]})
+    sizes = [p.numel() for p in dl4m.parameters()]
+    assert sum(sizes) == 9984 + 48 * 4 + 1176 + 75  # PyTorch has two LSTM bias vectors, Keras one
+    out, _ = dl4m(make_input({**NOTES, "fields": ["pitch", "velocity", "step"]}))
+    assert set(out) == {"pitch", "velocity", "step"} and out["pitch"].shape == (3, 10)
+    # the tutorial: LSTM 128 + heads pitch (128 logits), step, duration
+    tut = build_model({"name": "notenet", "hidden": 128}, NOTES)
+    out, _ = tut(make_input(NOTES))
+    assert out["pitch"].shape == (3, 10, 128) and out["step"].shape == (3, 10) and out["duration"].shape == (3, 10)
+
+
+def test_seq2seq_decoder_depends_on_the_encoded_context():
+    model = build_model({"name": "seq2seq", "hidden": 16, "layers": 2, "context": 4}, TOKENS).eval()
+    x = make_input(TOKENS, time=5)
+    a, _ = model(x, model.encode(torch.zeros(3, 4, dtype=torch.long)))
+    b, _ = model(x, model.encode(torch.full((3, 4), 7, dtype=torch.long)))
+    assert not torch.allclose(a, b)
 
 
 def test_bad_spec_names_the_field():
     with pytest.raises(LstmidiError, match="hidden"):
-        build_model({"name": "rollnet", "hidden": 0}, SIZES)
+        build_model({"name": "rollnet", "hidden": 0}, ROLL)
     with pytest.raises(LstmidiError, match="output"):
-        build_model({"name": "rollnet", "output": "dense"}, SIZES)
+        build_model({"name": "rollnet", "output": "dense"}, ROLL)
+    with pytest.raises(LstmidiError, match="pitch_head"):
+        build_model({"name": "notenet", "pitch_head": "nope"}, NOTES)
     with pytest.raises(LstmidiError, match="unknown model 'gpt'"):
-        build_model({"name": "gpt"}, SIZES)
+        build_model({"name": "gpt"}, ROLL)

@@ -66,9 +66,17 @@ def train(
     if max_minutes is not None:
         overrides.append(f"train.max_minutes={max_minutes}")
     result = run(load_preset(preset, overrides), data, out, resume=resume, force=force, command=_command())
-    typer.echo(f"validation NLL {result.valid_nll:.3f} nats/frame (per-key Markov baseline {result.baseline_nll:.3f})"
-               f" after {result.epochs} epochs in {result.seconds:.0f} s")
+    typer.echo(_summary(result))
     typer.echo(f"model: {result.model_path}")
+
+
+def _summary(result) -> str:
+    m = result.metrics
+    extra = "".join(f", {k.removeprefix('valid_').replace('_', ' ')} {v:.3f}" for k, v in m.items()
+                    if k.startswith("valid_") and k != "valid_loss")
+    base = ", ".join(f"{k} {v:.3f}" for k, v in m["baselines"].items())
+    return (f"validation loss {m['valid_loss']:.3f} {m['unit']}{extra} (baselines: {base})"
+            f" after {result.epochs} epochs in {result.seconds:.0f} s")
 
 
 @app.command()
@@ -82,7 +90,10 @@ def generate(
     primer: Optional[Path] = typer.Option(None, "--primer", help="MIDI file to continue (default: held-out excerpt stored in the model)"),
     primer_seconds: Optional[float] = typer.Option(None, "--primer-seconds", help="use only the first S seconds of the primer; 0 = start from silence"),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="> 1 bolder, < 1 safer"),
-    mode: Optional[str] = typer.Option(None, "--mode", help="bernoulli or threshold (default: the model's)"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="note/token models: sample among the k most likely (1 = greedy)"),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="note/token models: nucleus sampling mass (0..1]"),
+    greedy: Optional[bool] = typer.Option(None, "--greedy/--no-greedy", help="note/token models: always take the most likely"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="piano-roll models: bernoulli or threshold (default: the model's)"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="key-on probability for --mode threshold"),
     wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
     png: bool = typer.Option(True, "--png/--no-png", help="write the piano roll OUT.png"),
@@ -96,7 +107,8 @@ def generate(
         raise LstmidiError(f"--mode {mode!r}: choose bernoulli or threshold")
     written = generate_files(model, out, num=num, wav=wav, png=png, force=force, soundfont=soundfont,
                              seconds=seconds, steps=steps, seed=seed, primer=primer, primer_seconds=primer_seconds,
-                             temperature=temperature, mode=mode, threshold=threshold)
+                             temperature=temperature, mode=mode, threshold=threshold, top_k=top_k, top_p=top_p,
+                             greedy=greedy)
     for files in written:
         typer.echo("  ".join(files.values()))
 
@@ -128,8 +140,8 @@ def demo(
     from .api import demo as run
 
     result, files = run(out, minutes=minutes, num=num, seed=seed, force=force)
-    typer.echo(f"trained {result.epochs} epochs: validation NLL {result.valid_nll:.3f} nats/frame "
-               f"(per-key Markov baseline {result.baseline_nll:.3f}); model {result.model_path}")
+    typer.echo(_summary(result))
+    typer.echo(f"model: {result.model_path}")
     typer.echo(f"loss curve: {result.run_dir / 'loss.png'}")
     for f in files:
         typer.echo("  ".join(f.values()))

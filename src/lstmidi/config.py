@@ -25,11 +25,22 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     """How MIDI files become scores and how the corpus is split."""
 
-    tracks: Literal["merge"] | int = Field("merge", description="'merge' all pitched tracks, or the index of one track")
+    tracks: Literal["merge", "melody"] | int = Field(
+        "merge", description="'merge' all pitched tracks, 'melody' = the pitched track with the most notes, or the index of one track")
     drums: bool = Field(False, description="keep drum tracks (channel 10)")
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="share of files in the validation split")
     test_fraction: float = Field(0.1, ge=0, lt=1, description="share of files in the test split")
     workers: int = Field(0, ge=0, description="processes that parse files; 0 = one per CPU core")
+
+
+class LossConfig(Strict):
+    """How note-level models are scored (multihot and token models use BCE / CE and ignore this)."""
+
+    pitch: Literal["ce", "music", "ce+music"] = Field(
+        "ce", description="pitch loss: cross-entropy, DeepLearning4Music's music-aware interval cost, or both")
+    positive_pressure: float = Field(10.0, ge=0, description="penalty on negative step/duration predictions (tutorial)")
+    pitch_mse: float = Field(0.0, ge=0, description="regressed pitch: add this weight x squared error in octaves to the music-aware cost (a convex pull towards the true pitch)")
+    weights: dict[str, float] = Field(default_factory=dict, description="per-field loss weights, default 1 (e.g. pitch: 0.05)")
 
 
 class TrainConfig(Strict):
@@ -46,6 +57,8 @@ class TrainConfig(Strict):
     seed: int = 0
     primers: int = Field(16, ge=0, description="validation excerpts stored in the model file as default primers")
     primer_steps: int = Field(32, ge=1, description="length of each stored primer, in steps")
+    sample_every: int = Field(0, ge=0, description="write a generated sample (MIDI + PNG) to RUN/samples every N epochs; 0 = off")
+    loss: LossConfig = LossConfig()
 
 
 class SampleConfig(Strict):
@@ -55,6 +68,10 @@ class SampleConfig(Strict):
     temperature: float = Field(1.0, gt=0)
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a key is on (mode=threshold)")
     seconds: float = Field(20.0, gt=0, description="length of the generated part in seconds")
+    top_k: int | None = Field(None, ge=1, description="tokens/notes: sample among the k most likely (1 = greedy)")
+    top_p: float | None = Field(None, gt=0, le=1, description="tokens/notes: nucleus sampling mass")
+    greedy: bool = Field(False, description="tokens/notes: always take the most likely choice")
+    temperatures: dict[str, float] = Field(default_factory=dict, description="per-head temperature for note models, e.g. {pitch: 0.8}")
 
 
 class Preset(Strict):

@@ -25,7 +25,7 @@ from .errors import LstmidiError, MidiError
 from .midi import MIDI_SUFFIXES, load_score
 
 SPLITS = ("train", "valid", "test")
-CACHE_VERSION = 2  # bump when loading or encoding changes what a file turns into
+CACHE_VERSION = 3  # bump when loading or encoding changes what a file turns into
 
 
 def bundled_corpus(name: str = "bach") -> Path:
@@ -45,6 +45,7 @@ class Corpus:
     names: dict[str, list[str]]
     report: list[dict]
     manifest_hash: str
+    encoding: Encoding | None = None  # fitted when the encoding learns from the corpus (bins, vocabulary)
     cached: bool = False
     summary: dict = field(default_factory=dict)
 
@@ -112,14 +113,14 @@ def load_corpus(
     Raises LstmidiError if no file could be used; otherwise skipped files are only reported.
     `progress(done, total)` is called as files finish.
     """
-    if encoding.needs_fit:
-        raise LstmidiError(f"encoding {encoding.name!r} needs fitting, which this corpus loader does not do yet")
     files = find_midi_files(list(paths) if paths else [bundled_corpus()])
     key = _manifest_hash(files, encoding, data)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cached = _read_cache(cache_dir, key)
     if cached is not None:
         return cached
+    if encoding.needs_fit:
+        encoding = fit_encoding(encoding, files, data)
 
     jobs = [(str(p), encoding.to_dict(), data.model_dump()) for p, _ in files]
     workers = data.workers or os.cpu_count() or 1
@@ -153,10 +154,25 @@ def load_corpus(
             f"({sum(r['status'] == 'skipped' for r in report)} skipped; first reason: "
             f"{next((r['name'] + ': ' + r['reason'] for r in report if r['status'] == 'skipped'), 'none')})"
         )
-    corpus = Corpus(pieces, names, report, key)
+    corpus = Corpus(pieces, names, report, key, encoding)
     corpus.summary = summarize(corpus)
     _write_cache(cache_dir, corpus)
     return corpus
+
+
+def fit_encoding(encoding: Encoding, files: list[tuple[Path, str]], data: DataConfig) -> Encoding:
+    """Fit `encoding` (bins, vocabulary) on the training split only, so held-out files stay unseen."""
+    scores = []
+    for path, rel in files:
+        if split_of(rel, data.valid_fraction, data.test_fraction) != "train":
+            continue
+        try:
+            scores.append(load_score(path, data.tracks, data.drums))
+        except MidiError:
+            continue  # reported when the corpus is encoded
+    if not scores:
+        raise LstmidiError(f"encoding {encoding.name!r} must be fitted, but no training file could be read")
+    return encoding.fit(scores)
 
 
 def summarize(corpus: Corpus) -> dict:
@@ -195,7 +211,8 @@ def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
         tmp = arrays_path.with_name(arrays_path.name + f".tmp{os.getpid()}.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, arrays_path)
-        atomic_write_text(meta_path, json.dumps({"names": corpus.names, "report": corpus.report, "summary": corpus.summary}))
+        atomic_write_text(meta_path, json.dumps({"names": corpus.names, "report": corpus.report, "summary": corpus.summary,
+                                                 "encoding": corpus.encoding.to_dict()}))
     except OSError:
         pass  # a cache we cannot write only costs time next run
 
@@ -210,7 +227,8 @@ def _read_cache(cache_dir: Path, key: str) -> Corpus | None:
             pieces = {s: [npz[f"{s}/{i}"] for i in range(len(meta["names"][s]))] for s in SPLITS}
     except (OSError, ValueError, KeyError):
         return None  # a damaged cache is rebuilt
-    return Corpus(pieces, meta["names"], meta["report"], key, cached=True, summary=meta["summary"])
+    return Corpus(pieces, meta["names"], meta["report"], key, build_encoding(meta["encoding"]), cached=True,
+                  summary=meta["summary"])
 
 
 def file_progress() -> Callable[[int, int], None]:

@@ -1,26 +1,10 @@
-"""Held-out likelihood: a model's NLL on windows, and the per-key Markov baseline on the same frames."""
+"""Held-out baselines that every model is compared with, on the same split and in the same unit."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .losses import multihot_nll
-
-
-@torch.no_grad()
-def multihot_nll_on(model: torch.nn.Module, loader) -> float:
-    """Mean nats per predicted frame over every (x, y, mask) batch of `loader` (model in eval mode)."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0.0
-    for x, y, mask in loader:
-        logits, _ = model(x.float())
-        loss, weight = multihot_nll(logits, y.float(), mask.float())
-        total += float(loss) * float(weight)
-        count += float(weight)
-    model.train(was_training)
-    return total / max(count, 1.0)
+from .encodings import Encoding
 
 
 def markov_baseline_nll(train: list[np.ndarray], held_out: list[np.ndarray], smoothing: float = 1.0) -> float:
@@ -42,3 +26,68 @@ def markov_baseline_nll(train: list[np.ndarray], held_out: list[np.ndarray], smo
         total += -np.where(cur, np.log(p), np.log1p(-p)).sum()
         frames += len(cur)
     return float(total / max(frames, 1))
+
+
+def unigram_nll(train: list[np.ndarray], held_out: list[np.ndarray], classes: int, smoothing: float = 1.0) -> float:
+    """Nats per symbol of held-out symbols (after the first of each piece) under the training frequencies."""
+    counts = np.full(classes, smoothing)
+    for seq in train:
+        counts += np.bincount(seq, minlength=classes)[:classes]
+    logp = np.log(counts / counts.sum())
+    scored = [seq[1:] for seq in held_out]
+    n = sum(len(s) for s in scored)
+    return float(-sum(logp[s].sum() for s in scored) / max(n, 1))
+
+
+def repeat_nll(train: list[np.ndarray], held_out: list[np.ndarray], classes: int, smoothing: float = 1.0) -> float:
+    """"Repeat the previous symbol" as a probability model: P(same as previous) = r (fitted on train),
+    otherwise the unigram distribution over the other symbols. Nats per symbol."""
+    counts = np.full(classes, smoothing)
+    same = total = 0
+    for seq in train:
+        counts += np.bincount(seq, minlength=classes)[:classes]
+        same += int((seq[1:] == seq[:-1]).sum())
+        total += len(seq) - 1
+    r = (same + smoothing) / (total + 2 * smoothing)
+    p = counts / counts.sum()
+    nll, n = 0.0, 0
+    for seq in held_out:
+        prev, cur = seq[:-1], seq[1:]
+        other = (1 - r) * p[cur] / (1 - p[prev])
+        nll -= np.log(np.where(cur == prev, r, other)).sum()
+        n += len(cur)
+    return float(nll / max(n, 1))
+
+
+def baselines(encoding: Encoding, train: list[np.ndarray], held_out: list[np.ndarray]) -> dict[str, float]:
+    """The baselines for this encoding's kind, in the unit its models report.
+
+    multihot: the per-key Markov baseline (nats per frame). tokens: unigram and repeat-previous (nats
+    per token). notes: the same two on the pitch column (nats per note), to compare with `pitch_nll`.
+    """
+    if encoding.kind == "multihot":
+        return {"per-key Markov": markov_baseline_nll(train, held_out)}
+    if encoding.kind == "tokens":
+        v = encoding.sizes["vocab_size"]
+        tr, ho = [t.astype(np.int64) for t in train], [t.astype(np.int64) for t in held_out]
+    else:
+        v = 128
+        col = encoding.field_index["pitch"]
+        tr = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in train]
+        ho = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in held_out]
+    prefix = "" if encoding.kind == "tokens" else "pitch "
+    return {f"{prefix}unigram": unigram_nll(tr, ho, v), f"{prefix}repeat previous": repeat_nll(tr, ho, v)}
+
+
+def note_features(score) -> dict[str, np.ndarray]:
+    """Pitch, step (seconds between successive onsets) and duration (seconds) of all pitched notes."""
+    s = score.to("second")
+    rows = [t.notes.numpy() for t in s.tracks if not t.is_drum and len(t.notes)]
+    if not rows:
+        return {"pitch": np.zeros(0), "step": np.zeros(0), "duration": np.zeros(0)}
+    time = np.concatenate([r["time"] for r in rows])
+    order = np.argsort(time, kind="stable")
+    time = time[order]
+    return {"pitch": np.concatenate([r["pitch"] for r in rows])[order].astype(np.float64),
+            "step": np.diff(time, prepend=time[:1]),
+            "duration": np.concatenate([r["duration"] for r in rows])[order].astype(np.float64)}

@@ -1,8 +1,15 @@
 """Losses. Multihot: binary cross-entropy summed over keys, in nats per frame, with optional
 progressive weights over the steps of a window (MusicGenerator: the first steps, where the network
-has not yet heard the piece, count less)."""
+has not yet heard the piece, count less). Tokens: cross-entropy in nats per token. Note fields: MSE
+with positive pressure (TensorFlow tutorial) and the music-aware pitch loss of DeepLearning4Music.
+
+Every loss takes a (batch, time) `mask` (1 for real steps) and optional (time,) `step_weights`, and
+returns (weighted mean per step, total weight), so callers can average exactly across batches.
+"""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -26,3 +33,127 @@ def multihot_nll(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     w = mask if step_weights is None else mask * step_weights  # (batch, time)
     total = w.sum()
     return (per_frame * w).sum() / total.clamp(min=1e-8), total
+
+
+def _weighted_mean(per_step: torch.Tensor, mask: torch.Tensor,
+                   step_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch, time) per-step losses -> (weighted mean over real steps, total weight)."""
+    w = mask.to(per_step.dtype) if step_weights is None else mask * step_weights  # (batch, time)
+    per_step = torch.where(w > 0, per_step, torch.zeros_like(per_step))  # padding never leaks NaN/inf
+    total = w.sum()
+    return (per_step * w).sum() / total.clamp(min=1e-8), total
+
+
+def token_nll(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+              step_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy for categorical outputs. logits: (batch, time, vocab); target: (batch, time) long
+    token ids (any value, even -100, at masked steps); mask: (batch, time) 1 for real steps;
+    step_weights: (time,) or None (= all ones).
+
+    Returns (weighted mean nats per token, total weight), like `multihot_nll`.
+    """
+    safe = torch.where(mask > 0, target, torch.zeros_like(target))  # (batch, time)
+    per_step = F.cross_entropy(logits.transpose(1, 2), safe, reduction="none")  # (batch, time)
+    return _weighted_mean(per_step, mask, step_weights)
+
+
+def mse_positive_pressure(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                          step_weights: torch.Tensor | None = None,
+                          pressure: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The TensorFlow music tutorial's `mse_with_positive_pressure` for step/duration heads:
+    per step (pred - target)**2 + pressure * max(-pred, 0), so negative times are penalised.
+
+    pred, target: (batch, time) in the field's unit (seconds for step/duration); mask: (batch, time);
+    step_weights: (time,) or None; pressure: default 10.0 (the tutorial's value), 0 gives plain MSE.
+    Returns (weighted mean per step, total weight).
+    """
+    per_step = (pred - target) ** 2 + pressure * torch.relu(-pred)  # (batch, time)
+    return _weighted_mean(per_step, mask, step_weights)
+
+
+# Music-aware pitch loss (DeepLearning4Music). Cost of a guess `d` semitones from the truth, by
+# interval class d mod 12 (so -5, a fourth down, costs like 7, a fifth up). The original fitted a
+# polynomial through hand-chosen points; we keep the points as an explicit table instead.
+INTERVAL_COST_TABLE: tuple[float, ...] = (
+    0.0,  # 0  unison (and octaves)
+    1.0,  # 1  minor second
+    1.0,  # 2  major second
+    0.5,  # 3  minor third
+    0.5,  # 4  major third
+    0.2,  # 5  perfect fourth
+    1.0,  # 6  tritone
+    0.2,  # 7  perfect fifth
+    0.5,  # 8  minor sixth
+    0.5,  # 9  major sixth
+    1.0,  # 10 minor seventh
+    1.0,  # 11 major seventh
+)
+OCTAVE_COST = 0.05
+"""Extra cost per octave of |d| (0.05 * |d| / 12), so the right octave still beats another octave."""
+
+
+def interval_cost(semitones: torch.Tensor) -> torch.Tensor:
+    """Cost (dimensionless, >= 0) of predicting a pitch `semitones` away from the truth (pred - truth).
+
+    cost(d) = table(d mod 12) + 0.05 * |d| / 12, where table is, per interval class:
+    0 unison 0.0 | 5 fourth, 7 fifth 0.2 | 3, 4 thirds, 8, 9 sixths 0.5 |
+    1, 2 seconds, 6 tritone, 10, 11 sevenths 1.0 (`INTERVAL_COST_TABLE`).
+    For real-valued d the table is interpolated linearly between integers, wrapping 11 -> 12 ≡ 0, so
+    the cost is continuous and differentiable almost everywhere. Examples: cost(0) = 0,
+    cost(12) = 0.05, cost(7) = 0.2 + 0.05 * 7/12, cost(-5) = 0.2 + 0.05 * 5/12, cost(6.5) = 0.6 + 0.05 * 6.5/12.
+    Input of any shape (ints are converted to float); output has the same shape.
+    """
+    d = semitones if semitones.is_floating_point() else semitones.float()
+    table = torch.tensor(INTERVAL_COST_TABLE, dtype=d.dtype, device=d.device)  # (12,)
+    m = torch.remainder(d, 12.0)  # same shape, in [0, 12]
+    lo = m.detach().floor()
+    frac = m - lo  # gradient flows through here
+    i = lo.long() % 12  # remainder may round up to exactly 12.0: that is class 0
+    return table[i] * (1 - frac) + table[(i + 1) % 12] * frac + OCTAVE_COST * d.abs() / 12
+
+
+def music_pitch_loss_regression(pred_pitch: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor,
+                                step_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepLearning4Music pitch loss on a regression output: interval_cost(pred - target) per step.
+
+    pred_pitch: (batch, time) float MIDI pitch; target_pitch: (batch, time) MIDI pitch; mask: (batch, time);
+    step_weights: (time,) or None. Returns (weighted mean cost per note, total weight).
+    """
+    per_step = interval_cost(pred_pitch - target_pitch.to(pred_pitch.dtype))  # (batch, time)
+    return _weighted_mean(per_step, mask, step_weights)
+
+
+@lru_cache(maxsize=None)
+def _cost_matrix(vocab: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(vocab, vocab) matrix C[t, p] = interval_cost(p - t); built once per (vocab, device, dtype)."""
+    p = torch.arange(vocab, dtype=torch.float64)
+    return interval_cost(p[None, :] - p[:, None]).to(device=device, dtype=dtype)  # (truth, guess)
+
+
+def music_pitch_loss_expected(logits: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor,
+                              step_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Music-aware pitch loss for a categorical pitch head: the expected interval cost under the softmax,
+    sum_p softmax(logits)_p * interval_cost(p - target).
+
+    logits: (batch, time, 128) (any vocab of consecutive pitches from 0); target_pitch: (batch, time) long;
+    mask: (batch, time); step_weights: (time,) or None. Returns (weighted mean cost per note, total weight).
+    """
+    cost = _cost_matrix(logits.shape[-1], logits.device, logits.dtype)  # (vocab, vocab)
+    safe = torch.where(mask > 0, target_pitch, torch.zeros_like(target_pitch))  # (batch, time)
+    per_step = (logits.softmax(-1) * cost[safe]).sum(-1)  # (batch, time)
+    return _weighted_mean(per_step, mask, step_weights)
+
+
+def combine_fields(losses: dict[str, tuple[torch.Tensor, torch.Tensor]], weights: dict[str, float]) -> torch.Tensor:
+    """Weighted sum of per-field losses: sum_f weights.get(f, 1.0) * losses[f][0].
+
+    losses: field name -> (loss, total weight) as returned by the losses above; weights: field name ->
+    multiplier, default 1 (the dl4music preset passes {"velocity": 0.2, "time": 0.2}). A weight for a
+    field that has no loss is a ValueError (it would silently do nothing).
+    """
+    if not losses:
+        raise ValueError("combine_fields: no losses given")
+    unknown = sorted(set(weights) - set(losses))
+    if unknown:
+        raise ValueError(f"combine_fields: weights for unknown fields {unknown}; fields are {sorted(losses)}")
+    return torch.stack([weights.get(name, 1.0) * loss for name, (loss, _) in losses.items()]).sum()  # ()

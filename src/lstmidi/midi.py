@@ -1,7 +1,9 @@
 """Reading MIDI files: `load_score(path)` returns a symusic Score or raises `MidiError(path: reason)`.
 
 Track handling (after parsing): `tracks="merge"` (default) merges all pitched tracks into one,
-`tracks=N` keeps only track N; drum tracks are dropped unless `drums=True`.
+`tracks="melody"` keeps only the pitched track with the most notes (ties: the lowest index; never a
+drum track, whatever `drums` says), `tracks=N` keeps only track N; drum tracks are dropped unless
+`drums=True`.
 """
 
 from __future__ import annotations
@@ -72,12 +74,20 @@ def select_tracks(score: Score, tracks: str | int = "merge", drums: bool = False
             listing = ", ".join(f"{i}: {t.name or 'unnamed'} ({len(t.notes)} notes)" for i, t in enumerate(all_tracks))
             raise MidiError(f"{source}: no track {tracks} (tracks: {listing or 'none'})")
         chosen = [all_tracks[tracks]]
+    elif tracks == "melody":
+        pitched = [t for t in all_tracks if not t.is_drum and len(t.notes)]
+        # max() returns the first of equal maxima, so ties go to the lowest track index
+        chosen = [max(pitched, key=lambda t: len(t.notes))] if pitched else []
     else:
         chosen = [t for t in all_tracks if drums or not t.is_drum]
     chosen = [t for t in chosen if len(t.notes)]
     if not chosen:
         has_drums = any(t.is_drum and len(t.notes) for t in all_tracks)
-        reason = "only drum notes (drums are off)" if has_drums and not drums else "no notes"
+        reason = "no notes"
+        if has_drums and tracks == "melody":
+            reason = "only drum notes (a melody track must be pitched)"
+        elif has_drums and not drums:
+            reason = "only drum notes (drums are off)"
         raise MidiError(f"{source}: {reason}")
     out = Score(score.ticks_per_quarter)
     out.tempos = score.tempos.copy()

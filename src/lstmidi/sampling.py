@@ -1,8 +1,9 @@
 """Generation: stateful sampling from a loaded model, one step of work per new step.
 
-The primer is run through the model once; after that every new frame costs one LSTM step with the
-state carried (a window is never re-run). Randomness comes from one `torch.Generator` seeded by `seed`,
-so the same model, primer and seed give the same music.
+The primer is run through the model once; after that every new step costs one LSTM step with the
+state carried (a window is never re-run; a seq2seq model re-encodes its context once per decoded
+window, as it was trained). Randomness comes from one `torch.Generator` seeded by `seed`, so the same
+model, primer and seed give the same music.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from symusic import Score
 
+from . import processors
 from .errors import LstmidiError
 from .midi import load_score
 from .modelfile import LoadedModel
@@ -22,7 +24,8 @@ from .modelfile import LoadedModel
 
 @dataclass
 class Piece:
-    """A generated piece: the Score (primer + continuation) and how long the primer part is."""
+    """A generated piece: the Score (primer + continuation), how long the primer part is (seconds),
+    and the encoded steps it was decoded from."""
 
     score: Score
     primer_seconds: float
@@ -59,52 +62,155 @@ def sample_multihot(model: torch.nn.Module, primer: torch.Tensor, steps: int, *,
     return torch.stack(out, 1) if out else primer[:, :0]
 
 
-def primer_frames(loaded: LoadedModel, primer: str | Path | None, primer_seconds: float | None,
-                  num: int, generator: torch.Generator) -> np.ndarray:
-    """(num, primer_steps, features) uint8: from a MIDI file (its first `primer_seconds`, default all),
-    or random excerpts of held-out music stored in the model file, or a silent frame."""
+@torch.no_grad()
+def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, window: int = 64,
+                  allowed: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  **options) -> torch.Tensor:
+    """Continue `primer` (batch, primer_steps) tokens by `steps` tokens -> (batch, steps).
+
+    A model with a `context` (seq2seq) encodes the `context` tokens before the last one, decodes up to
+    `window` tokens step by step, then re-encodes the newest context and goes on. `allowed`: (vocab,)
+    bool mask of tokens that may be generated. `options`: temperature, top_k, top_p, greedy.
+    """
+    model.eval()
+    context = getattr(model, "context", 0)
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:  # (batch, vocab) -> (batch,)
+        if allowed is not None:
+            logits = processors.mask_tokens(logits, allowed)
+        return processors.sample(logits, generator=generator, **options)
+
+    seq, out = primer, []
+    if not context:
+        logits, state = model(primer)  # (batch, primer_steps, vocab)
+        for _ in range(steps):
+            token = pick(logits[:, -1])
+            out.append(token)
+            logits, state = model(token[:, None], state)
+        return torch.stack(out, 1) if out else primer[:, :0]
+    while len(out) < steps:
+        src = seq[:, :-1][:, -context:]  # (batch, <= context)
+        if src.shape[1] < context:  # a short primer: pad on the left with its first token
+            src = torch.cat([src[:, :1].expand(-1, context - src.shape[1]) if src.shape[1] else seq[:, :1].expand(-1, context), src], 1)
+        state = model.encode(src)
+        last = seq[:, -1:]
+        for _ in range(min(window, steps - len(out))):
+            logits, state = model(last, state)  # (batch, 1, vocab)
+            token = pick(logits[:, -1])
+            out.append(token)
+            last = token[:, None]
+            seq = torch.cat([seq, last], 1)
+    return torch.stack(out, 1)
+
+
+@torch.no_grad()
+def sample_notes(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, low: int = 21, high: int = 108,
+                 max_step: float = 4.0, max_duration: float = 4.0, min_duration: float = 0.01,
+                 temperatures: dict[str, float] | None = None, generator: torch.Generator | None = None,
+                 **options) -> torch.Tensor:
+    """Continue `primer` (batch, primer_notes, fields) by `steps` notes -> (batch, steps, fields).
+
+    The pitch is drawn from the categorical head (restricted to [low, high]; `temperatures['pitch']`,
+    top_k, top_p, greedy) or rounded from the regression head; step, duration and velocity are the
+    regressed values clamped so that every piece is valid (durations > 0, steps >= 0, velocity 1..127).
+    """
+    model.eval()
+    temperatures = temperatures or {}
+    fields = list(model.fields)
+    out, state = model(primer)
+    rows = []
+    for _ in range(steps):
+        row = torch.zeros(primer.shape[0], len(fields))  # (batch, fields)
+        for i, f in enumerate(fields):
+            value = out[f][:, -1]
+            if f == "pitch" and value.dim() == 2:  # categorical: (batch, 128) logits
+                allowed = torch.zeros(value.shape[-1], dtype=torch.bool)
+                allowed[low : high + 1] = True
+                logits = processors.mask_tokens(value, allowed)
+                row[:, i] = processors.sample(logits, temperature=temperatures.get("pitch", options.get("temperature", 1.0)),
+                                              **{k: v for k, v in options.items() if k != "temperature"},
+                                              generator=generator).float()
+            elif f == "pitch":
+                row[:, i] = processors.sample_regression(value.round(), low=low, high=high)
+            elif f == "velocity":
+                row[:, i] = processors.sample_regression(value.round(), low=1, high=127)
+            elif f == "duration":
+                row[:, i] = processors.sample_regression(value, low=min_duration, high=max_duration)
+            else:
+                row[:, i] = processors.sample_regression(value, low=0.0, high=max_step)
+        rows.append(row)
+        out, state = model(row[:, None], state)
+    return torch.stack(rows, 1) if rows else primer[:, :0]
+
+
+def primer_steps(loaded: LoadedModel, primer: str | Path | None, primer_seconds: float | None,
+                 num: int, generator: torch.Generator) -> np.ndarray:
+    """(num, primer_steps, ...) encoded primer: from a MIDI file (its first `primer_seconds`, default all),
+    else random excerpts of held-out music stored in the model file; `primer_seconds=0` or no stored
+    excerpts: one neutral step (a silent frame, the first token, or a middle-C note)."""
     enc = loaded.encoding
-    width = enc.sizes["input_size"]
     if primer is not None:
         data = loaded.preset.data
-        frames = enc.encode(load_score(primer, data.tracks, data.drums))
+        steps = enc.encode(load_score(primer, data.tracks, data.drums))
         if primer_seconds:
-            frames = frames[: enc.steps_for_seconds(primer_seconds)]
-        if len(frames) == 0:
-            raise LstmidiError(f"{primer}: primer has no notes in the model's range")
-        return np.repeat(frames[None], num, axis=0)
-    if loaded.primers is not None and len(loaded.primers):
+            steps = steps[: enc.steps_for_seconds(primer_seconds)]
+        if len(steps) == 0:
+            raise LstmidiError(f"{primer}: primer has no notes the model can read")
+        return np.repeat(steps[None], num, axis=0)
+    if loaded.primers is not None and len(loaded.primers) and primer_seconds != 0:
         idx = torch.randint(len(loaded.primers), (num,), generator=generator).numpy()
         bank = loaded.primers[idx]
-        if primer_seconds is not None:
-            bank = bank[:, : max(1, enc.steps_for_seconds(primer_seconds))] if primer_seconds > 0 else bank[:, :1] * 0
-        return bank
-    return np.zeros((num, 1, width), np.uint8)
+        return bank[:, : enc.steps_for_seconds(primer_seconds)] if primer_seconds else bank
+    if enc.kind == "multihot":
+        return np.zeros((num, 1, enc.sizes["input_size"]), np.uint8)
+    if enc.kind == "tokens":
+        return np.ones((num, 1), np.int64)
+    neutral = {"pitch": 60.0, "step": 0.0, "duration": 0.5, "velocity": 80.0}
+    return np.tile(np.array([[neutral[f] for f in enc.fields]], np.float32), (num, 1, 1))
 
 
 def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | None = None, num: int = 1,
              seed: int = 0, primer: str | Path | None = None, primer_seconds: float | None = None,
-             temperature: float | None = None, mode: str | None = None, threshold: float | None = None) -> list[Piece]:
-    """Generate `num` pieces in one batch. Length: `steps`, or `seconds` (default: the model's
-    sample.seconds). Sampling defaults come from the model's preset (`sample` section)."""
+             temperature: float | None = None, mode: str | None = None, threshold: float | None = None,
+             top_k: int | None = None, top_p: float | None = None, greedy: bool | None = None) -> list[Piece]:
+    """Generate `num` pieces in one batch with a loaded model.
+
+    Length: `steps` encoding steps, or `seconds` of new music (default: the model's sample.seconds).
+    Each option left as None takes the model's default (its preset's `sample` section).
+    """
     enc = loaded.encoding
-    if enc.kind != "multihot":
-        raise LstmidiError(f"generation for {enc.kind!r} encodings is not available yet")
     if num < 1:
         raise LstmidiError("--num must be at least 1")
-    defaults = loaded.preset.sample
+    d = loaded.preset.sample
     if steps is None:
-        steps = enc.steps_for_seconds(seconds if seconds is not None else defaults.seconds)
+        steps = enc.steps_for_seconds(seconds if seconds is not None else d.seconds)
     generator = torch.Generator().manual_seed(seed)
-    prime = primer_frames(loaded, primer, primer_seconds, num, generator)
-    onset_keys = enc.params.keys if getattr(enc.params, "onsets", False) else None
-    new = sample_multihot(
-        loaded.model, torch.from_numpy(prime).float(), steps, onset_keys=onset_keys,
-        mode=mode or defaults.mode, temperature=temperature or defaults.temperature,
-        threshold=threshold or defaults.threshold, generator=generator,
-    ).numpy().astype(np.uint8)
+    prime = primer_steps(loaded, primer, primer_seconds, num, generator)
+    options = {"temperature": temperature or d.temperature, "top_k": top_k or d.top_k, "top_p": top_p or d.top_p,
+               "greedy": d.greedy if greedy is None else greedy}
+    if enc.kind == "multihot":
+        onset_keys = enc.params.keys if getattr(enc.params, "onsets", False) else None
+        new = sample_multihot(loaded.model, torch.from_numpy(prime).float(), steps, onset_keys=onset_keys,
+                              mode=mode or d.mode, temperature=options["temperature"],
+                              threshold=threshold or d.threshold, generator=generator).numpy().astype(np.uint8)
+    elif enc.kind == "tokens":
+        allowed = None
+        if getattr(enc, "unknown_token", None) is not None:
+            allowed = torch.ones(enc.sizes["vocab_size"], dtype=torch.bool)
+            allowed[enc.unknown_token] = False
+        new = sample_tokens(loaded.model, torch.from_numpy(prime).long(), steps, window=loaded.preset.train.window,
+                            allowed=allowed, generator=generator, **options).numpy()
+    else:
+        p = enc.params
+        new = sample_notes(loaded.model, torch.from_numpy(prime).float(), steps, low=p.low, high=p.high,
+                           max_step=p.max_step, max_duration=p.max_duration, min_duration=max(p.resolution, 0.01),
+                           temperatures=d.temperatures, generator=generator, **options).numpy()
     pieces = []
     for i in range(num):
-        frames = np.concatenate([prime[i], new[i]])  # (primer_steps + steps, features)
-        pieces.append(Piece(enc.decode(frames), prime.shape[1] * enc.seconds_per_step, frames))
+        frames = np.concatenate([prime[i], new[i].astype(prime.dtype)])
+        if enc.kind == "multihot":
+            primer_len = prime.shape[1] * enc.seconds_per_step
+        else:
+            primer_len = float(enc.decode(prime[i]).to("second").end()) if primer is not None or loaded.primers is not None else 0.0
+        pieces.append(Piece(enc.decode(frames), primer_len, frames))
     return pieces

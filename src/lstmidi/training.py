@@ -24,23 +24,24 @@ from .config import Preset, validate_preset
 from .corpus import Corpus, atomic_write_text, file_progress, load_corpus, write_report
 from .encodings import build_encoding
 from .errors import LstmidiError
-from .evaluation import markov_baseline_nll, multihot_nll_on
+from . import evaluation
 from .losses import multihot_nll, progressive_weights
 from .models import build_model
 from .modelfile import save_model
 
 
 class WindowDataset(Dataset):
-    """Overlapping windows over pieces: x = piece[s:s+W], y = piece[s+1:s+W+1], mask of real frames.
+    """Overlapping windows over pieces: x = piece[s:s+W], y = piece[s+1:s+W+1], mask of real steps.
 
-    Starts are every `hop` steps plus one aligned to the piece's end; with `hop=None` the windows tile
-    each piece exactly once (every predicted frame counted once, for validation).
+    Pieces are arrays whose first axis is time (frames x keys, tokens, or notes x fields). Starts are
+    every `hop` steps plus one aligned to the piece's end; with `hop=None` the windows tile each piece
+    exactly once (every predicted step counted once, for validation).
     """
 
     def __init__(self, pieces: list[np.ndarray], window: int, hop: int | None) -> None:
         self.window = window
-        self.data = np.concatenate(pieces) if pieces else np.zeros((0, 1), np.uint8)
-        self.index: list[tuple[int, int]] = []  # (absolute start, frames in the piece after it)
+        self.data = np.concatenate(pieces) if pieces else np.zeros((0,), np.uint8)
+        self.index: list[tuple[int, int]] = []  # (absolute start, steps in the piece from there on)
         offset = 0
         for piece in pieces:
             n = len(piece)
@@ -59,8 +60,8 @@ class WindowDataset(Dataset):
     def __getitem__(self, i: int):
         start, remaining = self.index[i]
         w = self.window
-        real = min(w, remaining - 1)  # predicted frames in this window
-        x = np.zeros((w, self.data.shape[1]), np.uint8)
+        real = min(w, remaining - 1)  # predicted steps in this window
+        x = np.zeros((w, *self.data.shape[1:]), self.data.dtype)
         y = np.zeros_like(x)
         x[:real] = self.data[start : start + real]
         y[:real] = self.data[start + 1 : start + 1 + real]
@@ -69,45 +70,101 @@ class WindowDataset(Dataset):
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
 
 
-class LitModel(L.LightningModule):
-    """Wraps any multihot model: weighted BCE in training, plain nats/frame in validation."""
+def batch_objective(model: torch.nn.Module, batch, kind: str, loss_cfg, step_weights=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The training loss of one batch for any encoding kind -> (loss, weight, extra metrics).
 
-    def __init__(self, model: torch.nn.Module, preset: Preset) -> None:
+    multihot: BCE summed over keys (nats per frame). tokens: CE (nats per token). notes: per-field
+    losses combined with `loss_cfg.weights` (pitch: CE, music-aware cost, or both; step/duration: MSE
+    with positive pressure; velocity: MSE on velocity/128). A model with a `context` (seq2seq) reads
+    the first `context` steps with its encoder and is scored on the rest.
+    """
+    from . import losses
+
+    x, y, mask = batch
+    mask = mask.float()
+    context = getattr(model, "context", 0)
+    if context:
+        state = model.encode(x[:, :context])
+        x, y, mask = x[:, context:], y[:, context:], mask[:, context:]
+        out, _ = model(x, state)
+    else:
+        out, _ = model(x.float() if kind != "tokens" else x)
+    if step_weights is not None:
+        step_weights = step_weights[: mask.shape[1]]
+    if kind == "multihot":
+        loss, weight = losses.multihot_nll(out, y.float(), mask, step_weights)
+        return loss, weight, {}
+    if kind == "tokens":
+        loss, weight = losses.token_nll(out, y.long(), mask, step_weights)
+        return loss, weight, {}
+    parts, extras = {}, {}
+    fields = list(model.fields)
+    for i, field in enumerate(fields):
+        target = y[..., i].float()  # (batch, time)
+        if field == "pitch" and out["pitch"].dim() == 3:  # categorical head
+            target_class = target.round().long().clamp(0, out["pitch"].shape[-1] - 1)
+            ce = losses.token_nll(out["pitch"], target_class, mask, step_weights)
+            extras["pitch_nll"] = ce[0].detach()
+            if loss_cfg.pitch == "ce":
+                parts[field] = ce
+            else:
+                music = losses.music_pitch_loss_expected(out["pitch"], target_class, mask, step_weights)
+                parts[field] = music if loss_cfg.pitch == "music" else (ce[0] + music[0], ce[1])
+        elif field == "pitch":  # regression head: the music-aware cost, optionally plus squared error in octaves
+            mse = losses.mse_positive_pressure(out[field] / 12, target / 12, mask, step_weights, pressure=0.0)
+            if loss_cfg.pitch == "ce":
+                parts[field] = mse
+            else:
+                music = losses.music_pitch_loss_regression(out[field], target, mask, step_weights)
+                parts[field] = (music[0] + loss_cfg.pitch_mse * mse[0], music[1])
+                extras["pitch_music_cost"] = music[0].detach()
+        elif field == "velocity":
+            parts[field] = losses.mse_positive_pressure(out[field] / 128, target / 128, mask, step_weights, pressure=0.0)
+        else:
+            parts[field] = losses.mse_positive_pressure(out[field], target, mask, step_weights, pressure=loss_cfg.positive_pressure)
+        extras[f"{field}_loss"] = parts[field][0].detach()
+    loss = losses.combine_fields(parts, loss_cfg.weights)
+    return loss, parts[fields[0]][1], extras
+
+
+class LitModel(L.LightningModule):
+    """Wraps any model: the weighted objective in training, the unweighted one in validation."""
+
+    def __init__(self, model: torch.nn.Module, preset: Preset, kind: str) -> None:
         super().__init__()
         self.model = model
+        self.kind = kind
         self.cfg = preset.train
         self.register_buffer("step_weights", progressive_weights(self.cfg.window, self.cfg.progressive_ramp), persistent=False)
         self.history: list[dict] = []
-        self._val = [0.0, 0.0]
+        self._val: dict[str, list[float]] = {}
         self._train = [0.0, 0.0]
 
     def training_step(self, batch, _):
-        x, y, mask = batch
-        logits, _ = self.model(x.float())  # (batch, window, keys)
-        loss, weight = multihot_nll(logits, y.float(), mask.float(), self.step_weights)
+        loss, weight, _ = batch_objective(self.model, batch, self.kind, self.cfg.loss, self.step_weights)
         self._train[0] += float(loss.detach()) * float(weight)
         self._train[1] += float(weight)
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch, _):
-        x, y, mask = batch
-        logits, _ = self.model(x.float())
-        loss, weight = multihot_nll(logits, y.float(), mask.float())
-        self._val[0] += float(loss) * float(weight)
-        self._val[1] += float(weight)
+        loss, weight, extras = batch_objective(self.model, batch, self.kind, self.cfg.loss)
+        for name, value in {"val_loss": loss, **{f"val_{k}": v for k, v in extras.items()}}.items():
+            acc = self._val.setdefault(name, [0.0, 0.0])
+            acc[0] += float(value) * float(weight)
+            acc[1] += float(weight)
 
     def on_validation_epoch_end(self):
-        if self._val[1]:
-            self.log("val_loss", self._val[0] / self._val[1], prog_bar=True)
-        self._val = [0.0, 0.0]
+        for name, (total, weight) in self._val.items():
+            if weight:
+                self.log(name, total / weight, prog_bar=name == "val_loss")
+        self._val = {}
 
     def on_train_epoch_end(self):
         metrics = self.trainer.callback_metrics
         row = {"epoch": self.current_epoch + 1, "step": self.global_step,
                "train_loss": self._train[0] / max(self._train[1], 1e-8)}
-        if "val_loss" in metrics:
-            row["val_loss"] = float(metrics["val_loss"])
+        row.update({k: float(v) for k, v in metrics.items() if k.startswith("val_")})
         self.history.append(row)
         self.log("train_loss", row["train_loss"])
         self._train = [0.0, 0.0]
@@ -123,11 +180,11 @@ class LitModel(L.LightningModule):
 
 
 class LossPlot(L.Callback):
-    """Keeps RUN/loss.png (train and validation nats/frame per epoch, with the baseline) up to date:
+    """Keeps RUN/loss.png (train and validation loss per epoch, with the baselines) up to date:
     redrawn at most every `every` seconds during training (plotting costs ~0.3 s) and at the end."""
 
-    def __init__(self, path: Path, baseline: float | None, every: float = 15.0) -> None:
-        self.path, self.baseline, self.every, self.last = path, baseline, every, 0.0
+    def __init__(self, path: Path, baselines: dict[str, float], unit: str, every: float = 15.0) -> None:
+        self.path, self.baselines, self.unit, self.every, self.last = path, baselines, unit, every, 0.0
 
     def on_train_epoch_end(self, trainer, module):
         if trainer.is_global_zero and time.time() - self.last >= self.every:
@@ -135,11 +192,12 @@ class LossPlot(L.Callback):
 
     def on_train_end(self, trainer, module):
         if trainer.is_global_zero and module.history:
-            plot_losses(module.history, self.path, self.baseline)
+            plot_losses(module.history, self.path, self.baselines, self.unit)
             self.last = time.time()
 
 
-def plot_losses(history: list[dict], path: Path, baseline: float | None) -> None:
+def plot_losses(history: list[dict], path: Path, baselines: dict[str, float], unit: str) -> None:
+    """Loss curves per epoch; validation metrics other than val_loss are drawn dotted; baselines dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,16 +206,18 @@ def plot_losses(history: list[dict], path: Path, baseline: float | None) -> None
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (weighted)")
-    val = [(h["epoch"], h["val_loss"]) for h in history if "val_loss" in h]
-    if val:
-        ax.plot(*zip(*val), "s-", label="validation")
-    if baseline is not None:
-        ax.axhline(baseline, color="grey", ls="--", label=f"per-key Markov baseline ({baseline:.2f})")
+    names = sorted({k for h in history for k in h if k.startswith("val_")}, key=lambda k: (k != "val_loss", k))
+    for name in names:
+        pts = [(h["epoch"], h[name]) for h in history if name in h]
+        ax.plot(*zip(*pts), "s-" if name == "val_loss" else "^:", label=name.removeprefix("val_").replace("_", " ")
+                if name != "val_loss" else "validation")
+    for i, (name, value) in enumerate(baselines.items()):
+        ax.axhline(value, color=f"C{i + 4}", ls="--", lw=1, label=f"{name} baseline ({value:.2f})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per frame")
+    ax.set_ylabel(unit)
     ax.set_title("lstmidi training loss")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
@@ -169,11 +229,19 @@ def plot_losses(history: list[dict], path: Path, baseline: float | None) -> None
 class TrainResult:
     model_path: Path
     run_dir: Path
-    valid_nll: float | None
-    baseline_nll: float | None
+    metrics: dict
     epochs: int
     seconds: float
     corpus: Corpus
+
+    @property
+    def valid_nll(self) -> float:
+        """Validation loss of the saved weights (nats per frame/token for likelihood models)."""
+        return self.metrics["valid_loss"]
+
+    @property
+    def baseline_nll(self) -> float | None:
+        return next(iter(self.metrics["baselines"].values()), None)
 
 
 def prepare_run_dir(out: Path, resume: bool, force: bool) -> None:
@@ -201,17 +269,34 @@ def make_loader(pieces, window, hop, batch_size, shuffle, seed):
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=False)
 
 
+@torch.no_grad()
+def evaluate_loader(model: torch.nn.Module, loader, kind: str, loss_cfg) -> dict[str, float]:
+    """Unweighted objective (and extra metrics) averaged over every predicted step of `loader`."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, list[float]] = {}
+    for batch in loader:
+        loss, weight, extras = batch_objective(model, batch, kind, loss_cfg)
+        for name, value in {"loss": loss, **extras}.items():
+            acc = sums.setdefault(name, [0.0, 0.0])
+            acc[0] += float(value) * float(weight)
+            acc[1] += float(weight)
+    model.train(was_training)
+    return {name: total / max(weight, 1e-8) for name, (total, weight) in sums.items()}
+
+
 def primer_bank(pieces: list[np.ndarray], n: int, steps: int, seed: int) -> np.ndarray:
-    """`n` random excerpts of `steps` frames from `pieces` (pieces shorter than that are padded)."""
+    """`n` random excerpts of `steps` steps from `pieces` (shorter pieces are padded with zeros)."""
     rng = np.random.default_rng(seed)
-    width = pieces[0].shape[1]
-    bank = np.zeros((n, steps, width), np.uint8)
+    bank = np.zeros((n, steps, *pieces[0].shape[1:]), pieces[0].dtype)
+    lengths = np.zeros(n, np.int64)
     for i in range(n):
         piece = pieces[rng.integers(len(pieces))]
         start = rng.integers(max(len(piece) - steps, 0) + 1)
         chunk = piece[start : start + steps]
         bank[i, : len(chunk)] = chunk
-    return bank
+        lengths[i] = len(chunk)
+    return bank[:, : max(1, int(lengths.min()))] if lengths.min() < steps else bank
 
 
 def train(
@@ -247,9 +332,8 @@ def train(
     started = time.time()
     L.seed_everything(preset.train.seed, workers=True, verbose=False)
     encoding = build_encoding(preset.encoding)
-    if encoding.kind != "multihot":
-        raise LstmidiError(f"training for {encoding.kind!r} encodings is not available yet")
     corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir, progress=file_progress() if progress else None)
+    encoding = corpus.encoding  # fitted (bins, vocabulary) where the encoding learns from the corpus
     write_report(corpus, out / "report.json")
     s = corpus.summary
     print(f"corpus: {s['loaded']} files loaded, {s['skipped']} skipped"
@@ -257,24 +341,33 @@ def train(
           + (" [cached]" if corpus.cached else ""), file=sys.stderr)
     for name, reason in s["skipped_files"].items():
         print(f"  skipped {name}: {reason}", file=sys.stderr)
+    if hasattr(encoding, "describe"):
+        print(f"encoding: {encoding.describe()}", file=sys.stderr)
 
     cfg = preset.train
-    valid = corpus.pieces["valid"] or corpus.pieces["test"] or corpus.pieces["train"]
-    train_loader = make_loader(corpus.pieces["train"], cfg.window, cfg.hop, cfg.batch_size, True, cfg.seed)
-    valid_loader = make_loader(valid, cfg.window, None, cfg.batch_size, False, cfg.seed)
-    baseline = markov_baseline_nll(corpus.pieces["train"], valid)
-
     model = build_model(preset.model, encoding.sizes)
-    module = LitModel(model, preset)
+    span = cfg.window + getattr(model, "context", 0)  # a seq2seq model's encoder reads `context` steps first
+    valid = corpus.pieces["valid"] or corpus.pieces["test"] or corpus.pieces["train"]
+    train_loader = make_loader(corpus.pieces["train"], span, cfg.hop, cfg.batch_size, True, cfg.seed)
+    valid_loader = make_loader(valid, span, None, cfg.batch_size, False, cfg.seed)
+    baselines = evaluation.baselines(encoding, corpus.pieces["train"], valid)
+    unit = {"multihot": "nats per frame", "tokens": "nats per token"}.get(encoding.kind, "weighted loss per note")
+
+    module = LitModel(model, preset, encoding.kind)
     ckpt_dir = out / "checkpoints"
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_last=True,
         enable_version_counter=False)
+    callbacks = [checkpoint, LossPlot(out / "loss.png", baselines, unit)]
+    if cfg.sample_every:
+        from .monitoring import SampleWriter
+
+        callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
         gradient_clip_val=cfg.grad_clip or None,
-        callbacks=[checkpoint, LossPlot(out / "loss.png", baseline)],
+        callbacks=callbacks,
         # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
         logger=L.pytorch.loggers.CSVLogger(out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""),
         enable_progress_bar=progress,
@@ -290,11 +383,11 @@ def train(
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_file():
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
         model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    valid_nll = multihot_nll_on(model, valid_loader)
+    held_out = evaluate_loader(model, valid_loader, encoding.kind, cfg.loss)
     seconds = time.time() - started
     epochs_done = module.history[-1]["epoch"] if module.history else 0
-    metrics = {"valid_nll": valid_nll, "baseline_valid_nll": baseline, "epochs": epochs_done,
-               "train_seconds": round(seconds, 1), "unit": "nats per frame",
+    metrics = {"valid_loss": held_out.pop("loss"), **{f"valid_{k}": v for k, v in held_out.items()},
+               "baselines": baselines, "unit": unit, "epochs": epochs_done, "train_seconds": round(seconds, 1),
                "final_train_loss": module.history[-1]["train_loss"] if module.history else None}
     model_path = out / "model.lstmidi"
     save_model(
@@ -309,7 +402,11 @@ def train(
         history=module.history,
         force=True,
     )
-    return TrainResult(model_path, out, valid_nll, baseline, epochs_done, seconds, corpus)
+    if cfg.sample_every or encoding.kind == "notes":
+        from .monitoring import plot_distributions
+
+        plot_distributions(encoding, model_path, valid, out / "distributions.png")
+    return TrainResult(model_path, out, metrics, epochs_done, seconds, corpus)
 
 
 def _quiet_lightning() -> None:

@@ -8,9 +8,11 @@ from pydantic import ValidationError
 
 from ..errors import LstmidiError
 from .base import Encoding
+from .notes import Notes
 from .pianoroll import PianoRoll
+from .pseudonotes import PseudoNotes
 
-ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (PianoRoll,)}
+ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (PianoRoll, Notes, PseudoNotes)}
 
 
 def build_encoding(spec: dict[str, Any], where: str = "encoding") -> Encoding:

@@ -47,8 +47,8 @@ class Encoding(ABC):
 
     @property
     @abstractmethod
-    def sizes(self) -> dict[str, int]:
-        """Sizes a model needs, e.g. {'input_size': 88, 'output_size': 88}."""
+    def sizes(self) -> dict[str, Any]:
+        """Sizes a model needs, e.g. {'input_size': 88, 'output_size': 88}; note encodings add 'fields'."""
 
     @abstractmethod
     def steps_for_seconds(self, seconds: float) -> int:

@@ -11,9 +11,11 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from ..errors import LstmidiError
+from .notenet import NoteNet
 from .rollnet import RollNet
+from .seq2seq import Seq2Seq
 
-MODELS: dict[str, type[nn.Module]] = {"rollnet": RollNet}
+MODELS: dict[str, type[nn.Module]] = {"rollnet": RollNet, "notenet": NoteNet, "seq2seq": Seq2Seq}
 
 
 def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseModel]:
