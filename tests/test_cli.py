@@ -91,3 +91,33 @@ def test_presets_are_valid():
     assert {"midinet", "musicgenerator"} <= set(preset_names())
     for name in preset_names():
         load_preset(name)
+
+
+NOTE_PRESETS = {
+    "tutorial": ["--set", "model.hidden=16", "--set", "train.window=8", "--set", "train.primer_steps=8"],
+    "dl4music": ["--set", "model.hidden=8", "--set", "train.window=8", "--set", "train.primer_steps=8"],
+    "seq2seq": ["--set", "model.hidden=16", "--set", "model.context=4", "--set", "train.window=4",
+                "--set", "train.primer_steps=8", "--set", "train.sample_every=1"],
+}
+
+
+@pytest.mark.parametrize("preset", list(NOTE_PRESETS))
+def test_note_presets_train_and_generate_from_the_command_line(preset, tmp_path, corpus_dir):
+    run(["train", corpus_dir, "--preset", preset, "--out", tmp_path / "run", "--epochs", "1", *NOTE_PRESETS[preset]])
+    model = tmp_path / "run" / "model.lstmidi"
+    out = run(["generate", model, "-o", tmp_path / "g.mid", "--seconds", "3", "--primer", corpus_dir / "piece01.mid",
+               "--primer-seconds", "2", "--top-p", "0.9"]).output
+    assert "g.mid" in out and (tmp_path / "g.wav").stat().st_size > 1000 and (tmp_path / "g.png").is_file()
+    assert (tmp_path / "run" / "distributions.png").is_file()
+    if preset == "seq2seq":
+        assert (tmp_path / "run" / "samples" / "epoch-001.png").is_file()
+
+
+def test_demo_trains_and_writes_three_pieces(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = run(["demo", "--minutes", "0.05"]).output
+    files = sorted(p.name for p in (tmp_path / "lstmidi-demo").iterdir())
+    assert [f for f in files if f.startswith("piece")] == [f"piece-{i}.{ext}" for i in (1, 2, 3) for ext in ("mid", "png", "wav")]
+    assert "validation loss" in out and "listen:" in out
+    code = runner.invoke(app, ["demo", "--minutes", "0.05"]).exit_code
+    assert code != 0  # refuses to replace the demo folder without --force

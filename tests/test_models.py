@@ -16,6 +16,8 @@ VARIANTS = [
      {**NOTES, "fields": ["pitch", "velocity", "step"]}),
     ({"name": "seq2seq", "hidden": 16, "layers": 2, "context": 4}, TOKENS),
     ({"name": "seq2seq", "hidden": 16, "layers": 1, "embed": 8, "context": 4}, TOKENS),
+    ({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 3}, TOKENS),
+    ({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 2, "tie_weights": True}, TOKENS),
 ]
 assert {v[0]["name"] for v in VARIANTS} == set(MODELS), "every registered model needs variants here"
 
@@ -86,3 +88,10 @@ def test_bad_spec_names_the_field():
         build_model({"name": "notenet", "pitch_head": "nope"}, NOTES)
     with pytest.raises(LstmidiError, match="unknown model 'gpt'"):
         build_model({"name": "gpt"}, ROLL)
+
+
+def test_tied_weights_share_the_embedding():
+    model = build_model({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 1, "tie_weights": True}, TOKENS)
+    assert model.head.weight is model.embed.weight
+    untied = build_model({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 1}, TOKENS)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in untied.parameters())

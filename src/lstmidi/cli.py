@@ -48,8 +48,9 @@ def prepare(
 @app.command()
 def train(
     data: Optional[List[Path]] = typer.Argument(None, help="MIDI files or folders (default: bundled Bach chorales)"),
-    preset: str = PRESET,
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="preset name (configs/*.yaml) or a YAML path [default: musicgenerator, or the --init model's]"),
     out: Path = typer.Option(Path("lstmidi-run"), "--out", "-o", help="run folder; the model is OUT/model.lstmidi"),
+    init: Optional[Path] = typer.Option(None, "--init", help="fine-tune: start from this .lstmidi model and keep its encoding"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs (default: the preset's)"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop cleanly after this many minutes"),
     set_: Optional[List[str]] = SET,
@@ -65,7 +66,14 @@ def train(
         overrides.append(f"train.epochs={epochs}")
     if max_minutes is not None:
         overrides.append(f"train.max_minutes={max_minutes}")
-    result = run(load_preset(preset, overrides), data, out, resume=resume, force=force, command=_command())
+    if init is not None and preset is None:
+        from .config import apply_overrides, validate_preset
+        from .modelfile import load_model
+
+        chosen = validate_preset(apply_overrides(load_model(init).preset.model_dump(), overrides), where=f"{init}")
+    else:
+        chosen = load_preset(preset or "musicgenerator", overrides)
+    result = run(chosen, data, out, resume=resume, force=force, command=_command(), init=init)
     typer.echo(_summary(result))
     typer.echo(f"model: {result.model_path}")
 

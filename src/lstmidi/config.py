@@ -43,6 +43,13 @@ class LossConfig(Strict):
     weights: dict[str, float] = Field(default_factory=dict, description="per-field loss weights, default 1 (e.g. pitch: 0.05)")
 
 
+class AugmentConfig(Strict):
+    """Data augmentation of the training split (never validation or test), drawn afresh each epoch."""
+
+    transpose: int = Field(0, ge=0, le=12, description="transpose each window by a random k in [-k, k] semitones (kept in range)")
+    stretch: float = Field(0.0, ge=0, lt=0.5, description="stretch the tempo by a random factor in [1-x, 1+x]")
+
+
 class TrainConfig(Strict):
     """Training loop settings. Lengths are in encoding steps (frames or tokens)."""
 
@@ -59,6 +66,7 @@ class TrainConfig(Strict):
     primer_steps: int = Field(32, ge=1, description="length of each stored primer, in steps")
     sample_every: int = Field(0, ge=0, description="write a generated sample (MIDI + PNG) to RUN/samples every N epochs; 0 = off")
     loss: LossConfig = LossConfig()
+    augment: AugmentConfig = AugmentConfig()
 
 
 class SampleConfig(Strict):

@@ -119,7 +119,7 @@ def load_corpus(
     cached = _read_cache(cache_dir, key)
     if cached is not None:
         return cached
-    if encoding.needs_fit:
+    if encoding.needs_fit and not encoding.is_fitted:
         encoding = fit_encoding(encoding, files, data)
 
     jobs = [(str(p), encoding.to_dict(), data.model_dump()) for p, _ in files]

@@ -27,7 +27,7 @@ from .errors import LstmidiError
 from . import evaluation
 from .losses import multihot_nll, progressive_weights
 from .models import build_model
-from .modelfile import save_model
+from .modelfile import load_model, save_model
 
 
 class WindowDataset(Dataset):
@@ -38,8 +38,9 @@ class WindowDataset(Dataset):
     exactly once (every predicted step counted once, for validation).
     """
 
-    def __init__(self, pieces: list[np.ndarray], window: int, hop: int | None) -> None:
+    def __init__(self, pieces: list[np.ndarray], window: int, hop: int | None, augment=None, seed: int = 0) -> None:
         self.window = window
+        self.augment, self.seed, self.epoch = augment, seed, 0  # augment(steps, rng) -> steps; epoch set each epoch
         self.data = np.concatenate(pieces) if pieces else np.zeros((0,), np.uint8)
         self.index: list[tuple[int, int]] = []  # (absolute start, steps in the piece from there on)
         offset = 0
@@ -63,8 +64,11 @@ class WindowDataset(Dataset):
         real = min(w, remaining - 1)  # predicted steps in this window
         x = np.zeros((w, *self.data.shape[1:]), self.data.dtype)
         y = np.zeros_like(x)
-        x[:real] = self.data[start : start + real]
-        y[:real] = self.data[start + 1 : start + 1 + real]
+        steps = self.data[start : start + real + 1]
+        if self.augment is not None:  # fresh each epoch, reproducible from (seed, epoch, window)
+            steps = self.augment(steps, np.random.default_rng([self.seed, self.epoch, i]))
+        x[:real] = steps[:-1]
+        y[:real] = steps[1:]
         mask = np.zeros(w, np.uint8)
         mask[:real] = 1
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
@@ -263,8 +267,32 @@ def prepare_run_dir(out: Path, resume: bool, force: bool) -> None:
         raise LstmidiError(f"{out}: cannot write the run folder ({err.strerror})") from None
 
 
-def make_loader(pieces, window, hop, batch_size, shuffle, seed):
-    ds = WindowDataset(pieces, window, hop)
+class EpochSetter(L.Callback):
+    """Tells the training windows which epoch it is, so augmentation differs from epoch to epoch."""
+
+    def __init__(self, dataset: WindowDataset) -> None:
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer, module):
+        self.dataset.epoch = trainer.current_epoch
+
+
+def make_augmenter(encoding, cfg):
+    """augment(steps, rng) for the training windows, or None when augmentation is off."""
+    if not (cfg.transpose or cfg.stretch):
+        return None
+    if not hasattr(encoding, "augment"):
+        raise LstmidiError(f"train.augment: encoding {encoding.name!r} does not support augmentation (events does)")
+
+    def augment(steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return encoding.augment(steps, rng, int(rng.integers(-cfg.transpose, cfg.transpose + 1)),
+                                float(rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)))
+
+    return augment
+
+
+def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None):
+    ds = WindowDataset(pieces, window, hop, augment, seed)
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=False)
 
@@ -309,11 +337,14 @@ def train(
     command: str | None = None,
     progress: bool = True,
     cache_dir: Path | None = None,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """Train `preset` on the MIDI files under `data` (default: bundled Bach chorales) in run folder `out`.
 
     Writes `out/model.lstmidi` at the end, also when stopped by `train.max_minutes`. With `resume`,
     the preset and data saved in `out/config.json` are used and training continues from last.ckpt.
+    With `init` (a model file), training starts from that model's weights and keeps its encoding
+    (tokenizer, bins): fine-tuning on new music.
     """
     out = Path(out)
     command = command or " ".join(["lstmidi", *sys.argv[1:]])
@@ -323,15 +354,20 @@ def train(
         epochs, minutes = preset.train.epochs, preset.train.max_minutes
         preset = validate_preset(saved["preset"], where=str(out / "config.json"))
         preset.train.epochs, preset.train.max_minutes = epochs, minutes
-        data = saved["data"]
+        data, init = saved["data"], saved.get("init")  # a fine-tuned run keeps its base model's encoding
     else:
         atomic_write_text(out / "config.json", json.dumps(
-            {"preset": preset.model_dump(), "data": [str(Path(d).resolve()) for d in data or []], "command": command}, indent=1))
+            {"preset": preset.model_dump(), "data": [str(Path(d).resolve()) for d in data or []], "command": command,
+             "init": str(Path(init).resolve()) if init else None}, indent=1))
 
     _quiet_lightning()
     started = time.time()
     L.seed_everything(preset.train.seed, workers=True, verbose=False)
-    encoding = build_encoding(preset.encoding)
+    base = load_model(init) if init else None
+    encoding = base.encoding if base else build_encoding(preset.encoding)
+    if base and build_encoding(preset.encoding).to_dict() != build_encoding(base.preset.encoding).to_dict():
+        raise LstmidiError(f"--init {init}: fine-tuning keeps the model's encoding ({base.encoding.name}, "
+                           f"{base.encoding.sizes}); the preset asks for a different one — drop --preset or --set encoding.*")
     corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir, progress=file_progress() if progress else None)
     encoding = corpus.encoding  # fitted (bins, vocabulary) where the encoding learns from the corpus
     write_report(corpus, out / "report.json")
@@ -346,9 +382,16 @@ def train(
 
     cfg = preset.train
     model = build_model(preset.model, encoding.sizes)
+    if base:
+        try:
+            model.load_state_dict(base.model.state_dict())
+        except RuntimeError as err:
+            raise LstmidiError(f"--init {init}: its weights do not fit the model {preset.model} "
+                               f"({str(err).splitlines()[-1].strip()})") from None
     span = cfg.window + getattr(model, "context", 0)  # a seq2seq model's encoder reads `context` steps first
     valid = corpus.pieces["valid"] or corpus.pieces["test"] or corpus.pieces["train"]
-    train_loader = make_loader(corpus.pieces["train"], span, cfg.hop, cfg.batch_size, True, cfg.seed)
+    train_loader = make_loader(corpus.pieces["train"], span, cfg.hop, cfg.batch_size, True, cfg.seed,
+                               make_augmenter(encoding, cfg.augment))
     valid_loader = make_loader(valid, span, None, cfg.batch_size, False, cfg.seed)
     baselines = evaluation.baselines(encoding, corpus.pieces["train"], valid)
     unit = {"multihot": "nats per frame", "tokens": "nats per token"}.get(encoding.kind, "weighted loss per note")
@@ -358,7 +401,7 @@ def train(
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_last=True,
         enable_version_counter=False)
-    callbacks = [checkpoint, LossPlot(out / "loss.png", baselines, unit)]
+    callbacks = [checkpoint, LossPlot(out / "loss.png", baselines, unit), EpochSetter(train_loader.dataset)]
     if cfg.sample_every:
         from .monitoring import SampleWriter
 

@@ -29,6 +29,11 @@ class Encoding(ABC):
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(**params)
 
+    @property
+    def is_fitted(self) -> bool:
+        """False while an encoding that learns from data (`needs_fit`) has not been fitted."""
+        return True
+
     def fit(self, scores: list[Score]) -> "Encoding":
         """Learn vocabularies or bins from training scores; a no-op for encodings with nothing to learn."""
         return self

@@ -70,8 +70,12 @@ class PseudoNotes(Encoding):
     needs_fit = True
     unknown_token = 0  # a combination never seen in training; never generated
 
+    @property
+    def is_fitted(self) -> bool:
+        return self.params.vocab is not None
+
     def _fitted(self) -> PseudoNotesParams:
-        if self.params.vocab is None:
+        if not self.is_fitted:
             raise LstmidiError("pseudonotes: the encoding is not fitted; call fit(training scores) first "
                                "(bins and vocabulary come from the corpus)")
         return self.params

@@ -14,8 +14,9 @@ from ..errors import LstmidiError
 from .notenet import NoteNet
 from .rollnet import RollNet
 from .seq2seq import Seq2Seq
+from .tokennet import TokenNet
 
-MODELS: dict[str, type[nn.Module]] = {"rollnet": RollNet, "notenet": NoteNet, "seq2seq": Seq2Seq}
+MODELS: dict[str, type[nn.Module]] = {"rollnet": RollNet, "notenet": NoteNet, "seq2seq": Seq2Seq, "tokennet": TokenNet}
 
 
 def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseModel]:

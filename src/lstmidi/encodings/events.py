@@ -1,0 +1,593 @@
+"""`events`: the flagship's encoding — MidiTok event tokens (REMI, TSD or MIDI-Like) in one stream.
+
+A thin wrapper around a miditok tokenizer built from this encoding's parameters alone (so `to_dict()`
+rebuilds the same vocabulary; `vocab_sha1` records a fingerprint of it and a rebuild that gives a
+different vocabulary, e.g. under another miditok version, is refused instead of decoding wrongly).
+
+What a token stream holds (every piece is `[BOS, ..., EOS]`; PAD, BOS, EOS are ids 0, 1, 2):
+- `programs=False`: the notes of all non-drum tracks merged into one instrument (decoded as piano);
+  drum tracks are dropped.
+- `programs=True`: every instrument in one stream with `Program` tokens (miditok's `use_programs` with
+  `one_token_stream_for_programs`); tracks of the same program are merged (as miditok does); drum tracks
+  are kept only with `drums=True`, as `PitchDrum` / `DrumOn` / `DrumOff` tokens after `Program_-1`.
+- time on a grid of `steps_per_quarter` steps per beat, velocities in `num_velocities` bins, pitches in
+  [pitch_low, pitch_high] (notes outside are dropped), plus Rest / Tempo / TimeSig tokens when enabled.
+
+`steps_per_quarter` (s) stands for miditok's `beat_res = {(0, 4): s, (4, 12): s/2}` (durations and
+time shifts up to 12 beats: steps of 1/s beat for the first 4 beats, then 2/s) and
+`beat_res_rest = {(0, 1): s, (1, 2): s/2, (2, 12): s/4}`; s/2 and s/4 become the largest divisor of s
+not above them (for s = 8 these are miditok's defaults). Notes longer than 12 beats are cut to 12.
+Fixed settings (changing them changes every vocabulary): 32 tempo bins linear in 40..250 qpm, the
+time signatures miditok supports by default (3/8, 6/8, 12/8 and 1/4..6/4), drum pitches 27..88
+(clipped to the pitch range), equal successive tempo changes removed, duplicate notes kept.
+
+Times: `decode` and `quantize` return scores in ticks at the tokenizer's time division
+(`time_division`, 2 x steps_per_quarter ticks per quarter with the default time signatures).
+`quantize(s)` is miditok's own preprocessing of `s` (after the track merge / drum filter above),
+resampled to that time division, so `decode(encode(s)) == quantize(s)` note for note. For MIDI-Like,
+`quantize` also re-pairs the note-offs of overlapping notes of one pitch first-in-first-out, which is
+what the NoteOn/NoteOff tokens can say: the k-th onset of a pitch ends at the k-th offset of that pitch.
+
+The grammar (`transitions`, `allowed_next`, `grammar`) lets a sampler emit only sequences that miditok
+decodes without token errors; `augment` transposes and stretches token sequences for training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+from symusic import Note, Score, Tempo, TimeSignature, Track
+
+from .base import Encoding, EncodingParams
+
+SPECIAL_TOKENS = ("PAD", "BOS", "EOS")  # ids 0, 1, 2 (miditok adds special tokens first, in this order)
+NUM_TEMPOS = 32
+TEMPO_RANGE = (40, 250)
+TIME_SIGNATURE_RANGE = {8: [3, 12, 6], 4: [5, 6, 3, 2, 1, 4]}  # miditok's default
+DRUM_PITCH_RANGE = (27, 88)  # miditok's default (GM2 drum kit)
+
+# Tokens per second of music, measured on the 406 bundled Bach chorales (all defaults but the tokenizer
+# and `programs`; see `Events.steps_for_seconds`). Chorales are four voices at ~76 qpm.
+TOKENS_PER_SECOND = {
+    ("REMI", False): 19.6, ("REMI", True): 24.5,
+    ("TSD", False): 17.2, ("TSD", True): 22.1,
+    ("MIDILike", False): 17.6, ("MIDILike", True): 29.8,
+}
+
+# Token types a note is made of, per tokenizer (the first one starts a note).
+MELODIC_TYPES = {"Pitch", "NoteOn", "NoteOff"}
+DRUM_TYPES = {"PitchDrum", "DrumOn", "DrumOff"}
+# Types after which a piece may end (EOS): a complete note, or a Bar (REMI).
+END_TYPES = {"REMI": {"Duration", "Bar"}, "TSD": {"Duration"}, "MIDILike": {"NoteOff", "DrumOff"}}
+
+
+class EventsParams(EncodingParams):
+    tokenizer: Literal["REMI", "TSD", "MIDILike"] = Field(
+        "REMI", description="miditok tokenizer: REMI (Bar/Position), TSD (TimeShift/Duration) or MIDILike (NoteOn/NoteOff/TimeShift)")
+    steps_per_quarter: int = Field(8, ge=1, le=64, description="time grid: positions per beat (miditok beat_res {(0,4): s, (4,12): s/2})")
+    num_velocities: int = Field(16, ge=1, le=127, description="velocity bins, equally spaced in 0..127")
+    rests: bool = Field(True, description="Rest tokens for silences")
+    tempos: bool = Field(True, description="Tempo tokens (32 bins in 40..250 qpm)")
+    time_signatures: bool = Field(True, description="TimeSig tokens")
+    programs: bool = Field(False, description="multi-instrument: Program tokens, one stream; off = all non-drum tracks merged into one")
+    drums: bool = Field(False, description="keep drum tracks (needs programs=True)")
+    pitch_low: int = Field(21, ge=0, le=127, description="lowest kept MIDI pitch (notes outside [pitch_low, pitch_high] are dropped)")
+    pitch_high: int = Field(108, ge=0, le=127, description="highest kept MIDI pitch")
+    tokens_per_second: float | None = Field(
+        None, gt=0, description="for steps_for_seconds; default: measured on the bundled chorales for this tokenizer and programs setting")
+    vocab_sha1: str | None = Field(None, description="set automatically: fingerprint of the vocabulary, checked when the tokenizer is rebuilt")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.pitch_low >= self.pitch_high:
+            raise ValueError(f"pitch_low ({self.pitch_low}) must be below pitch_high ({self.pitch_high})")
+        if self.drums and not self.programs:
+            raise ValueError("drums=True needs programs=True (without Program tokens drums would be merged into the piano)")
+        if self.drums and max(DRUM_PITCH_RANGE[0], self.pitch_low) >= min(DRUM_PITCH_RANGE[1], self.pitch_high):
+            raise ValueError(f"drums=True needs a pitch range overlapping the drum pitches {DRUM_PITCH_RANGE[0]}..{DRUM_PITCH_RANGE[1]}")
+        return self
+
+
+def _divisor_at_most(n: int, limit: float) -> int:
+    """Largest divisor of n not above `limit` (at least 1): a coarser grid that stays on the fine one."""
+    return max(d for d in range(1, n + 1) if n % d == 0 and d <= max(1.0, limit))
+
+
+def _sha1(vocab: dict[str, int]) -> str:
+    return hashlib.sha1(json.dumps(sorted(vocab.items(), key=lambda kv: kv[1])).encode()).hexdigest()
+
+
+class Events(Encoding):
+    name = "events"
+    kind = "tokens"
+    Params = EventsParams
+    DRUM_PROGRAM = 128  # program_of_token() value of Program_-1 (drums); -1 means "not a Program token"
+
+    # ---- the miditok tokenizer, built once per instance ------------------------------------------
+    def tokenizer_config(self) -> dict[str, Any]:
+        """Every miditok `TokenizerConfig` argument this encoding sets (explicitly, so miditok's own
+        defaults never matter). Keys of `beat_res` / `beat_res_rest` are (start beat, end beat) tuples."""
+        p = self.params
+        s = p.steps_per_quarter
+        half, quarter = _divisor_at_most(s, s / 2), _divisor_at_most(s, s / 4)
+        drum_range = (max(DRUM_PITCH_RANGE[0], p.pitch_low), min(DRUM_PITCH_RANGE[1], p.pitch_high)) if p.drums else DRUM_PITCH_RANGE
+        return dict(
+            pitch_range=(p.pitch_low, p.pitch_high), beat_res={(0, 4): s, (4, 12): half},
+            num_velocities=p.num_velocities, special_tokens=list(SPECIAL_TOKENS), use_velocities=True,
+            use_note_duration_programs=list(range(-1, 128)), use_chords=False, use_rests=p.rests,
+            use_tempos=p.tempos, use_time_signatures=p.time_signatures, use_key_signatures=False,
+            use_sustain_pedals=False, use_pitch_bends=False, use_control_changes=False,
+            use_programs=p.programs, use_pitch_intervals=False, use_pitchdrum_tokens=p.drums,
+            beat_res_rest={(0, 1): s, (1, 2): half, (2, 12): quarter},
+            num_tempos=NUM_TEMPOS, tempo_range=TEMPO_RANGE, log_tempos=False,
+            remove_duplicated_notes=False, delete_equal_successive_tempo_changes=True,
+            time_signature_range={k: list(v) for k, v in TIME_SIGNATURE_RANGE.items()},
+            delete_equal_successive_time_sig_changes=False,
+            programs=list(range(-1 if p.drums else 0, 128)), one_token_stream_for_programs=p.programs,
+            program_changes=False, drums_pitch_range=drum_range,
+            # REMI's own options (additional_params), at their defaults
+            max_bar_embedding=None, use_bar_end_tokens=False, add_trailing_bars=False,
+        )
+
+    @cached_property
+    def tokenizer(self):
+        """The miditok tokenizer (built on first use, then cached on this instance)."""
+        import miditok
+
+        cls = {"REMI": miditok.REMI, "TSD": miditok.TSD, "MIDILike": miditok.MIDILike}[self.params.tokenizer]
+        tok = cls(miditok.TokenizerConfig(**self.tokenizer_config()))
+        sha = _sha1(tok.vocab)
+        if self.params.vocab_sha1 is None:
+            self.params = self.Params(**{**self.params.model_dump(), "vocab_sha1": sha})
+        elif self.params.vocab_sha1 != sha:
+            raise ValueError(f"events: miditok {miditok.__version__} builds a different vocabulary from these parameters "
+                             f"than the one this encoding was saved with (sha1 {sha[:10]} != {self.params.vocab_sha1[:10]}); "
+                             "use the miditok version recorded in the model file")
+        return tok
+
+    def to_dict(self) -> dict[str, Any]:
+        self.tokenizer  # fills vocab_sha1
+        return super().to_dict()
+
+    @property
+    def time_division(self) -> int:
+        """Ticks per quarter of decoded and quantized scores."""
+        return int(self.tokenizer.time_division)
+
+    # ---- vocabulary tables -------------------------------------------------------------------------
+    @cached_property
+    def vocab(self) -> list[str]:
+        """Token string of each id, e.g. 'Pitch_60', 'Bar_None', 'BOS_None'."""
+        inv = {i: t for t, i in self.tokenizer.vocab.items()}
+        return [inv[i] for i in range(len(inv))]
+
+    @cached_property
+    def _types(self) -> np.ndarray:
+        return np.array([t.split("_", 1)[0] for t in self.vocab])  # (vocab,) str
+
+    def _values(self, *types: str) -> np.ndarray:
+        """(vocab,) int: the integer value of tokens of the given types, -1 elsewhere."""
+        out = np.full(len(self.vocab), -1, np.int64)
+        for i, t in enumerate(self.vocab):
+            kind, value = t.split("_", 1)
+            if kind in types:
+                out[i] = int(value)
+        return out
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"vocab_size": len(self.vocab)}
+
+    @property
+    def pad(self) -> int:
+        return self.tokenizer.vocab["PAD_None"]
+
+    @property
+    def bos(self) -> int:
+        return self.tokenizer.vocab["BOS_None"]
+
+    @property
+    def eos(self) -> int:
+        return self.tokenizer.vocab["EOS_None"]
+
+    def token_types(self) -> list[str]:
+        """Type of each id: 'PAD', 'BOS', 'EOS', 'Bar', 'Position', 'Pitch', 'Velocity', 'Duration',
+        'TimeShift', 'Rest', 'Tempo', 'TimeSig', 'Program', 'NoteOn', 'NoteOff', 'PitchDrum', ..."""
+        return self._types.tolist()
+
+    @cached_property
+    def _pitch_of_token(self) -> np.ndarray:
+        return self._values("Pitch", "NoteOn")
+
+    def pitch_of_token(self) -> np.ndarray:
+        """(vocab,) int64: MIDI pitch of note-onset tokens (Pitch; NoteOn for MIDILike), -1 for every other
+        token — drum tokens (PitchDrum/DrumOn) and NoteOff included, so 'played pitches' are onsets only."""
+        return self._pitch_of_token.copy()
+
+    @cached_property
+    def _program_of_token(self) -> np.ndarray:
+        prog = self._values("Program")
+        prog[(self._types == "Program") & (prog == -1)] = self.DRUM_PROGRAM
+        return prog
+
+    def program_of_token(self) -> np.ndarray:
+        """(vocab,) int64: MIDI program (0..127) of Program tokens, `DRUM_PROGRAM` (128) for the drums'
+        Program_-1, -1 for every other token."""
+        return self._program_of_token.copy()
+
+    # ---- the contract -------------------------------------------------------------------------------
+    def _prepare(self, score: Score) -> Score:
+        """The score miditok is given: ticks, notes sorted; programs off -> non-drum tracks merged."""
+        if score.ttype != "Tick" and type(score).__name__ != "ScoreTick":
+            score = score.to("tick")
+        out = score.copy()
+        if self.params.programs:
+            # miditok itself drops drum tracks when Program_-1 is not in the vocabulary (drums=False)
+            tracks = [t for t in out.tracks if len(t.notes)]
+        else:
+            arrays = [t.notes.numpy() for t in score.tracks if not t.is_drum and len(t.notes)]
+            merged = Track(name="events", program=0, is_drum=False)
+            if arrays:
+                merged.notes = Note.from_numpy(**{k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]})
+            tracks = [merged]
+        for t in tracks:  # one order for equal onsets: (time, duration, pitch, velocity), as miditok's merge
+            n = t.notes.numpy()
+            order = np.lexsort((n["velocity"], n["pitch"], n["duration"], n["time"]))
+            t.notes = Note.from_numpy(**{k: v[order] for k, v in n.items()})
+        out.tracks = tracks
+        return out
+
+    def encode(self, score: Score) -> np.ndarray:
+        """Score -> int64 token ids (tokens,): [BOS, miditok tokens ..., EOS]."""
+        seq = self.tokenizer.encode(self._prepare(score))
+        ids = (seq if self.params.programs else seq[0]).ids
+        return np.array([self.bos, *ids, self.eos], np.int64)
+
+    def decode(self, array: np.ndarray) -> Score:
+        """Token ids -> Score (ticks, `time_division` per quarter). Stops at the first EOS; BOS and PAD are
+        skipped; any other in-vocabulary sequence decodes (tokens out of grammar are ignored by miditok).
+        Raises ValueError for ids outside the vocabulary."""
+        from miditok import TokSequence
+
+        ids = np.asarray(array).reshape(-1)
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            if not np.all(np.isfinite(ids)) or not np.all(ids == np.round(ids)):
+                raise ValueError("events.decode: token ids must be integers")
+        ids = ids.astype(np.int64)
+        bad = ids[(ids < 0) | (ids >= len(self.vocab))]
+        if len(bad):
+            raise ValueError(f"events.decode: token {int(bad[0])} outside the vocabulary 0..{len(self.vocab) - 1}")
+        ends = np.flatnonzero(ids == self.eos)
+        if len(ends):
+            ids = ids[: ends[0]]
+        ids = ids[(ids != self.bos) & (ids != self.pad)]
+        if not len(ids):
+            score = Score(self.time_division)
+            score.tempos.append(Tempo(0, qpm=float(self.tokenizer.default_tempo)))
+            score.time_signatures.append(TimeSignature(0, 4, 4))
+            return score
+        seq = TokSequence(ids=ids.tolist())
+        self.tokenizer.complete_sequence(seq)
+        return self.tokenizer.decode(seq if self.params.programs else [seq])
+
+    def quantize(self, score: Score) -> Score:
+        """The score as the tokens keep it: miditok's preprocessing (grid, velocity bins, pitch range,
+        duration bins, tempo bins, supported time signatures; tracks merged or filtered as above), at
+        `time_division` ticks per quarter; MIDI-Like: note-offs of one pitch re-paired first-in-first-out."""
+        out = self.tokenizer.preprocess_score(self._prepare(score))
+        if out.ticks_per_quarter != self.time_division:  # an integer factor: exact
+            out = out.resample(self.time_division, min_dur=1)
+        if self.params.tokenizer == "MIDILike":
+            for t in out.tracks:
+                t.notes = _fifo_pairs(t.notes)
+        return out
+
+    def steps_for_seconds(self, seconds: float) -> int:
+        """Tokens for `seconds` of music: seconds x tokens_per_second (at least 1). Default rates, measured
+        on the bundled Bach chorales (tokens per second of music): REMI 19.6 (24.5 with programs), TSD 17.2
+        (22.1), MIDILike 17.6 (29.8); denser music needs more."""
+        return max(1, round(seconds * self.rate))
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second used by steps_for_seconds."""
+        p = self.params
+        return p.tokens_per_second or TOKENS_PER_SECOND[(p.tokenizer, p.programs)]
+
+    def describe(self) -> str:
+        """One line for the CLI, e.g. 'REMI event tokens: 341 in vocabulary (one merged instrument)'."""
+        p = self.params
+        what = ("programs" + (" + drums" if p.drums else "")) if p.programs else "one merged instrument"
+        return f"{p.tokenizer} event tokens: {len(self.vocab)} in vocabulary ({what}, {p.steps_per_quarter} steps per beat)"
+
+    def token_errors(self, ids: np.ndarray) -> float:
+        """miditok's own grammar check (`tokens_errors`): the fraction of tokens (BOS/EOS included) that break
+        the token-type order or timing (REMI: Position going back; MIDI-Like: NoteOff without NoteOn and
+        notes never ended). PAD is dropped and the sequence cut after the first EOS."""
+        from miditok import TokSequence
+
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        ends = np.flatnonzero(ids == self.eos)
+        if len(ends):
+            ids = ids[: ends[0] + 1]
+        ids = ids[ids != self.pad]
+        if not len(ids):
+            return 0.0
+        seq = TokSequence(ids=ids.tolist())
+        err = self.tokenizer.tokens_errors(seq if self.params.programs else [seq])
+        return float(err if self.params.programs else err[0])
+
+    # ---- grammar ------------------------------------------------------------------------------------
+    @cached_property
+    def transitions(self) -> np.ndarray:
+        """(vocab, vocab) bool, read-only: transitions[a, b] = id b may follow id a.
+
+        Built once from miditok's token-type graph for this tokenizer, restricted to what real encodings
+        do: BOS is followed by the type a piece starts with; EOS only follows END_TYPES (a complete note,
+        or REMI's Bar); PAD and BOS never follow anything; after EOS only EOS (rows are never empty);
+        Program_-1 (drums) is followed by drum note tokens only, other programs by melodic ones.
+        Value rules that one previous token cannot carry (REMI: Position must move forward in its bar;
+        MIDI-Like: a NoteOff needs a sounding note) are in `grammar()`; for TSD this matrix is exact."""
+        tok, types, p = self.tokenizer, self._types, self.params
+        graph = tok.tokens_types_graph
+        specials = set(SPECIAL_TOKENS)
+        present = set(types.tolist()) - specials
+        n = len(types)
+        m = np.zeros((n, n), bool)
+        by_type = {t: types == t for t in set(types.tolist())}
+        for a in present:
+            for b in graph.get(a, set()) & present:
+                m[np.ix_(by_type[a], by_type[b])] = True
+        # where a piece starts
+        if p.tokenizer == "REMI":
+            start = {"Bar"} if (p.time_signatures or p.tempos) else {"Bar", "Rest"}
+        elif p.time_signatures:
+            start = {"TimeSig"}
+        elif p.tempos:
+            start = {"Tempo"}
+        else:
+            start = {"Pitch", "NoteOn", "PitchDrum", "DrumOn", "Program", "TimeShift", "Rest"}
+        start_row = np.isin(types, list(start & present))
+        m[by_type["BOS"]] = start_row
+        m[by_type["PAD"]] = start_row
+        m[:, by_type["EOS"]] = np.isin(types, list(END_TYPES[p.tokenizer]))[:, None]
+        m[by_type["EOS"]] = False
+        m[self.eos, self.eos] = True
+        # Program_-1 -> drum notes; Program_k -> melodic notes
+        programs = self._program_of_token
+        drum_cols, melodic_cols = np.isin(types, list(DRUM_TYPES)), np.isin(types, list(MELODIC_TYPES))
+        m[np.ix_(programs == self.DRUM_PROGRAM, melodic_cols)] = False
+        m[np.ix_((programs >= 0) & (programs < self.DRUM_PROGRAM), drum_cols)] = False
+        assert m.any(axis=1).all(), "every token must have a successor"
+        m.flags.writeable = False
+        return m
+
+    def allowed_next(self, prev_id: int) -> np.ndarray:
+        """(vocab,) bool: ids that may follow `prev_id` (a read-only row of `transitions`). Exact for TSD;
+        for REMI and MIDI-Like use `grammar()` to also enforce Position order and NoteOff pairing."""
+        return self.transitions[int(prev_id)]
+
+    def grammar(self, ids=()) -> "EventGrammar":
+        """A per-sequence grammar state after `ids` (e.g. BOS + primer): `.allowed()` gives the mask of the
+        next id, `.push(id)` advances; `.can_end` and `.finish()` close a piece cleanly."""
+        g = EventGrammar(self)
+        for i in np.asarray(ids, np.int64).reshape(-1).tolist():
+            g.push(i)
+        return g
+
+    def finish(self, ids: np.ndarray) -> np.ndarray:
+        """A sequence cut short (e.g. at the generation length) made into a complete piece ending with EOS:
+        REMI/TSD drop the unfinished last note (back to the last point where the piece may end); MIDI-Like
+        drops an unfinished NoteOn and ends every sounding note (one shortest TimeShift first if a note
+        started at the current time). Decodes with 0 miditok token errors when `ids` followed the grammar."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        ends = np.flatnonzero(ids == self.eos)
+        if len(ends):
+            return ids[: ends[0] + 1].copy()
+        g, last_end = EventGrammar(self), 0
+        for k, i in enumerate(ids.tolist()):
+            g.push(i)
+            if g.can_end:
+                last_end = k + 1
+        if self.params.tokenizer != "MIDILike" or last_end == len(ids):
+            return np.append(ids[:last_end], self.eos) if last_end else np.array([self.bos, self.eos], np.int64)
+        # MIDI-Like: cut back to the last complete event, then end the sounding notes
+        types = self._types
+        cut = len(ids)
+        while cut and types[ids[cut - 1]] in {"NoteOn", "DrumOn", "Program"}:
+            cut -= 1
+        g = self.grammar(ids[:cut])
+        return np.array([*ids[:cut], *g.closing()], np.int64)
+
+    # ---- augmentation -------------------------------------------------------------------------------
+    @cached_property
+    def _transpose_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pitch of transposable tokens (vocab,) or -1, type code (vocab,), id of (type code, pitch))."""
+        pitch = self._values("Pitch", "NoteOn", "NoteOff")  # melodic only: drum tokens are never transposed
+        kinds = ["Pitch", "NoteOn", "NoteOff"]
+        code = np.full(len(self.vocab), -1, np.int64)
+        table = np.full((len(kinds), 128), -1, np.int64)
+        for c, k in enumerate(kinds):
+            sel = np.flatnonzero(self._types == k)
+            code[sel] = c
+            table[c, pitch[sel]] = sel
+        return pitch, code, table
+
+    @cached_property
+    def _tempo_values(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.flatnonzero(self._types == "Tempo")
+        return ids, np.array([float(self.vocab[i].split("_", 1)[1]) for i in ids])
+
+    def augment(self, ids: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0) -> np.ndarray:
+        """Token-level training augmentation (pure; returns a new int64 array, same length).
+
+        Transposes melodic pitch tokens (Pitch; NoteOn and NoteOff) by `semitones`, or, when some pitch would
+        leave [pitch_low, pitch_high], by the largest shift of the same sign that keeps all inside (maybe 0).
+        Drum tokens, and Pitch tokens after a Program_-1, are never transposed. With tempos on, every Tempo
+        token becomes the tempo bin nearest to its tempo x `stretch` (a window without Tempo tokens keeps
+        the tempo set before it). `rng` is unused: the caller draws `semitones` and `stretch`."""
+        out = np.array(ids, np.int64).reshape(-1)  # copy
+        if semitones:
+            pitch, code, table = self._transpose_tables
+            p = pitch[out]  # (tokens,)
+            movable = p >= 0
+            programs = self._program_of_token[out]
+            if (programs == self.DRUM_PROGRAM).any():  # current program = the last Program token before each token
+                last = np.maximum.accumulate(np.where(programs >= 0, np.arange(len(out)), -1))
+                current = np.where(last >= 0, programs[np.maximum(last, 0)], -1)
+                movable &= current != self.DRUM_PROGRAM
+            if movable.any():
+                lo = self.params.pitch_low - int(p[movable].min())
+                hi = self.params.pitch_high - int(p[movable].max())
+                shift = int(np.clip(semitones, min(lo, 0), max(hi, 0)))
+                if shift:
+                    out[movable] = table[code[out[movable]], p[movable] + shift]
+        if stretch != 1.0 and self.params.tempos:
+            tempo_ids, tempo_values = self._tempo_values
+            nearest = np.abs(tempo_values[None, :] - tempo_values[:, None] * stretch).argmin(axis=1)  # (tempos,)
+            lookup = np.arange(len(self.vocab))
+            lookup[tempo_ids] = tempo_ids[nearest]
+            out = lookup[out]
+        return out
+
+
+def _fifo_pairs(notes):
+    """Notes of one track as NoteOn/NoteOff tokens decode them: per pitch, the k-th onset (in token order:
+    time, then note order) ends at the k-th offset. Non-overlapping notes are unchanged."""
+    n = notes.numpy()
+    if not len(n["time"]):
+        return notes
+    idx = np.arange(len(n["time"]))
+    ends = n["time"] + n["duration"]
+    onsets = np.lexsort((idx, n["time"], n["pitch"]))  # grouped by pitch, in token order
+    offsets = np.lexsort((ends, n["pitch"]))  # grouped by pitch, by offset
+    time = n["time"][onsets]
+    out = {"time": time, "duration": ends[offsets] - time, "pitch": n["pitch"][onsets], "velocity": n["velocity"][onsets]}
+    order = np.lexsort((out["pitch"], out["time"]))
+    return Note.from_numpy(**{k: v[order] for k, v in out.items()})
+
+
+class EventGrammar:
+    """Grammar state of one token sequence: the first-order `transitions` plus the value rules miditok's
+    token-error check applies and one previous token cannot carry.
+
+    REMI: a Position must be after the bar's last Position (unless right after a Rest, as miditok allows)
+    and inside the bar of the current time signature (numerator x steps_per_quarter positions).
+    MIDI-Like: NoteOff/DrumOff only for a pitch sounding in the current program and started before the
+    current time (no zero-length notes); EOS only when no note is sounding.
+    """
+
+    def __init__(self, enc: Events) -> None:
+        self.enc = enc
+        self.kind = enc.params.tokenizer
+        self.prev = enc.bos
+        self.types = enc._types
+        self.prev_types: list[str] = ["BOS", "BOS"]
+        # REMI
+        self.pos = -1
+        self.bar_positions = 4 * enc.params.steps_per_quarter
+        # MIDI-Like: sounding notes (program, pitch) -> onset "time stamps" (count of time tokens so far)
+        self.program = 0
+        self.stamp = 0
+        self.sounding: dict[tuple[int, int], list[int]] = {}
+
+    @cached_property
+    def _tables(self) -> dict[str, np.ndarray]:
+        enc = self.enc
+        return enc.__dict__.setdefault("_grammar_tables", {
+            "position": enc._values("Position"),
+            "position_ids": np.flatnonzero(enc._types == "Position"),
+            "off_pitch": enc._values("NoteOff", "DrumOff"),
+            "off_ids": np.flatnonzero(np.isin(enc._types, ["NoteOff", "DrumOff"])),
+            "on_pitch": enc._values("NoteOn", "DrumOn"),
+        })
+
+    def copy(self) -> "EventGrammar":
+        g = EventGrammar.__new__(EventGrammar)
+        g.__dict__.update({k: (v.copy() if isinstance(v, list) else v) for k, v in self.__dict__.items()})
+        g.sounding = {k: list(v) for k, v in self.sounding.items()}
+        return g
+
+    def push(self, token: int) -> None:
+        """Advance by one id (any id; out-of-grammar ids are recorded as they come)."""
+        token = int(token)
+        kind, value = self.enc.vocab[token].split("_", 1)
+        if self.kind == "REMI":
+            if kind == "Bar":
+                self.pos = -1
+            elif kind == "Position":
+                self.pos = int(value)
+            elif kind == "TimeSig":
+                self.bar_positions = int(value.split("/")[0]) * self.enc.params.steps_per_quarter
+        elif self.kind == "MIDILike":
+            if kind == "Program":
+                self.program = int(value)
+            elif kind in ("TimeShift", "Rest"):
+                self.stamp += 1
+            elif kind in ("NoteOn", "DrumOn"):
+                self.sounding.setdefault((self.program, int(value)), []).append(self.stamp)
+            elif kind in ("NoteOff", "DrumOff"):
+                started = self.sounding.get((self.program, int(value)))
+                if started:
+                    started.pop(0)
+                    if not started:
+                        del self.sounding[(self.program, int(value))]
+        self.prev_types = [self.prev_types[1], kind]
+        self.prev = token
+
+    def allowed(self) -> np.ndarray:
+        """(vocab,) bool mask of the ids that may come next."""
+        row = self.enc.transitions[self.prev].copy()
+        t = self._tables
+        if self.kind == "REMI":
+            ids = t["position_ids"]
+            if row[ids].any():
+                values = t["position"][ids]
+                free = self.prev_types[1] == "Rest" or self.prev_types == ["Rest", "TimeSig"]
+                bad = values >= self.bar_positions
+                if not free:
+                    bad |= values <= self.pos
+                row[ids[bad]] = False
+        elif self.kind == "MIDILike":
+            ids = t["off_ids"]
+            if row[ids].any():
+                closable = [p for (prog, p), started in self.sounding.items()
+                            if prog == self.program and started[0] < self.stamp]
+                row[ids[~np.isin(t["off_pitch"][ids], closable)]] = False
+            if self.sounding:
+                row[self.enc.eos] = False
+        return row
+
+    @property
+    def can_end(self) -> bool:
+        """Whether EOS may come next."""
+        return bool(self.allowed()[self.enc.eos])
+
+    def closing(self) -> list[int]:
+        """MIDI-Like: ids that end every sounding note and then the piece (EOS), from a state after a
+        complete event; REMI/TSD: [EOS] when the piece may end here, else []."""
+        enc = self.enc
+        if self.kind != "MIDILike":
+            return [enc.eos] if self.can_end else []
+        vocab = enc.tokenizer.vocab
+        out: list[int] = []
+        g = self.copy()
+
+        def emit(token: str) -> None:
+            out.append(vocab[token])
+            g.push(vocab[token])
+
+        if any(started[-1] >= g.stamp for started in g.sounding.values()):
+            emit(enc.vocab[int(np.flatnonzero(enc._types == "TimeShift")[0])])  # the shortest time shift
+        for (prog, pitch), started in sorted(g.sounding.items()):
+            for _ in range(len(started)):
+                if enc.params.programs:
+                    emit(f"Program_{prog}")
+                emit(f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}")
+        out.append(enc.eos)
+        return out
