@@ -117,7 +117,8 @@ def test_demo_trains_and_writes_three_pieces(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = run(["demo", "--minutes", "0.05"]).output
     files = sorted(p.name for p in (tmp_path / "lstmidi-demo").iterdir())
-    assert [f for f in files if f.startswith("piece")] == [f"piece-{i}.{ext}" for i in (1, 2, 3) for ext in ("mid", "png", "wav")]
+    for part in ("pretrained", "trained"):
+        assert [f for f in files if f.startswith(part)] == [f"{part}-{i}.{ext}" for i in (1, 2, 3) for ext in ("mid", "png", "wav")]
     assert "validation loss" in out and "listen:" in out
     code = runner.invoke(app, ["demo", "--minutes", "0.05"]).exit_code
     assert code != 0  # refuses to replace the demo folder without --force

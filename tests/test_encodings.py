@@ -89,6 +89,11 @@ ENCODING_VARIANTS = [
     {"name": "notes", "fields": ["pitch", "step", "duration", "velocity"], "resolution": 0.01, "max_step": 1.0, "low": 36, "high": 96},
     {"name": "pseudonotes"},
     {"name": "pseudonotes", "velocity_bins": 2, "duration_bins": 3, "low": 36, "high": 96},
+    {"name": "events"},
+    {"name": "events", "tokenizer": "TSD", "programs": True, "drums": True},
+    {"name": "events", "tokenizer": "MIDILike"},
+    {"name": "events", "tokenizer": "MIDILike", "programs": True, "steps_per_quarter": 4, "num_velocities": 8, "rests": False},
+    {"name": "events", "steps_per_quarter": 6, "tempos": False, "time_signatures": False, "pitch_low": 36, "pitch_high": 96},
 ]
 assert {v["name"] for v in ENCODING_VARIANTS} == set(ENCODINGS), "every registered encoding needs variants here"
 

@@ -26,6 +26,16 @@ def prepare(data: list[str | Path] | None, out: str | Path, preset: Preset | Non
     return corpus
 
 
+def bundled_model() -> Path:
+    """The pretrained flagship model shipped inside the package (see pretrained/README.md)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("lstmidi") / "pretrained" / "default.lstmidi"))
+    if not path.is_file():
+        raise LstmidiError(f"{path}: the bundled model is missing from this installation; pass a model file")
+    return path
+
+
 def output_paths(out: str | Path, num: int) -> list[Path]:
     """OUT.mid for one piece; OUT-1.mid .. OUT-N.mid for several."""
     out = Path(out)
@@ -36,9 +46,10 @@ def output_paths(out: str | Path, num: int) -> list[Path]:
     return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, num + 1)]
 
 
-def generate_files(model: str | Path, out: str | Path, *, num: int = 1, wav: bool = True, png: bool = True,
+def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, wav: bool = True, png: bool = True,
                    force: bool = False, soundfont: str | None = None, **sample_options) -> list[dict[str, str]]:
-    """Generate `num` pieces with the model file `model` and write MIDI (+ WAV + PNG beside each).
+    """Generate `num` pieces with the model file `model` (None: the bundled pretrained model) and write
+    MIDI (+ WAV + PNG beside each).
 
     Refuses before writing anything if any output exists and `force` is False.
     `sample_options` go to `lstmidi.sampling.generate` (seconds, steps, seed, primer, temperature, ...).
@@ -49,7 +60,7 @@ def generate_files(model: str | Path, out: str | Path, *, num: int = 1, wav: boo
         existing = [str(p) for p in wanted if p.exists()]
         if existing:
             raise OutputExistsError(f"{', '.join(existing)}: file exists (use --force to overwrite)")
-    loaded = load_model(model)
+    loaded = load_model(model if model is not None else bundled_model())
     pieces = generate(loaded, num=num, **sample_options)
     written = []
     for piece, path in zip(pieces, paths):
@@ -83,19 +94,22 @@ def render_file(midi: str | Path, out: str | Path | None = None, *, wav: bool = 
 
 def demo(out: str | Path = "lstmidi-demo", *, minutes: float = 2.0, num: int = 3, seed: int = 0,
          force: bool = False, progress: bool = True):
-    """The main job on the bundled default: train the `musicgenerator` preset on the bundled Bach
-    chorales for `minutes`, then generate `num` pieces (MIDI + WAV + PNG) into `out`."""
+    """The main job on the bundled defaults, in two parts, written into `out`:
+    1. `num` pieces from the bundled pretrained flagship model, at once (out/pretrained-N.mid/.wav/.png);
+    2. a short training run of the `musicgenerator` preset on the bundled Bach chorales (`minutes`),
+       then `num` pieces from it (out/trained-N.*; the run folder is out/run).
+    Returns (train result, files of part 1, files of part 2)."""
     from .training import train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise OutputExistsError(f"{out}: folder exists (use --force to replace the demo output)")
     started = time.time()
+    pretrained = generate_files(None, out / "pretrained.mid", num=num, seed=seed, seconds=30, force=True)
+    print(f"pretrained model: {num} pieces in {time.time() - started:.0f} s", file=sys.stderr)
     preset = load_preset("musicgenerator", [f"train.max_minutes={minutes}", "train.epochs=1000"])
     result = train(preset, None, out / "run", force=True, progress=progress,
                    command=f"lstmidi demo --minutes {minutes}")
-    files = generate_files(result.model_path, out / "piece.mid", num=num, seed=seed, force=True)
+    trained = generate_files(result.model_path, out / "trained.mid", num=num, seed=seed, force=True)
     print(f"demo finished in {time.time() - started:.0f} s", file=sys.stderr)
-    return result, files
-
-
+    return result, pretrained, trained

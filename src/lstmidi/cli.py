@@ -89,7 +89,7 @@ def _summary(result) -> str:
 
 @app.command()
 def generate(
-    model: Path = typer.Argument(..., help="a .lstmidi model file"),
+    model: Optional[Path] = typer.Argument(None, help="a .lstmidi model file (default: the bundled pretrained model)"),
     out: Path = typer.Option(Path("generated.mid"), "--out", "-o", help="output MIDI; with --num N: OUT-1.mid .. OUT-N.mid"),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="length of the new part in seconds (default: the model's)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="length of the new part in encoding steps (overrides --seconds)"),
@@ -101,6 +101,14 @@ def generate(
     top_k: Optional[int] = typer.Option(None, "--top-k", help="note/token models: sample among the k most likely (1 = greedy)"),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="note/token models: nucleus sampling mass (0..1]"),
     greedy: Optional[bool] = typer.Option(None, "--greedy/--no-greedy", help="note/token models: always take the most likely"),
+    beam: Optional[int] = typer.Option(None, "--beam", help="event models: beam search with N beams"),
+    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", help="event models: > 1 discourages repeated tokens"),
+    max_repeat: Optional[int] = typer.Option(None, "--max-repeat", help="event models: no pitch more than N times in a row"),
+    key: Optional[str] = typer.Option(None, "--key", help='event models: only pitches of this key, e.g. "D minor"'),
+    pitch_range: Optional[str] = typer.Option(None, "--pitch-range", help="event models: LOW-HIGH MIDI pitches, e.g. 48-84"),
+    programs: Optional[str] = typer.Option(None, "--programs", help="multi-instrument event models: allowed GM programs, e.g. 0,40,42"),
+    bars: Optional[float] = typer.Option(None, "--bars", help="length in 4/4 bars at 120 qpm (= 2 s per bar); alternative to --seconds"),
+    primer_output: bool = typer.Option(True, "--primer-output/--no-primer-output", help="include the primer in the output"),
     mode: Optional[str] = typer.Option(None, "--mode", help="piano-roll models: bernoulli or threshold (default: the model's)"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="key-on probability for --mode threshold"),
     wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
@@ -113,12 +121,38 @@ def generate(
 
     if mode not in (None, "bernoulli", "threshold"):
         raise LstmidiError(f"--mode {mode!r}: choose bernoulli or threshold")
+    if bars is not None:
+        seconds = bars * 2.0
     written = generate_files(model, out, num=num, wav=wav, png=png, force=force, soundfont=soundfont,
                              seconds=seconds, steps=steps, seed=seed, primer=primer, primer_seconds=primer_seconds,
                              temperature=temperature, mode=mode, threshold=threshold, top_k=top_k, top_p=top_p,
-                             greedy=greedy)
+                             greedy=greedy, beam=beam, repetition_penalty=repetition_penalty, max_repeat=max_repeat,
+                             key=key, pitch_range=_pitch_range(pitch_range), programs=_int_list(programs, "--programs"),
+                             include_primer=primer_output)
     for files in written:
         typer.echo("  ".join(files.values()))
+
+
+def _pitch_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    low, sep, high = text.partition("-")
+    try:
+        lo, hi = int(low), int(high)
+    except ValueError:
+        lo = hi = -1
+    if not sep or not 0 <= lo <= hi <= 127:
+        raise LstmidiError(f"--pitch-range {text!r}: expected LOW-HIGH MIDI pitches with 0 <= LOW <= HIGH <= 127, e.g. 48-84")
+    return lo, hi
+
+
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LstmidiError(f"{option} {text!r}: expected comma-separated numbers, e.g. 0,40,42") from None
 
 
 @app.command()
@@ -144,16 +178,20 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
     force: bool = typer.Option(False, "--force", help="replace an existing demo folder"),
 ):
-    """Train briefly on the bundled Bach chorales and generate pieces (MIDI + WAV + PNG)."""
+    """Generate with the bundled pretrained model, then train briefly on the bundled Bach chorales and
+    generate again (MIDI + WAV + PNG)."""
     from .api import demo as run
 
-    result, files = run(out, minutes=minutes, num=num, seed=seed, force=force)
+    result, pretrained, trained = run(out, minutes=minutes, num=num, seed=seed, force=force)
+    typer.echo("from the bundled pretrained model:")
+    for f in pretrained:
+        typer.echo("  " + "  ".join(f.values()))
     typer.echo(_summary(result))
-    typer.echo(f"model: {result.model_path}")
-    typer.echo(f"loss curve: {result.run_dir / 'loss.png'}")
-    for f in files:
-        typer.echo("  ".join(f.values()))
-    typer.echo(f"listen: {Path(files[0]['wav']).resolve() if files and 'wav' in files[0] else out}")
+    typer.echo(f"model: {result.model_path}   loss curve: {result.run_dir / 'loss.png'}")
+    typer.echo("from the model trained just now:")
+    for f in trained:
+        typer.echo("  " + "  ".join(f.values()))
+    typer.echo(f"listen: {Path(pretrained[0].get('wav', pretrained[0]['midi'])).resolve()}")
 
 
 def main() -> None:

@@ -63,7 +63,8 @@ def baselines(encoding: Encoding, train: list[np.ndarray], held_out: list[np.nda
     """The baselines for this encoding's kind, in the unit its models report.
 
     multihot: the per-key Markov baseline (nats per frame). tokens: unigram and repeat-previous (nats
-    per token). notes: the same two on the pitch column (nats per note), to compare with `pitch_nll`.
+    per token). notes: the same two on the pitch column (nats per note), to compare with `pitch_nll`,
+    and the music-aware cost of two trivial guesses, to compare with a regressed pitch's cost.
     """
     if encoding.kind == "multihot":
         return {"per-key Markov": markov_baseline_nll(train, held_out)}
@@ -75,8 +76,25 @@ def baselines(encoding: Encoding, train: list[np.ndarray], held_out: list[np.nda
         col = encoding.field_index["pitch"]
         tr = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in train]
         ho = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in held_out]
-    prefix = "" if encoding.kind == "tokens" else "pitch "
-    return {f"{prefix}unigram": unigram_nll(tr, ho, v), f"{prefix}repeat previous": repeat_nll(tr, ho, v)}
+    if encoding.kind == "tokens":
+        return {"unigram": unigram_nll(tr, ho, v), "repeat previous": repeat_nll(tr, ho, v)}
+    return {"pitch unigram": unigram_nll(tr, ho, v), "pitch repeat previous": repeat_nll(tr, ho, v),
+            **music_cost_baselines(tr, ho)}
+
+
+def music_cost_baselines(train: list[np.ndarray], held_out: list[np.ndarray]) -> dict[str, float]:
+    """Mean music-aware interval cost (lstmidi.losses.interval_cost) of two trivial pitch guesses on
+    held-out notes: the previous note's pitch, and the most common training pitch. These are what a
+    regressed pitch (DeepLearning4Music) must beat."""
+    import torch
+
+    from .losses import interval_cost
+
+    mode = int(np.bincount(np.concatenate(train), minlength=128).argmax())
+    cur = np.concatenate([p[1:] for p in held_out])
+    prev = np.concatenate([p[:-1] for p in held_out])
+    cost = lambda guess: float(interval_cost(torch.from_numpy((guess - cur).astype(np.float32))).mean())  # noqa: E731
+    return {"pitch repeat previous (music cost)": cost(prev), "pitch mode (music cost)": cost(np.full_like(cur, mode))}
 
 
 def note_features(score) -> dict[str, np.ndarray]:

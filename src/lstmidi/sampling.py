@@ -64,28 +64,42 @@ def sample_multihot(model: torch.nn.Module, primer: torch.Tensor, steps: int, *,
 
 @torch.no_grad()
 def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, window: int = 64,
-                  allowed: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                  **options) -> torch.Tensor:
-    """Continue `primer` (batch, primer_steps) tokens by `steps` tokens -> (batch, steps).
+                  allowed: torch.Tensor | None = None, constrain=None, eos: int | None = None,
+                  generator: torch.Generator | None = None, **options) -> torch.Tensor:
+    """Continue `primer` (batch, primer_steps) tokens by up to `steps` tokens -> (batch, steps).
 
     A model with a `context` (seq2seq) encodes the `context` tokens before the last one, decodes up to
     `window` tokens step by step, then re-encodes the newest context and goes on. `allowed`: (vocab,)
-    bool mask of tokens that may be generated. `options`: temperature, top_k, top_p, greedy.
+    bool mask of tokens that may be generated; `constrain(logits, sequences)` -> logits applies
+    constraints knowing each row's tokens so far (primer included). With `eos`, a row that emitted EOS
+    is finished (padded with EOS) and sampling stops when every row is. `options`: temperature,
+    top_k, top_p, greedy.
     """
     model.eval()
     context = getattr(model, "context", 0)
+    seq, out = primer, []
 
     def pick(logits: torch.Tensor) -> torch.Tensor:  # (batch, vocab) -> (batch,)
         if allowed is not None:
             logits = processors.mask_tokens(logits, allowed)
-        return processors.sample(logits, generator=generator, **options)
+        if constrain is not None:
+            logits = constrain(logits, seq)
+        token = processors.sample(logits, generator=generator, **options)
+        if eos is not None and out:
+            token = torch.where(torch.stack(out, 1).eq(eos).any(1), torch.full_like(token, eos), token)
+        return token
 
-    seq, out = primer, []
+    def finished() -> bool:
+        return eos is not None and bool(torch.stack(out, 1).eq(eos).any(1).all())
+
     if not context:
         logits, state = model(primer)  # (batch, primer_steps, vocab)
         for _ in range(steps):
             token = pick(logits[:, -1])
             out.append(token)
+            seq = torch.cat([seq, token[:, None]], 1)
+            if finished():
+                break
             logits, state = model(token[:, None], state)
         return torch.stack(out, 1) if out else primer[:, :0]
     while len(out) < steps:
@@ -143,6 +157,102 @@ def sample_notes(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, lo
     return torch.stack(rows, 1) if rows else primer[:, :0]
 
 
+class GrammarTracker:
+    """Grammar masks for many sequences that grow one token at a time (and, in beam search, are
+    reordered): the grammar state after each sequence is kept by the sequence's bytes, so each step
+    pushes one token instead of re-reading the whole sequence."""
+
+    def __init__(self, enc) -> None:
+        self.enc = enc
+        self.states: dict[bytes, object] = {}
+
+    def allowed(self, seqs: torch.Tensor) -> torch.Tensor:
+        """(batch, t) token sequences -> (batch, vocab) bool mask of the next token."""
+        masks, states = [], {}
+        for row in seqs.numpy():
+            key = row.tobytes()
+            state = self.states.get(key)
+            if state is None:
+                prev = self.states.get(row[:-1].tobytes())
+                if prev is None:
+                    state = self.enc.grammar(row)
+                else:
+                    state = prev.copy()
+                    state.push(int(row[-1]))
+            states[key] = state
+            masks.append(state.allowed())
+        self.states = states  # only the newest sequences are extended next
+        return torch.from_numpy(np.stack(masks))
+
+
+def token_constraints(enc, generated_from: int, *, target: int | None = None, repetition_penalty: float | None = None,
+                      max_repeat: int | None = None, key: str | None = None, pitch_range: tuple[int, int] | None = None,
+                      programs: list[int] | None = None):
+    """constrain(logits, sequences) for an event-token encoding: the grammar mask (every sequence
+    decodes without token errors), repetition penalty, a cap on repeated pitches, key/scale and pitch
+    range masks, allowed instruments, and steering towards EOS near `target` new tokens.
+    `generated_from`: where the new tokens start in `sequences` (the primer's length)."""
+    grammar = GrammarTracker(enc) if hasattr(enc, "grammar") else None
+    pitch_of = torch.from_numpy(enc.pitch_of_token()).long() if hasattr(enc, "pitch_of_token") else None
+    allowed_pitches = None
+    if key or pitch_range:
+        if pitch_of is None:
+            raise LstmidiError(f"--key/--pitch-range need an event-token model; this one uses {enc.name!r}")
+        allowed_pitches = torch.ones(128, dtype=torch.bool)
+        if key:
+            try:
+                allowed_pitches &= processors.scale_mask(key)
+            except ValueError as err:
+                raise LstmidiError(f"--key: {err}") from None
+        if pitch_range:
+            allowed_pitches &= processors.pitch_range_mask(*pitch_range)
+    program_ok = None
+    if programs:
+        if not getattr(enc.params, "programs", False):
+            raise LstmidiError("--programs needs a model trained with programs (multi-instrument tokens)")
+        of = torch.from_numpy(enc.program_of_token()).long()
+        program_ok = (of < 0) | torch.isin(of, torch.tensor(programs))
+
+    def constrain(logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:  # (batch, vocab), (batch, t)
+        if grammar is not None:
+            logits = processors.mask_tokens(logits, grammar.allowed(seq))
+        if program_ok is not None:
+            logits = processors.mask_tokens(logits, program_ok)
+        if allowed_pitches is not None:
+            logits = processors.mask_pitches(logits, pitch_of, allowed_pitches)
+        new = seq[:, generated_from:]
+        if repetition_penalty and repetition_penalty != 1.0:
+            logits = processors.repetition_penalty(logits, new, repetition_penalty)
+        if max_repeat:
+            logits = processors.cap_pitch_repeats(logits, pitch_of[seq], pitch_of, max_repeat)
+        if target:
+            logits = processors.steer_length(logits, enc.eos, new.shape[1], target, max(4, target // 10))
+        return logits
+
+    return constrain
+
+
+def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: int, eos: int, constrain) -> np.ndarray:
+    """Beam search continuation of each primer row separately -> (batch, steps) padded with EOS."""
+    rows = []
+    for row in primer:
+        logits, state = model(row[None])  # (1, primer_steps, vocab)
+
+        def step_fn(tokens, st):
+            out, st = model(tokens[:, None], st)
+            return out[:, -1], st
+
+        def processor(lg, seqs):
+            full = torch.cat([row[None].expand(seqs.shape[0], -1), seqs], 1)
+            return constrain(lg, full) if constrain else lg
+
+        best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)
+        padded = np.full(steps, eos, np.int64)
+        padded[: len(best)] = best.numpy()[:steps]
+        rows.append(padded)
+    return np.stack(rows)
+
+
 def primer_steps(loaded: LoadedModel, primer: str | Path | None, primer_seconds: float | None,
                  num: int, generator: torch.Generator) -> np.ndarray:
     """(num, primer_steps, ...) encoded primer: from a MIDI file (its first `primer_seconds`, default all),
@@ -152,11 +262,15 @@ def primer_steps(loaded: LoadedModel, primer: str | Path | None, primer_seconds:
     if primer is not None:
         data = loaded.preset.data
         steps = enc.encode(load_score(primer, data.tracks, data.drums))
+        if hasattr(enc, "eos"):
+            steps = steps[steps != enc.eos]  # the primer is continued, not ended
         if primer_seconds:
             steps = steps[: enc.steps_for_seconds(primer_seconds)]
         if len(steps) == 0:
             raise LstmidiError(f"{primer}: primer has no notes the model can read")
         return np.repeat(steps[None], num, axis=0)
+    if hasattr(enc, "bos"):  # whole pieces: start at the beginning
+        return np.full((num, 1), enc.bos, np.int64)
     if loaded.primers is not None and len(loaded.primers) and primer_seconds != 0:
         idx = torch.randint(len(loaded.primers), (num,), generator=generator).numpy()
         bank = loaded.primers[idx]
@@ -172,18 +286,31 @@ def primer_steps(loaded: LoadedModel, primer: str | Path | None, primer_seconds:
 def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | None = None, num: int = 1,
              seed: int = 0, primer: str | Path | None = None, primer_seconds: float | None = None,
              temperature: float | None = None, mode: str | None = None, threshold: float | None = None,
-             top_k: int | None = None, top_p: float | None = None, greedy: bool | None = None) -> list[Piece]:
+             top_k: int | None = None, top_p: float | None = None, greedy: bool | None = None,
+             beam: int | None = None, repetition_penalty: float | None = None, max_repeat: int | None = None,
+             key: str | None = None, pitch_range: tuple[int, int] | None = None, programs: list[int] | None = None,
+             include_primer: bool = True) -> list[Piece]:
     """Generate `num` pieces in one batch with a loaded model.
 
-    Length: `steps` encoding steps, or `seconds` of new music (default: the model's sample.seconds).
-    Each option left as None takes the model's default (its preset's `sample` section).
+    Length: `steps` encoding steps, or `seconds` of new music (default: the model's sample.seconds);
+    an event-token model is steered to end with EOS near that length instead of being cut off.
+    Each option left as None takes the model's default (its preset's `sample` section). Event-token
+    models also take `beam` (beam search), `repetition_penalty`, `max_repeat` (no pitch more than N
+    times in a row), `key` ("D minor"), `pitch_range` (low, high), `programs` (allowed instruments).
+    `include_primer=False` leaves the primer out of the returned pieces.
     """
     enc = loaded.encoding
     if num < 1:
         raise LstmidiError("--num must be at least 1")
+    if not hasattr(enc, "eos") and any(v is not None for v in (beam, repetition_penalty, max_repeat, key, pitch_range, programs)):
+        raise LstmidiError("--beam, --repetition-penalty, --max-repeat, --key, --pitch-range and --programs "
+                           f"need an event-token model (preset default); this model uses {enc.name!r}")
     d = loaded.preset.sample
+    target = None
     if steps is None:
         steps = enc.steps_for_seconds(seconds if seconds is not None else d.seconds)
+        if hasattr(enc, "eos"):  # end with EOS near the target instead of being cut off
+            target, steps = steps, steps + max(4, steps // 10)
     generator = torch.Generator().manual_seed(seed)
     prime = primer_steps(loaded, primer, primer_seconds, num, generator)
     options = {"temperature": temperature or d.temperature, "top_k": top_k or d.top_k, "top_p": top_p or d.top_p,
@@ -198,8 +325,16 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
         if getattr(enc, "unknown_token", None) is not None:
             allowed = torch.ones(enc.sizes["vocab_size"], dtype=torch.bool)
             allowed[enc.unknown_token] = False
-        new = sample_tokens(loaded.model, torch.from_numpy(prime).long(), steps, window=loaded.preset.train.window,
-                            allowed=allowed, generator=generator, **options).numpy()
+        constrain = None
+        if hasattr(enc, "eos"):
+            constrain = token_constraints(enc, prime.shape[1], target=target, repetition_penalty=repetition_penalty,
+                                          max_repeat=max_repeat, key=key, pitch_range=pitch_range, programs=programs)
+        if beam and beam > 1:
+            new = beam_tokens(loaded.model, torch.from_numpy(prime).long(), steps, beam, enc.eos, constrain)
+        else:
+            new = sample_tokens(loaded.model, torch.from_numpy(prime).long(), steps, window=loaded.preset.train.window,
+                                allowed=allowed, constrain=constrain, eos=getattr(enc, "eos", None),
+                                generator=generator, **options).numpy()
     else:
         p = enc.params
         new = sample_notes(loaded.model, torch.from_numpy(prime).float(), steps, low=p.low, high=p.high,
@@ -207,8 +342,14 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
                            temperatures=d.temperatures, generator=generator, **options).numpy()
     pieces = []
     for i in range(num):
-        frames = np.concatenate([prime[i], new[i].astype(prime.dtype)])
-        if enc.kind == "multihot":
+        frames = np.concatenate([prime[i], new[i].astype(prime.dtype)]) if include_primer else new[i].astype(prime.dtype)
+        if not include_primer and hasattr(enc, "bos"):
+            frames = np.concatenate([[enc.bos], frames])
+        if hasattr(enc, "finish"):  # cut at the first EOS, or close a piece that reached the length limit
+            frames = enc.finish(frames)
+        if not include_primer:
+            primer_len = 0.0
+        elif enc.kind == "multihot":
             primer_len = prime.shape[1] * enc.seconds_per_step
         else:
             primer_len = float(enc.decode(prime[i]).to("second").end()) if primer is not None or loaded.primers is not None else 0.0

@@ -8,11 +8,12 @@ from pydantic import ValidationError
 
 from ..errors import LstmidiError
 from .base import Encoding
+from .events import Events
 from .notes import Notes
 from .pianoroll import PianoRoll
 from .pseudonotes import PseudoNotes
 
-ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (PianoRoll, Notes, PseudoNotes)}
+ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (PianoRoll, Notes, PseudoNotes, Events)}
 
 
 def build_encoding(spec: dict[str, Any], where: str = "encoding") -> Encoding:

@@ -16,17 +16,24 @@ What a token stream holds (every piece is `[BOS, ..., EOS]`; PAD, BOS, EOS are i
 `steps_per_quarter` (s) stands for miditok's `beat_res = {(0, 4): s, (4, 12): s/2}` (durations and
 time shifts up to 12 beats: steps of 1/s beat for the first 4 beats, then 2/s) and
 `beat_res_rest = {(0, 1): s, (1, 2): s/2, (2, 12): s/4}`; s/2 and s/4 become the largest divisor of s
-not above them (for s = 8 these are miditok's defaults). Notes longer than 12 beats are cut to 12.
+not above them (for s = 8 these are miditok's defaults). REMI/TSD cut notes longer than 12 beats to 12
+(their Duration tokens stop there); MIDI-Like keeps them (NoteOff after a chain of TimeShifts).
 Fixed settings (changing them changes every vocabulary): 32 tempo bins linear in 40..250 qpm, the
 time signatures miditok supports by default (3/8, 6/8, 12/8 and 1/4..6/4), drum pitches 27..88
 (clipped to the pitch range), equal successive tempo changes removed, duplicate notes kept.
 
 Times: `decode` and `quantize` return scores in ticks at the tokenizer's time division
-(`time_division`, 2 x steps_per_quarter ticks per quarter with the default time signatures).
+(`time_division`: 2 x steps_per_quarter ticks per quarter with time signatures on, since x/8 bars need
+twice the grid; steps_per_quarter with them off).
 `quantize(s)` is miditok's own preprocessing of `s` (after the track merge / drum filter above),
 resampled to that time division, so `decode(encode(s)) == quantize(s)` note for note. For MIDI-Like,
 `quantize` also re-pairs the note-offs of overlapping notes of one pitch first-in-first-out, which is
 what the NoteOn/NoteOff tokens can say: the k-th onset of a pitch ends at the k-th offset of that pitch.
+One exception is miditok's and left as is: TSD with rests counts a Rest from the previous note's end;
+where the time signature changes from x/8 to x/4 (whose grid is twice as coarse) that end can fall
+between two x/4 steps, the odd tick is lost, and the following notes decode one tick early (REMI
+re-anchors on its next Position; MIDI-Like puts note ends on their own grid; without x/8 <-> x/4
+changes, or with rests off, TSD is exact too).
 
 The grammar (`transitions`, `allowed_next`, `grammar`) lets a sampler emit only sequences that miditok
 decodes without token errors; `augment` transposes and stretches token sequences for training.
@@ -42,6 +49,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 from symusic import Note, Score, Tempo, TimeSignature, Track
+from symusic.core import ScoreTick
 
 from .base import Encoding, EncodingParams
 
@@ -52,18 +60,20 @@ TIME_SIGNATURE_RANGE = {8: [3, 12, 6], 4: [5, 6, 3, 2, 1, 4]}  # miditok's defau
 DRUM_PITCH_RANGE = (27, 88)  # miditok's default (GM2 drum kit)
 
 # Tokens per second of music, measured on the 406 bundled Bach chorales (all defaults but the tokenizer
-# and `programs`; see `Events.steps_for_seconds`). Chorales are four voices at ~76 qpm.
+# and `programs`; see `Events.steps_for_seconds`).
 TOKENS_PER_SECOND = {
-    ("REMI", False): 19.6, ("REMI", True): 24.5,
-    ("TSD", False): 17.2, ("TSD", True): 22.1,
-    ("MIDILike", False): 17.6, ("MIDILike", True): 29.8,
+    ("REMI", False): 27.9, ("REMI", True): 35.8,
+    ("TSD", False): 26.9, ("TSD", True): 34.9,
+    ("MIDILike", False): 26.9, ("MIDILike", True): 42.9,
 }
 
-# Token types a note is made of, per tokenizer (the first one starts a note).
+# Note tokens of pitched instruments and of drums (Program_-1 is followed by drum ones only).
 MELODIC_TYPES = {"Pitch", "NoteOn", "NoteOff"}
 DRUM_TYPES = {"PitchDrum", "DrumOn", "DrumOff"}
-# Types after which a piece may end (EOS): a complete note, or a Bar (REMI).
-END_TYPES = {"REMI": {"Duration", "Bar"}, "TSD": {"Duration"}, "MIDILike": {"NoteOff", "DrumOff"}}
+# Types after which a piece may end (EOS): a complete note, a Bar (REMI), or a tempo or time signature
+# change (miditok writes those after the last note when the file has them there).
+END_TYPES = {"REMI": {"Duration", "Bar", "Tempo", "TimeSig"}, "TSD": {"Duration", "Tempo", "TimeSig"},
+             "MIDILike": {"NoteOff", "DrumOff", "Tempo", "TimeSig"}}
 
 
 class EventsParams(EncodingParams):
@@ -145,7 +155,9 @@ class Events(Encoding):
         if self.params.vocab_sha1 is None:
             self.params = self.Params(**{**self.params.model_dump(), "vocab_sha1": sha})
         elif self.params.vocab_sha1 != sha:
-            raise ValueError(f"events: miditok {miditok.__version__} builds a different vocabulary from these parameters "
+            from importlib.metadata import version
+
+            raise ValueError(f"events: miditok {version('miditok')} builds a different vocabulary from these parameters "
                              f"than the one this encoding was saved with (sha1 {sha[:10]} != {self.params.vocab_sha1[:10]}); "
                              "use the miditok version recorded in the model file")
         return tok
@@ -223,14 +235,26 @@ class Events(Encoding):
     # ---- the contract -------------------------------------------------------------------------------
     def _prepare(self, score: Score) -> Score:
         """The score miditok is given: ticks, notes sorted; programs off -> non-drum tracks merged."""
-        if score.ttype != "Tick" and type(score).__name__ != "ScoreTick":
+        if not isinstance(score, ScoreTick):
             score = score.to("tick")
         out = score.copy()
+        out.tempos.sort()  # MIDI files come sorted; hand-built scores may not
+        out.time_signatures.sort()
+        if self.params.time_signatures:
+            # Settle the time signatures first, as miditok will (unsupported ones dropped, 4/4 at tick 0 if
+            # none, changes moved to the next bar line, repeats dropped): miditok picks its resampling grid
+            # from the denominators *before* settling them, so a 6/8 that settling removes would otherwise
+            # leave notes between grid steps, which REMI/TSD then round differently from `quantize`.
+            tok, ts = self.tokenizer, out.time_signatures
+            tok._filter_unsupported_time_signatures(ts)
+            if len(ts) == 0 or ts[0].time != 0:
+                ts.insert(0, TimeSignature(0, 4, 4))
+            tok._preprocess_time_signatures(ts, out.ticks_per_quarter)
         if self.params.programs:
             # miditok itself drops drum tracks when Program_-1 is not in the vocabulary (drums=False)
             tracks = [t for t in out.tracks if len(t.notes)]
         else:
-            arrays = [t.notes.numpy() for t in score.tracks if not t.is_drum and len(t.notes)]
+            arrays = [t.notes.numpy() for t in out.tracks if not t.is_drum and len(t.notes)]
             merged = Track(name="events", program=0, is_drum=False)
             if arrays:
                 merged.notes = Note.from_numpy(**{k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]})
@@ -289,8 +313,8 @@ class Events(Encoding):
 
     def steps_for_seconds(self, seconds: float) -> int:
         """Tokens for `seconds` of music: seconds x tokens_per_second (at least 1). Default rates, measured
-        on the bundled Bach chorales (tokens per second of music): REMI 19.6 (24.5 with programs), TSD 17.2
-        (22.1), MIDILike 17.6 (29.8); denser music needs more."""
+        on the 406 bundled Bach chorales (3.8 h; tokens per second of music): REMI 27.9 (35.8 with programs),
+        TSD 26.9 (34.9), MIDILike 26.9 (42.9); denser music needs more."""
         return max(1, round(seconds * self.rate))
 
     @property
@@ -300,7 +324,7 @@ class Events(Encoding):
         return p.tokens_per_second or TOKENS_PER_SECOND[(p.tokenizer, p.programs)]
 
     def describe(self) -> str:
-        """One line for the CLI, e.g. 'REMI event tokens: 341 in vocabulary (one merged instrument)'."""
+        """One line for the CLI, e.g. 'REMI event tokens: 341 in vocabulary (one merged instrument, 8 steps per beat)'."""
         p = self.params
         what = ("programs" + (" + drums" if p.drums else "")) if p.programs else "one merged instrument"
         return f"{p.tokenizer} event tokens: {len(self.vocab)} in vocabulary ({what}, {p.steps_per_quarter} steps per beat)"
@@ -329,7 +353,8 @@ class Events(Encoding):
 
         Built once from miditok's token-type graph for this tokenizer, restricted to what real encodings
         do: BOS is followed by the type a piece starts with; EOS only follows END_TYPES (a complete note,
-        or REMI's Bar); PAD and BOS never follow anything; after EOS only EOS (rows are never empty);
+        REMI's Bar, or a trailing Tempo/TimeSig); PAD and BOS never follow anything; after EOS only EOS
+        (so no row is empty; PAD's row is BOS's);
         Program_-1 (drums) is followed by drum note tokens only, other programs by melodic ones.
         Value rules that one previous token cannot carry (REMI: Position must move forward in its bar;
         MIDI-Like: a NoteOff needs a sounding note) are in `grammar()`; for TSD this matrix is exact."""
@@ -367,24 +392,36 @@ class Events(Encoding):
         m.flags.writeable = False
         return m
 
+    @cached_property
+    def _grammar_tables(self) -> dict[str, np.ndarray]:
+        off = {}
+        for kind in ("NoteOff", "DrumOff"):  # id of the NoteOff / DrumOff of each pitch, -1 if none
+            off[kind] = np.full(128, -1, np.int64)
+            sel = np.flatnonzero(self._types == kind)
+            off[kind][self._values(kind)[sel]] = sel
+        return {"position": self._values("Position"), "position_ids": np.flatnonzero(self._types == "Position"),
+                "off_ids": np.flatnonzero(np.isin(self._types, ["NoteOff", "DrumOff"])), **off}
+
     def allowed_next(self, prev_id: int) -> np.ndarray:
         """(vocab,) bool: ids that may follow `prev_id` (a read-only row of `transitions`). Exact for TSD;
         for REMI and MIDI-Like use `grammar()` to also enforce Position order and NoteOff pairing."""
         return self.transitions[int(prev_id)]
 
     def grammar(self, ids=()) -> "EventGrammar":
-        """A per-sequence grammar state after `ids` (e.g. BOS + primer): `.allowed()` gives the mask of the
-        next id, `.push(id)` advances; `.can_end` and `.finish()` close a piece cleanly."""
+        """A per-sequence grammar state after `ids` (e.g. BOS + primer; with no ids only BOS is allowed):
+        `.allowed()` gives the mask of the next id, `.push(id)` advances; see also `finish`."""
         g = EventGrammar(self)
         for i in np.asarray(ids, np.int64).reshape(-1).tolist():
             g.push(i)
         return g
 
     def finish(self, ids: np.ndarray) -> np.ndarray:
-        """A sequence cut short (e.g. at the generation length) made into a complete piece ending with EOS:
-        REMI/TSD drop the unfinished last note (back to the last point where the piece may end); MIDI-Like
-        drops an unfinished NoteOn and ends every sounding note (one shortest TimeShift first if a note
-        started at the current time). Decodes with 0 miditok token errors when `ids` followed the grammar."""
+        """A sequence cut short (e.g. at the generation length) made into a complete piece ending with EOS.
+
+        Cuts back to the last point where the piece may end (after the last complete note, REMI's Bar or
+        a Tempo/TimeSig; BOS alone if none) and appends EOS. MIDI-Like with notes still sounding instead drops an unfinished NoteOn and
+        ends every sounding note (after one shortest TimeShift when needed). A sequence that followed
+        `grammar()` then decodes with 0 miditok token errors. Ids after a first EOS are dropped."""
         ids = np.asarray(ids, np.int64).reshape(-1)
         ends = np.flatnonzero(ids == self.eos)
         if len(ends):
@@ -394,15 +431,13 @@ class Events(Encoding):
             g.push(i)
             if g.can_end:
                 last_end = k + 1
-        if self.params.tokenizer != "MIDILike" or last_end == len(ids):
-            return np.append(ids[:last_end], self.eos) if last_end else np.array([self.bos, self.eos], np.int64)
-        # MIDI-Like: cut back to the last complete event, then end the sounding notes
-        types = self._types
-        cut = len(ids)
-        while cut and types[ids[cut - 1]] in {"NoteOn", "DrumOn", "Program"}:
+        if last_end == len(ids) or not g.sounding:
+            head = ids[:last_end] if last_end else np.array([self.bos], np.int64)
+            return np.append(head, self.eos)
+        cut = len(ids)  # MIDI-Like with sounding notes: drop a trailing unfinished note, then end the others
+        while cut and self._types[ids[cut - 1]] in {"NoteOn", "DrumOn", "Program"}:
             cut -= 1
-        g = self.grammar(ids[:cut])
-        return np.array([*ids[:cut], *g.closing()], np.int64)
+        return np.array([*ids[:cut], *self.grammar(ids[:cut]).closing()], np.int64)
 
     # ---- augmentation -------------------------------------------------------------------------------
     @cached_property
@@ -485,7 +520,7 @@ class EventGrammar:
     def __init__(self, enc: Events) -> None:
         self.enc = enc
         self.kind = enc.params.tokenizer
-        self.prev = enc.bos
+        self.prev = -1  # nothing yet: only BOS may come
         self.types = enc._types
         self.prev_types: list[str] = ["BOS", "BOS"]
         # REMI
@@ -495,17 +530,6 @@ class EventGrammar:
         self.program = 0
         self.stamp = 0
         self.sounding: dict[tuple[int, int], list[int]] = {}
-
-    @cached_property
-    def _tables(self) -> dict[str, np.ndarray]:
-        enc = self.enc
-        return enc.__dict__.setdefault("_grammar_tables", {
-            "position": enc._values("Position"),
-            "position_ids": np.flatnonzero(enc._types == "Position"),
-            "off_pitch": enc._values("NoteOff", "DrumOff"),
-            "off_ids": np.flatnonzero(np.isin(enc._types, ["NoteOff", "DrumOff"])),
-            "on_pitch": enc._values("NoteOn", "DrumOn"),
-        })
 
     def copy(self) -> "EventGrammar":
         g = EventGrammar.__new__(EventGrammar)
@@ -542,8 +566,12 @@ class EventGrammar:
 
     def allowed(self) -> np.ndarray:
         """(vocab,) bool mask of the ids that may come next."""
+        if self.prev < 0:
+            row = np.zeros(len(self.enc.vocab), bool)
+            row[self.enc.bos] = True
+            return row
         row = self.enc.transitions[self.prev].copy()
-        t = self._tables
+        t = self.enc._grammar_tables
         if self.kind == "REMI":
             ids = t["position_ids"]
             if row[ids].any():
@@ -556,9 +584,12 @@ class EventGrammar:
         elif self.kind == "MIDILike":
             ids = t["off_ids"]
             if row[ids].any():
-                closable = [p for (prog, p), started in self.sounding.items()
-                            if prog == self.program and started[0] < self.stamp]
-                row[ids[~np.isin(t["off_pitch"][ids], closable)]] = False
+                table = t["DrumOff" if self.program == -1 else "NoteOff"]
+                closable = table[[p for (prog, p), started in self.sounding.items()
+                                  if prog == self.program and started[0] < self.stamp]]
+                keep = row[closable]
+                row[ids] = False
+                row[closable] = keep
             if self.sounding:
                 row[self.enc.eos] = False
         return row
@@ -569,25 +600,27 @@ class EventGrammar:
         return bool(self.allowed()[self.enc.eos])
 
     def closing(self) -> list[int]:
-        """MIDI-Like: ids that end every sounding note and then the piece (EOS), from a state after a
-        complete event; REMI/TSD: [EOS] when the piece may end here, else []."""
+        """Ids that end the piece from here: MIDI-Like ends every sounding note first (a shortest TimeShift
+        when a NoteOff cannot come next, then [Program_p] NoteOff_x for each) and then EOS; REMI/TSD give
+        [EOS] when the piece may end here, else [] (see `Events.finish`, which cuts back instead)."""
         enc = self.enc
-        if self.kind != "MIDILike":
+        if self.kind != "MIDILike" or not self.sounding:
             return [enc.eos] if self.can_end else []
         vocab = enc.tokenizer.vocab
-        out: list[int] = []
-        g = self.copy()
+        g, out = self.copy(), []
 
-        def emit(token: str) -> None:
-            out.append(vocab[token])
-            g.push(vocab[token])
+        def emit(token: int) -> None:
+            out.append(token)
+            g.push(token)
 
-        if any(started[-1] >= g.stamp for started in g.sounding.values()):
-            emit(enc.vocab[int(np.flatnonzero(enc._types == "TimeShift")[0])])  # the shortest time shift
+        (prog, pitch), _ = sorted(g.sounding.items())[0]
+        first = vocab[f"Program_{prog}"] if enc.params.programs else vocab[f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}"]
+        if not g.allowed()[first] or any(started[-1] >= g.stamp for started in g.sounding.values()):
+            emit(int(np.flatnonzero(enc._types == "TimeShift")[0]))  # the shortest time shift: no zero-length note
         for (prog, pitch), started in sorted(g.sounding.items()):
             for _ in range(len(started)):
                 if enc.params.programs:
-                    emit(f"Program_{prog}")
-                emit(f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}")
+                    emit(vocab[f"Program_{prog}"])
+                emit(vocab[f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}"])
         out.append(enc.eos)
         return out

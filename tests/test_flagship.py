@@ -1,0 +1,138 @@
+"""The flagship event-token model: training with augmentation, constraints, endings, fine-tuning, bundled model."""
+
+import numpy as np
+import pytest
+import torch
+
+from lstmidi.config import load_preset
+from lstmidi.errors import LstmidiError
+from lstmidi.modelfile import load_model
+from lstmidi.sampling import generate
+from lstmidi.training import WindowDataset, make_augmenter, train
+
+from conftest import make_score, note_tuples, write_corpus
+
+TINY = ["model.embed=16", "model.hidden=32", "model.layers=1", "train.window=48", "train.hop=24",
+        "train.batch_size=16", "train.primer_steps=16", "train.lr=0.01"]
+
+
+@pytest.fixture(scope="module")
+def flagship(tmp_path_factory):
+    import os
+
+    root = tmp_path_factory.mktemp("flagship")
+    os.environ["LSTMIDI_CACHE"] = str(root / "cache")
+    write_corpus(root / "data", n=10, bars=4)
+    result = train(load_preset("default", [*TINY, "train.epochs=6"]), [root / "data"], root / "run", progress=False)
+    return result, root
+
+
+def pitches_after_primer(loaded, piece, primer_len):
+    pitch_of = loaded.encoding.pitch_of_token()
+    new = piece.frames[primer_len:]
+    return [int(pitch_of[t]) for t in new if pitch_of[t] >= 0]
+
+
+def test_generated_pieces_decode_without_token_errors_and_end_with_eos(flagship):
+    loaded = load_model(flagship[0].model_path)
+    enc = loaded.encoding
+    pieces = generate(loaded, seconds=4, num=6, seed=0)
+    target = enc.steps_for_seconds(4)
+    for p in pieces:
+        assert p.frames[0] == enc.bos and p.frames[-1] == enc.eos
+        assert enc.token_errors(p.frames) == 0
+        assert abs(len(p.frames) - 2 - target) <= max(4, target // 10) + 1, (len(p.frames), target)
+        assert note_tuples(p.score), "piece has no notes"
+
+
+def test_key_range_and_repeat_constraints_hold(flagship):
+    from lstmidi.processors import scale_mask
+
+    loaded = load_model(flagship[0].model_path)
+    in_key = scale_mask("D minor")
+    for seed in range(4):
+        piece = generate(loaded, seconds=6, num=1, seed=seed, key="D minor", pitch_range=(50, 74), max_repeat=1)[0]
+        pitches = pitches_after_primer(loaded, piece, 1)
+        assert pitches, "no notes generated"
+        assert all(in_key[p] and 50 <= p <= 74 for p in pitches), pitches
+        assert all(a != b for a, b in zip(pitches, pitches[1:])), pitches  # no pitch twice in a row
+
+
+def test_beam_search_and_greedy(flagship):
+    loaded = load_model(flagship[0].model_path)
+    beam = generate(loaded, seconds=2, num=1, beam=3)[0]
+    assert beam.frames[-1] == loaded.encoding.eos and loaded.encoding.token_errors(beam.frames) == 0
+    a = generate(loaded, seconds=2, num=2, seed=1, top_k=1)
+    b = generate(loaded, seconds=2, num=2, seed=5, greedy=True)
+    assert all(np.array_equal(p.frames, q.frames) for p, q in zip(a, b))
+
+
+def test_primer_is_continued_and_can_be_left_out(flagship):
+    result, root = flagship
+    loaded = load_model(result.model_path)
+    primer = root / "data" / "piece01.mid"
+    with_primer = generate(loaded, seconds=2, num=1, seed=2, primer=primer, primer_seconds=2)[0]
+    without = generate(loaded, seconds=2, num=1, seed=2, primer=primer, primer_seconds=2, include_primer=False)[0]
+    assert with_primer.primer_seconds > 0 and without.primer_seconds == 0
+    assert len(note_tuples(without.score)) < len(note_tuples(with_primer.score))
+
+
+def test_augmentation_transposes_training_windows_only_and_stays_in_range(flagship):
+    loaded = load_model(flagship[0].model_path)
+    enc = loaded.encoding
+    piece = enc.encode(make_score([(i * 240, 240, 100 + i % 8) for i in range(40)]))  # near the top of the range
+    aug = make_augmenter(enc, load_preset("default").train.augment)
+    ds = WindowDataset([piece], 32, 8, aug, seed=0)
+    plain = WindowDataset([piece], 32, 8)
+    pitch_of = enc.pitch_of_token()
+    changed = False
+    for epoch in range(4):
+        ds.epoch = epoch
+        for i in range(len(ds)):
+            x = ds[i][0].numpy()
+            assert all(21 <= p <= 108 for p in pitch_of[x] if p >= 0)
+            changed |= not np.array_equal(x, plain[i][0].numpy())
+    assert changed
+    assert load_preset("default").train.augment.transpose == 5
+
+
+def test_fine_tuning_keeps_the_tokenizer(flagship, tmp_path):
+    result, root = flagship
+    write_corpus(tmp_path / "new", n=6, bars=2)
+    base = load_model(result.model_path)
+    tuned = train(base.preset.model_copy(update={"train": base.preset.train.model_copy(update={"epochs": 1})}),
+                  [tmp_path / "new"], tmp_path / "tuned", progress=False, init=result.model_path)
+    assert load_model(tuned.model_path).encoding.to_dict() == base.encoding.to_dict()
+    other = load_preset("default", [*TINY, "encoding.tokenizer=TSD"])
+    with pytest.raises(LstmidiError, match="fine-tuning keeps the model's encoding"):
+        train(other, [tmp_path / "new"], tmp_path / "bad", progress=False, init=result.model_path)
+
+
+def test_programs_mode_writes_multi_track_pieces_with_chosen_instruments(tmp_path):
+    import os
+
+    os.environ["LSTMIDI_CACHE"] = str(tmp_path / "cache")
+    data = tmp_path / "duets"
+    data.mkdir()
+    for k in range(8):
+        score = make_score([(i * 480, 480, 60 + (i + k) % 12) for i in range(16)], program=0)
+        strings = make_score([(i * 960, 960, 48 + (i + k) % 7) for i in range(8)], program=40).tracks[0]
+        score.tracks.append(strings)
+        score.dump_midi(data / f"duet{k}.mid")
+    result = train(load_preset("default", [*TINY, "encoding.programs=true", "train.epochs=4"]), [data],
+                   tmp_path / "run", progress=False)
+    loaded = load_model(result.model_path)
+    programs = loaded.encoding.program_of_token()
+    for seed in range(3):
+        piece = generate(loaded, seconds=6, num=1, seed=seed, programs=[0, 40])[0]
+        used = {int(programs[t]) for t in piece.frames if programs[t] >= 0}
+        assert used <= {0, 40}
+    pieces = generate(loaded, seconds=8, num=4, seed=0)
+    assert max(len([t for t in p.score.tracks if len(t.notes)]) for p in pieces) >= 2
+
+
+def test_constraint_options_need_an_event_model(tmp_path, corpus_dir):
+    result = train(load_preset("musicgenerator", ["model.hidden=8", "train.epochs=1", "train.window=8"]),
+                   [corpus_dir], tmp_path / "r", progress=False)
+    with pytest.raises(LstmidiError, match="need an event-token model"):
+        generate(load_model(result.model_path), seconds=1, key="C major")
