@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from lstmidi.config import load_preset
 from lstmidi.errors import LstmidiError
@@ -136,3 +135,17 @@ def test_constraint_options_need_an_event_model(tmp_path, corpus_dir):
                    [corpus_dir], tmp_path / "r", progress=False)
     with pytest.raises(LstmidiError, match="need an event-token model"):
         generate(load_model(result.model_path), seconds=1, key="C major")
+
+
+def test_bundled_model_loads_and_writes_a_whole_piece():
+    from lstmidi.api import bundled_model
+
+    path = bundled_model()
+    assert path.stat().st_size < 25 * 2**20
+    loaded = load_model(path)
+    assert loaded.encoding.name == "events" and "lstmidi train --preset default" in loaded.card
+    assert loaded.config["metrics"]["valid_loss"] < min(loaded.config["metrics"]["baselines"].values())
+    piece = generate(loaded, seconds=3, num=1, seed=0)[0]
+    assert piece.frames[0] == loaded.encoding.bos and piece.frames[-1] == loaded.encoding.eos
+    assert loaded.encoding.token_errors(piece.frames) == 0 and note_tuples(piece.score)
+    assert piece.primer_seconds == 0.0

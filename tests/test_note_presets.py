@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from lstmidi.config import load_preset
 from lstmidi.modelfile import load_model

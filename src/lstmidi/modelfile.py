@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -70,8 +69,11 @@ def render_card(config: dict[str, Any]) -> str:
         f" ({config['parameters']:,} parameters)",
         f"- data: {json.dumps(config.get('corpus', {}))}",
         f"- epochs: {m.get('epochs')}, training time: {m.get('train_seconds')} s",
-        f"- validation NLL: {_fmt(m.get('valid_nll'))} {m.get('unit', '')}"
-        f" (per-key Markov baseline: {_fmt(m.get('baseline_valid_nll'))})",
+        f"- validation loss: {_fmt(m.get('valid_loss'))} {m.get('unit', '')}"
+        + "".join(f", {k.removeprefix('valid_').replace('_', ' ')} {_fmt(v)}" for k, v in m.items()
+                  if k.startswith("valid_") and k != "valid_loss"),
+        f"- baselines on the same validation split: "
+        + (", ".join(f"{k} {_fmt(v)}" for k, v in m.get("baselines", {}).items()) or "none"),
         f"- final training loss: {_fmt(m.get('final_train_loss'))}",
         f"- libraries: {json.dumps(config['versions'])}",
         f"- created: {config['created']}",

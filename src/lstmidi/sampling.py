@@ -32,6 +32,12 @@ class Piece:
     frames: np.ndarray
 
 
+def notes_end(score: Score) -> float:
+    """Seconds at which the last note of `score` ends (0 when it has none)."""
+    ends = [n["time"] + n["duration"] for n in (t.notes.numpy() for t in score.to("second").tracks) if len(n["time"])]
+    return float(max(e.max() for e in ends)) if ends else 0.0
+
+
 def sample_frames(probs: torch.Tensor, mode: str, threshold: float, generator: torch.Generator) -> torch.Tensor:
     """(batch, keys) probabilities -> (batch, keys) 0/1 frame."""
     if mode == "threshold":
@@ -121,8 +127,12 @@ def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, w
 def sample_notes(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, low: int = 21, high: int = 108,
                  max_step: float = 4.0, max_duration: float = 4.0, min_duration: float = 0.01,
                  temperatures: dict[str, float] | None = None, generator: torch.Generator | None = None,
-                 **options) -> torch.Tensor:
-    """Continue `primer` (batch, primer_notes, fields) by `steps` notes -> (batch, steps, fields).
+                 seconds: float | None = None, **options) -> torch.Tensor:
+    """Continue `primer` (batch, primer_notes, fields) by up to `steps` notes -> (batch, notes, fields).
+
+    With `seconds` (and a step field), sampling stops once every row's new notes span that many seconds;
+    each row is then cut at its first note starting after `seconds` (later rows are padded, and the
+    caller drops padding: see `generate`).
 
     The pitch is drawn from the categorical head (restricted to [low, high]; `temperatures['pitch']`,
     top_k, top_p, greedy) or rounded from the regression head; step, duration and velocity are the
@@ -153,6 +163,10 @@ def sample_notes(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, lo
             else:
                 row[:, i] = processors.sample_regression(value, low=0.0, high=max_step)
         rows.append(row)
+        if seconds is not None and "step" in fields:
+            elapsed = torch.stack(rows, 1)[..., fields.index("step")].sum(1)  # (batch,) seconds of new onsets
+            if bool((elapsed >= seconds).all()):
+                break
         out, state = model(row[:, None], state)
     return torch.stack(rows, 1) if rows else primer[:, :0]
 
@@ -306,7 +320,7 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
         raise LstmidiError("--beam, --repetition-penalty, --max-repeat, --key, --pitch-range and --programs "
                            f"need an event-token model (preset default); this model uses {enc.name!r}")
     d = loaded.preset.sample
-    target = None
+    target, steps_given = None, steps
     if steps is None:
         steps = enc.steps_for_seconds(seconds if seconds is not None else d.seconds)
         if hasattr(enc, "eos"):  # end with EOS near the target instead of being cut off
@@ -337,9 +351,15 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
                                 generator=generator, **options).numpy()
     else:
         p = enc.params
-        new = sample_notes(loaded.model, torch.from_numpy(prime).float(), steps, low=p.low, high=p.high,
-                           max_step=p.max_step, max_duration=p.max_duration, min_duration=max(p.resolution, 0.01),
-                           temperatures=d.temperatures, generator=generator, **options).numpy()
+        timed = steps_given is None and "step" in enc.fields  # --seconds: generate until that much music
+        wanted = seconds if seconds is not None else d.seconds
+        new = sample_notes(loaded.model, torch.from_numpy(prime).float(), steps * 8 if timed else steps, low=p.low,
+                           high=p.high, max_step=p.max_step, max_duration=p.max_duration,
+                           min_duration=max(p.resolution, 0.01), temperatures=d.temperatures, generator=generator,
+                           seconds=wanted if timed else None, **options).numpy()
+        if timed:  # keep each row's notes that start within the requested time
+            col = enc.fields.index("step")
+            new = [row[: max(1, int((np.cumsum(row[:, col]) <= wanted).sum()))] for row in new]
     pieces = []
     for i in range(num):
         frames = np.concatenate([prime[i], new[i].astype(prime.dtype)]) if include_primer else new[i].astype(prime.dtype)
@@ -352,6 +372,6 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
         elif enc.kind == "multihot":
             primer_len = prime.shape[1] * enc.seconds_per_step
         else:
-            primer_len = float(enc.decode(prime[i]).to("second").end()) if primer is not None or loaded.primers is not None else 0.0
+            primer_len = notes_end(enc.decode(prime[i]))
         pieces.append(Piece(enc.decode(frames), primer_len, frames))
     return pieces

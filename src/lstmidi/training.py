@@ -24,8 +24,7 @@ from .config import Preset, validate_preset
 from .corpus import Corpus, atomic_write_text, file_progress, load_corpus, write_report
 from .encodings import build_encoding
 from .errors import LstmidiError
-from . import evaluation
-from .losses import multihot_nll, progressive_weights
+from . import evaluation, losses
 from .models import build_model
 from .modelfile import load_model, save_model
 
@@ -82,8 +81,6 @@ def batch_objective(model: torch.nn.Module, batch, kind: str, loss_cfg, step_wei
     with positive pressure; velocity: MSE on velocity/128). A model with a `context` (seq2seq) reads
     the first `context` steps with its encoder and is scored on the rest.
     """
-    from . import losses
-
     x, y, mask = batch
     mask = mask.float()
     context = getattr(model, "context", 0)
@@ -139,7 +136,7 @@ class LitModel(L.LightningModule):
         self.model = model
         self.kind = kind
         self.cfg = preset.train
-        self.register_buffer("step_weights", progressive_weights(self.cfg.window, self.cfg.progressive_ramp), persistent=False)
+        self.register_buffer("step_weights", losses.progressive_weights(self.cfg.window, self.cfg.progressive_ramp), persistent=False)
         self.history: list[dict] = []
         self._val: dict[str, list[float]] = {}
         self._train = [0.0, 0.0]
