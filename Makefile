@@ -1,5 +1,5 @@
 # make demo   train briefly on the bundled Bach chorales and generate 3 pieces into ./lstmidi-demo
-# make test   run the test suite (default: fast tests; `make test-slow` for the long ones)
+# make test   run the test suite
 # Each target installs what it needs first: a virtualenv in .venv with the pinned packages, and the
 # Debian SoundFont when run as root (without it, audio falls back to a plain built-in synthesizer).
 
@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow install soundfont clean
+.PHONY: demo test install soundfont clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,6 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
-
-test-slow: install
-	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) lstmidi-demo
