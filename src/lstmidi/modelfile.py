@@ -72,7 +72,7 @@ def render_card(config: dict[str, Any]) -> str:
         f"- validation loss: {_fmt(m.get('valid_loss'))} {m.get('unit', '')}"
         + "".join(f", {k.removeprefix('valid_').replace('_', ' ')} {_fmt(v)}" for k, v in m.items()
                   if k.startswith("valid_") and k != "valid_loss"),
-        f"- baselines on the same validation split: "
+        "- baselines on the same validation split: "
         + (", ".join(f"{k} {_fmt(v)}" for k, v in m.get("baselines", {}).items()) or "none"),
         f"- final training loss: {_fmt(m.get('final_train_loss'))}",
         f"- libraries: {json.dumps(config['versions'])}",
