@@ -13,6 +13,7 @@ import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -76,12 +77,18 @@ def split_of(relpath: str, valid_fraction: float, test_fraction: float) -> str:
     return "test" if u < test_fraction else "valid" if u < test_fraction + valid_fraction else "train"
 
 
-def _load_one(args: tuple[str, dict, dict]) -> tuple[np.ndarray | None, str]:
+@lru_cache(maxsize=4)
+def _encoding_from_json(spec: str) -> Encoding:
+    """One encoding per worker process (building one can be costly: miditok makes its vocabulary)."""
+    return build_encoding(json.loads(spec))
+
+
+def _load_one(args: tuple[str, str, dict]) -> tuple[np.ndarray | None, str]:
     """Worker: parse + encode one file -> (array, '') or (None, reason)."""
-    path, enc_dict, data_dict = args
+    path, enc_json, data_dict = args
     try:
         score = load_score(path, data_dict["tracks"], data_dict["drums"])
-        array = build_encoding(enc_dict).encode(score)
+        array = _encoding_from_json(enc_json).encode(score)
     except MidiError as err:
         return None, str(err).split(": ", 1)[-1]
     except Exception as err:  # a bug or an unexpected file must not stop the whole corpus
@@ -122,7 +129,8 @@ def load_corpus(
     if encoding.needs_fit and not encoding.is_fitted:
         encoding = fit_encoding(encoding, files, data)
 
-    jobs = [(str(p), encoding.to_dict(), data.model_dump()) for p, _ in files]
+    enc_json = json.dumps(encoding.to_dict(), sort_keys=True)
+    jobs = [(str(p), enc_json, data.model_dump()) for p, _ in files]
     workers = data.workers or os.cpu_count() or 1
     results: list[tuple[np.ndarray | None, str]] = []
     if workers > 1 and len(jobs) > 32:

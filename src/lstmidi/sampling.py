@@ -84,6 +84,7 @@ def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, w
     model.eval()
     context = getattr(model, "context", 0)
     seq, out = primer, []
+    done = torch.zeros(primer.shape[0], dtype=torch.bool)  # (batch,) rows that emitted EOS
 
     def pick(logits: torch.Tensor) -> torch.Tensor:  # (batch, vocab) -> (batch,)
         if allowed is not None:
@@ -91,12 +92,13 @@ def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, w
         if constrain is not None:
             logits = constrain(logits, seq)
         token = processors.sample(logits, generator=generator, **options)
-        if eos is not None and out:
-            token = torch.where(torch.stack(out, 1).eq(eos).any(1), torch.full_like(token, eos), token)
+        if eos is not None:
+            token = torch.where(done, torch.full_like(token, eos), token)
+            done.logical_or_(token == eos)  # in place: `done` belongs to the enclosing function
         return token
 
     def finished() -> bool:
-        return eos is not None and bool(torch.stack(out, 1).eq(eos).any(1).all())
+        return eos is not None and bool(done.all())
 
     if not context:
         logits, state = model(primer)  # (batch, primer_steps, vocab)
