@@ -93,6 +93,15 @@ def test_presets_are_valid():
         load_preset(name)
 
 
+def test_programs_with_merged_tracks_is_refused():
+    from lstmidi.config import load_preset
+    from lstmidi.errors import LstmidiError
+
+    assert load_preset("default", ["encoding.programs=true"]).data.tracks == "all"
+    with pytest.raises(LstmidiError, match="encoding.programs=true keeps instruments apart.*set data.tracks=all"):
+        load_preset("default", ["encoding.programs=true", "data.tracks=merge"])
+
+
 NOTE_PRESETS = {
     "tutorial": ["--set", "model.hidden=16", "--set", "train.window=8", "--set", "train.primer_steps=8"],
     "dl4music": ["--set", "model.hidden=8", "--set", "train.window=8", "--set", "train.primer_steps=8"],

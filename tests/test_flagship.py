@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lstmidi.config import load_preset
+from lstmidi.corpus import load_corpus
 from lstmidi.errors import LstmidiError
 from lstmidi.modelfile import load_model
 from lstmidi.sampling import generate
@@ -122,6 +123,9 @@ def test_programs_mode_writes_multi_track_pieces_with_chosen_instruments(tmp_pat
                    tmp_path / "run", progress=False)
     loaded = load_model(result.model_path)
     programs = loaded.encoding.program_of_token()
+    corpus = load_corpus([data], loaded.encoding, loaded.preset.data, cache_dir=tmp_path / "cache")
+    seen = {int(programs[t]) for piece in corpus.pieces["train"] for t in piece if programs[t] >= 0}
+    assert seen == {0, 40}  # the training data kept both instruments apart
     for seed in range(3):
         piece = generate(loaded, seconds=6, num=1, seed=seed, programs=[0, 40])[0]
         used = {int(programs[t]) for t in piece.frames if programs[t] >= 0}

@@ -25,6 +25,14 @@ def test_merge_keeps_pitched_tracks_and_drops_drums(tmp_path):
     assert [t.is_drum for t in with_drums.tracks] == [False, True]
 
 
+def test_all_keeps_each_track_apart(tmp_path):
+    path = tmp_path / "a.mid"
+    two_tracks_and_drums().dump_midi(path)
+    score = load_score(path, tracks="all")
+    assert [(t.program, t.is_drum, len(t.notes)) for t in score.tracks] == [(0, False, 1), (32, False, 1)]
+    assert [t.is_drum for t in load_score(path, tracks="all", drums=True).tracks] == [False, False, True]
+
+
 def test_choose_one_track(tmp_path):
     path = tmp_path / "a.mid"
     two_tracks_and_drums().dump_midi(path)

@@ -25,8 +25,8 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     """How MIDI files become scores and how the corpus is split."""
 
-    tracks: Literal["merge", "melody"] | int = Field(
-        "merge", description="'merge' all pitched tracks, 'melody' = the pitched track with the most notes, or the index of one track")
+    tracks: Literal["merge", "all", "melody"] | int = Field(
+        "merge", description="'merge' all pitched tracks into one, keep 'all' tracks apart, 'melody' = the pitched track with the most notes, or the index of one track")
     drums: bool = Field(False, description="keep drum tracks (channel 10)")
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="share of files in the validation split")
     test_fraction: float = Field(0.1, ge=0, lt=1, description="share of files in the test split")
@@ -134,6 +134,9 @@ def validate_preset(raw: dict, where: str = "preset") -> Preset:
     except ValidationError as err:
         raise LstmidiError(format_validation_error(err, where)) from None
     build_encoding(preset.encoding, where=f"{where}: encoding")
+    if preset.encoding.get("programs") and preset.data.tracks == "merge":
+        raise LstmidiError(f"{where}: encoding.programs=true keeps instruments apart, but data.tracks=merge "
+                           "merges them into one before encoding: set data.tracks=all")
     model_params(preset.model, where=f"{where}: model")
     return preset
 

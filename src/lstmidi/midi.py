@@ -1,6 +1,7 @@
 """Reading MIDI files: `load_score(path)` returns a symusic Score or raises `MidiError(path: reason)`.
 
 Track handling (after parsing): `tracks="merge"` (default) merges all pitched tracks into one,
+`tracks="all"` keeps every track as it is (for encodings that keep instruments apart),
 `tracks="melody"` keeps only the pitched track with the most notes (ties: the lowest index; never a
 drum track, whatever `drums` says), `tracks=N` keeps only track N; drum tracks are dropped unless
 `drums=True`.
@@ -93,7 +94,7 @@ def select_tracks(score: Score, tracks: str | int = "merge", drums: bool = False
     out.tempos = score.tempos.copy()
     out.time_signatures = score.time_signatures.copy()
     out.key_signatures = score.key_signatures.copy()
-    if tracks == "merge" and len(chosen) > 1:
+    if tracks == "merge" and len(chosen) > 1:  # "all" keeps them apart
         pitched = [t for t in chosen if not t.is_drum]
         merged = Track(name="merged", program=pitched[0].program if pitched else 0, is_drum=not pitched)
         for t in pitched or chosen:
