@@ -35,7 +35,7 @@ def multihot_nll(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return (per_frame * w).sum() / total.clamp(min=1e-8), total
 
 
-def _weighted_mean(per_step: torch.Tensor, mask: torch.Tensor,
+def weighted_mean(per_step: torch.Tensor, mask: torch.Tensor,
                    step_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(batch, time) per-step losses -> (weighted mean over real steps, total weight)."""
     w = mask.to(per_step.dtype) if step_weights is None else mask * step_weights  # (batch, time)
@@ -54,7 +54,7 @@ def token_nll(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     """
     safe = torch.where(mask > 0, target, torch.zeros_like(target))  # (batch, time)
     per_step = F.cross_entropy(logits.transpose(1, 2), safe, reduction="none")  # (batch, time)
-    return _weighted_mean(per_step, mask, step_weights)
+    return weighted_mean(per_step, mask, step_weights)
 
 
 def mse_positive_pressure(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
@@ -68,7 +68,7 @@ def mse_positive_pressure(pred: torch.Tensor, target: torch.Tensor, mask: torch.
     Returns (weighted mean per step, total weight).
     """
     per_step = (pred - target) ** 2 + pressure * torch.relu(-pred)  # (batch, time)
-    return _weighted_mean(per_step, mask, step_weights)
+    return weighted_mean(per_step, mask, step_weights)
 
 
 # Music-aware pitch loss (DeepLearning4Music). Cost of a guess `d` semitones from the truth, by
@@ -120,7 +120,7 @@ def music_pitch_loss_regression(pred_pitch: torch.Tensor, target_pitch: torch.Te
     step_weights: (time,) or None. Returns (weighted mean cost per note, total weight).
     """
     per_step = interval_cost(pred_pitch - target_pitch.to(pred_pitch.dtype))  # (batch, time)
-    return _weighted_mean(per_step, mask, step_weights)
+    return weighted_mean(per_step, mask, step_weights)
 
 
 @lru_cache(maxsize=None)
@@ -141,7 +141,7 @@ def music_pitch_loss_expected(logits: torch.Tensor, target_pitch: torch.Tensor, 
     cost = _cost_matrix(logits.shape[-1], logits.device, logits.dtype)  # (vocab, vocab)
     safe = torch.where(mask > 0, target_pitch, torch.zeros_like(target_pitch))  # (batch, time)
     per_step = (logits.softmax(-1) * cost[safe]).sum(-1)  # (batch, time)
-    return _weighted_mean(per_step, mask, step_weights)
+    return weighted_mean(per_step, mask, step_weights)
 
 
 def combine_fields(losses: dict[str, tuple[torch.Tensor, torch.Tensor]], weights: dict[str, float]) -> torch.Tensor:

@@ -76,7 +76,8 @@ class WindowDataset(Dataset):
 def batch_objective(model: torch.nn.Module, batch, kind: str, loss_cfg, step_weights=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The training loss of one batch for any encoding kind -> (loss, weight, extra metrics).
 
-    multihot: BCE summed over keys (nats per frame). tokens: CE (nats per token). notes: per-field
+    multihot: BCE summed over keys (nats per frame), or the model's own exact `frame_nll` when it predicts
+    the keys of a frame jointly (endecell). tokens: CE (nats per token). notes: per-field
     losses combined with `loss_cfg.weights` (pitch: CE, music-aware cost, or both; step/duration: MSE
     with positive pressure; velocity: MSE on velocity/128). A model with a `context` (seq2seq) reads
     the first `context` steps with its encoder and is scored on the rest.
@@ -92,6 +93,9 @@ def batch_objective(model: torch.nn.Module, batch, kind: str, loss_cfg, step_wei
         out, _ = model(x.float() if kind != "tokens" else x)
     if step_weights is not None:
         step_weights = step_weights[: mask.shape[1]]
+    if kind == "multihot" and hasattr(model, "frame_nll"):
+        loss, weight = losses.weighted_mean(model.frame_nll(out, y.float()), mask, step_weights)
+        return loss, weight, {}
     if kind == "multihot":
         loss, weight = losses.multihot_nll(out, y.float(), mask, step_weights)
         return loss, weight, {}
@@ -335,8 +339,12 @@ def train(
     progress: bool = True,
     cache_dir: Path | None = None,
     init: str | Path | None = None,
+    corpus: Corpus | None = None,
 ) -> TrainResult:
     """Train `preset` on the MIDI files under `data` (default: bundled Bach chorales) in run folder `out`.
+
+    `corpus`: already encoded pieces (e.g. the polyphonic benchmark's piano rolls) used instead of
+    reading `data`; its `encoding` must be the one the pieces were made with.
 
     Writes `out/model.lstmidi` at the end, also when stopped by `train.max_minutes`. With `resume`,
     the preset and data saved in `out/config.json` are used and training continues from last.ckpt.
@@ -365,7 +373,8 @@ def train(
     if base and build_encoding(preset.encoding).to_dict() != build_encoding(base.preset.encoding).to_dict():
         raise LstmidiError(f"--init {init}: fine-tuning keeps the model's encoding ({base.encoding.name}, "
                            f"{base.encoding.sizes}); the preset asks for a different one — drop --preset or --set encoding.*")
-    corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir, progress=file_progress() if progress else None)
+    if corpus is None:
+        corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir, progress=file_progress() if progress else None)
     encoding = corpus.encoding  # fitted (bins, vocabulary) where the encoding learns from the corpus
     write_report(corpus, out / "report.json")
     s = corpus.summary

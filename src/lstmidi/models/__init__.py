@@ -11,12 +11,14 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from ..errors import LstmidiError
+from .endecell import EnDeCell
 from .notenet import NoteNet
 from .rollnet import RollNet
 from .seq2seq import Seq2Seq
 from .tokennet import TokenNet
 
-MODELS: dict[str, type[nn.Module]] = {"rollnet": RollNet, "notenet": NoteNet, "seq2seq": Seq2Seq, "tokennet": TokenNet}
+MODELS: dict[str, type[nn.Module]] = {"rollnet": RollNet, "endecell": EnDeCell, "notenet": NoteNet, "seq2seq": Seq2Seq,
+                                      "tokennet": TokenNet}
 
 
 def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseModel]:

@@ -1,0 +1,156 @@
+"""The EnDeCell joint model and the polyphonic benchmark: exact likelihoods checked by hand."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.io import savemat
+
+from lstmidi.cli import main
+from lstmidi.config import load_preset
+from lstmidi.errors import LstmidiError
+from lstmidi.models import build_model
+from lstmidi.polyphonic import KEYS, load_mat, run, score_pieces
+
+
+def sig(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def bce(p, on):
+    return -math.log(p if on else 1 - p)
+
+
+def hand_endecell(keys=2):
+    """An endecell whose time state does not matter (zero weights into the decoder), with NADE weights set
+    so that p(key 0) = sig(1) and p(key 1 | key 0 = v) = sig(-2 + 4 * sig(6 v))."""
+    model = build_model({"name": "endecell", "embed": 4, "hidden": 4, "decoder_hidden": 1, "dropout": 0.0},
+                        {"input_size": keys, "output_size": keys}).eval()
+    with torch.no_grad():
+        for lin in (model.to_bv, model.to_bh):
+            lin.weight.zero_()
+        model.to_bh.bias.zero_()
+        model.to_bv.bias.copy_(torch.tensor([0.0, -2.0]))
+        model.V.copy_(torch.tensor([[2.0], [4.0]]))
+        model.W.copy_(torch.tensor([[6.0], [0.0]]))
+    return model
+
+
+def hand_endecell_p(frame):
+    p0 = sig(0 + 2 * sig(0))
+    p1 = sig(-2 + 4 * sig(6 * frame[0]))
+    return p0, p1
+
+
+def test_endecell_nll_by_hand_on_three_frames_two_keys():
+    model = hand_endecell()
+    piece = np.array([[1, 0], [1, 1], [0, 1]], np.float32)
+    want = 0.0
+    for frame in piece[1:]:  # frame 0 is never scored
+        p0, p1 = hand_endecell_p(frame)
+        want += bce(p0, frame[0]) + bce(p1, frame[1])
+    got = score_pieces(model, [piece])
+    assert got["frames"] == 2
+    assert got["nll"] == pytest.approx(want / 2, rel=1e-6)
+
+
+def test_rollnet_nll_by_hand_on_three_frames_two_keys():
+    model = build_model({"name": "rollnet", "hidden": 4, "layers": 1, "dropout": 0.0},
+                        {"input_size": 2, "output_size": 2}).eval()
+    with torch.no_grad():  # p(key on) fixed at 0.2 and 0.7, whatever the past
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([math.log(0.2 / 0.8), math.log(0.7 / 0.3)]))
+    piece = np.array([[1, 0], [1, 1], [0, 1]], np.float32)
+    want = (bce(0.2, 1) + bce(0.7, 1)) + (bce(0.2, 0) + bce(0.7, 1))
+    got = score_pieces(model, [piece])
+    assert got["nll"] == pytest.approx(want / 2, rel=1e-6)
+    # p >= 0.5 predicts key 1 only: frame 1 has TP 1, FN 1; frame 2 has TP 1 -> 2 / (2 + 1)
+    assert got["frame_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_endecell_joint_probabilities_sum_to_one():
+    torch.manual_seed(0)
+    keys = 5
+    model = build_model({"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3},
+                        {"input_size": keys, "output_size": keys}).eval()
+    frames = torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))  # all 2^k frames
+    with torch.no_grad():
+        model.W.normal_()
+        model.V.normal_()
+        s, _ = model(torch.rand(1, 3, keys).round())
+        nll = [model.frame_nll(s[:, t].expand(len(frames), -1)[:, None], frames[:, None])[:, 0] for t in range(3)]
+    for t in range(3):
+        assert float(torch.exp(-nll[t]).sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_endecell_samples_follow_the_joint_distribution():
+    model = hand_endecell()
+    s = torch.zeros(20000, 4)
+    frames = model.sample_frame(s, generator=torch.Generator().manual_seed(0))
+    p0 = sig(1)
+    assert float(frames[:, 0].mean()) == pytest.approx(p0, abs=0.01)
+    for v in (0, 1):
+        rows = frames[frames[:, 0] == v]
+        assert float(rows[:, 1].mean()) == pytest.approx(hand_endecell_p([v])[1], abs=0.02)
+    greedy = model.sample_frame(s[:1], mode="threshold")
+    assert greedy.tolist() == [[1.0, 1.0]]  # sig(1) > 0.5, then sig(-2 + 4 sig(6)) > 0.5
+
+
+def write_mat(path, pieces_per_split=6, frames=24, seed=0):
+    """A tiny benchmark file: a repeating three-chord progression on the 88-key layout."""
+    rng = np.random.default_rng(seed)
+    chords = [[39, 43, 46], [44, 48, 51], [46, 50, 53]]  # C, F, G major triads as 0-based key columns
+    data = {}
+    for key in ("traindata", "validdata", "testdata"):
+        pieces = np.empty((1, pieces_per_split), object)
+        for i in range(pieces_per_split):
+            roll = np.zeros((frames + int(rng.integers(4)), KEYS), np.uint8)
+            for t in range(len(roll)):
+                roll[t, chords[(t // 2) % 3]] = 1
+            pieces[0, i] = roll
+        data[key] = pieces
+    savemat(path, data)
+
+
+def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypatch, capsys):
+    mat = tmp_path / "JSB_Chorales.mat"
+    write_mat(mat)
+    result = run("jsb", load_preset("endecell", ["model.hidden=32", "model.embed=16", "model.decoder_hidden=16",
+                                                 "train.epochs=40", "train.window=16", "train.hop=4", "train.lr=0.02",
+                                                 "model.dropout=0"]), tmp_path / "run", data=mat, progress=False)
+    assert result.test_nll < 0.5 * result.markov_nll  # the progression is learnt far beyond the per-key baseline
+    assert result.frame_accuracy > 0.8
+    args = ["benchmark", "polyphonic", "--dataset", "jsb", "--preset", "musicgenerator", "--data", mat, "--out",
+            tmp_path / "cli", "--epochs", "1", "--set", "model.hidden=8", "--set", "train.window=16", "--json", tmp_path / "fig.json"]
+    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+
+    figures = json.loads((tmp_path / "fig.json").read_text())
+    assert {"test_nll", "valid_nll", "frame_accuracy", "dataset", "preset", "seconds"} <= set(figures)
+    assert figures["dataset"] == "jsb" and figures["preset"] == "musicgenerator"
+    assert "RNN-NADE (published) | 5.19" in capsys.readouterr().out
+
+
+def test_benchmark_input_errors(tmp_path):
+    with pytest.raises(LstmidiError, match="unknown dataset 'bach'.*jsb, nottingham"):
+        run("bach", load_preset("endecell"), tmp_path / "r", data=tmp_path)
+    with pytest.raises(LstmidiError, match="JSB_Chorales.mat: file not found"):
+        run("jsb", load_preset("endecell"), tmp_path / "r", data=tmp_path)
+    (tmp_path / "bad.mat").write_bytes(b"not a mat file")
+    with pytest.raises(LstmidiError, match="bad.mat: not a readable .mat file"):
+        load_mat(tmp_path / "bad.mat")
+    savemat(tmp_path / "other.mat", {"rolls": np.zeros((2, 88))})
+    with pytest.raises(LstmidiError, match="other.mat: no 'traindata' array"):
+        load_mat(tmp_path / "other.mat")
+    savemat(tmp_path / "narrow.mat", {k: np.zeros((5, 12)) for k in ("traindata", "validdata", "testdata")})
+    with pytest.raises(LstmidiError, match=r"narrow.mat: traindata\[0\] has shape"):
+        load_mat(tmp_path / "narrow.mat")
+    mat = tmp_path / "JSB_Chorales.mat"
+    write_mat(mat)
+    with pytest.raises(LstmidiError, match="needs a piano-roll preset"):
+        run("jsb", load_preset("tutorial"), tmp_path / "r", data=mat)
