@@ -4,7 +4,8 @@
 
 TOKEN_MODEL is an event-token model (default: the bundled one if given as "bundled"), ROLL_MODEL a
 piano-roll model, both trained on the bundled chorales with the same split. Per note = a model's
-validation NLL per step x the steps it scored / the notes of the validation files.
+validation NLL per step x the steps it scored / the notes of the validation files
+(lstmidi.evaluation.held_out_nll, which scores the validation pieces as training does).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 
 from lstmidi.api import bundled_model
 from lstmidi.corpus import bundled_corpus, load_corpus
-from lstmidi.evaluation import unigram_nll
+from lstmidi.evaluation import held_out_nll, unigram_nll
 from lstmidi.midi import load_score
 from lstmidi.modelfile import load_model
 
@@ -31,15 +32,16 @@ def main() -> None:
     cr = load_corpus(None, roll.encoding, roll.preset.data)
     if c.names["valid"] != cr.names["valid"]:
         raise SystemExit("the two models' validation splits differ")
-    notes = sum(load_score(bundled_corpus() / n).note_num() for n in c.names["valid"])
-    tokens = sum(len(p) - 1 for p in c.pieces["valid"])
-    frames = sum(len(p) - 1 for p in cr.pieces["valid"])
+    notes = sum(load_score(bundled_corpus() / n, tok.preset.data.tracks, tok.preset.data.drums).note_num()
+                for n in c.names["valid"])
+    t = held_out_nll(tok, c.pieces["valid"], notes)
+    r = held_out_nll(roll, cr.pieces["valid"], notes)
     uni = unigram_nll(c.pieces["train"], c.pieces["valid"], tok.encoding.sizes["vocab_size"])
-    t, r = tok.config["metrics"]["valid_loss"], roll.config["metrics"]["valid_loss"]
-    rows = {"validation files": len(c.names["valid"]), "notes": notes, "tokens scored": tokens, "frames scored": frames,
-            "token model nats/token": t, "token model nats/note": t * tokens / notes,
-            "token unigram nats/token": uni, "token unigram nats/note": uni * tokens / notes,
-            "piano roll nats/frame": r, "piano roll nats/note": r * frames / notes}
+    rows = {"validation files": len(c.names["valid"]), "notes": notes, "tokens scored": t["steps"],
+            "frames scored": r["steps"],
+            "token model nats/token": t["per_step"], "token model nats/note": t["per_note"],
+            "token unigram nats/token": uni, "token unigram nats/note": uni * t["steps"] / notes,
+            "piano roll nats/frame": r["per_step"], "piano roll nats/note": r["per_note"]}
     for k, v in rows.items():
         print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
     if args.json:

@@ -26,6 +26,9 @@ def prepare(data: list[str | Path] | None, out: str | Path, preset: Preset | Non
     return corpus
 
 
+BUNDLED_MODEL_DATA = ("bach", "quartets")  # the bundled corpora pretrained/default.lstmidi was trained on
+
+
 def bundled_model() -> Path:
     """The pretrained flagship model shipped inside the package (see pretrained/README.md)."""
     from importlib import resources
@@ -47,12 +50,15 @@ def output_paths(out: str | Path, num: int) -> list[Path]:
 
 
 def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, wav: bool = True, png: bool = True,
-                   force: bool = False, soundfont: str | None = None, **sample_options) -> list[dict[str, str]]:
+                   force: bool = False, soundfont: str | None = None, max_copy: int | None = None,
+                   copy_data: list[str | Path] | None = None, **sample_options) -> list[dict[str, str]]:
     """Generate `num` pieces with the model file `model` (None: the bundled pretrained model) and write
     MIDI (+ WAV + PNG beside each).
 
     Refuses before writing anything if any output exists and `force` is False.
     `sample_options` go to `lstmidi.sampling.generate` (seconds, steps, seed, primer, temperature, ...).
+    `max_copy`: resample every stretch that repeats more than this many notes of a training piece of
+    `copy_data` (see `model_data`; lstmidi.nocopy).
     """
     paths = output_paths(out, num)
     if not force:
@@ -61,12 +67,52 @@ def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, w
         if existing:
             raise OutputExistsError(f"{', '.join(existing)}: file exists (use --force to overwrite)")
     loaded = load_model(model if model is not None else bundled_model())
-    pieces = generate(loaded, num=num, **sample_options)
+    if max_copy is None:
+        pieces = generate(loaded, num=num, **sample_options)
+    else:
+        from .nocopy import generate_without_copies
+
+        index = training_index(loaded, model_corpus(loaded, copy_data, bundled=model is None)[1]["train"])
+        pieces, reports = generate_without_copies(loaded, index, max_copy, num=num, **sample_options)
+        for path, r in zip(paths, reports):
+            print(f"{path.name}: longest run copied from the training data {r.longest_copy} notes"
+                  f" ({r.resampled} stretches resampled)", file=sys.stderr)
     written = []
     for piece, path in zip(pieces, paths):
         written.append(render_all(piece.score, path, wav=wav, png=png, primer_seconds=piece.primer_seconds,
                                   soundfont=soundfont, force=force))
     return written
+
+
+def model_data(data: list[str | Path] | None, *, bundled: bool) -> list[Path] | None:
+    """The data a model is measured against: `data` if given; the bundled model's own corpora for the
+    bundled model; else None (the bundled Bach chorales, as `train` defaults to)."""
+    if data:
+        return [Path(d) for d in data]
+    if bundled:
+        from .corpus import bundled_corpus
+
+        return [bundled_corpus(name) for name in BUNDLED_MODEL_DATA]
+    return None
+
+
+def model_corpus(loaded, data: list[str | Path] | None, *, bundled: bool, progress: bool = True):
+    """The corpus `data` (see `model_data`) read and split with the model's settings, and its file
+    paths by split: (corpus, {split: [Path]})."""
+    from .corpus import SPLITS
+
+    corpus = load_corpus(model_data(data, bundled=bundled), loaded.encoding, loaded.preset.data,
+                         progress=file_progress() if progress else None)
+    return corpus, {s: [Path(r["path"]) for r in corpus.report if r.get("split") == s] for s in SPLITS}
+
+
+def training_index(loaded, train_paths: list[Path]):
+    """NgramIndex of the training files, read with the model's track settings."""
+    from .midi import load_score
+    from .originality import NgramIndex
+
+    d = loaded.preset.data
+    return NgramIndex.build([load_score(p, d.tracks, d.drums) for p in train_paths])
 
 
 def render_file(midi: str | Path, out: str | Path | None = None, *, wav: bool = True, png: bool = True,
@@ -113,3 +159,90 @@ def demo(out: str | Path = "lstmidi-demo", *, minutes: float = 2.0, num: int = 3
     trained = generate_files(result.model_path, out / "trained.mid", num=num, seed=seed, force=True)
     print(f"demo finished in {time.time() - started:.0f} s", file=sys.stderr)
     return result, pretrained, trained
+
+
+def _first_seconds(score, seconds: float):
+    """`score` (ticks) cut to the notes that start within its first `seconds`, following its tempo changes."""
+    kept = [tick["time"][sec["time"] < seconds] for tick, sec in
+            ((t.notes.numpy(), s.notes.numpy()) for t, s in zip(score.tracks, score.to("second").tracks))]
+    return score.clip(0, max((int(k.max()) for k in kept if len(k)), default=-1) + 1)
+
+
+def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, num: int = 20,
+             seconds: float | None = None, seed: int = 0, out: str | Path | None = None,
+             json_path: str | Path | None = None, force: bool = False, progress: bool = True) -> dict:
+    """Measure a model file (None: the bundled pretrained model) against held-out music.
+
+    The corpus under `data` (default: the bundled model's training corpora for the bundled model, else the
+    bundled Bach chorales) is read with the model's data settings
+    and split as in training. Computed: the model's NLL on the test split (the validation split when the
+    test split is empty), per step and per note; `num` pieces generated with `seed`, `seconds` long
+    (default: the model's sample.seconds), without primer; the musical metrics (lstmidi.metrics) of the
+    generated pieces and of the held-out pieces cut to their first `seconds`, with each metric's overlap
+    area and KL divergence; the originality (lstmidi.originality) of both sets against the training split.
+    Writes OUT/report.md with PNG plots and the generated MIDI files in OUT/generated/ (OUT default:
+    `<model stem>-eval`), and the figures as JSON to `json_path` if given. Refuses a non-empty OUT or an
+    existing `json_path` unless `force`. Returns the figures (as in the JSON). Progress goes to stderr.
+    """
+    from .corpus import SPLITS, atomic_write_text
+    from .evaluation import held_out_nll, to_json
+    from .evaluation import write_report as write_evaluation
+    from .metrics import DURATION_LABELS, compare_sets, mean_histograms
+    from .midi import load_score
+    from .originality import set_originality
+    from .render import write_midi
+
+    started = time.time()
+    say = (lambda text: print(text, file=sys.stderr)) if progress else (lambda text: None)  # noqa: E731
+    model_path = Path(model) if model is not None else bundled_model()
+    out = Path(out) if out is not None else Path(f"{model_path.stem}-eval")
+    if out.exists() and not out.is_dir():
+        raise LstmidiError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutputExistsError(f"{out}: folder exists and is not empty (use --force to overwrite)")
+    if json_path is not None and Path(json_path).exists() and not force:
+        raise OutputExistsError(f"{json_path}: file exists (use --force to overwrite)")
+    if num < 1:
+        raise LstmidiError("--num must be at least 1")
+    loaded = load_model(model_path)
+    seconds = seconds if seconds is not None else loaded.preset.sample.seconds
+    d = loaded.preset.data
+    data = model_data(data, bundled=model is None)
+    where = ", ".join(map(str, data)) if data else "the bundled Bach chorales"
+    corpus, paths = model_corpus(loaded, data, bundled=False, progress=progress)
+    split = "test" if corpus.pieces["test"] else "valid"
+    if not corpus.pieces[split]:
+        raise LstmidiError(f"{where}: every usable file falls in the training split; evaluation needs held-out "
+                           "(test or validation) files: add files")
+    trained_on = loaded.config.get("corpus", {}).get("pieces")
+    if trained_on and trained_on != corpus.summary["pieces"]:
+        say(f"warning: {where} splits into {corpus.summary['pieces']} pieces, the model was trained on {trained_on}: "
+            "the NLL is held-out only if the model never saw these files")
+    real = [load_score(p, d.tracks, d.drums) for p in paths[split]]
+    say(f"held-out NLL on {len(real)} {split} pieces ...")
+    nll = held_out_nll(loaded, corpus.pieces[split], sum(s.note_num() for s in real))
+    say(f"generating {num} pieces of {seconds:g} s (seed {seed}) ...")
+    generated = [p.score for p in generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False)]
+    real = [_first_seconds(s, seconds) for s in real]
+    say(f"musical metrics, and originality against {len(paths['train'])} training pieces ...")
+    index = training_index(loaded, paths["train"])
+    results = {
+        "model": str(model_path), "encoding": loaded.encoding.name, "data": where,
+        "corpus": {s: len(corpus.pieces[s]) for s in SPLITS},
+        "held_out": {"split": split, "pieces": len(real), "seconds": seconds},
+        "generated": {"pieces": num, "seconds": seconds, "seed": seed},
+        "nll": nll,
+        "metrics": compare_sets(generated, real),
+        "histograms": {"generated": mean_histograms(generated), "real": mean_histograms(real),
+                       "duration_bins": list(DURATION_LABELS)},
+        "originality": {"training_pieces": index.pieces, "generated": set_originality(generated, index),
+                        "real": set_originality(real, index)},
+    }
+    for i, score in enumerate(generated, 1):
+        write_midi(score, out / "generated" / f"generated-{i:02d}.mid", force=True)
+    results["seconds"] = round(time.time() - started, 1)
+    results["report"] = str(write_evaluation(results, out))
+    if json_path is not None:
+        atomic_write_text(Path(json_path), to_json(results))
+    say(f"evaluation finished in {results['seconds']:.0f} s")
+    return results

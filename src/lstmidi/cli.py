@@ -109,6 +109,8 @@ def generate(
     programs: Optional[str] = typer.Option(None, "--programs", help="multi-instrument event models: allowed GM programs, e.g. 0,40,42"),
     bars: Optional[float] = typer.Option(None, "--bars", help="length in 4/4 bars at 120 qpm (= 2 s per bar); alternative to --seconds"),
     primer_output: bool = typer.Option(True, "--primer-output/--no-primer-output", help="include the primer in the output"),
+    max_copy: Optional[int] = typer.Option(None, "--max-copy", min=1, help="resample any stretch that repeats more than N notes of a training piece"),
+    copy_data: Optional[List[Path]] = typer.Option(None, "--copy-data", help="training MIDI for --max-copy (repeatable; default: the bundled model's corpora, or the bundled chorales)"),
     mode: Optional[str] = typer.Option(None, "--mode", help="piano-roll models: bernoulli or threshold (default: the model's)"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="key-on probability for --mode threshold"),
     wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
@@ -128,7 +130,7 @@ def generate(
                              temperature=temperature, mode=mode, threshold=threshold, top_k=top_k, top_p=top_p,
                              greedy=greedy, beam=beam, repetition_penalty=repetition_penalty, max_repeat=max_repeat,
                              key=key, pitch_range=_pitch_range(pitch_range), programs=_int_list(programs, "--programs"),
-                             include_primer=primer_output)
+                             include_primer=primer_output, max_copy=max_copy, copy_data=copy_data)
     for files in written:
         typer.echo("  ".join(files.values()))
 
@@ -192,6 +194,74 @@ def demo(
     for f in trained:
         typer.echo("  " + "  ".join(f.values()))
     typer.echo(f"listen: {Path(pretrained[0].get('wav', pretrained[0]['midi'])).resolve()}")
+
+
+@app.command()
+def evaluate(
+    model: Optional[Path] = typer.Argument(None, help="a .lstmidi model file (default: the bundled pretrained model)"),
+    data: Optional[List[Path]] = typer.Option(None, "--data", "-d", help="the MIDI files or folders the model was trained on (repeatable; default: the bundled corpora for the bundled model, else the bundled Bach chorales)"),
+    num: int = typer.Option(20, "--num", "-n", help="pieces to generate"),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="length of the generated pieces and of the real excerpts (default: the model's)"),
+    seed: int = typer.Option(0, "--seed", help="random seed of the generated pieces"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="report folder (default: MODEL-STEM-eval)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+    force: bool = FORCE,
+):
+    """Measure a model: held-out NLL, musical metrics of generated vs real music, originality against the
+    training split; writes OUT/report.md with plots."""
+    from .api import evaluate as run
+
+    r = run(model, data, num=num, seconds=seconds, seed=seed, out=out, json_path=json_path, force=force)
+    nll, held = r["nll"], r["held_out"]
+    typer.echo(f"held-out NLL ({held['pieces']} {held['split']} pieces): {nll['per_step']:.4f} {nll['unit']}, "
+               f"{nll['per_note']:.4f} per note")
+    typer.echo(f"{'metric (mean)':22s} {'generated':>10s} {'real':>10s} {'overlap':>8s} {'KL':>7s}")
+    for name, m in r["metrics"].items():
+        typer.echo(f"{name:22s} {m['generated']['mean']:10.3f} {m['real']['mean']:10.3f} "
+                   f"{m['overlap_area']:8.3f} {m['kl_real_generated']:7.3f}")
+    for key in ("generated", "real"):
+        o = r["originality"][key]
+        typer.echo(f"originality, {key}: longest copy {o['longest_copy']['mean']:.1f} notes (max {o['longest_copy']['max']:.0f}), "
+                   f"8-note n-grams in training {o['ngram8_share']['mean']:.3f}")
+    typer.echo(f"report: {r['report']}" + (f"   figures: {json_path}" if json_path else ""))
+
+
+benchmark_app = typer.Typer(no_args_is_help=True, help="Measure models against published numbers.")
+app.add_typer(benchmark_app, name="benchmark")
+
+
+@benchmark_app.command("polyphonic")
+def benchmark_polyphonic(
+    dataset: str = typer.Option("jsb", "--dataset", "-d", help="jsb or nottingham"),
+    preset: str = PRESET,
+    data: Optional[Path] = typer.Option(None, "--data", help="a .mat file of the benchmark layout or its folder "
+                                        "(default: $LSTMIDI_POLYPHONIC or shared/data/polyphonic)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default: bench-DATASET-PRESET)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs (default: the preset's)"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop training after this many minutes"),
+    set_: Optional[List[str]] = SET,
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures to this JSON file"),
+    force: bool = typer.Option(False, "--force", help="start over in a non-empty OUT"),
+):
+    """Train a piano-roll preset on JSB Chorales or Nottingham; print test NLL (nats per frame) and frame
+    accuracy beside the published results."""
+    import json
+
+    from .config import load_preset
+    from .corpus import atomic_write_text
+    from .polyphonic import run, table
+
+    overrides = list(set_ or [])
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    if max_minutes is not None:
+        overrides.append(f"train.max_minutes={max_minutes}")
+    result = run(dataset, load_preset(preset, overrides), out or Path(f"bench-{dataset}-{Path(preset).stem}"),
+                 data=data, force=force, command=_command())
+    typer.echo(table(result))
+    if json_path:
+        atomic_write_text(json_path, json.dumps(result.as_json(), indent=1))
+        typer.echo(f"figures: {json_path}")
 
 
 def main() -> None:

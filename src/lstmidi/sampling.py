@@ -55,11 +55,14 @@ def sample_multihot(model: torch.nn.Module, primer: torch.Tensor, steps: int, *,
     forces its key to be held.
     """
     model.eval()
-    logits, state = model(primer)  # (batch, primer_steps, features)
+    logits, state = model(primer)  # (batch, primer_steps, features); a joint model gives its time state
     last = logits[:, -1]
     out = []
     for _ in range(steps):
-        frame = sample_frames(torch.sigmoid(last / temperature), mode, threshold, generator)  # (batch, features)
+        if hasattr(model, "sample_frame"):  # keys of a frame drawn jointly, key by key (endecell)
+            frame = model.sample_frame(last, mode=mode, temperature=temperature, threshold=threshold, generator=generator)
+        else:
+            frame = sample_frames(torch.sigmoid(last / temperature), mode, threshold, generator)  # (batch, features)
         if onset_keys:
             frame[:, :onset_keys] = torch.maximum(frame[:, :onset_keys], frame[:, onset_keys:])
         out.append(frame)
@@ -269,15 +272,15 @@ def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: 
     return np.stack(rows)
 
 
-def primer_steps(loaded: LoadedModel, primer: str | Path | None, primer_seconds: float | None,
+def primer_steps(loaded: LoadedModel, primer: str | Path | Score | None, primer_seconds: float | None,
                  num: int, generator: torch.Generator) -> np.ndarray:
-    """(num, primer_steps, ...) encoded primer: from a MIDI file (its first `primer_seconds`, default all),
+    """(num, primer_steps, ...) encoded primer: from a MIDI file or a Score (its first `primer_seconds`, default all),
     else random excerpts of held-out music stored in the model file; `primer_seconds=0` or no stored
     excerpts: one neutral step (a silent frame, the first token, or a middle-C note)."""
     enc = loaded.encoding
     if primer is not None:
         data = loaded.preset.data
-        steps = enc.encode(load_score(primer, data.tracks, data.drums))
+        steps = enc.encode(primer if isinstance(primer, Score) else load_score(primer, data.tracks, data.drums))
         if hasattr(enc, "eos"):
             steps = steps[steps != enc.eos]  # the primer is continued, not ended
         if primer_seconds:
@@ -300,7 +303,7 @@ def primer_steps(loaded: LoadedModel, primer: str | Path | None, primer_seconds:
 
 
 def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | None = None, num: int = 1,
-             seed: int = 0, primer: str | Path | None = None, primer_seconds: float | None = None,
+             seed: int = 0, primer: str | Path | Score | None = None, primer_seconds: float | None = None,
              temperature: float | None = None, mode: str | None = None, threshold: float | None = None,
              top_k: int | None = None, top_p: float | None = None, greedy: bool | None = None,
              beam: int | None = None, repetition_penalty: float | None = None, max_repeat: int | None = None,

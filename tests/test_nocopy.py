@@ -1,0 +1,64 @@
+"""--max-copy: generation that resamples stretches copied from the training data."""
+
+import numpy as np
+import pytest
+
+from lstmidi.cli import main
+from lstmidi.config import load_preset
+from lstmidi.metrics import note_arrays
+from lstmidi.modelfile import load_model
+from lstmidi.nocopy import generate_without_copies, longest_copy
+from lstmidi.originality import NgramIndex, note_symbols
+from lstmidi.sampling import generate
+from lstmidi.training import train
+
+from conftest import write_corpus
+
+TINY = ["model.embed=16", "model.hidden=32", "model.layers=1", "train.window=48", "train.hop=24",
+        "train.batch_size=16", "train.primer_steps=16", "train.lr=0.01", "train.epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nocopy")
+    write_corpus(root / "data", n=10, bars=4)
+    result = train(load_preset("default", TINY), [root / "data"], root / "run", progress=False, cache_dir=root / "cache")
+    return load_model(result.model_path), root
+
+
+def test_first_copy_finds_the_earliest_run_longer_than_the_limit():
+    index = NgramIndex([np.array([1, 2, 3, 4, 5, 6])])
+    assert index.first_copy(np.array([9, 9, 2, 3, 4, 9]), 3) == 2  # symbols 2, 3, 4 = a run of 4 notes
+    assert index.first_copy(np.array([9, 9, 2, 3, 4, 9]), 4) is None
+    assert index.first_copy(np.array([1, 2, 9, 3, 4, 5, 6]), 3) == 3
+
+
+def test_copied_stretches_are_resampled_after_the_first_copied_note(tiny):
+    loaded, _ = tiny
+    original = generate(loaded, seconds=8, num=1, seed=3)[0]
+    index = NgramIndex.build([original.score])  # as if the model had written out a training piece
+    assert longest_copy(original.score, index) == len(note_symbols(original.score)) + 1
+    pieces, reports = generate_without_copies(loaded, index, 4, seconds=8, num=1, seed=3)
+    assert reports[0].resampled >= 1
+    assert reports[0].longest_copy == longest_copy(pieces[0].score, index) <= 4
+    # the copy starts at note 0: every cut keeps the original's first chord
+    (old_on, _, old_pitch), (new_on, _, new_pitch) = note_arrays(original.score), note_arrays(pieces[0].score)
+    first_chord = {(0.0, int(p)) for p in old_pitch[old_on == old_on[0]]}
+    assert old_on[0] == 0 and first_chord <= {(float(o), int(p)) for o, p in zip(new_on, new_pitch)}
+
+
+def test_max_copy_from_the_command_line(tiny, tmp_path, monkeypatch, capsys):
+    loaded, root = tiny
+    args = ["generate", root / "run" / "model.lstmidi", "-o", tmp_path / "x.mid", "--seconds", "4", "--no-wav",
+            "--no-png", "--max-copy", "3", "--copy-data", root / "data"]
+    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
+    monkeypatch.setenv("LSTMIDI_CACHE", str(root / "cache"))
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    err = capsys.readouterr().err
+    assert "x.mid: longest run copied from the training data" in err
+    copied = int(err.split("training data ")[1].split(" notes")[0])
+    resampled = int(err.split("(")[1].split(" stretches")[0])
+    assert copied <= 3 or resampled == 8  # within the limit, or it gave up after 8 tries and says so
+    assert (tmp_path / "x.mid").is_file()
