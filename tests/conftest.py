@@ -61,3 +61,28 @@ def corpus_dir(tmp_path) -> Path:
 def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own corpus cache so tests never see each other's files."""
     monkeypatch.setenv("LSTMIDI_CACHE", str(tmp_path / "cache"))
+
+
+TINY_CLI = ["--set", "model.hidden=16", "--set", "model.layers=1", "--set", "train.window=16", "--set", "train.hop=8",
+            "--set", "train.primer_steps=8"]
+
+
+def run(args, code=0):
+    """`lstmidi ARGS` through Typer's runner in this process; checks the exit code."""
+    from typer.testing import CliRunner
+
+    from lstmidi.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def run_main(args, monkeypatch, capsys):
+    """Through `main()`, which turns LstmidiError into 'error: ...' and exit code 1 -> (code, stderr)."""
+    from lstmidi.cli import main
+
+    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err

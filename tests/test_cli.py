@@ -3,27 +3,9 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
+from conftest import TINY_CLI as TINY
+from conftest import run, run_main
 
-from lstmidi.cli import app, main
-
-runner = CliRunner()
-TINY = ["--set", "model.hidden=16", "--set", "model.layers=1", "--set", "train.window=16", "--set", "train.hop=8",
-        "--set", "train.primer_steps=8"]
-
-
-def run(args, code=0):
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
-
-
-def run_main(args, monkeypatch, capsys):
-    """Through `main()`, which turns LstmidiError into 'error: ...' and exit code 1."""
-    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +104,12 @@ def test_note_presets_train_and_generate_from_the_command_line(preset, tmp_path,
         assert (tmp_path / "run" / "samples" / "epoch-001.png").is_file()
 
 
-def test_demo_trains_and_writes_three_pieces(tmp_path, monkeypatch):
+def test_demo_trains_and_writes_three_pieces(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     out = run(["demo", "--minutes", "0.05"]).output
     files = sorted(p.name for p in (tmp_path / "lstmidi-demo").iterdir())
     for part in ("pretrained", "trained"):
         assert [f for f in files if f.startswith(part)] == [f"{part}-{i}.{ext}" for i in (1, 2, 3) for ext in ("mid", "png", "wav")]
     assert "validation loss" in out and "listen:" in out
-    code = runner.invoke(app, ["demo", "--minutes", "0.05"]).exit_code
-    assert code != 0  # refuses to replace the demo folder without --force
+    code, err = run_main(["demo", "--minutes", "0.05"], monkeypatch, capsys)
+    assert code == 1 and "--force" in err  # refuses to replace the demo folder

@@ -123,3 +123,25 @@ def test_to_dict_rebuilds_the_same_encoding(spec):
     again = build_encoding(enc.to_dict())
     assert again.to_dict() == enc.to_dict()
     np.testing.assert_array_equal(again.encode(score), enc.encode(score))
+
+
+def test_piano_roll_augmentation_transposes_and_never_leaves_the_keyboard():
+    enc = build_encoding({"name": "pianoroll", "steps_per_quarter": 1, "low": 60, "keys": 12, "onsets": True})
+    roll = enc.encode(make_score([(0, 960, 62), (960, 480, 69)]))  # keys 2 and 9 of 12
+    rng = np.random.default_rng(0)
+    up = enc.augment(roll, rng, 2)
+    assert note_tuples(enc.decode(up)) == [(p[0], p[1], p[2] + 2, p[3]) for p in note_tuples(enc.decode(roll))]
+    assert (up[:, 12:].sum(0).nonzero()[0] == [4, 11]).all()  # onset columns move with their keys
+    assert (enc.augment(roll, rng, 5) == enc.augment(roll, rng, 2)).all()  # key 9 can rise 2 at most
+    assert (enc.augment(roll, rng, -7) == enc.augment(roll, rng, -2)).all()  # key 2 can fall 2 at most
+    assert (enc.augment(roll, rng, 0) == roll).all()
+
+
+def test_piano_roll_refuses_tempo_stretch():
+    from lstmidi.config import AugmentConfig
+    from lstmidi.training import make_augmenter
+
+    enc = build_encoding({"name": "pianoroll"})
+    assert make_augmenter(enc, AugmentConfig(transpose=3)) is not None
+    with pytest.raises(LstmidiError, match="has no tempo to stretch"):
+        make_augmenter(enc, AugmentConfig(transpose=3, stretch=0.05))

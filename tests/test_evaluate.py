@@ -4,33 +4,13 @@ import json
 import math
 
 import pytest
-from typer.testing import CliRunner
-
-from lstmidi.cli import app, main
 from lstmidi.corpus import load_corpus
 from lstmidi.evaluation import held_out_nll
 from lstmidi.metrics import SCALARS
 from lstmidi.modelfile import load_model
 
-from conftest import write_corpus
-
-runner = CliRunner()
-TINY = ["--set", "model.hidden=16", "--set", "model.layers=1", "--set", "train.window=16", "--set", "train.hop=8",
-        "--set", "train.primer_steps=8"]
-
-
-def run(args, code=0):
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
-
-
-def run_main(args, monkeypatch, capsys):
-    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr().err
-
+from conftest import TINY_CLI as TINY
+from conftest import run, run_main, write_corpus
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

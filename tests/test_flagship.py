@@ -10,7 +10,7 @@ from lstmidi.modelfile import load_model
 from lstmidi.sampling import generate
 from lstmidi.training import WindowDataset, make_augmenter, train
 
-from conftest import make_score, note_tuples, write_corpus
+from conftest import make_score, note_tuples, run, write_corpus
 
 TINY = ["model.embed=16", "model.hidden=32", "model.layers=1", "train.window=48", "train.hop=24",
         "train.batch_size=16", "train.primer_steps=16", "train.lr=0.01"]
@@ -153,3 +153,12 @@ def test_bundled_model_loads_and_writes_a_whole_piece():
     assert piece.frames[0] == loaded.encoding.bos and piece.frames[-1] == loaded.encoding.eos
     assert loaded.encoding.token_errors(piece.frames) == 0 and note_tuples(piece.score)
     assert piece.primer_seconds == 0.0
+
+
+def test_bundled_model_writes_a_string_quartet_with_programs(tmp_path):
+    from symusic import Score
+
+    run(["generate", "-o", tmp_path / "q.mid", "--programs", "40,41,42", "--seconds", "8", "--seed", "1"])
+    assert {(tmp_path / f"q.{ext}").is_file() for ext in ("mid", "wav", "png")} == {True}
+    tracks = [t for t in Score(str(tmp_path / "q.mid")).tracks if len(t.notes)]
+    assert len(tracks) >= 2 and {t.program for t in tracks} <= {40, 41, 42}

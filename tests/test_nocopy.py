@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from lstmidi.cli import main
 from lstmidi.config import load_preset
 from lstmidi.metrics import note_arrays
 from lstmidi.modelfile import load_model
@@ -12,7 +11,7 @@ from lstmidi.originality import NgramIndex, note_symbols
 from lstmidi.sampling import generate
 from lstmidi.training import train
 
-from conftest import write_corpus
+from conftest import run_main, write_corpus
 
 TINY = ["model.embed=16", "model.hidden=32", "model.layers=1", "train.window=48", "train.hop=24",
         "train.batch_size=16", "train.primer_steps=16", "train.lr=0.01", "train.epochs=3"]
@@ -51,12 +50,9 @@ def test_max_copy_from_the_command_line(tiny, tmp_path, monkeypatch, capsys):
     loaded, root = tiny
     args = ["generate", root / "run" / "model.lstmidi", "-o", tmp_path / "x.mid", "--seconds", "4", "--no-wav",
             "--no-png", "--max-copy", "3", "--copy-data", root / "data"]
-    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
     monkeypatch.setenv("LSTMIDI_CACHE", str(root / "cache"))
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 0
-    err = capsys.readouterr().err
+    code, err = run_main(args, monkeypatch, capsys)
+    assert code == 0
     assert "x.mid: longest run copied from the training data" in err
     copied = int(err.split("training data ")[1].split(" notes")[0])
     resampled = int(err.split("(")[1].split(" stretches")[0])

@@ -283,7 +283,9 @@ def make_augmenter(encoding, cfg):
     if not (cfg.transpose or cfg.stretch):
         return None
     if not hasattr(encoding, "augment"):
-        raise LstmidiError(f"train.augment: encoding {encoding.name!r} does not support augmentation (events does)")
+        raise LstmidiError(f"train.augment: encoding {encoding.name!r} does not support augmentation (events and pianoroll do)")
+    if cfg.stretch and not getattr(encoding, "augment_stretch", True):
+        raise LstmidiError(f"train.augment.stretch: encoding {encoding.name!r} has no tempo to stretch; set it to 0")
 
     def augment(steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return encoding.augment(steps, rng, int(rng.integers(-cfg.transpose, cfg.transpose + 1)),

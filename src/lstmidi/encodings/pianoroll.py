@@ -68,6 +68,7 @@ class PianoRoll(Encoding):
     name = "pianoroll"
     kind = "multihot"
     Params = PianoRollParams
+    augment_stretch = False  # `augment` transposes only
 
     # ---- geometry -------------------------------------------------------------------------
     @property
@@ -125,6 +126,21 @@ class PianoRoll(Encoding):
         if self.params.onsets:
             roll[a, k + key] = 1
         return roll
+
+    def augment(self, roll: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0) -> np.ndarray:
+        """Training augmentation (pure; a new array of the same shape): every key column (and its onset
+        column) moved by `semitones`, or, when some sounding key would leave the keyboard, by the largest
+        shift of the same sign that keeps all on it (maybe 0). A piano roll has no tempo: `stretch` is
+        ignored (`augment_stretch` is False). `rng` is unused: the caller draws `semitones`."""
+        k = self.params.keys
+        used = np.flatnonzero(roll[:, :k].any(0))
+        if len(used):
+            semitones = min(semitones, k - 1 - int(used.max())) if semitones > 0 else max(semitones, -int(used.min()))
+        out = np.zeros_like(roll)
+        for half in range(roll.shape[1] // k):  # held keys, then onsets
+            cols = slice(half * k, (half + 1) * k)
+            out[:, cols] = np.roll(roll[:, cols], semitones, axis=1)  # nothing wraps: the shift keeps keys inside
+        return out
 
     def decode(self, array: np.ndarray) -> Score:
         """Frames -> Score (ticks). Values > 0.5 count as on; a run of on-frames is one note."""
