@@ -51,7 +51,7 @@ def test_bad_files_raise_midierror_naming_file_and_reason(tmp_path, content, rea
     if content is None:
         good = tmp_path / "good.mid"
         make_score([(i * 240, 240, 60 + i % 12) for i in range(50)]).dump_midi(good)
-        content = good.read_bytes()[:-60]
+        content = good.read_bytes()[:20]  # cut inside the first track's header; later cuts are recovered (test_lenient)
     path.write_bytes(content)
     with pytest.raises(MidiError) as err:
         load_score(path)

@@ -1,9 +1,12 @@
 """A corpus: MIDI files found under folders, loaded in parallel, encoded, split and cached.
 
-Every file ends in the per-file report as `loaded` (with its split and length) or `skipped` (with
-the reason). The split is deterministic: a hash of the file's path relative to the folder it was found
-in, so adding files never moves the others. Encoded arrays are cached (keyed by the files' paths,
-sizes and modification times plus the encoding and data settings) so a second `prepare` is instant.
+Every file ends in the per-file report as `loaded` (read as it is), `recovered` (read after repairs:
+the reason says how, see lstmidi.midi) or `skipped` (the reason says why); loaded and recovered files
+get their split and length. A file whose parsing crashes its worker process (native code) is skipped
+as "parser crashed" and the others still load. The split is deterministic: a hash of the file's path
+relative to the folder it was found in, so adding files never moves the others. Encoded arrays are
+cached (keyed by the files' paths, sizes and modification times plus the encoding and data settings)
+so a second `prepare` is instant.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -23,10 +28,12 @@ import numpy as np
 from .config import DataConfig
 from .encodings import Encoding, build_encoding
 from .errors import LstmidiError, MidiError
-from .midi import MIDI_SUFFIXES, load_score
+from .midi import MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
 
 SPLITS = ("train", "valid", "test")
-CACHE_VERSION = 3  # bump when loading or encoding changes what a file turns into
+CACHE_VERSION = 4  # bump when loading or encoding changes what a file turns into
+CHUNK = 16  # files per task sent to a worker process
+PARSER_CRASHED = "parser crashed"  # the reason of a file whose worker process died reading it
 
 
 def bundled_corpus(name: str = "bach") -> Path:
@@ -84,10 +91,11 @@ def _encoding_from_json(spec: str) -> Encoding:
 
 
 def _load_one(args: tuple[str, str, dict]) -> tuple[np.ndarray | None, str]:
-    """Worker: parse + encode one file -> (array, '') or (None, reason)."""
+    """Worker: parse + encode one file -> (array, how it was recovered or '') or (None, why it was skipped)."""
     path, enc_json, data_dict = args
     try:
-        score = load_score(path, data_dict["tracks"], data_dict["drums"])
+        score, note, _ = read_score_lenient(path)
+        score = select_tracks(score, data_dict["tracks"], data_dict["drums"], source=path)
         array = _encoding_from_json(enc_json).encode(score)
     except MidiError as err:
         return None, str(err).split(": ", 1)[-1]
@@ -95,7 +103,80 @@ def _load_one(args: tuple[str, str, dict]) -> tuple[np.ndarray | None, str]:
         return None, f"{type(err).__name__}: {err}"
     if len(array) < 2:
         return None, "too short to train on (fewer than 2 steps)"
-    return array, ""
+    return array, note
+
+
+def map_files(fn: Callable, jobs: list, workers: int, progress: Callable[[int, int], None] | None = None) -> list:
+    """[fn(job) for job in jobs] (fn must not raise), in `workers` processes when there are more than 32
+    jobs, else in this process; None for a job whose worker process crashed (see _map_parallel)."""
+    if workers > 1 and len(jobs) > 32:
+        return _map_parallel(fn, jobs, workers, progress)
+    results = []
+    for job in jobs:
+        results.append(fn(job))
+        if progress:
+            progress(len(results), len(jobs))
+    return results
+
+
+def _map_chunk(fn: Callable, jobs: list) -> list:
+    return [fn(job) for job in jobs]
+
+
+def _map_isolated(fn: Callable, job):
+    """fn(job) in a process of its own: None if that process crashes."""
+    with ProcessPoolExecutor(1) as pool:
+        try:
+            return pool.submit(fn, job).result()
+        except BrokenProcessPool:
+            return None
+
+
+def _map_parallel(fn: Callable, jobs: list, workers: int, progress: Callable[[int, int], None] | None) -> list:
+    """fn over `jobs` in `workers` processes, CHUNK jobs per task, results in job order.
+
+    When a worker dies (a segfault in native code), the pool breaks and every task still running
+    fails with it: those jobs run again one per process, so only the job that crashes gets None; the
+    jobs not yet started go to a fresh pool.
+    """
+    results: list = [None] * len(jobs)
+    todo = deque(range(i, min(i + CHUNK, len(jobs))) for i in range(0, len(jobs), CHUNK))
+    suspects: list[int] = []
+    done = 0
+
+    def finish(i: int, result) -> None:
+        nonlocal done
+        results[i] = result
+        done += 1
+        if progress:
+            progress(done, len(jobs))
+
+    while todo:
+        with ProcessPoolExecutor(workers) as pool:
+            running: dict = {}
+            broken = False
+            while (todo or running) and not broken:
+                while todo and len(running) < 2 * workers:  # a bounded window: a crash leaves few suspects
+                    chunk = todo.popleft()
+                    running[pool.submit(_map_chunk, fn, [jobs[i] for i in chunk])] = chunk
+                ready, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in ready:
+                    chunk = running.pop(future)
+                    if future.exception() is None:
+                        for i, result in zip(chunk, future.result()):
+                            finish(i, result)
+                    else:  # BrokenProcessPool: fn itself never raises
+                        broken = True
+                        suspects.extend(chunk)
+            for future, chunk in running.items():
+                if future.done() and future.exception() is None:
+                    for i, result in zip(chunk, future.result()):
+                        finish(i, result)
+                else:
+                    suspects.extend(chunk)
+    for i in suspects:
+        finish(i, _map_isolated(fn, jobs[i]))
+    return results
 
 
 def _manifest_hash(files: list[tuple[Path, str]], encoding: Encoding, data: DataConfig) -> str:
@@ -132,18 +213,7 @@ def load_corpus(
     enc_json = json.dumps(encoding.to_dict(), sort_keys=True)
     jobs = [(str(p), enc_json, data.model_dump()) for p, _ in files]
     workers = data.workers or os.cpu_count() or 1
-    results: list[tuple[np.ndarray | None, str]] = []
-    if workers > 1 and len(jobs) > 32:
-        with ProcessPoolExecutor(workers) as pool:
-            for res in pool.map(_load_one, jobs, chunksize=16):
-                results.append(res)
-                if progress:
-                    progress(len(results), len(jobs))
-    else:
-        for job in jobs:
-            results.append(_load_one(job))
-            if progress:
-                progress(len(results), len(jobs))
+    results = [(None, PARSER_CRASHED) if r is None else r for r in map_files(_load_one, jobs, workers, progress)]
 
     pieces = {s: [] for s in SPLITS}
     names = {s: [] for s in SPLITS}
@@ -155,7 +225,8 @@ def load_corpus(
         split = split_of(rel, data.valid_fraction, data.test_fraction)
         pieces[split].append(array)
         names[split].append(rel)
-        report.append({"path": str(path), "name": rel, "status": "loaded", "split": split, "steps": len(array)})
+        report.append({"path": str(path), "name": rel, "status": "recovered" if reason else "loaded", "reason": reason,
+                       "split": split, "steps": len(array)})
     if not pieces["train"]:
         raise LstmidiError(
             f"no usable training files among {len(files)} found "
@@ -184,15 +255,30 @@ def fit_encoding(encoding: Encoding, files: list[tuple[Path, str]], data: DataCo
 
 
 def summarize(corpus: Corpus) -> dict:
-    skipped = [r for r in corpus.report if r["status"] == "skipped"]
+    """Counts of files by status (loaded, recovered, skipped; skipped also by kind of reason), pieces and
+    steps by split, and the reason of every recovered and skipped file."""
     return {
         "files": len(corpus.report),
-        "loaded": len(corpus.report) - len(skipped),
-        "skipped": len(skipped),
+        **status_counts(corpus.report),
         "pieces": {s: len(corpus.pieces[s]) for s in SPLITS},
         "steps": {s: corpus.total_steps(s) for s in SPLITS},
-        "skipped_files": {r["name"]: r["reason"] for r in skipped},
+        "recovered_files": {r["name"]: r["reason"] for r in corpus.report if r["status"] == "recovered"},
+        "skipped_files": {r["name"]: r["reason"] for r in corpus.report if r["status"] == "skipped"},
     }
+
+
+def count_line(summary: dict) -> str:
+    """'8 loaded, 2 recovered, 1 skipped': the file counts of a summary."""
+    return f"{summary['loaded']} loaded, {summary['recovered']} recovered, {summary['skipped']} skipped"
+
+
+def status_counts(report: list[dict]) -> dict:
+    """{'loaded': n, 'recovered': n, 'skipped': n, 'skipped_by_reason': {kind: n}} for per-file report entries;
+    the kind of a reason is its text before any details in parentheses ("truncated MIDI file")."""
+    statuses = Counter(r["status"] for r in report)
+    kinds = Counter(r["reason"].split(" (", 1)[0] for r in report if r["status"] == "skipped")
+    return {"loaded": statuses["loaded"], "recovered": statuses["recovered"], "skipped": statuses["skipped"],
+            "skipped_by_reason": dict(kinds.most_common())}
 
 
 def write_report(corpus: Corpus, path: Path) -> None:

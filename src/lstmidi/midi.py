@@ -1,5 +1,15 @@
 """Reading MIDI files: `load_score(path)` returns a symusic Score or raises `MidiError(path: reason)`.
 
+Reading is lenient (`read_score_lenient` says how a file was read). In order:
+1. the bytes, at most `Limits.max_bytes`; the file's name does not matter (`.kar`, `.rmi`, none);
+2. a RIFF RMID wrapper, or junk before `MThd`, is cut off;
+3. lstmidi.smf checks every event in pure Python (symusic crashes on some damage, e.g. data bytes
+   > 127, so it only sees files that pass); a clean file is parsed by symusic; a damaged one, one
+   that symusic rejects, and format 2 (its tracks laid one after another in time) are read by
+   lstmidi.smf, which keeps every note it can read;
+4. limits against hostile files: number of events, length in quarter notes and in seconds.
+A file with nothing usable raises MidiError with the reason.
+
 Track handling (after parsing): `tracks="merge"` (default) merges all pitched tracks into one,
 `tracks="all"` keeps every track as it is (for encodings that keep instruments apart),
 `tracks="melody"` keeps only the pitched track with the most notes (ties: the lowest index; never a
@@ -9,62 +19,133 @@ drum track, whatever `drums` says), `tracks=N` keeps only track N; drum tracks a
 
 from __future__ import annotations
 
+import stat
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from symusic import Score, Track
 
+from . import smf
 from .errors import MidiError
 
-MIDI_SUFFIXES = (".mid", ".midi", ".kar")
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")  # what folders are searched for; reading ignores names
 
 
-def chunk_problem(data: bytes) -> str | None:
-    """Check the chunk structure of a standard MIDI file (symusic silently accepts a file cut short).
+@dataclass(frozen=True)
+class Limits:
+    """Bounds against hostile files; a file past one is skipped with that reason."""
 
-    Returns a reason ("truncated MIDI file (...)") or None when every announced track is complete.
-    """
-    if len(data) < 14:
-        return "truncated MIDI file (header shorter than 14 bytes)"
-    header_len = int.from_bytes(data[4:8], "big")
-    n_tracks = int.from_bytes(data[10:12], "big")
-    pos, found = 8 + header_len, 0
-    while pos + 8 <= len(data) and found < n_tracks:
-        length = int.from_bytes(data[pos + 4 : pos + 8], "big")
-        if pos + 8 + length > len(data):
-            return (f"truncated MIDI file (chunk {found + 1} of {n_tracks} announces {length} bytes, "
-                    f"{len(data) - pos - 8} present)")
-        found += data[pos : pos + 4] == b"MTrk"
-        pos += 8 + length
-    if found < n_tracks:
-        return f"truncated MIDI file ({found} of {n_tracks} tracks present)"
-    return None
+    max_bytes: int = 16 * 2**20      # file size
+    max_events: int = 1_000_000      # MIDI events (plus skipped junk bytes)
+    max_quarters: int = 50_000       # length in quarter notes (keeps ticks inside symusic's int32)
+    max_seconds: float = 3 * 3600.0  # length in seconds
+
+
+LIMITS = Limits()
+
+
+class Reading(NamedTuple):
+    """A file read leniently: the tick Score, how it was recovered ('' when read as it is), its format."""
+
+    score: Score
+    note: str
+    format: int
+
+
+def read_score_lenient(path: str | Path, limits: Limits = LIMITS) -> Reading:
+    """Read a MIDI file, repairing what can be repaired; raises MidiError naming the file and the reason."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise MidiError(f"{path}: is a folder, not a MIDI file")
+        if not stat.S_ISREG(info.st_mode):
+            raise MidiError(f"{path}: not a regular file")
+        if info.st_size > limits.max_bytes:
+            raise MidiError(f"{path}: too large ({info.st_size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:g} MB)")
+        with path.open("rb") as f:
+            data = f.read(limits.max_bytes + 1)
+    except FileNotFoundError:
+        raise MidiError(f"{path}: file not found") from None
+    except OSError as err:
+        raise MidiError(f"{path}: cannot read ({err.strerror})") from None
+    return read_score_bytes(data, str(path), limits)
+
+
+def read_score_bytes(data: bytes, source: str = "<bytes>", limits: Limits = LIMITS) -> Reading:
+    """`read_score_lenient` for bytes in memory; `source` names them in errors."""
+    if not data:
+        raise MidiError(f"{source}: empty file (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise MidiError(f"{source}: too large ({len(data) / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:g} MB)")
+    data, cut = _midi_part(data, source)
+    if len(data) < smf.HEADER_BYTES:
+        raise MidiError(f"{source}: truncated MIDI file (header shorter than {smf.HEADER_BYTES} bytes)")
+    try:
+        check = smf.parse(data, build=False, max_events=limits.max_events)
+    except smf.TooManyEvents:
+        raise MidiError(f"{source}: too many events (more than {limits.max_events:,})") from None
+    _check_quarters(source, check.ticks / check.ticks_per_quarter, limits)
+    rejected = ""
+    if not check.problems and check.format != 2:
+        try:
+            return _checked(Reading(Score.from_midi(data), cut, check.format), source, limits)
+        except (RuntimeError, ValueError) as err:  # symusic: RuntimeError from MiniMidi, ValueError on bad values
+            rejected = str(err).removeprefix("MiniMidi: ").removesuffix(": iostream error")
+    parsed = smf.parse(data, max_events=limits.max_events)
+    how = parsed.describe() or (f"symusic: {rejected}" if rejected else "")
+    if parsed.problems and not parsed.score.note_num():
+        kind = "truncated MIDI file" if parsed.truncated else "damaged MIDI file"
+        raise MidiError(f"{source}: {kind} ({how}; no notes could be read)")
+    note = "; ".join(filter(None, [cut, how and f"read by the fallback reader: {how}"]))
+    return _checked(Reading(parsed.score, note, check.format), source, limits)
+
+
+def _midi_part(data: bytes, source: str) -> tuple[bytes, str]:
+    """The bytes from `MThd` on, and what was cut off before them ('' if nothing)."""
+    if data.startswith(b"MThd"):
+        return data, ""
+    start = data.find(b"MThd")
+    if start < 0:
+        raise MidiError(f"{source}: not a MIDI file (no MThd header)")
+    if data.startswith(b"RIFF") and data[8:12] == b"RMID":
+        size = int.from_bytes(data[16:20], "little")
+        end = start + size if data[12:16] == b"data" and start == 20 and start + size <= len(data) else len(data)
+        return data[start:end], "RIFF RMID wrapper removed"
+    return data[start:], f"cut {start} junk bytes before MThd"
+
+
+def _check_quarters(source: str, quarters: float, limits: Limits) -> None:
+    if quarters > limits.max_quarters:
+        raise MidiError(f"{source}: too long ({quarters:,.0f} quarter notes; the limit is {limits.max_quarters:,})")
+
+
+def _checked(reading: Reading, source: str, limits: Limits) -> Reading:
+    """`reading` if it is within the length limits; else MidiError."""
+    score = reading.score
+    _check_quarters(source, score.end() / score.ticks_per_quarter, limits)
+    seconds = score_seconds(score)
+    if seconds > limits.max_seconds:
+        raise MidiError(f"{source}: too long ({seconds:,.0f} seconds; the limit is {limits.max_seconds:,.0f})")
+    return reading
+
+
+def score_seconds(score: Score) -> float:
+    """Length of a tick Score in seconds (its last note or event end), through its tempo map (120 qpm before the first tempo)."""
+    end, tpq = score.end(), score.ticks_per_quarter
+    seconds, time, mspq = 0.0, 0, 500_000
+    for tempo in score.tempos:
+        if tempo.time >= end:
+            break
+        seconds += (tempo.time - time) * mspq / tpq / 1e6
+        time, mspq = tempo.time, tempo.mspq
+    return seconds + (end - time) * mspq / tpq / 1e6
 
 
 def read_score(path: str | Path) -> Score:
-    """Parse a file into a tick Score, or raise MidiError naming the file and the reason."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MidiError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise MidiError(f"{path}: is a folder, not a MIDI file") from None
-    except OSError as err:
-        raise MidiError(f"{path}: cannot read ({err.strerror})") from None
-    if not data:
-        raise MidiError(f"{path}: empty file (0 bytes)")
-    if not (data.startswith(b"MThd") or data.startswith(b"RIFF")):
-        raise MidiError(f"{path}: not a MIDI file (no MThd header)")
-    if data.startswith(b"MThd"):
-        problem = chunk_problem(data)
-        if problem:
-            raise MidiError(f"{path}: {problem}")
-    try:
-        return Score.from_midi(data)
-    except Exception as err:  # symusic raises RuntimeError with a MiniMidi message
-        text = str(err).removeprefix("MiniMidi: ").removesuffix(": iostream error")
-        kind = "truncated MIDI file" if "EOF" in text or "less than" in text else "damaged MIDI file"
-        raise MidiError(f"{path}: {kind} ({text})") from None
+    """Parse a file into a tick Score (leniently), or raise MidiError naming the file and the reason."""
+    return read_score_lenient(path).score
 
 
 def select_tracks(score: Score, tracks: str | int = "merge", drums: bool = False, *, source: str = "score") -> Score:
@@ -110,5 +191,5 @@ def select_tracks(score: Score, tracks: str | int = "merge", drums: bool = False
 
 
 def load_score(path: str | Path, tracks: str | int = "merge", drums: bool = False) -> Score:
-    """Read `path` and select tracks; raises MidiError('<path>: <reason>') for anything unusable."""
+    """Read `path` leniently and select tracks; raises MidiError('<path>: <reason>') for anything unusable."""
     return select_tracks(read_score(path), tracks, drums, source=str(path))

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .config import Preset, validate_preset
-from .corpus import Corpus, atomic_write_text, file_progress, load_corpus, write_report
+from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
 from .encodings import build_encoding
 from .errors import LstmidiError
 from . import evaluation, losses
@@ -380,11 +380,12 @@ def train(
     encoding = corpus.encoding  # fitted (bins, vocabulary) where the encoding learns from the corpus
     write_report(corpus, out / "report.json")
     s = corpus.summary
-    print(f"corpus: {s['loaded']} files loaded, {s['skipped']} skipped"
+    print(f"corpus: {s['files']} files, {count_line(s)}"
           f" (train {s['pieces']['train']} / valid {s['pieces']['valid']} / test {s['pieces']['test']} pieces)"
           + (" [cached]" if corpus.cached else ""), file=sys.stderr)
-    for name, reason in s["skipped_files"].items():
-        print(f"  skipped {name}: {reason}", file=sys.stderr)
+    for status in ("recovered", "skipped"):
+        for name, reason in s[f"{status}_files"].items():
+            print(f"  {status} {name}: {reason}", file=sys.stderr)
     if hasattr(encoding, "describe"):
         print(f"encoding: {encoding.describe()}", file=sys.stderr)
 
@@ -449,7 +450,7 @@ def train(
         metrics=metrics,
         primers=primer_bank(valid, cfg.primers, cfg.primer_steps, cfg.seed) if cfg.primers else None,
         command=command,
-        corpus_summary={**{k: s[k] for k in ("files", "loaded", "skipped", "pieces", "steps")}, "manifest": corpus.manifest_hash},
+        corpus_summary={**{k: s[k] for k in ("files", "loaded", "recovered", "skipped", "pieces", "steps")}, "manifest": corpus.manifest_hash},
         history=module.history,
         force=True,
     )

@@ -1,0 +1,131 @@
+"""Fuzzing the MIDI reader: mutated MIDI bytes end as a sane Score or a MidiError, within a time limit;
+never another exception, a crash (symusic segfaults on some of these, so this runs in-process on
+purpose) or a hang. Default run: 2,000 inputs; `pytest -m slow tests/test_fuzz.py`: 50,000 more."""
+
+import faulthandler
+import time
+
+import pytest
+from conftest import chorale_like, make_score
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from midibytes import MELODY, chunk, notes, piece, smf, tempo
+from symusic import ControlChange, KeySignature, TimeSignature
+
+from lstmidi.corpus import bundled_corpus
+from lstmidi.errors import MidiError
+from lstmidi.midi import LIMITS, read_score_bytes, select_tracks
+
+SECONDS_PER_INPUT = 2.0   # the largest seed reads in ~5 ms; the machine may be busy
+WATCHDOG_SECONDS = 60     # a hang, even inside C++, ends the run with a traceback instead of waiting forever
+
+
+def symusic_file() -> bytes:
+    """Four tracks written by symusic: programs, drums, pedals and controls, tempo, time and key signatures."""
+    score = chorale_like(3, bars=2)
+    score.tracks.append(make_score([(0, 240, 36), (240, 240, 38)] * 4, drum=True).tracks[0])
+    score.tracks.append(make_score([(i * 480, 480, 48 + i) for i in range(8)], program=32, pedals=[(0, 960)]).tracks[0])
+    score.tracks[0].controls.append(ControlChange(100, 7, 100))
+    score.time_signatures.append(TimeSignature(0, 3, 4))
+    score.key_signatures.append(KeySignature(0, -3, 1))
+    return score.dumps_midi()
+
+
+SEEDS = [
+    piece(),
+    piece(fmt=2),
+    smf([chunk(tempo(90) + notes(MELODY, step=120))], fmt=0),
+    symusic_file(),
+    (bundled_corpus() / "bwv250.mid").read_bytes(),
+]
+
+POSITION = st.integers(0, 2**14)
+MUTATION = st.one_of(
+    st.tuples(st.just("flip"), POSITION, st.integers(0, 7)),
+    st.tuples(st.just("truncate"), POSITION),
+    st.tuples(st.just("insert"), POSITION, st.binary(min_size=1, max_size=16)),
+    st.tuples(st.just("overwrite"), POSITION, st.binary(min_size=1, max_size=8)),
+    st.tuples(st.just("delete"), POSITION, st.integers(1, 16)),
+    st.tuples(st.just("chunk length"), st.integers(0, 8), st.integers(0, 2**32 - 1)),
+    st.tuples(st.just("junk"), st.binary(max_size=256), st.booleans()),
+)
+
+
+def mutate(data: bytes, mutation: tuple) -> bytes:
+    kind, *args = mutation
+    if kind == "junk":  # random bytes, with or without a MIDI header in front
+        junk, header = args
+        return (b"MThd" + junk) if header else junk
+    if not data:
+        return data
+    if kind == "chunk length":  # overwrite the length of the n-th chunk (MThd included)
+        starts = [i for i in range(len(data) - 7) if data[i : i + 4] in (b"MThd", b"MTrk")]
+        if not starts:
+            return data
+        at = starts[args[0] % len(starts)] + 4
+        return data[:at] + args[1].to_bytes(4, "big") + data[at + 4 :]
+    at = args[0] % len(data)
+    if kind == "flip":
+        return data[:at] + bytes([data[at] ^ (1 << args[1])]) + data[at + 1 :]
+    if kind == "truncate":
+        return data[:at]
+    if kind == "insert":
+        return data[:at] + args[1] + data[at:]
+    if kind == "overwrite":
+        return data[:at] + args[1] + data[at + len(args[1]) :]
+    return data[:at] + data[at + args[1] :]  # delete
+
+
+@st.composite
+def mutated_midi(draw) -> bytes:
+    data = draw(st.sampled_from(SEEDS))
+    for mutation in draw(st.lists(MUTATION, min_size=1, max_size=4)):
+        data = mutate(data, mutation)
+    return data
+
+
+def read_or_fail_cleanly(data: bytes) -> None:
+    """The property: a sane Score (also after track selection) or MidiError naming the source, in time."""
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
+    started = time.perf_counter()
+    try:
+        score = read_score_bytes(data, "fuzzed").score
+    except MidiError as err:
+        assert str(err).startswith("fuzzed: ")
+    else:
+        assert score.ticks_per_quarter > 0 and score.end() / score.ticks_per_quarter <= LIMITS.max_quarters
+        for track in score.tracks:
+            if len(track.notes):
+                n = track.notes.numpy()
+                assert n["time"].min() >= 0 and n["duration"].min() >= 0
+                assert 0 <= n["pitch"].min() and n["pitch"].max() <= 127
+                assert 1 <= n["velocity"].min() and n["velocity"].max() <= 127
+        assert all(t.mspq > 0 for t in score.tempos)
+        assert all(ts.numerator > 0 and ts.denominator in (1, 2, 4, 8, 16, 32, 64) for ts in score.time_signatures)
+        try:
+            select_tracks(score, "merge", drums=True)
+        except MidiError as err:
+            assert "no notes" in str(err)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert time.perf_counter() - started < SECONDS_PER_INPUT
+
+
+def test_mutations_change_the_bytes():
+    """The fuzzer is not a no-op: each kind of mutation changes a seed."""
+    for mutation in [("flip", 20, 3), ("truncate", 30), ("insert", 5, b"\x99"), ("overwrite", 40, b"\xff\xff"),
+                     ("delete", 50, 3), ("chunk length", 1, 7), ("junk", b"abc", True)]:
+        assert mutate(SEEDS[0], mutation) != SEEDS[0], mutation
+
+
+@settings(max_examples=2_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_midi())
+def test_mutated_midi_reads_or_fails_cleanly(data):
+    read_or_fail_cleanly(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=50_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_midi())
+def test_mutated_midi_reads_or_fails_cleanly_50000(data):
+    read_or_fail_cleanly(data)
