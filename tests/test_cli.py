@@ -21,7 +21,7 @@ def model_file(tmp_path_factory):
 def test_prepare_prints_summary_and_writes_report(tmp_path, corpus_dir):
     (corpus_dir / "broken.mid").write_bytes(b"MThd\x00\x00")
     out = run(["prepare", corpus_dir, "--out", tmp_path / "prep"]).output
-    assert "11 files: 10 loaded, 1 skipped" in out and "skipped broken.mid: truncated MIDI file" in out
+    assert "11 files: 10 loaded, 0 recovered, 1 skipped" in out and "skipped broken.mid: truncated MIDI file" in out
     report = json.loads((tmp_path / "prep" / "report.json").read_text())
     assert report["summary"]["skipped_files"] == {"broken.mid": "truncated MIDI file (header shorter than 14 bytes)"}
     again = run(["prepare", corpus_dir, "--out", tmp_path / "prep2"]).output
@@ -73,6 +73,17 @@ def test_presets_are_valid():
     assert {"midinet", "musicgenerator"} <= set(preset_names())
     for name in preset_names():
         load_preset(name)
+
+
+def test_set_reaches_nested_sections_and_names_bad_keys():
+    from lstmidi.config import load_preset
+    from lstmidi.errors import LstmidiError
+
+    assert load_preset("musicgenerator", ["train.augment.transpose=6"]).train.augment.transpose == 6
+    with pytest.raises(LstmidiError, match="train.lr.x=1.*'lr' is a value, not a section"):
+        load_preset("musicgenerator", ["train.lr.x=1"])
+    with pytest.raises(LstmidiError, match="train.augment.spin"):
+        load_preset("musicgenerator", ["train.augment.spin=1"])
 
 
 def test_programs_with_merged_tracks_is_refused():

@@ -57,6 +57,13 @@ def test_random_notes_share_almost_nothing(index):
     assert max(shares) < 0.02
 
 
+def test_a_piece_built_to_share_no_ngram_reports_zero(index):
+    # onset deltas of 1/3 beat never occur in the training pieces (1/2, 1, 3/2 beats), so no symbol does
+    notes = [(i * Q // 3, Q // 3, 60 + (i * 5) % 12) for i in range(30)]
+    result = piece_originality(make_score(notes), index)
+    assert result["ngram8_share"] == 0.0 and result["longest_copy"] == 1  # one note alone is no copy
+
+
 def test_longest_run_matches_brute_force():
     rng = np.random.default_rng(2)
     train = [rng.integers(0, 3, n) for n in (30, 5, 50)]

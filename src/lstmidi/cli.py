@@ -33,16 +33,39 @@ def prepare(
     """Load, encode and split a corpus; print the per-file summary and write OUT/report.json."""
     from .api import prepare as run
     from .config import load_preset
+    from .corpus import count_line
 
     corpus = run(data, out, load_preset(preset, set_ or []))
     s = corpus.summary
-    typer.echo(f"{s['files']} files: {s['loaded']} loaded, {s['skipped']} skipped"
-               f"{' (from cache)' if corpus.cached else ''}")
+    typer.echo(f"{s['files']} files: {count_line(s)}{' (from cache)' if corpus.cached else ''}")
     for split in ("train", "valid", "test"):
         typer.echo(f"  {split:5s} {s['pieces'][split]:5d} pieces {s['steps'][split]:8d} steps")
-    for name, reason in s["skipped_files"].items():
-        typer.echo(f"  skipped {name}: {reason}")
+    for status in ("recovered", "skipped"):
+        for name, reason in s[f"{status}_files"].items():
+            typer.echo(f"  {status} {name}: {reason}")
     typer.echo(f"report: {out / 'report.json'}")
+
+
+@app.command("inspect")
+def inspect_command(
+    data: List[Path] = typer.Argument(..., help="MIDI files or folders"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the per-file report to this JSON file"),
+    preset: str = typer.Option("musicgenerator", "--preset", "-p", help="preset whose data settings (tracks, drums) decide what is skipped"),
+    set_: Optional[List[str]] = SET,
+):
+    """Read MIDI files without encoding them: per file its status (loaded / recovered / skipped) and
+    why, format, tracks, programs, drums, notes, seconds, tempo changes and time signature; then counts."""
+    import json
+
+    from .config import load_preset
+    from .corpus import atomic_write_text, file_progress
+    from .inspection import inspect_files, table
+
+    result = inspect_files(data, load_preset(preset, set_ or []).data, progress=file_progress())
+    typer.echo(table(result))
+    if json_path:
+        atomic_write_text(json_path, json.dumps(result, indent=1))
+        typer.echo(f"report: {json_path}")
 
 
 @app.command()

@@ -109,8 +109,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         path, value = parse_override(text)
         node = raw
         for part in path[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise LstmidiError(f"--set {text!r}: {part!r} is not a section (sections: {', '.join(raw)})")
+            if part not in node:  # a section the YAML leaves at its defaults (e.g. train.augment)
+                node[part] = {}
+            elif not isinstance(node[part], dict):
+                raise LstmidiError(f"--set {text!r}: {part!r} is a value, not a section")
             node = node[part]
         node[path[-1]] = value
     return raw
