@@ -65,6 +65,7 @@ class TrainConfig(Strict):
     primers: int = Field(16, ge=0, description="validation excerpts stored in the model file as default primers")
     primer_steps: int = Field(32, ge=1, description="length of each stored primer, in steps")
     sample_every: int = Field(0, ge=0, description="write a generated sample (MIDI + PNG) to RUN/samples every N epochs; 0 = off")
+    checkpoint_every_steps: int = Field(200, ge=0, description="also write RUN/checkpoints/last.ckpt every N training steps, so a run killed mid-epoch resumes losing at most N steps; 0 = only at the end of each epoch")
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
 
@@ -118,11 +119,33 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def format_validation_error(err: ValidationError, where: str) -> str:
+def _section_model(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at `loc` (e.g. TrainConfig for ('train', 'lr'))."""
+    for part in loc:
+        field = model.model_fields.get(part) if model is not None else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def format_validation_error(err: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    """One line per problem naming the field: an unknown key lists the valid keys of its section (when
+    `model`, the validated class, is given); a bad value shows the constraint and the value given."""
     lines = [f"{where}: invalid configuration"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
-        lines.append(f"  {loc}: {e['msg']}")
+        if e["type"] == "extra_forbidden":
+            *section, key = e["loc"]
+            owner = _section_model(model, tuple(section))
+            place = f" in section {'.'.join(map(str, section))!r}" if section else ""
+            valid = f" (valid keys: {', '.join(owner.model_fields)})" if owner is not None else ""
+            lines.append(f"  {loc}: unknown key {str(key)!r}{place}{valid}")
+        elif e["type"] == "missing":
+            lines.append(f"  {loc}: required but missing")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {e['input']!r})" if "input" in e else f"  {loc}: {e['msg']}")
     return "\n".join(lines)
 
 
@@ -134,7 +157,7 @@ def validate_preset(raw: dict, where: str = "preset") -> Preset:
     try:
         preset = Preset.model_validate(raw)
     except ValidationError as err:
-        raise LstmidiError(format_validation_error(err, where)) from None
+        raise LstmidiError(format_validation_error(err, where, Preset)) from None
     build_encoding(preset.encoding, where=f"{where}: encoding")
     if preset.encoding.get("programs") and preset.data.tracks == "merge":
         raise LstmidiError(f"{where}: encoding.programs=true keeps instruments apart, but data.tracks=merge "

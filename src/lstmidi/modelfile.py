@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -140,15 +141,26 @@ def load_model(path: str | Path) -> LoadedModel:
             weights_bytes = z.read("weights.safetensors")
             primer_bytes = z.read("primers.safetensors") if "primers.safetensors" in names else None
             card = z.read("card.md").decode() if "card.md" in names else ""
-    except zipfile.BadZipFile:
+    except zipfile.BadZipFile as err:
+        if "CRC" in str(err):  # a member's bytes were changed after it was written
+            raise ModelFileError(f"{path}: damaged model file ({err})") from None
         raise ModelFileError(f"{path}: not an lstmidi model file (not a zip archive, or truncated)") from None
+    except (zlib.error, EOFError, NotImplementedError, RuntimeError) as err:  # damaged, encrypted or exotic members
+        raise ModelFileError(f"{path}: damaged model file ({err})") from None
+    except OSError as err:
+        raise ModelFileError(f"{path}: cannot read the model file ({err.strerror or err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ModelFileError(f"{path}: damaged model file (config.json is not valid JSON)") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: damaged model file (config.json holds a {type(config).__name__}, not an object)")
     if config.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an lstmidi model file (format {config.get('format')!r})")
     if config.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model file format version {config.get('format_version')} is not supported "
+        raise ModelFileError(f"{path}: model file format version {config.get('format_version')!r} is not supported "
                              f"by this lstmidi (reads version {FORMAT_VERSION}); upgrade lstmidi")
+    missing = [k for k in ("encoding", "model", "preset") if not isinstance(config.get(k), dict)]
+    if missing:
+        raise ModelFileError(f"{path}: damaged model file (config.json lacks {', '.join(missing)})")
     try:
         preset = Preset.model_validate(config["preset"])
         encoding = build_encoding(config["encoding"])
@@ -156,9 +168,29 @@ def load_model(path: str | Path) -> LoadedModel:
     except Exception as err:
         raise ModelFileError(f"{path}: invalid configuration in model file ({err})") from None
     try:
-        model.load_state_dict(st_load(weights_bytes))
+        weights = st_load(weights_bytes)
+    except Exception as err:
+        raise ModelFileError(f"{path}: damaged model file (weights.safetensors: {err})") from None
+    problem = _weights_problem(model.state_dict(), weights)
+    if problem:
+        raise ModelFileError(f"{path}: weights do not match the model in the file ({problem})")
+    model.load_state_dict(weights)
+    try:
         primers = st_load(primer_bytes)["primers"].numpy() if primer_bytes else None
     except Exception as err:
-        raise ModelFileError(f"{path}: weights do not match the model in the file ({str(err).splitlines()[0]})") from None
+        raise ModelFileError(f"{path}: damaged model file (primers.safetensors: {err!r})") from None
     model.eval()
     return LoadedModel(model, encoding, preset, config, card, primers, path)
+
+
+def _weights_problem(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str | None:
+    """What is wrong with the stored tensors for this model (missing, unknown, wrong shape), or None."""
+    problems = [f"missing {k}" for k in expected if k not in got]
+    problems += [f"unexpected {k}" for k in got if k not in expected]
+    problems += [f"{k} has shape {tuple(got[k].shape)}, the model needs {tuple(v.shape)}"
+                 for k, v in expected.items() if k in got and got[k].shape != v.shape]
+    problems += [f"{k} is {got[k].dtype}, not a floating-point tensor" for k, v in expected.items()
+                 if k in got and v.is_floating_point() and not got[k].is_floating_point()]
+    if not problems:
+        return None
+    return "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
 import sys
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import Preset, validate_preset
 from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
@@ -179,9 +181,34 @@ class LitModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):  # keep the epoch history so --resume can plot all of it
         checkpoint["lstmidi_history"] = self.history
+        checkpoint["lstmidi_train_sums"] = list(self._train)  # the running epoch loss, for a mid-epoch resume
+        checkpoint["lstmidi_rng"] = rng_states()  # dropout draws continue exactly after --resume
 
     def on_load_checkpoint(self, checkpoint):
         self.history = checkpoint.get("lstmidi_history", [])
+        self._train = list(checkpoint.get("lstmidi_train_sums", [0.0, 0.0]))
+        self._rng_to_restore = checkpoint.get("lstmidi_rng")
+
+    def on_train_start(self):  # restored here, after Lightning's own setup, right before the first batch
+        if getattr(self, "_rng_to_restore", None):
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+
+
+def rng_states() -> dict:
+    """The torch, numpy and python global RNG states as tensors and plain values (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "python": [version, list(internal), gauss]}
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
 class LossPlot(L.Callback):
@@ -254,28 +281,109 @@ def prepare_run_dir(out: Path, resume: bool, force: bool) -> None:
     if resume:
         if not (out / "checkpoints" / "last.ckpt").is_file():
             raise LstmidiError(f"{out}: nothing to resume (no checkpoints/last.ckpt)")
-        return
-    if out.exists() and any(out.iterdir()):
+    elif out.exists() and any(out.iterdir()):
         if not force:
             raise LstmidiError(f"{out}: run folder exists and is not empty; use --resume to continue it or --force to start over")
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise LstmidiError(f"{out}: cannot write the run folder ({err.strerror})") from None
+        raise LstmidiError(f"{out}: cannot write the run folder ({err.strerror or err})") from None
 
 
-class EpochSetter(L.Callback):
-    """Tells the training windows which epoch it is, so augmentation differs from epoch to epoch."""
+def check_free_space(out: Path, model: torch.nn.Module) -> None:
+    """Fail before training when the run folder's disk cannot hold the checkpoints and the model file:
+    a checkpoint holds the weights and Adam's two moments (3x the model) and a temp copy while it is
+    replaced, plus logs and plots; 3x the model size + 50 MB is asked for."""
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    need = 3 * size + 50 * 2**20
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise LstmidiError(f"{out}: not enough free disk space for training ({free / 2**20:.0f} MB free, "
+                           f"about {need / 2**20:.0f} MB needed for checkpoints and the model file)")
 
-    def __init__(self, dataset: WindowDataset) -> None:
-        self.dataset = dataset
+
+class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
+    """Checkpoints written to a temp file in the same folder, flushed to disk, then renamed over the old
+    one: a run killed while saving keeps its previous last.ckpt intact."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class EpochSampler(Sampler):
+    """Indices 0..n-1, shuffled by a permutation derived from (seed, epoch) alone, so a resumed run sees
+    the same order as an uninterrupted one; `resume_at=(epoch, k)` skips the first k indices of that
+    epoch once (the windows a killed run had already trained on). Lightning calls `set_epoch`."""
+
+    def __init__(self, dataset: WindowDataset, shuffle: bool, seed: int) -> None:
+        self.dataset, self.shuffle, self.seed = dataset, shuffle, seed
+        self.epoch = 0
+        self.resume_at: tuple[int, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.epoch = epoch  # augmentation is drawn from (seed, epoch, window)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
+        else:
+            order = list(range(n))
+        if self.resume_at is not None:
+            epoch, skip = self.resume_at
+            self.resume_at = None
+            if epoch == self.epoch:
+                order = order[skip:]
+        return iter(order)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over an EpochSampler that Lightning saves in checkpoints and restores (its
+    `state_dict` interface): after a mid-epoch --resume the epoch continues at the next unseen batch.
+    `batches_done` is kept by ResumeState (the loader runs ahead of training by a prefetched batch)."""
+
+    batches_done = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches_done = state["batches_done"]
+        self.sampler.resume_at = (state["epoch"], state["batches_done"] * self.batch_size)
+
+
+class ResumeState(L.Callback):
+    """Counts the training batches done in the epoch (saved with the loader) and, every `every` optimizer
+    steps, writes checkpoints/last.ckpt so a run killed mid-epoch loses at most `every` steps."""
+
+    def __init__(self, loader: ResumableLoader, last: Path, every: int = 0) -> None:
+        self.loader, self.last, self.every = loader, last, every
 
     def on_train_epoch_start(self, trainer, module):
-        self.dataset.epoch = trainer.current_epoch
+        self.loader.batches_done = 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.loader.batches_done = batch_idx + 1
+        if self.every and trainer.global_step % self.every == 0 and batch_idx + 1 < trainer.num_training_batches:
+            trainer.save_checkpoint(self.last)  # the end of the epoch is saved by ModelCheckpoint
 
 
 def make_augmenter(encoding, cfg):
@@ -294,10 +402,12 @@ def make_augmenter(encoding, cfg):
     return augment
 
 
-def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None):
+def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None) -> ResumableLoader:
+    """Windows in batches; the order of each epoch depends on (seed, epoch) only (see EpochSampler).
+    The generator keeps DataLoader from drawing its worker seed from the global RNG."""
     ds = WindowDataset(pieces, window, hop, augment, seed)
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=False)
+    return ResumableLoader(ds, batch_size=batch_size, sampler=EpochSampler(ds, shuffle, seed),
+                           generator=torch.Generator().manual_seed(seed), drop_last=False)
 
 
 @torch.no_grad()
@@ -397,6 +507,7 @@ def train(
         except RuntimeError as err:
             raise LstmidiError(f"--init {init}: its weights do not fit the model {preset.model} "
                                f"({str(err).splitlines()[-1].strip()})") from None
+    check_free_space(out, model)
     span = cfg.window + getattr(model, "context", 0)  # a seq2seq model's encoder reads `context` steps first
     valid = corpus.pieces["valid"] or corpus.pieces["test"] or corpus.pieces["train"]
     train_loader = make_loader(corpus.pieces["train"], span, cfg.hop, cfg.batch_size, True, cfg.seed,
@@ -410,7 +521,8 @@ def train(
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_last=True,
         enable_version_counter=False)
-    callbacks = [checkpoint, LossPlot(out / "loss.png", baselines, unit), EpochSetter(train_loader.dataset)]
+    callbacks = [ResumeState(train_loader, ckpt_dir / "last.ckpt", cfg.checkpoint_every_steps), checkpoint,
+                 LossPlot(out / "loss.png", baselines, unit)]
     if cfg.sample_every:
         from .monitoring import SampleWriter
 
@@ -429,6 +541,7 @@ def train(
         devices=1,
         num_sanity_val_steps=0,
         deterministic=True,
+        plugins=[AtomicCheckpointIO()],
     )
     trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None)
 

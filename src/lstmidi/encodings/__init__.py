@@ -27,7 +27,7 @@ def build_encoding(spec: dict[str, Any], where: str = "encoding") -> Encoding:
     except ValidationError as err:
         from ..config import format_validation_error
 
-        raise LstmidiError(format_validation_error(err, f"{where} {name!r}")) from None
+        raise LstmidiError(format_validation_error(err, f"{where} {name!r}", getattr(ENCODINGS[name], "Params", None))) from None
 
 
 __all__ = ["ENCODINGS", "Encoding", "build_encoding"]

@@ -32,7 +32,7 @@ def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseM
     except ValidationError as err:
         from ..config import format_validation_error
 
-        raise LstmidiError(format_validation_error(err, f"{where} {name!r}")) from None
+        raise LstmidiError(format_validation_error(err, f"{where} {name!r}", MODELS[name].Spec)) from None
 
 
 def build_model(spec: dict[str, Any], sizes: dict[str, int]) -> nn.Module:
