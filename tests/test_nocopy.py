@@ -5,8 +5,8 @@ import pytest
 
 from lstmidi.config import load_preset
 from lstmidi.modelfile import load_model
-from lstmidi.nocopy import generate_without_copies, longest_copy
-from lstmidi.originality import NgramIndex, note_symbols
+from lstmidi.nocopy import generate_without_copies
+from lstmidi.originality import NgramIndex, longest_copy, note_symbols
 from lstmidi.sampling import generate
 from lstmidi.training import train
 

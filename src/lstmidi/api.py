@@ -72,7 +72,7 @@ def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, w
     else:
         from .nocopy import generate_without_copies
 
-        index = training_index(loaded, model_corpus(loaded, copy_data, bundled=model is None)[1]["train"])
+        index = training_index(loaded, model_corpus(loaded, model_data(copy_data, bundled=model is None))[1]["train"])
         pieces, reports = generate_without_copies(loaded, index, max_copy, num=num, **sample_options)
         for path, r in zip(paths, reports):
             print(f"{path.name}: longest run copied from the training data {r.longest_copy} notes"
@@ -96,12 +96,12 @@ def model_data(data: list[str | Path] | None, *, bundled: bool) -> list[Path] | 
     return None
 
 
-def model_corpus(loaded, data: list[str | Path] | None, *, bundled: bool, progress: bool = True):
-    """The corpus `data` (see `model_data`) read and split with the model's settings, and its file
+def model_corpus(loaded, data: list[Path] | None, *, progress: bool = True):
+    """The corpus `data` (from `model_data`) read and split with the model's settings, and its file
     paths by split: (corpus, {split: [Path]})."""
     from .corpus import SPLITS
 
-    corpus = load_corpus(model_data(data, bundled=bundled), loaded.encoding, loaded.preset.data,
+    corpus = load_corpus(data, loaded.encoding, loaded.preset.data,
                          progress=file_progress() if progress else None)
     return corpus, {s: [Path(r["path"]) for r in corpus.report if r.get("split") == s] for s in SPLITS}
 
@@ -209,7 +209,7 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
     d = loaded.preset.data
     data = model_data(data, bundled=model is None)
     where = ", ".join(map(str, data)) if data else "the bundled Bach chorales"
-    corpus, paths = model_corpus(loaded, data, bundled=False, progress=progress)
+    corpus, paths = model_corpus(loaded, data, progress=progress)
     split = "test" if corpus.pieces["test"] else "valid"
     if not corpus.pieces[split]:
         raise LstmidiError(f"{where}: every usable file falls in the training split; evaluation needs held-out "

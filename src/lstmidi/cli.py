@@ -84,11 +84,7 @@ def train(
     from .config import load_preset
     from .training import train as run
 
-    overrides = list(set_ or [])
-    if epochs is not None:
-        overrides.append(f"train.epochs={epochs}")
-    if max_minutes is not None:
-        overrides.append(f"train.max_minutes={max_minutes}")
+    overrides = _train_overrides(set_, epochs, max_minutes)
     if init is not None and preset is None:
         from .config import apply_overrides, validate_preset
         from .modelfile import load_model
@@ -99,6 +95,16 @@ def train(
     result = run(chosen, data, out, resume=resume, force=force, command=_command(), init=init)
     typer.echo(_summary(result))
     typer.echo(f"model: {result.model_path}")
+
+
+def _train_overrides(set_: list[str] | None, epochs: int | None, max_minutes: float | None) -> list[str]:
+    """--set values plus --epochs and --max-minutes as train.* overrides."""
+    overrides = list(set_ or [])
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    if max_minutes is not None:
+        overrides.append(f"train.max_minutes={max_minutes}")
+    return overrides
 
 
 def _summary(result) -> str:
@@ -274,12 +280,7 @@ def benchmark_polyphonic(
     from .corpus import atomic_write_text
     from .polyphonic import run, table
 
-    overrides = list(set_ or [])
-    if epochs is not None:
-        overrides.append(f"train.epochs={epochs}")
-    if max_minutes is not None:
-        overrides.append(f"train.max_minutes={max_minutes}")
-    result = run(dataset, load_preset(preset, overrides), out or Path(f"bench-{dataset}-{Path(preset).stem}"),
+    result = run(dataset, load_preset(preset, _train_overrides(set_, epochs, max_minutes)), out or Path(f"bench-{dataset}-{Path(preset).stem}"),
                  data=data, force=force, command=_command())
     typer.echo(table(result))
     if json_path:

@@ -124,28 +124,19 @@ def held_out_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int =
     the held-out files, given by the caller), `per_note` = total loss / `notes`, which compares models
     with different encodings, and the extra per-step metrics of note models (e.g. `pitch_nll`).
     """
-    import torch
-
     from .errors import LstmidiError
-    from .training import batch_objective, make_loader  # imported here: training imports this module
+    from .training import evaluate_loader, make_loader  # imported here: training imports this module
 
     if not pieces:
         raise LstmidiError("no held-out pieces to score")
     cfg = loaded.preset.train
     span = cfg.window + getattr(loaded.model, "context", 0)  # a seq2seq encoder reads `context` steps first
-    sums: dict[str, float] = {}
-    steps = 0.0
-    loaded.model.eval()
-    with torch.no_grad():
-        for batch in make_loader(pieces, span, None, batch_size, False, cfg.seed):
-            loss, weight, extras = batch_objective(loaded.model, batch, loaded.encoding.kind, cfg.loss)
-            for name, value in {"loss": loss, **extras}.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * float(weight)
-            steps += float(weight)
-    total = sums.pop("loss")
+    means, steps = evaluate_loader(loaded.model, make_loader(pieces, span, None, batch_size, False, cfg.seed),
+                                   loaded.encoding.kind, cfg.loss)
+    total = means.pop("loss") * steps
     return {"per_step": total / steps, "per_note": total / notes if notes else float("nan"), "steps": round(steps),
             "notes": int(notes), "unit": loaded.config.get("metrics", {}).get("unit", "loss per step"),
-            **{name: value / steps for name, value in sums.items()}}
+            **means}
 
 
 # ---- the evaluation report (lstmidi evaluate) ------------------------------------------------------

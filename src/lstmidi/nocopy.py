@@ -15,7 +15,7 @@ import numpy as np
 
 from .metrics import note_arrays
 from .modelfile import LoadedModel
-from .originality import NgramIndex, note_symbols
+from .originality import NgramIndex, longest_copy, note_symbols
 from .sampling import Piece, generate, notes_end
 
 
@@ -23,12 +23,6 @@ from .sampling import Piece, generate, notes_end
 class CopyReport:
     longest_copy: int  # notes, in the final piece
     resampled: int  # stretches resampled
-
-
-def longest_copy(score, index: NgramIndex) -> int:
-    """Longest run of the piece's notes found in one training piece, in notes (0 for a piece of one note)."""
-    symbols = note_symbols(score)
-    return index.longest_run(symbols) + 1 if len(symbols) else 0
 
 
 def generate_without_copies(loaded: LoadedModel, index: NgramIndex, max_copy: int, *, tries: int = 8,

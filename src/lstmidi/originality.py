@@ -161,14 +161,17 @@ class NgramIndex:
         return cls([symbols[a:b] for a, b in zip(offsets[:-1], offsets[1:])])
 
 
+def longest_copy(score: Score, index: NgramIndex) -> int:
+    """Notes in the longest stretch of `score` that also occurs in a training piece (0 for an empty
+    piece, at least 1 otherwise)."""
+    return index.longest_run(note_symbols(score)) + 1 if len(note_arrays(score)[2]) else 0
+
+
 def piece_originality(score: Score, index: NgramIndex) -> dict[str, float]:
-    """`longest_copy`: notes in the longest stretch of `score` that also occurs in a training piece (0 for
-    an empty piece, at least 1 otherwise); `ngram8_share`: share of its 8-note n-grams that occur in the
-    training pieces (NaN for a piece of fewer than 8 notes)."""
-    symbols = note_symbols(score)
-    has_notes = len(note_arrays(score)[2]) > 0
-    return {"longest_copy": float(index.longest_run(symbols) + 1 if has_notes else 0),
-            "ngram8_share": index.share(symbols, NGRAM_NOTES - 1)}
+    """`longest_copy` (see the function of that name); `ngram8_share`: share of its 8-note n-grams that
+    occur in the training pieces (NaN for a piece of fewer than 8 notes)."""
+    return {"longest_copy": float(longest_copy(score, index)),
+            "ngram8_share": index.share(note_symbols(score), NGRAM_NOTES - 1)}
 
 
 def set_originality(scores: list[Score], index: NgramIndex) -> dict:

@@ -102,7 +102,6 @@ def benchmark_preset(preset: Preset, dataset: str) -> Preset:
                            "benchmark needs a piano-roll preset (musicgenerator, midinet, endecell)")
     raw = preset.model_dump()
     raw["encoding"].update(timing="beats", steps_per_quarter=DATASETS[dataset][1], low=LOW_PITCH, keys=KEYS, onsets=False)
-    raw["name"] = preset.name
     return validate_preset(raw, where=f"preset {preset.name!r} for the {dataset} benchmark")
 
 

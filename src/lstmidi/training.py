@@ -411,8 +411,9 @@ def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None) ->
 
 
 @torch.no_grad()
-def evaluate_loader(model: torch.nn.Module, loader, kind: str, loss_cfg) -> dict[str, float]:
-    """Unweighted objective (and extra metrics) averaged over every predicted step of `loader`."""
+def evaluate_loader(model: torch.nn.Module, loader, kind: str, loss_cfg) -> tuple[dict[str, float], float]:
+    """Unweighted objective (and extra metrics) averaged over every predicted step of `loader`, and the
+    number of steps scored."""
     was_training = model.training
     model.eval()
     sums: dict[str, list[float]] = {}
@@ -423,7 +424,8 @@ def evaluate_loader(model: torch.nn.Module, loader, kind: str, loss_cfg) -> dict
             acc[0] += float(value) * float(weight)
             acc[1] += float(weight)
     model.train(was_training)
-    return {name: total / max(weight, 1e-8) for name, (total, weight) in sums.items()}
+    steps = sums["loss"][1] if sums else 0.0
+    return {name: total / max(weight, 1e-8) for name, (total, weight) in sums.items()}, steps
 
 
 def primer_bank(pieces: list[np.ndarray], n: int, steps: int, seed: int) -> np.ndarray:
@@ -548,7 +550,7 @@ def train(
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_file():
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
         model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    held_out = evaluate_loader(model, valid_loader, encoding.kind, cfg.loss)
+    held_out, _ = evaluate_loader(model, valid_loader, encoding.kind, cfg.loss)
     seconds = time.time() - started
     epochs_done = module.history[-1]["epoch"] if module.history else 0
     metrics = {"valid_loss": held_out.pop("loss"), **{f"valid_{k}": v for k, v in held_out.items()},
