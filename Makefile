@@ -1,5 +1,6 @@
 # make demo   train briefly on the bundled Bach chorales and generate 3 pieces into ./lstmidi-demo
 # make test   run the test suite
+# make bench  measure speed and memory (`lstmidi benchmark speed`); writes docs/benchmarks.md and benchmarks/results-speed.json
 # Each target installs what it needs first: a virtualenv in .venv with the pinned packages, and the
 # Debian SoundFont when run as root (without it, audio falls back to a plain built-in synthesizer).
 
@@ -8,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install soundfont clean
+.PHONY: demo test bench install soundfont clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/lstmidi benchmark speed --json benchmarks/results-speed.json --markdown docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) lstmidi-demo

@@ -160,6 +160,14 @@ def test_steer_length_schedule():
     assert (sample(out[13:].repeat(50, 1), generator=g) == eos).all()
 
 
+
+def test_steer_length_int_position_equals_per_row_positions():
+    x = torch.randn(2, 7, generator=torch.Generator().manual_seed(0))
+    for position in range(0, 25):
+        fast = steer_length(x, 3, position, target=12, window=4)
+        per_row = steer_length(x, 3, torch.full((2,), position), target=12, window=4)
+        assert torch.equal(fast, per_row), position
+
 def test_steer_length_int_position_window_zero_and_errors():
     x = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
     assert torch.isneginf(steer_length(x, 5, 4, target=5, window=0)[:, 5]).all()

@@ -1,10 +1,14 @@
+import os
+
 import numpy as np
+import torch
 import pytest
 
 from lstmidi.config import DataConfig
-from lstmidi.corpus import bundled_corpus, find_midi_files, load_corpus, split_of
+from lstmidi.corpus import SPLITS, bundled_corpus, find_midi_files, load_corpus, split_of
 from lstmidi.encodings import build_encoding
 from lstmidi.errors import LstmidiError
+from lstmidi.midi import load_score
 
 ROLL = build_encoding({"name": "pianoroll"})
 
@@ -66,3 +70,135 @@ def test_bundled_bach_chorales_load(tmp_path):
     assert corpus.summary["pieces"]["valid"] > 20
     lengths = [len(p) for p in corpus.pieces["train"]]
     assert 32 < np.median(lengths) < 1000  # chorales: tens of bars of 16th-note frames
+
+
+def piece_of(corpus, name: str) -> np.ndarray:
+    """The encoded piece of the file called `name`, whatever its split."""
+    for split in SPLITS:
+        if name in corpus.names[split]:
+            return corpus.pieces[split][corpus.names[split].index(name)]
+    raise KeyError(name)
+
+
+def memory_mapped(array: np.ndarray) -> bool:
+    """Whether `array` is (a view into) a memory-mapped file."""
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base
+    return False
+
+
+def test_cache_is_keyed_on_content_not_on_size_and_time(corpus_dir, tmp_path):
+    cache = tmp_path / "cache"
+    first = load_corpus([corpus_dir], ROLL, cache_dir=cache)
+    assert not first.cached and load_corpus([corpus_dir], ROLL, cache_dir=cache).cached
+    target, other = corpus_dir / "piece00.mid", corpus_dir / "piece05.mid"
+    assert target.stat().st_size == other.stat().st_size and target.read_bytes() != other.read_bytes()
+    before = target.stat()
+    target.write_bytes(other.read_bytes())  # same size; then the old modification time put back
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    changed = load_corpus([corpus_dir], ROLL, cache_dir=cache)
+    assert not changed.cached and changed.manifest_hash != first.manifest_hash
+    np.testing.assert_array_equal(piece_of(changed, "piece00.mid"), piece_of(first, "piece05.mid"))
+    assert load_corpus([corpus_dir], ROLL, cache_dir=cache).cached
+
+
+def test_cache_is_rebuilt_when_files_or_settings_change(corpus_dir, tmp_path):
+    from conftest import chorale_like
+
+    cache = tmp_path / "cache"
+    first = load_corpus([corpus_dir], ROLL, DataConfig(workers=1), cache_dir=cache)
+    assert load_corpus([corpus_dir], ROLL, DataConfig(workers=2), cache_dir=cache).cached  # workers change nothing
+    chorale_like(99).dump_midi(corpus_dir / "added.mid")
+    added = load_corpus([corpus_dir], ROLL, cache_dir=cache)
+    assert not added.cached and added.summary["files"] == first.summary["files"] + 1
+    assert piece_of(added, "added.mid").shape[1] == 88
+    (corpus_dir / "added.mid").rename(corpus_dir / "renamed.mid")
+    renamed = load_corpus([corpus_dir], ROLL, cache_dir=cache)
+    assert not renamed.cached and "renamed.mid" in [r["name"] for r in renamed.report]
+    (corpus_dir / "renamed.mid").unlink()
+    assert load_corpus([corpus_dir], ROLL, cache_dir=cache).cached  # back to the first files: the first cache
+    finer = load_corpus([corpus_dir], build_encoding({"name": "pianoroll", "steps_per_quarter": 1}), cache_dir=cache)
+    assert not finer.cached and finer.total_steps("train") * 4 == pytest.approx(first.total_steps("train"), rel=0.05)
+    split = load_corpus([corpus_dir], ROLL, DataConfig(valid_fraction=0.5, test_fraction=0.0), cache_dir=cache)
+    assert not split.cached and split.summary["pieces"]["test"] == 0 and split.summary["pieces"]["valid"] > 0
+    assert split.manifest_hash != first.manifest_hash
+
+
+def test_pieces_are_memory_mapped_views_equal_to_fresh_encodings(corpus_dir, tmp_path):
+    first = load_corpus([corpus_dir], ROLL, cache_dir=tmp_path / "cache")
+    second = load_corpus([corpus_dir], ROLL, cache_dir=tmp_path / "cache")
+    assert second.cached and not first.cached
+    for corpus in (first, second):  # the first load reopens what it wrote: both behave the same
+        for split in SPLITS:
+            data, offsets = corpus.concatenated(split)
+            assert memory_mapped(data) and not data.flags.writeable
+            assert len(offsets) == len(corpus.pieces[split]) + 1 and offsets[-1] == len(data)
+            for name, piece, start in zip(corpus.names[split], corpus.pieces[split], offsets):
+                assert memory_mapped(piece) and np.shares_memory(piece, data)
+                assert piece.dtype == np.uint8 and piece.shape[1] == 88
+                np.testing.assert_array_equal(piece, ROLL.encode(load_score(corpus_dir / name)))
+                np.testing.assert_array_equal(data[start : start + len(piece)], piece)
+
+
+@pytest.mark.parametrize("spec", [{"name": "pseudonotes"}, {"name": "notes"}])
+def test_cache_keeps_dtype_and_shape_of_every_kind_of_piece(corpus_dir, tmp_path, spec):
+    first = load_corpus([corpus_dir], build_encoding(spec), cache_dir=tmp_path / "cache")
+    second = load_corpus([corpus_dir], build_encoding(spec), cache_dir=tmp_path / "cache")
+    assert second.cached
+    for split in SPLITS:
+        for a, b in zip(first.pieces[split], second.pieces[split]):
+            assert a.dtype == b.dtype and a.shape == b.shape and memory_mapped(b)
+            np.testing.assert_array_equal(a, b)
+
+
+def test_empty_splits_are_cached(corpus_dir, tmp_path):
+    data = DataConfig(valid_fraction=0.0, test_fraction=0.0)
+    load_corpus([corpus_dir], ROLL, data, cache_dir=tmp_path / "cache")
+    corpus = load_corpus([corpus_dir], ROLL, data, cache_dir=tmp_path / "cache")
+    assert corpus.cached and len(corpus.pieces["train"]) == 10
+    for split in ("valid", "test"):
+        assert corpus.pieces[split] == [] and corpus.names[split] == [] and corpus.total_steps(split) == 0
+        flat, offsets = corpus.concatenated(split)
+        assert flat.shape == (0, 88) and list(offsets) == [0]
+
+
+def test_cache_of_moved_files_reports_their_new_paths_and_damage_is_rebuilt(corpus_dir, tmp_path):
+    cache = tmp_path / "cache"
+    load_corpus([corpus_dir], ROLL, cache_dir=cache)
+    moved = corpus_dir.rename(tmp_path / "moved")
+    corpus = load_corpus([moved], ROLL, cache_dir=cache)
+    assert corpus.cached and all(r["path"] == str(moved / r["name"]) for r in corpus.report)
+    for npy in cache.glob("*.train.npy"):
+        npy.write_bytes(npy.read_bytes()[:-10])  # a cut file: rebuilt, not trusted
+    rebuilt = load_corpus([moved], ROLL, cache_dir=cache)
+    assert not rebuilt.cached and rebuilt.summary == corpus.summary
+
+
+def test_training_windows_read_the_memory_map_without_a_copy(corpus_dir, tmp_path):
+    from lstmidi.training import WindowDataset
+
+    corpus = load_corpus([corpus_dir], ROLL, cache_dir=tmp_path / "cache")
+    mapped = WindowDataset(corpus.pieces["train"], 16, 8, flat=corpus.concatenated("train"))
+    copied = WindowDataset([np.array(p) for p in corpus.pieces["train"]], 16, 8)
+    assert memory_mapped(mapped.data) and not memory_mapped(copied.data)
+    assert mapped.index == copied.index and len(mapped) > 4
+    for i in range(len(mapped)):
+        for a, b in zip(mapped[i], copied[i]):
+            assert torch.equal(a, b)
+
+
+def test_a_cached_event_token_corpus_loads_without_building_the_tokenizer(corpus_dir, tmp_path):
+    """The cache key of the event encoding is its parameters and miditok's version, so a warm `prepare`
+    neither builds the miditok tokenizer nor imports miditok (which imports torch: ~1.5 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lstmidi.corpus import load_corpus; from lstmidi.encodings import build_encoding; "
+            f"c = load_corpus([{str(corpus_dir)!r}], build_encoding({{'name': 'events', 'steps_per_quarter': STEPS}}), "
+            f"cache_dir={str(tmp_path / 'cache')!r}); print(c.cached, 'miditok' in sys.modules)")
+    runs = [subprocess.run([sys.executable, "-c", code.replace("STEPS", str(s))], capture_output=True, text=True, check=True).stdout.split()
+            for s in (8, 8, 4)]
+    assert runs == [["False", "True"], ["True", "False"], ["False", "True"]]  # another grid: encoded again

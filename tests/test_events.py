@@ -335,3 +335,36 @@ def test_tsd_rests_after_a_change_from_x8_to_x4_may_lose_one_tick():
     got, want = note_tuples(enc.decode(enc.encode(score))), note_tuples(enc.quantize(score))
     assert [n[1:] for n in got] == [n[1:] for n in want]  # durations, pitches, velocities kept
     assert all(0 <= w[0] - g[0] <= 1 for g, w in zip(got, want))  # onsets at most one tick early
+
+
+@pytest.mark.parametrize("tokenizer", ["REMI", "MIDILike"])
+def test_grammar_tracker_masks_equal_fresh_grammars(tokenizer):
+    """The tracker used while sampling (rows pushed in place) and in beam search (rows reordered and
+    duplicated) gives the mask of a grammar read from scratch over each whole sequence."""
+    import torch
+
+    from lstmidi.sampling import GrammarTracker
+
+    enc = events(tokenizer=tokenizer, programs=True)
+    walks = [random_walk(enc, 60, seed) for seed in range(3)]
+    tracker = GrammarTracker(enc)
+
+    def check(seqs):
+        masks = tracker.allowed(torch.from_numpy(np.stack(seqs)))
+        for row, mask in zip(seqs, masks.numpy()):
+            np.testing.assert_array_equal(mask, enc.grammar(row).allowed())
+
+    for t in range(2, 40):  # growing together: the in-place path
+        check([w[:t] for w in walks])
+    seqs = [walks[2][:40], walks[0][:40], walks[0][:40]]  # a beam step: reordered, one row duplicated
+    check(seqs)
+    rng = np.random.default_rng(0)
+    for _ in range(10):  # then the rows grow in place and the duplicated two diverge: each needs its own state
+        grown = []
+        for row in seqs:
+            allowed = enc.grammar(row).allowed()
+            allowed[enc.eos] = False
+            grown.append(np.append(row, rng.choice(np.flatnonzero(allowed))))
+        seqs = grown
+        check(seqs)
+    assert not np.array_equal(seqs[1], seqs[2])

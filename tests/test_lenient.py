@@ -225,3 +225,73 @@ def test_damaged_corpus_through_prepare_and_inspect(tmp_path):
     assert counts == (4 + len(CASES), loaded, recovered, skipped)
     assert f"{4 + len(CASES)} files: {loaded} loaded, {recovered} recovered, {skipped} skipped" in printed
     assert "format2.mid" in printed and "  1 skipped: too large" in printed
+
+
+def random_track(rng, events: int) -> bytes:
+    """A clean track body of `events` random channel events in blocks sharing a status byte (a third of
+    the blocks with running status, sometimes carried across a meta event), delta times of 1 to 4 bytes
+    (some with first bytes 0xC0-0xDF, which look like program-change status bytes), and meta and sysex
+    events in between."""
+    body, status, after_meta = b"", 0, False
+    while events > 0:
+        block = rng.randint(1, 12)
+        carried = after_meta and status and rng.random() < 0.5  # no status byte at all: still the one before the meta
+        status = status if carried else rng.choice([0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0]) | rng.randrange(16)
+        running = carried or rng.random() < 0.3
+        for i in range(block):
+            delta = rng.choice([0, 0, rng.randrange(128), rng.randrange(128, 2**14), rng.randrange(8192, 12288),
+                                rng.randrange(2**14, 2**21), rng.randrange(2**21, 2**23)])
+            data = bytes(rng.randrange(128) for _ in range(1 if 0xC0 <= status < 0xE0 else 2))
+            body += vlq(delta) + (b"" if running and (i or carried) else bytes([status])) + data
+        events -= block
+        after_meta = rng.random() < 0.1
+        if after_meta:
+            body += rng.choice([tempo(rng.uniform(30, 240)), b"\x00\xff\x01\x05hello", b"\x00\xf0\x03\x7e\x7f\xf7"])
+    return body
+
+
+def parse_both(data: bytes, max_events: int = 1_000_000, monkeypatch=None):
+    """smf.parse(build=False) as it runs (the quick check first) and with the event loop only."""
+    def outcome():
+        try:
+            p = smf_reader.parse(data, build=False, max_events=max_events)
+            return p.format, p.ticks_per_quarter, p.ticks, dict(p.problems), p.truncated
+        except smf_reader.TooManyEvents:
+            return "too many events"
+
+    quick = outcome()
+    with monkeypatch.context() as m:
+        m.setattr(smf_reader._Reader, "quick_track", lambda self, pos, end: None)
+        return quick, outcome()
+
+
+def test_quick_check_agrees_with_the_event_loop(monkeypatch):
+    import random
+
+    accepted = []
+    real = smf_reader._Reader.quick_track
+
+    def recording(self, pos, end):
+        result = real(self, pos, end)
+        accepted.append(result is not None)
+        return result
+
+    monkeypatch.setattr(smf_reader._Reader, "quick_track", recording)
+    rng = random.Random(7)
+    files = [smf([chunk(random_track(rng, n)) for n in (3, 40, 900, 2500)], tpq=96) for _ in range(6)]
+    files += [path.read_bytes() for path in sorted(bundled_corpus().glob("*.mid"))[::20]]
+    files += [path.read_bytes() for path in sorted(bundled_corpus("quartets").glob("*.mid"))[::10]]
+    for data in files:
+        accepted.clear()
+        quick, loop = parse_both(data, monkeypatch=monkeypatch)
+        assert quick == loop and not quick[3] and all(accepted)  # clean: every track took the quick check
+        reader = smf_reader._Reader(data, False, 10**9)
+        reader.read()
+        for limit in (reader.events, reader.events - 1, 50):  # the same event count: a limit passes or fails alike
+            quick, loop = parse_both(data, limit, monkeypatch)
+            assert quick == loop and (quick == "too many events") == (limit < reader.events)
+    # damaged: the loop decides, the same way
+    for name in ("data byte > 127", "truncated track", "wrong chunk length", "missing end-of-track",
+                 "bad running status"):
+        quick, loop = parse_both(CASES[name][1], monkeypatch=monkeypatch)
+        assert quick == loop and quick[3], name

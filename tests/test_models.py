@@ -58,6 +58,54 @@ def test_step_by_step_equals_whole_sequence(spec, sizes):
     torch.testing.assert_close(torch.cat([flat(a), flat(b)], 1), flat(whole), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("spec, sizes", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) and "name" in v else "")
+def test_fast_generation_step_equals_whole_sequence(spec, sizes, monkeypatch):
+    """Generation (eval, no gradients, one step per call) runs the LSTM's own step path, never nn.LSTM's
+    per-call kernel, and gives the full-sequence outputs."""
+    torch.manual_seed(0)
+    model = build_model(spec, sizes).eval()
+    x = make_input(sizes)
+    with torch.no_grad():
+        state0 = model.encode(make_input(sizes, time=4)) if hasattr(model, "encode") else None
+        whole, _ = model(x, state0)
+        steps, state = [], state0
+        calls = []
+        original = torch.nn.LSTM.forward
+        monkeypatch.setattr(torch.nn.LSTM, "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+        for t in range(10):
+            out, state = model(x[:, t : t + 1], state)
+            steps.append(flat(out))
+    assert not calls, "a one-step call at inference went through nn.LSTM.forward"
+    torch.testing.assert_close(torch.cat(steps, 1), flat(whole), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_step_follows_weight_changes_and_training_uses_the_full_path():
+    from lstmidi.models.steplstm import LSTM
+
+    torch.manual_seed(0)
+    lstm = LSTM(5, 7, 2, batch_first=True).eval()
+    x = torch.randn(2, 1, 5)
+    with torch.no_grad():
+        before, _ = lstm(x)
+        lstm.weight_ih_l1.add_(0.5)  # in place: the stacked weights must be rebuilt
+        after, _ = lstm(x)
+        reference, _ = torch.nn.LSTM.forward(lstm, x)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, reference, rtol=1e-5, atol=1e-6)
+    model = build_model({"name": "tokennet", "embed": 4, "hidden": 6, "layers": 2}, TOKENS).eval()
+    tokens = torch.tensor([[3], [7]])
+    with torch.no_grad():
+        model(tokens)  # builds the first layer's input-gate table
+        model.embed.weight.mul_(2.0)  # ... which must follow the embedding
+        step, _ = model(tokens)
+        whole, _ = model(torch.cat([tokens, tokens], 1))
+    torch.testing.assert_close(step[:, 0], whole[:, 0], rtol=1e-5, atol=1e-6)
+    lstm.train()
+    out, _ = lstm(x)  # with gradients: nn.LSTM's path, so the weights get gradients
+    out.sum().backward()
+    assert lstm.weight_ih_l0.grad is not None and lstm.weight_ih_l0.grad.abs().sum() > 0
+
+
 def test_output_shapes_match_the_originals():
     # DeepLearning4Music: LSTM 48 -> Dense 24 -> Dense 3 (9984 + 1176 + 75 parameters in Keras)
     dl4m = build_model({"name": "notenet", "hidden": 48, "dense": [24], "pitch_head": "regression", "pitch_input": "scalar"},

@@ -144,3 +144,16 @@ def test_sample_regression_clamps():
     assert torch.equal(sample_regression(v), v)
     with pytest.raises(ValueError, match="low"):
         sample_regression(v, low=2, high=1)
+
+
+def test_draw_follows_the_distribution_and_never_draws_zero_probability():
+    from lstmidi.processors import draw
+
+    probs = torch.tensor([0.0, 0.1, 0.0, 0.6, 0.3, 0.0])
+    g = torch.Generator().manual_seed(0)
+    draws = draw(probs.expand(40_000, 6), g)
+    counts = torch.bincount(draws, minlength=6).float() / 40_000
+    assert counts[[0, 2, 5]].sum() == 0
+    torch.testing.assert_close(counts, probs, atol=0.01, rtol=0)  # 3 standard deviations at most ~0.0075
+    unnormalised = draw(torch.tensor([[0.0, 2.0, 0.0], [5.0, 0.0, 0.0]]).repeat(100, 1), g)
+    assert unnormalised.view(100, 2).eq(torch.tensor([1, 0])).all()

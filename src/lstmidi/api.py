@@ -10,9 +10,6 @@ from .config import Preset, load_preset
 from .corpus import Corpus, file_progress, load_corpus, write_report
 from .encodings import build_encoding
 from .errors import LstmidiError, OutputExistsError
-from .modelfile import load_model
-from .render import render_all
-from .sampling import generate
 
 
 def prepare(data: list[str | Path] | None, out: str | Path, preset: Preset | None = None,
@@ -60,6 +57,10 @@ def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, w
     `max_copy`: resample every stretch that repeats more than this many notes of a training piece of
     `copy_data` (see `model_data`; lstmidi.nocopy).
     """
+    from .modelfile import load_model  # torch: imported by the functions that need it, so `prepare` starts fast
+    from .render import render_all
+    from .sampling import generate
+
     paths = output_paths(out, num)
     if not force:
         wanted = [p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on]
@@ -189,8 +190,10 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
     from .evaluation import write_report as write_evaluation
     from .metrics import DURATION_LABELS, compare_sets, mean_histograms
     from .midi import load_score
+    from .modelfile import load_model
     from .originality import set_originality
     from .render import write_midi
+    from .sampling import generate
 
     started = time.time()
     say = (lambda text: print(text, file=sys.stderr)) if progress else (lambda text: None)  # noqa: E731

@@ -35,7 +35,7 @@ def prepare(
     from .config import load_preset
     from .corpus import count_line
 
-    corpus = run(data, out, load_preset(preset, set_ or []))
+    corpus = run(data, out, load_preset(preset, set_ or [], check_model=False))  # no model: no torch import
     s = corpus.summary
     typer.echo(f"{s['files']} files: {count_line(s)}{' (from cache)' if corpus.cached else ''}")
     for split in ("train", "valid", "test"):
@@ -79,6 +79,9 @@ def train(
     set_: Optional[List[str]] = SET,
     resume: bool = typer.Option(False, "--resume", help="continue the run in OUT from its last checkpoint"),
     force: bool = typer.Option(False, "--force", help="start over in a non-empty OUT"),
+    devices: int = typer.Option(1, "--devices", min=1, help="processes per machine: GPUs, or CPU processes without a GPU (batch size is per process)"),
+    strategy: str = typer.Option("auto", "--strategy", help="'auto' (one process, or ddp when devices x nodes > 1) or 'ddp'"),
+    num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="machines, each running --devices processes (launch with torchrun or srun)"),
 ):
     """Train a model; writes OUT/model.lstmidi, checkpoints, logs/metrics.csv and loss.png."""
     from .config import load_preset
@@ -92,7 +95,10 @@ def train(
         chosen = validate_preset(apply_overrides(load_model(init).preset.model_dump(), overrides), where=f"{init}")
     else:
         chosen = load_preset(preset or "musicgenerator", overrides)
-    result = run(chosen, data, out, resume=resume, force=force, command=_command(), init=init)
+    result = run(chosen, data, out, resume=resume, force=force, command=_command(), init=init,
+                 devices=devices, strategy=strategy, num_nodes=num_nodes)
+    if result is None:  # a DDP process other than global rank 0: rank 0 reports
+        return
     typer.echo(_summary(result))
     typer.echo(f"model: {result.model_path}")
 
@@ -286,6 +292,32 @@ def benchmark_polyphonic(
     if json_path:
         atomic_write_text(json_path, json.dumps(result.as_json(), indent=1))
         typer.echo(f"figures: {json_path}")
+
+
+@benchmark_app.command("speed")
+def benchmark_speed(
+    suite: Optional[List[str]] = typer.Option(None, "--suite", "-s", help="ingest, train, generate or memory (repeatable; default: all)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures to this JSON file"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the tables into this Markdown file "
+                                            "(between its speed markers; the rest of the file is kept)"),
+    quick: bool = typer.Option(False, "--quick", help="tiny sizes: checks that every suite runs, in seconds"),
+):
+    """Measure ingest, training, generation and memory on this machine, each beside the method it replaces;
+    print a table and the targets of issue 7."""
+    import json
+
+    from .corpus import atomic_write_text
+    from .speed import markdown as to_markdown
+    from .speed import run, table, update_markdown
+
+    result = run(suite, quick=quick, progress=lambda msg: typer.echo(msg, err=True))
+    typer.echo(table(result))
+    if json_path:
+        atomic_write_text(json_path, json.dumps(result, indent=1))
+        typer.echo(f"figures: {json_path}")
+    if markdown:
+        update_markdown(markdown, to_markdown(result, _command()))
+        typer.echo(f"tables: {markdown}")
 
 
 def main() -> None:

@@ -149,10 +149,10 @@ def format_validation_error(err: ValidationError, where: str, model: type[BaseMo
     return "\n".join(lines)
 
 
-def validate_preset(raw: dict, where: str = "preset") -> Preset:
-    """Check every section, including the encoding's and model's own parameters."""
+def validate_preset(raw: dict, where: str = "preset", *, check_model: bool = True) -> Preset:
+    """Check every section, including the encoding's and (unless `check_model` is False: for commands that
+    build no model, which then never import torch) the model's own parameters."""
     from .encodings import build_encoding
-    from .models import model_params
 
     try:
         preset = Preset.model_validate(raw)
@@ -162,12 +162,16 @@ def validate_preset(raw: dict, where: str = "preset") -> Preset:
     if preset.encoding.get("programs") and preset.data.tracks == "merge":
         raise LstmidiError(f"{where}: encoding.programs=true keeps instruments apart, but data.tracks=merge "
                            "merges them into one before encoding: set data.tracks=all")
-    model_params(preset.model, where=f"{where}: model")
+    if check_model:
+        from .models import model_params
+
+        model_params(preset.model, where=f"{where}: model")
     return preset
 
 
-def load_preset(name_or_path: str, overrides: list[str] = ()) -> Preset:
-    """Read a preset by name (`configs/NAME.yaml`) or path and apply `key=value` overrides."""
+def load_preset(name_or_path: str, overrides: list[str] = (), *, check_model: bool = True) -> Preset:
+    """Read a preset by name (`configs/NAME.yaml`) or path and apply `key=value` overrides (see
+    `validate_preset` for `check_model`)."""
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
@@ -176,4 +180,4 @@ def load_preset(name_or_path: str, overrides: list[str] = ()) -> Preset:
     raw = yaml.safe_load(path.read_text()) or {}
     raw.setdefault("name", path.stem)
     raw = apply_overrides(raw, list(overrides))
-    return validate_preset(raw, where=str(path.name))
+    return validate_preset(raw, where=str(path.name), check_model=check_model)

@@ -5,8 +5,14 @@ the reason says how, see lstmidi.midi) or `skipped` (the reason says why); loade
 get their split and length. A file whose parsing crashes its worker process (native code) is skipped
 as "parser crashed" and the others still load. The split is deterministic: a hash of the file's path
 relative to the folder it was found in, so adding files never moves the others. Encoded arrays are
-cached (keyed by the files' paths, sizes and modification times plus the encoding and data settings)
-so a second `prepare` is instant.
+cached, keyed by the files' relative paths and contents (a hash of their bytes: no parsing, a few ms
+for the bundled corpus) plus the encoding and data settings, so a second `prepare` is instant and any
+change to a file, even one that keeps its size and modification time, is seen.
+
+The cache holds, per split, all pieces end to end in one .npy file plus their offsets; it is opened
+memory-mapped, so a corpus's pieces are read-only views into the file (`Corpus.concatenated` gives the
+whole split without a copy) and memory does not grow with the corpus. The first load returns the same
+kind of pieces (it reopens what it wrote), unless the cache could not be written.
 """
 
 from __future__ import annotations
@@ -14,9 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections import Counter, deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -28,10 +33,10 @@ import numpy as np
 from .config import DataConfig
 from .encodings import Encoding, build_encoding
 from .errors import LstmidiError, MidiError
-from .midi import MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
+from .midi import LIMITS, MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
 
 SPLITS = ("train", "valid", "test")
-CACHE_VERSION = 4  # bump when loading or encoding changes what a file turns into
+CACHE_VERSION = 5  # bump when loading or encoding changes what a file turns into, or the cache's format
 CHUNK = 16  # files per task sent to a worker process
 PARSER_CRASHED = "parser crashed"  # the reason of a file whose worker process died reading it
 
@@ -56,9 +61,21 @@ class Corpus:
     encoding: Encoding | None = None  # fitted when the encoding learns from the corpus (bins, vocabulary)
     cached: bool = False
     summary: dict = field(default_factory=dict)
+    # split -> (its pieces end to end along time, offsets): set when the pieces are views into one array
+    flat: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def total_steps(self, split: str) -> int:
         return int(sum(len(p) for p in self.pieces[split]))
+
+    def concatenated(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(the pieces of `split` end to end along time, offsets (pieces + 1,)): piece i is
+        data[offsets[i]:offsets[i + 1]]. From the cache this is the read-only memory map itself (no copy);
+        otherwise the pieces are concatenated (an empty split gives a (0,) uint8 array)."""
+        if split in self.flat:
+            return self.flat[split]
+        pieces = self.pieces[split]
+        offsets = np.cumsum([0, *(len(p) for p in pieces)], dtype=np.int64)
+        return (np.concatenate(pieces) if pieces else np.zeros((0,), np.uint8)), offsets
 
 
 def find_midi_files(paths: list[str | Path]) -> list[tuple[Path, str]]:
@@ -125,6 +142,10 @@ def _map_chunk(fn: Callable, jobs: list) -> list:
 
 def _map_isolated(fn: Callable, job):
     """fn(job) in a process of its own: None if that process crashes."""
+    # imported here (and in _map_parallel): a cached load starts no process and need not import them
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     with ProcessPoolExecutor(1) as pool:
         try:
             return pool.submit(fn, job).result()
@@ -139,6 +160,8 @@ def _map_parallel(fn: Callable, jobs: list, workers: int, progress: Callable[[in
     fails with it: those jobs run again one per process, so only the job that crashes gets None; the
     jobs not yet started go to a fresh pool.
     """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
     results: list = [None] * len(jobs)
     todo = deque(range(i, min(i + CHUNK, len(jobs))) for i in range(0, len(jobs), CHUNK))
     suspects: list[int] = []
@@ -180,12 +203,26 @@ def _map_parallel(fn: Callable, jobs: list, workers: int, progress: Callable[[in
 
 
 def _manifest_hash(files: list[tuple[Path, str]], encoding: Encoding, data: DataConfig) -> str:
+    """The cache key: cache version, encoding and data settings (but not `workers`, which changes
+    nothing), and every file's relative path and content digest, in order."""
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_VERSION, encoding.to_dict(), data.model_dump()], sort_keys=True).encode())
+    settings = [CACHE_VERSION, encoding.cache_key(), data.model_dump(exclude={"workers"})]
+    h.update(json.dumps(settings, sort_keys=True).encode())
     for path, rel in files:
-        st = path.stat()
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{rel}\0{file_digest(path)}\n".encode())
     return h.hexdigest()[:20]
+
+
+def file_digest(path: Path) -> str:
+    """A hash of the file's bytes (BLAKE2b, 128 bits). A file over the reader's size limit is skipped
+    unread whatever it holds, so its size stands for its content; an unreadable file gives its error."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > LIMITS.max_bytes:
+            return f"{stat.S_IFMT(info.st_mode)} {info.st_size} bytes"  # never read: no waiting on a pipe
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    except OSError as err:
+        return f"error {err.errno}"
 
 
 def load_corpus(
@@ -204,7 +241,7 @@ def load_corpus(
     files = find_midi_files(list(paths) if paths else [bundled_corpus()])
     key = _manifest_hash(files, encoding, data)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    cached = _read_cache(cache_dir, key)
+    cached = _read_cache(cache_dir, key, files)
     if cached is not None:
         return cached
     if encoding.needs_fit and not encoding.is_fitted:
@@ -236,6 +273,9 @@ def load_corpus(
     corpus = Corpus(pieces, names, report, key, encoding)
     corpus.summary = summarize(corpus)
     _write_cache(cache_dir, corpus)
+    mapped = _read_cache(cache_dir, key, files)
+    if mapped is not None:  # the same memory-mapped pieces a cached load gives
+        corpus.pieces, corpus.flat = mapped.pieces, mapped.flat
     return corpus
 
 
@@ -293,36 +333,71 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
-    return cache_dir / f"corpus-{key}.npz", cache_dir / f"corpus-{key}.json"
+def _cache_paths(cache_dir: Path, key: str) -> tuple[dict[str, Path], Path]:
+    """The cache files of a key: one .npy per split, and the JSON (names, offsets, report, encoding)
+    written last, so a cache is complete when its JSON exists."""
+    return {s: cache_dir / f"corpus-{key}.{s}.npy" for s in SPLITS}, cache_dir / f"corpus-{key}.json"
 
 
 def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
-    arrays_path, meta_path = _cache_paths(cache_dir, corpus.manifest_hash)
+    """Each split's pieces end to end in one .npy file (written piece by piece: no second copy in
+    memory), then the JSON; each file is written to a temporary name and renamed. Pieces of one corpus
+    share a dtype and all but their first (time) axis; if they do not, nothing is cached."""
+    arrays_paths, meta_path = _cache_paths(cache_dir, corpus.manifest_hash)
+    every = [p for s in SPLITS for p in corpus.pieces[s]]
+    if not every or any(p.dtype != every[0].dtype or p.shape[1:] != every[0].shape[1:] for p in every):
+        return
+    dtype, inner = every[0].dtype, every[0].shape[1:]
+    offsets = {}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{s}/{i}": a for s in SPLITS for i, a in enumerate(corpus.pieces[s])}
-        tmp = arrays_path.with_name(arrays_path.name + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, arrays_path)
-        atomic_write_text(meta_path, json.dumps({"names": corpus.names, "report": corpus.report, "summary": corpus.summary,
-                                                 "encoding": corpus.encoding.to_dict()}))
+        for split, path in arrays_paths.items():
+            pieces = corpus.pieces[split]
+            offsets[split] = np.cumsum([0, *(len(p) for p in pieces)]).tolist()
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            if offsets[split][-1]:
+                flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(offsets[split][-1], *inner))
+                for piece, start in zip(pieces, offsets[split]):
+                    flat[start : start + len(piece)] = piece
+                flat.flush()
+                del flat
+            else:  # an empty split: numpy cannot map 0 bytes
+                with tmp.open("wb") as f:
+                    np.save(f, np.zeros((0, *inner), dtype))
+            os.replace(tmp, path)
+        atomic_write_text(meta_path, json.dumps({"names": corpus.names, "offsets": offsets, "report": corpus.report,
+                                                 "summary": corpus.summary, "encoding": corpus.encoding.to_dict()}))
     except OSError:
         pass  # a cache we cannot write only costs time next run
 
 
-def _read_cache(cache_dir: Path, key: str) -> Corpus | None:
-    arrays_path, meta_path = _cache_paths(cache_dir, key)
-    if not (arrays_path.is_file() and meta_path.is_file()):
-        return None
+def _read_cache(cache_dir: Path, key: str, files: list[tuple[Path, str]]) -> Corpus | None:
+    """The cached corpus of `key` with its pieces as views into the memory-mapped split files, or None
+    (missing or damaged: it is rebuilt). The report's paths are those of `files` (the key holds only the
+    paths relative to their folder, so the same files elsewhere share the cache)."""
+    arrays_paths, meta_path = _cache_paths(cache_dir, key)
     try:
         meta = json.loads(meta_path.read_text())
-        with np.load(arrays_path) as npz:
-            pieces = {s: [npz[f"{s}/{i}"] for i in range(len(meta["names"][s]))] for s in SPLITS}
-    except (OSError, ValueError, KeyError):
+        pieces, flat = {}, {}
+        for split, path in arrays_paths.items():
+            offsets = np.asarray(meta["offsets"][split], np.int64)
+            if len(offsets) != len(meta["names"][split]) + 1:
+                return None
+            data = np.load(path, mmap_mode="r") if offsets[-1] else np.load(path)
+            if len(data) != offsets[-1]:
+                return None
+            data = data.view(np.ndarray)  # a plain array over the map: slices of it stay plain arrays
+            flat[split] = data, offsets
+            pieces[split] = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        report = meta["report"]
+        if len(report) != len(files):
+            return None
+        for entry, (path, _) in zip(report, files):
+            entry["path"] = str(path)
+        encoding = build_encoding(meta["encoding"])
+    except (OSError, ValueError, KeyError, TypeError, LstmidiError):
         return None  # a damaged cache is rebuilt
-    return Corpus(pieces, meta["names"], meta["report"], key, build_encoding(meta["encoding"]), cached=True,
-                  summary=meta["summary"])
+    return Corpus(pieces, meta["names"], report, key, encoding, cached=True, summary=meta["summary"], flat=flat)
 
 
 def file_progress() -> Callable[[int, int], None]:

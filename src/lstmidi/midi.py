@@ -3,9 +3,9 @@
 Reading is lenient (`read_score_lenient` says how a file was read). In order:
 1. the bytes, at most `Limits.max_bytes`; the file's name does not matter (`.kar`, `.rmi`, none);
 2. a RIFF RMID wrapper, or junk before `MThd`, is cut off;
-3. lstmidi.smf checks every event in pure Python (symusic crashes on some damage, e.g. data bytes
-   > 127, so it only sees files that pass); a clean file is parsed by symusic; a damaged one, one
-   that symusic rejects, and format 2 (its tracks laid one after another in time) are read by
+3. lstmidi.smf checks every event (symusic crashes on some damage, e.g. data bytes > 127, so it only
+   sees files that pass; smf.py says how the check is kept fast); a clean file is parsed by symusic;
+   a damaged one, one that symusic rejects, and format 2 (its tracks laid one after another in time) are read by
    lstmidi.smf, which keeps every note it can read;
 4. limits against hostile files: number of events, length in quarter notes and in seconds.
 A file with nothing usable raises MidiError with the reason.

@@ -178,30 +178,36 @@ def sample_notes(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, lo
 
 class GrammarTracker:
     """Grammar masks for many sequences that grow one token at a time (and, in beam search, are
-    reordered): the grammar state after each sequence is kept by the sequence's bytes, so each step
-    pushes one token instead of re-reading the whole sequence."""
+    reordered): when the sequences are the previous call's rows with one token more (sampling), each
+    row's grammar state takes that token in place; otherwise (a beam reordered its rows) the state after
+    each sequence is found by the sequence's bytes, so each step still pushes one token instead of
+    re-reading the whole sequence."""
 
     def __init__(self, enc) -> None:
         self.enc = enc
-        self.states: dict[bytes, object] = {}
+        self.last: np.ndarray | None = None  # the previous call's sequences
+        self.rows: list = []  # the grammar state after each of them
 
     def allowed(self, seqs: torch.Tensor) -> torch.Tensor:
         """(batch, t) token sequences -> (batch, vocab) bool mask of the next token."""
-        masks, states = [], {}
-        for row in seqs.numpy():
-            key = row.tobytes()
-            state = self.states.get(key)
-            if state is None:
-                prev = self.states.get(row[:-1].tobytes())
+        seqs, last = seqs.numpy(), self.last
+        if last is not None and seqs.shape == (last.shape[0], last.shape[1] + 1) and np.array_equal(seqs[:, :-1], last):
+            for state, token in zip(self.rows, seqs[:, -1]):
+                state.push(int(token))
+        else:
+            known = {row.tobytes(): state for row, state in zip(last, self.rows)} if last is not None else {}
+            rows = []
+            for row in seqs:
+                prev = known.get(row[:-1].tobytes())
                 if prev is None:
                     state = self.enc.grammar(row)
                 else:
                     state = prev.copy()
                     state.push(int(row[-1]))
-            states[key] = state
-            masks.append(state.allowed())
-        self.states = states  # only the newest sequences are extended next
-        return torch.from_numpy(np.stack(masks))
+                rows.append(state)  # every row has its own state: the next call may push into it
+            self.rows = rows
+        self.last = seqs
+        return torch.from_numpy(np.stack([state.allowed() for state in self.rows]))
 
 
 def token_constraints(enc, generated_from: int, *, target: int | None = None, repetition_penalty: float | None = None,

@@ -39,14 +39,18 @@ class WindowDataset(Dataset):
     exactly once (every predicted step counted once, for validation).
     """
 
-    def __init__(self, pieces: list[np.ndarray], window: int, hop: int | None, augment=None, seed: int = 0) -> None:
+    def __init__(self, pieces: list[np.ndarray], window: int, hop: int | None, augment=None, seed: int = 0, *,
+                 flat: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.window = window
         self.augment, self.seed, self.epoch = augment, seed, 0  # augment(steps, rng) -> steps; epoch set each epoch
-        self.data = np.concatenate(pieces) if pieces else np.zeros((0,), np.uint8)
+        if flat is not None:  # (data, offsets) of `Corpus.concatenated`: the cache's memory map, read without a copy
+            self.data, lengths = flat[0], np.diff(flat[1]).tolist()
+        else:
+            self.data = np.concatenate(pieces) if pieces else np.zeros((0,), np.uint8)
+            lengths = [len(p) for p in pieces]
         self.index: list[tuple[int, int]] = []  # (absolute start, steps in the piece from there on)
         offset = 0
-        for piece in pieces:
-            n = len(piece)
+        for n in lengths:
             if hop is None:
                 starts = list(range(0, n - 1, window))
             else:
@@ -162,31 +166,45 @@ class LitModel(L.LightningModule):
             acc[1] += float(weight)
 
     def on_validation_epoch_end(self):
+        # every process validates on all the data (its value is the same on each); sync_dist keeps the
+        # logged value identical on all ranks, which ModelCheckpoint's all-ranks decision needs
         for name, (total, weight) in self._val.items():
             if weight:
-                self.log(name, total / weight, prog_bar=name == "val_loss")
+                self.log(name, total / weight, prog_bar=name == "val_loss", sync_dist=self._distributed())
         self._val = {}
 
     def on_train_epoch_end(self):
         metrics = self.trainer.callback_metrics
-        row = {"epoch": self.current_epoch + 1, "step": self.global_step,
-               "train_loss": self._train[0] / max(self._train[1], 1e-8)}
+        total, weight = self._train_sums()
+        row = {"epoch": self.current_epoch + 1, "step": self.global_step, "train_loss": total / max(weight, 1e-8)}
         row.update({k: float(v) for k, v in metrics.items() if k.startswith("val_")})
         self.history.append(row)
-        self.log("train_loss", row["train_loss"])
+        self.log("train_loss", row["train_loss"], sync_dist=self._distributed())
         self._train = [0.0, 0.0]
+
+    def _distributed(self) -> bool:
+        return self._trainer is not None and self.trainer.world_size > 1
+
+    def _train_sums(self) -> list[float]:
+        """The epoch's running (loss x weight, weight) over all processes (a collective when distributed)."""
+        if not self._distributed():
+            return list(self._train)
+        sums = self.trainer.strategy.reduce(torch.tensor(self._train, dtype=torch.float64, device=self.device), reduce_op="sum")
+        return [float(v) for v in sums]
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
 
     def on_save_checkpoint(self, checkpoint):  # keep the epoch history so --resume can plot all of it
         checkpoint["lstmidi_history"] = self.history
-        checkpoint["lstmidi_train_sums"] = list(self._train)  # the running epoch loss, for a mid-epoch resume
+        checkpoint["lstmidi_train_sums"] = self._train_sums()  # the running epoch loss, for a mid-epoch resume
         checkpoint["lstmidi_rng"] = rng_states()  # dropout draws continue exactly after --resume
 
     def on_load_checkpoint(self, checkpoint):
         self.history = checkpoint.get("lstmidi_history", [])
-        self._train = list(checkpoint.get("lstmidi_train_sums", [0.0, 0.0]))
+        self._train = list(checkpoint.get("lstmidi_train_sums", [0.0, 0.0]))  # all processes' sums: kept by rank 0 only
+        if self._distributed() and self.trainer.global_rank:
+            self._train = [0.0, 0.0]
         self._rng_to_restore = checkpoint.get("lstmidi_rng")
 
     def on_train_start(self):  # restored here, after Lightning's own setup, right before the first batch
@@ -294,6 +312,20 @@ def prepare_run_dir(out: Path, resume: bool, force: bool) -> None:
         raise LstmidiError(f"{out}: cannot write the run folder ({err.strerror or err})") from None
 
 
+def process_rank(devices: int = 1) -> int:
+    """This process's global rank in a distributed run, read from the environment the way Lightning
+    will (torchrun/TorchElastic: RANK; SLURM srun: SLURM_PROCID; LSF; MPI; Lightning's own launcher,
+    which re-runs the command for each local rank: NODE_RANK x `devices` + LOCAL_RANK); 0 when alone.
+    Needed before the Trainer exists: only rank 0 may check and fill the run folder."""
+    from lightning.fabric.plugins.environments import LSFEnvironment, MPIEnvironment, SLURMEnvironment, TorchElasticEnvironment
+
+    for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):  # Lightning's order
+        if env.detect():
+            return int(env().global_rank())
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+    return node * devices + int(os.environ.get("LOCAL_RANK", 0))
+
+
 def check_free_space(out: Path, model: torch.nn.Module) -> None:
     """Fail before training when the run folder's disk cannot hold the checkpoints and the model file:
     a checkpoint holds the weights and Adam's two moments (3x the model) and a temp copy while it is
@@ -327,19 +359,31 @@ class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
 class EpochSampler(Sampler):
     """Indices 0..n-1, shuffled by a permutation derived from (seed, epoch) alone, so a resumed run sees
     the same order as an uninterrupted one; `resume_at=(epoch, k)` skips the first k indices of that
-    epoch once (the windows a killed run had already trained on). Lightning calls `set_epoch`."""
+    epoch once (the windows a killed run had already trained on). Lightning calls `set_epoch`.
 
-    def __init__(self, dataset: WindowDataset, shuffle: bool, seed: int) -> None:
+    In a distributed run (`shard(rank, world)`, set by ResumeState from the Trainer) process `rank` of
+    `world` takes `order[rank::world]` of the epoch's order, padded first with its own first indices
+    to a multiple of `world`: disjoint shares of equal length (ceil(n / world)) that together cover
+    every window (the < world padded ones twice). With world = 1 the order is exactly as before."""
+
+    def __init__(self, dataset: WindowDataset, shuffle: bool, seed: int, rank: int = 0, world: int = 1) -> None:
         self.dataset, self.shuffle, self.seed = dataset, shuffle, seed
         self.epoch = 0
         self.resume_at: tuple[int, int] | None = None
+        self.served: list[int] = []  # the indices of the last epoch iterated (for LSTMIDI_SHARD_LOG)
+        self.shard(rank, world)
+
+    def shard(self, rank: int, world: int) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self.dataset.epoch = epoch  # augmentation is drawn from (seed, epoch, window)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return -(-len(self.dataset) // self.world)
 
     def __iter__(self):
         n = len(self.dataset)
@@ -347,11 +391,15 @@ class EpochSampler(Sampler):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
         else:
             order = list(range(n))
+        if self.world > 1 and order:
+            total = len(self) * self.world
+            order = (order * -(-total // n))[:total][self.rank :: self.world]  # pad by wrapping around, then deal
         if self.resume_at is not None:
             epoch, skip = self.resume_at
             self.resume_at = None
             if epoch == self.epoch:
                 order = order[skip:]
+        self.served = order
         return iter(order)
 
 
@@ -372,10 +420,16 @@ class ResumableLoader(DataLoader):
 
 class ResumeState(L.Callback):
     """Counts the training batches done in the epoch (saved with the loader) and, every `every` optimizer
-    steps, writes checkpoints/last.ckpt so a run killed mid-epoch loses at most `every` steps."""
+    steps, writes checkpoints/last.ckpt so a run killed mid-epoch loses at most `every` steps. In a
+    distributed run it gives the loader's sampler this process's shard (rank and world size as the
+    Trainer set them up); every process then has the same number of batches, so all reach each
+    checkpoint (a collective) together, and `batches_done` skips the same count on every rank."""
 
     def __init__(self, loader: ResumableLoader, last: Path, every: int = 0) -> None:
         self.loader, self.last, self.every = loader, last, every
+
+    def setup(self, trainer, module, stage):
+        self.loader.sampler.shard(trainer.global_rank, trainer.world_size)
 
     def on_train_epoch_start(self, trainer, module):
         self.loader.batches_done = 0
@@ -384,6 +438,20 @@ class ResumeState(L.Callback):
         self.loader.batches_done = batch_idx + 1
         if self.every and trainer.global_step % self.every == 0 and batch_idx + 1 < trainer.num_training_batches:
             trainer.save_checkpoint(self.last)  # the end of the epoch is saved by ModelCheckpoint
+
+
+class ShardLog(L.Callback):
+    """Debugging aid, on when LSTMIDI_SHARD_LOG=PATH is set: each process writes the training windows it
+    trained on in each epoch to PATH.rank{R}.json: {"rank", "world", "windows", "epochs": {epoch: [index, ...]}}."""
+
+    def __init__(self, loader: ResumableLoader, path: str) -> None:
+        self.loader, self.path, self.epochs = loader, path, {}
+
+    def on_train_epoch_end(self, trainer, module):
+        sampler = self.loader.sampler
+        self.epochs[str(sampler.epoch)] = list(sampler.served)
+        atomic_write_text(Path(f"{self.path}.rank{trainer.global_rank}.json"), json.dumps(
+            {"rank": trainer.global_rank, "world": trainer.world_size, "windows": len(sampler.dataset), "epochs": self.epochs}))
 
 
 def make_augmenter(encoding, cfg):
@@ -402,10 +470,11 @@ def make_augmenter(encoding, cfg):
     return augment
 
 
-def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None) -> ResumableLoader:
+def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None, flat=None) -> ResumableLoader:
     """Windows in batches; the order of each epoch depends on (seed, epoch) only (see EpochSampler).
-    The generator keeps DataLoader from drawing its worker seed from the global RNG."""
-    ds = WindowDataset(pieces, window, hop, augment, seed)
+    The generator keeps DataLoader from drawing its worker seed from the global RNG. `flat`: the pieces
+    as (data, offsets), e.g. a memory-mapped split (see WindowDataset)."""
+    ds = WindowDataset(pieces, window, hop, augment, seed, flat=flat)
     return ResumableLoader(ds, batch_size=batch_size, sampler=EpochSampler(ds, shuffle, seed),
                            generator=torch.Generator().manual_seed(seed), drop_last=False)
 
@@ -454,7 +523,10 @@ def train(
     cache_dir: Path | None = None,
     init: str | Path | None = None,
     corpus: Corpus | None = None,
-) -> TrainResult:
+    devices: int = 1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
+) -> TrainResult | None:
     """Train `preset` on the MIDI files under `data` (default: bundled Bach chorales) in run folder `out`.
 
     `corpus`: already encoded pieces (e.g. the polyphonic benchmark's piano rolls) used instead of
@@ -464,17 +536,35 @@ def train(
     the preset and data saved in `out/config.json` are used and training continues from last.ckpt.
     With `init` (a model file), training starts from that model's weights and keeps its encoding
     (tokenizer, bins): fine-tuning on new music.
+
+    Several processes (Lightning DDP): `devices` processes per machine (GPUs, or CPU processes with
+    the gloo backend when there is no GPU; default 1) on each of `num_nodes` machines (default 1);
+    `strategy` is "auto" (default: one process, or "ddp" when devices x num_nodes > 1) or "ddp".
+    Launched from a script or the CLI, Lightning re-runs the same command (`sys.argv`) for local
+    ranks 1..devices-1; under torchrun or SLURM (srun) the processes already exist and are used. Each
+    process trains on its own share of every epoch's windows (`train.batch_size` is per process) and
+    validates on all the validation data. Only global rank 0 checks and writes the run folder
+    (config.json, report.json, checkpoints, logs, loss.png, model.lstmidi) and returns the
+    TrainResult; the other processes return None after training.
     """
     out = Path(out)
     command = command or " ".join(["lstmidi", *sys.argv[1:]])
-    prepare_run_dir(out, resume, force)
+    if strategy not in ("auto", "ddp"):
+        raise LstmidiError(f"strategy {strategy!r}: use 'auto' or 'ddp'")
+    if int(devices) < 1 or int(num_nodes) < 1:
+        raise LstmidiError(f"devices ({devices}) and num_nodes ({num_nodes}) must be at least 1")
+    devices, num_nodes = int(devices), int(num_nodes)
+    world = devices * num_nodes
+    lead = process_rank(devices) == 0 if world > 1 else True  # global rank 0: the only process that writes
+    if lead:  # the other ranks must not check (rank 0 has filled the folder) nor --force-delete it
+        prepare_run_dir(out, resume, force)
     if resume:
         saved = json.loads((out / "config.json").read_text())
         epochs, minutes = preset.train.epochs, preset.train.max_minutes
         preset = validate_preset(saved["preset"], where=str(out / "config.json"))
         preset.train.epochs, preset.train.max_minutes = epochs, minutes
         data, init = saved["data"], saved.get("init")  # a fine-tuned run keeps its base model's encoding
-    else:
+    elif lead:
         atomic_write_text(out / "config.json", json.dumps(
             {"preset": preset.model_dump(), "data": [str(Path(d).resolve()) for d in data or []], "command": command,
              "init": str(Path(init).resolve()) if init else None}, indent=1))
@@ -488,18 +578,20 @@ def train(
         raise LstmidiError(f"--init {init}: fine-tuning keeps the model's encoding ({base.encoding.name}, "
                            f"{base.encoding.sizes}); the preset asks for a different one — drop --preset or --set encoding.*")
     if corpus is None:
-        corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir, progress=file_progress() if progress else None)
+        corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir,
+                             progress=file_progress() if progress and lead else None)
     encoding = corpus.encoding  # fitted (bins, vocabulary) where the encoding learns from the corpus
-    write_report(corpus, out / "report.json")
     s = corpus.summary
-    print(f"corpus: {s['files']} files, {count_line(s)}"
-          f" (train {s['pieces']['train']} / valid {s['pieces']['valid']} / test {s['pieces']['test']} pieces)"
-          + (" [cached]" if corpus.cached else ""), file=sys.stderr)
-    for status in ("recovered", "skipped"):
-        for name, reason in s[f"{status}_files"].items():
-            print(f"  {status} {name}: {reason}", file=sys.stderr)
-    if hasattr(encoding, "describe"):
-        print(f"encoding: {encoding.describe()}", file=sys.stderr)
+    if lead:
+        write_report(corpus, out / "report.json")
+        print(f"corpus: {s['files']} files, {count_line(s)}"
+              f" (train {s['pieces']['train']} / valid {s['pieces']['valid']} / test {s['pieces']['test']} pieces)"
+              + (" [cached]" if corpus.cached else ""), file=sys.stderr)
+        for status in ("recovered", "skipped"):
+            for name, reason in s[f"{status}_files"].items():
+                print(f"  {status} {name}: {reason}", file=sys.stderr)
+        if hasattr(encoding, "describe"):
+            print(f"encoding: {encoding.describe()}", file=sys.stderr)
 
     cfg = preset.train
     model = build_model(preset.model, encoding.sizes)
@@ -509,12 +601,14 @@ def train(
         except RuntimeError as err:
             raise LstmidiError(f"--init {init}: its weights do not fit the model {preset.model} "
                                f"({str(err).splitlines()[-1].strip()})") from None
-    check_free_space(out, model)
+    if lead:
+        check_free_space(out, model)
     span = cfg.window + getattr(model, "context", 0)  # a seq2seq model's encoder reads `context` steps first
-    valid = corpus.pieces["valid"] or corpus.pieces["test"] or corpus.pieces["train"]
+    valid_split = next(name for name in ("valid", "test", "train") if corpus.pieces[name])
+    valid = corpus.pieces[valid_split]
     train_loader = make_loader(corpus.pieces["train"], span, cfg.hop, cfg.batch_size, True, cfg.seed,
-                               make_augmenter(encoding, cfg.augment))
-    valid_loader = make_loader(valid, span, None, cfg.batch_size, False, cfg.seed)
+                               make_augmenter(encoding, cfg.augment), flat=corpus.concatenated("train"))
+    valid_loader = make_loader(valid, span, None, cfg.batch_size, False, cfg.seed, flat=corpus.concatenated(valid_split))
     baselines = evaluation.baselines(encoding, corpus.pieces["train"], valid)
     unit = {"multihot": "nats per frame", "tokens": "nats per token"}.get(encoding.kind, "weighted loss per note")
 
@@ -525,6 +619,8 @@ def train(
         enable_version_counter=False)
     callbacks = [ResumeState(train_loader, ckpt_dir / "last.ckpt", cfg.checkpoint_every_steps), checkpoint,
                  LossPlot(out / "loss.png", baselines, unit)]
+    if os.environ.get("LSTMIDI_SHARD_LOG"):
+        callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
     if cfg.sample_every:
         from .monitoring import SampleWriter
 
@@ -540,12 +636,17 @@ def train(
         enable_model_summary=False,
         log_every_n_steps=10,
         accelerator="cpu" if not torch.cuda.is_available() else "auto",
-        devices=1,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy="ddp" if world > 1 else strategy,
+        use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup) and keeps its resumable order
         num_sanity_val_steps=0,
         deterministic=True,
         plugins=[AtomicCheckpointIO()],
     )
     trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None)
+    if not trainer.is_global_zero:
+        return None  # rank 0 evaluates and writes the model
 
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_file():
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]

@@ -62,3 +62,8 @@ class Encoding(ABC):
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this encoding (name, parameters, fitted state); JSON-safe."""
         return {"name": self.name, **self.params.model_dump()}
+
+    def cache_key(self) -> dict[str, Any]:
+        """What determines the arrays this encoding makes (the corpus cache is keyed on it); JSON-safe.
+        Cheap to compute: a cached corpus is found without building anything heavy."""
+        return self.to_dict()

@@ -166,6 +166,13 @@ class Events(Encoding):
         self.tokenizer  # fills vocab_sha1
         return super().to_dict()
 
+    def cache_key(self) -> dict[str, Any]:
+        """The parameters and the miditok version, which together fix the vocabulary: building the
+        tokenizer (and importing miditok, which imports torch) to read `vocab_sha1` is not needed."""
+        from importlib.metadata import version
+
+        return {"name": self.name, **self.params.model_dump(exclude={"vocab_sha1"}), "miditok": version("miditok")}
+
     @property
     def time_division(self) -> int:
         """Ticks per quarter of decoded and quantized scores."""

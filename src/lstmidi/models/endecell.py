@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
+from .steplstm import LSTM
+
 State = tuple[torch.Tensor, ...]
 
 
@@ -45,7 +47,7 @@ class EnDeCell(nn.Module):
         self.spec = spec
         n_in, keys, hn = sizes["input_size"], sizes["output_size"], spec.decoder_hidden
         self.encoder = nn.Sequential(nn.Linear(n_in, spec.embed), nn.ReLU(), nn.Dropout(spec.dropout))
-        self.lstm = nn.LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,
+        self.lstm = LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,
                             dropout=spec.dropout if spec.layers > 1 else 0.0)
         self.drop = nn.Dropout(spec.dropout)
         self.to_bv = nn.Linear(spec.hidden, keys)  # visible (key) biases from the time state

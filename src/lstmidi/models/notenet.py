@@ -20,6 +20,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .steplstm import LSTM
+
 State = tuple[torch.Tensor, ...]
 SCALE = {"pitch": 1 / 128, "velocity": 1 / 128, "step": 1.0, "duration": 1.0}
 
@@ -49,7 +51,7 @@ class NoteNet(nn.Module):
         if spec.pitch_input == "embedding":
             self.pitch_embedding = nn.Embedding(128, spec.pitch_embed)
             n_in += spec.pitch_embed - 1  # the pitch column is replaced by its embedding
-        self.lstm = nn.LSTM(n_in, spec.hidden, spec.layers, batch_first=True,
+        self.lstm = LSTM(n_in, spec.hidden, spec.layers, batch_first=True,
                             dropout=spec.dropout if spec.layers > 1 else 0.0)
         layers: list[nn.Module] = [nn.Dropout(spec.dropout)]
         width = spec.hidden

@@ -14,6 +14,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .steplstm import LSTM
+
 State = tuple[torch.Tensor, ...]
 
 
@@ -32,11 +34,11 @@ class RollNet(nn.Module):
         super().__init__()
         self.spec = spec
         n_in, n_out = sizes["input_size"], sizes["output_size"]
-        self.lstm = nn.LSTM(n_in, spec.hidden, spec.layers, batch_first=True,
+        self.lstm = LSTM(n_in, spec.hidden, spec.layers, batch_first=True,
                             dropout=spec.dropout if spec.layers > 1 else 0.0)
         self.drop = nn.Dropout(spec.dropout)
         if spec.output == "lstm":
-            self.out_lstm = nn.LSTM(spec.hidden, n_out, 1, batch_first=True)
+            self.out_lstm = LSTM(spec.hidden, n_out, 1, batch_first=True)
             self.out_scale = nn.Parameter(torch.full((n_out,), 4.0))
             self.out_bias = nn.Parameter(torch.full((n_out,), -3.0))
         else:

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .steplstm import LSTM
+
 State = tuple[torch.Tensor, ...]
 
 
@@ -38,8 +40,8 @@ class Seq2Seq(nn.Module):
         width = spec.embed or self.vocab
         self.embed = nn.Embedding(self.vocab, spec.embed) if spec.embed else None
         drop = spec.dropout if spec.layers > 1 else 0.0
-        self.encoder = nn.LSTM(width, spec.hidden, spec.layers, batch_first=True, dropout=drop)
-        self.decoder = nn.LSTM(width, spec.hidden, spec.layers, batch_first=True, dropout=drop)
+        self.encoder = LSTM(width, spec.hidden, spec.layers, batch_first=True, dropout=drop)
+        self.decoder = LSTM(width, spec.hidden, spec.layers, batch_first=True, dropout=drop)
         self.head = nn.Linear(spec.hidden, self.vocab)
 
     def _inputs(self, tokens: torch.Tensor) -> torch.Tensor:

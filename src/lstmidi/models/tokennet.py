@@ -11,6 +11,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .steplstm import LSTM
+
 State = tuple[torch.Tensor, ...]
 
 
@@ -31,7 +33,7 @@ class TokenNet(nn.Module):
         self.spec = spec
         vocab = int(sizes["vocab_size"])
         self.embed = nn.Embedding(vocab, spec.embed)
-        self.lstm = nn.LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,
+        self.lstm = LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,
                             dropout=spec.dropout if spec.layers > 1 else 0.0)
         self.drop = nn.Dropout(spec.dropout)
         if spec.tie_weights:
@@ -44,5 +46,9 @@ class TokenNet(nn.Module):
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """x: (batch, time) token ids -> logits (batch, time, vocab), new state; stepwise == whole."""
-        h, state = self.lstm(self.embed(x), state)  # (batch, time, hidden)
+        if x.shape[1] == 1 and not self.training and not torch.is_grad_enabled():  # a generation step
+            gates = self.lstm.input_table(self.embed.weight)[x[:, 0]]  # (batch, 4 * hidden)
+            h, state = self.lstm.step(None, state, input_gates=gates)
+        else:
+            h, state = self.lstm(self.embed(x), state)  # (batch, time, hidden)
         return self.head(self.proj(self.drop(h))), tuple(state)

@@ -1,0 +1,66 @@
+"""`lstmidi benchmark speed`: the measuring code itself (the figures live in docs/benchmarks.md)."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from lstmidi import speed
+from lstmidi.models import build_model
+
+from conftest import make_score, run, run_main
+
+
+def test_flops_count_every_lstm_and_linear_layer():
+    model = build_model({"name": "tokennet", "embed": 4, "hidden": 6, "layers": 2}, {"vocab_size": 20})
+    # layer 0: 2 * 4 gates * 6 * (4 + 6); layer 1: 2 * 4 * 6 * (6 + 6); head: 2 * 6 * 20
+    assert speed.flops_per_step_forward(model) == 480 + 576 + 240
+
+
+def test_tutorial_note_extraction_reads_the_notes(tmp_path):
+    pytest.importorskip("pretty_midi")
+    path = tmp_path / "a.mid"
+    make_score([(0, 480, 60, 90), (480, 240, 64, 80), (960, 960, 67, 70)]).dump_midi(path)  # 120 bpm: 0.5 s a beat
+    notes = speed.tutorial_notes(path)
+    np.testing.assert_allclose(notes, [[60, 0.0, 0.5, 0.0, 0.5], [64, 0.5, 0.75, 0.5, 0.25], [67, 1.0, 2.0, 0.5, 1.0]], atol=1e-6)
+
+
+def test_samplers_measured_on_a_small_model():
+    model = build_model({"name": "tokennet", "embed": 8, "hidden": 32, "layers": 2}, {"vocab_size": 30}).eval()
+    stateful = speed.stateful_rate(model, bos=1, batch=2, steps=60)
+    rerun = speed.rerun_rate(model, vocab=30, batch=2, window=100, steps=20)
+    assert stateful > rerun > 0  # one LSTM step per new step beats re-running 100 steps for it
+
+
+def test_markdown_section_is_replaced_and_the_rest_kept(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nPolyphonic table.\n")
+    speed.update_markdown(doc, f"{speed.BEGIN}\nfirst\n{speed.END}")
+    speed.update_markdown(doc, f"{speed.BEGIN}\nsecond\n{speed.END}")
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nPolyphonic table.\n") and "second" in text and "first" not in text
+    assert text.count(speed.BEGIN) == 1
+
+
+def test_benchmark_speed_cli_writes_json_and_markdown(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nKept.\n")
+    out = run(["benchmark", "speed", "--suite", "train", "--quick", "--json", tmp_path / "speed.json", "--markdown", doc]).output
+    result = json.loads((tmp_path / "speed.json").read_text())
+    assert result["machine"]["cores"] >= 1 and result["quick"] is True
+    names = [r["name"] for r in result["rows"]]
+    assert names[0].startswith("float32 matmul") and any(n.startswith("flagship 2 x 512") for n in names)
+    assert all(r["value"] > 0 for r in result["rows"])
+    [share] = [t for t in result["targets"] if "share of matmul" in t["target"]]
+    assert share["goal"] == 60 and share["met"] == (share["measured"] >= 60)
+    assert "training 2 x 512" in out and "Kept." in doc.read_text() and "### train" in doc.read_text()
+
+
+def test_unknown_suite_is_named(monkeypatch, capsys):
+    code, err = run_main(["benchmark", "speed", "--suite", "ingset"], monkeypatch, capsys)
+    assert code == 1 and "unknown suite(s) ingset" in err and "ingest" in err
+
+
+def test_peak_memory_of_a_process():
+    assert 60 < speed.peak_rss_mb([sys.executable, "-c", "b = bytearray(80 * 2**20); b[::4096] = b'x' * len(b[::4096])"]) < 400
