@@ -9,15 +9,24 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install soundfont clean
+.PHONY: demo test bench install soundfont chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,studio]'
 	touch $(STAMP)
 
-install: $(STAMP) soundfont
+install: $(STAMP) soundfont chromium
+
+# the browser that tests/test_studio.py drives through Playwright (Debian's; `playwright install` downloads)
+chromium:
+	@if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		 (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) || \
+		echo "warning: could not install chromium; the browser tests of lstmidi studio will be skipped"; \
+	else echo "note: for the browser tests of lstmidi studio: sudo apt-get install chromium"; fi
 
 soundfont:
 	@if [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then :; \

@@ -261,6 +261,18 @@ def evaluate(
     typer.echo(f"report: {r['report']}" + (f"   figures: {json_path}" if json_path else ""))
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (default: this machine only)"),
+    port: int = typer.Option(7860, "--port", help="port to listen on"),
+    runs: Path = typer.Option(Path("lstmidi-runs"), "--runs", help="folder for training runs, uploads and generated pieces"),
+):
+    """Start lstmidi studio, a web page to generate, listen, look and train (needs the 'studio' extra of lstmidi)."""
+    from .studio import serve as run
+
+    run(host=host, port=port, runs=runs)
+
+
 benchmark_app = typer.Typer(no_args_is_help=True, help="Measure models against published numbers.")
 app.add_typer(benchmark_app, name="benchmark")
 

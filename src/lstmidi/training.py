@@ -526,6 +526,7 @@ def train(
     devices: int = 1,
     strategy: str = "auto",
     num_nodes: int = 1,
+    callbacks: list[L.Callback] | None = None,
 ) -> TrainResult | None:
     """Train `preset` on the MIDI files under `data` (default: bundled Bach chorales) in run folder `out`.
 
@@ -535,7 +536,8 @@ def train(
     Writes `out/model.lstmidi` at the end, also when stopped by `train.max_minutes`. With `resume`,
     the preset and data saved in `out/config.json` are used and training continues from last.ckpt.
     With `init` (a model file), training starts from that model's weights and keeps its encoding
-    (tokenizer, bins): fine-tuning on new music.
+    (tokenizer, bins): fine-tuning on new music. `callbacks`: more Lightning callbacks (e.g. progress
+    reports to a user interface).
 
     Several processes (Lightning DDP): `devices` processes per machine (GPUs, or CPU processes with
     the gloo backend when there is no GPU; default 1) on each of `num_nodes` machines (default 1);
@@ -618,7 +620,7 @@ def train(
         dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_last=True,
         enable_version_counter=False)
     callbacks = [ResumeState(train_loader, ckpt_dir / "last.ckpt", cfg.checkpoint_every_steps), checkpoint,
-                 LossPlot(out / "loss.png", baselines, unit)]
+                 LossPlot(out / "loss.png", baselines, unit), *(callbacks or [])]
     if os.environ.get("LSTMIDI_SHARD_LOG"):
         callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
     if cfg.sample_every:
