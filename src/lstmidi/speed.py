@@ -3,16 +3,18 @@ beside the method it replaces, all measured in one run.
 
 Suites (`SUITES`), each returning table rows and the target ratios of issue 7:
 
-* **ingest**: `lstmidi prepare` of the bundled corpora (a process of its own, so start-up counts) with an
-  empty cache and with a warm one, for a piano-roll and the event-token preset, beside the TensorFlow
-  tutorial's note extraction with pretty_midi on the same files; files/s and notes/s.
+* **ingest**: reading and encoding the bundled corpora, in this process (as pretty_midi is measured) and
+  as `lstmidi prepare` from process start, with an empty cache and a warm one, for a piano-roll and the
+  event-token preset, beside the TensorFlow tutorial's note extraction with pretty_midi on the same
+  files; files/s and notes/s.
 * **train**: tokens (frames) per second and achieved GFLOP/s of a real training step (forward, loss,
   backward, gradient clipping, Adam) of the `musicgenerator` and `default` presets as they are, and of
   the flagship at 2 x 512 with batch 64 x 128 steps (the bundled model's size), against the float32
   matrix-multiply rate measured in the same run.
 * **generate**: steps/s of the stateful sampler at batch 1 and 32 against re-running a 25- and a
-  100-step window for every step (the tutorial's method), notes/s of whole pieces from the bundled model
-  at batch 1 and 32, and the wall time of `lstmidi generate --seconds 30` from process start.
+  100-step window for every step (the tutorial's method), each the median of 3 runs; notes/s of whole
+  pieces from the bundled model at batch 1 and 32, and the wall time of `lstmidi generate --seconds 30`
+  from process start.
 * **memory**: peak resident memory of `lstmidi prepare` and of a short `lstmidi train`.
 
 `--quick` shrinks every size so that the whole suite runs in seconds (the tests use it); its figures
@@ -292,14 +294,15 @@ def generate(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     model, enc = loaded.model.eval(), loaded.encoding
     vocab = enc.sizes["vocab_size"]
     shape = f"{model.spec.layers} x {model.spec.hidden}"
-    n1, n32, nr = (40, 10, 5) if quick else (1500, 300, 60)
+    n1, n32, nr = (40, 10, 5) if quick else (1000, 200, 40)
     rows, rates = [], {}
     for batch, steps in ((1, n1), (32, n32)):
-        rates[("stateful", batch)] = stateful_rate(model, enc.bos, batch, steps)
+        rates[("stateful", batch)] = statistics.median(stateful_rate(model, enc.bos, batch, steps) for _ in range(3))
         rows.append(row("generate", f"stateful sampler, batch {batch} ({shape})", rates[("stateful", batch)], "steps/s",
                         f"{rates[('stateful', batch)] * batch:,.0f} tokens/s over the batch"))
         for window in (25, 100):
-            rates[(window, batch)] = rerun_rate(model, vocab, batch, window, nr if batch == 1 else max(nr // 4, 2))
+            rates[(window, batch)] = statistics.median(rerun_rate(model, vocab, batch, window, nr if batch == 1 else max(nr // 4, 2))
+                                                       for _ in range(3))
             rows.append(row("generate", f"re-run a {window}-step window per step, batch {batch}", rates[(window, batch)], "steps/s",
                             f"stateful is {rates[('stateful', batch)] / rates[(window, batch)]:.0f}x faster"))
     seconds = 3 if quick else 30
