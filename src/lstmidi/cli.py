@@ -273,7 +273,7 @@ def serve(
     run(host=host, port=port, runs=runs)
 
 
-benchmark_app = typer.Typer(no_args_is_help=True, help="Measure models against published numbers.")
+benchmark_app = typer.Typer(no_args_is_help=True, help="Measure models against published numbers, and this machine's speed.")
 app.add_typer(benchmark_app, name="benchmark")
 
 
@@ -312,10 +312,10 @@ def benchmark_speed(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures to this JSON file"),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the tables into this Markdown file "
                                             "(between its speed markers; the rest of the file is kept)"),
-    quick: bool = typer.Option(False, "--quick", help="tiny sizes: checks that every suite runs, in seconds"),
+    quick: bool = typer.Option(False, "--quick", help="tiny sizes: checks that the suites run (the figures are not the benchmark's)"),
 ):
     """Measure ingest, training, generation and memory on this machine, each beside the method it replaces;
-    print a table and the targets of issue 7."""
+    print a table and the project's speed targets."""
     import json
 
     from .corpus import atomic_write_text

@@ -1,7 +1,7 @@
 """`lstmidi benchmark speed`: how fast lstmidi reads, trains and generates on this machine, each figure
 beside the method it replaces, all measured in one run.
 
-Suites (`SUITES`), each returning table rows and the target ratios of issue 7:
+Suites (`SUITES`), each returning table rows and the project's targets (issue 7):
 
 * **ingest**: reading and encoding the bundled corpora, in this process (as pretty_midi is measured) and
   as `lstmidi prepare` from process start, with an empty cache and a warm one, for a piano-roll and the
@@ -17,8 +17,8 @@ Suites (`SUITES`), each returning table rows and the target ratios of issue 7:
   from process start.
 * **memory**: peak resident memory of `lstmidi prepare` and of a short `lstmidi train`.
 
-`--quick` shrinks every size so that the whole suite runs in seconds (the tests use it); its figures
-are not the benchmark's.
+`--quick` shrinks every size to check that the suites run (the tests use it); its figures are not the
+benchmark's.
 """
 
 from __future__ import annotations
@@ -316,8 +316,10 @@ def generate(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     cli = {}
     for label, extra in (("MIDI + WAV", ["--no-png"]), ("MIDI + WAV + PNG", [])):
         cmd = lstmidi_command("generate", "-o", str(out / "piece.mid"), "--seconds", str(seconds), "--seed", "1", "--force", *extra)
-        cli[label] = statistics.median(timed_run(cmd) for _ in range(1 if quick else 3))
-        rows.append(row("generate", f"`lstmidi generate --seconds {seconds}` -> {label}, from process start", cli[label], "s", "median of 3"))
+        runs = 1 if quick else 3
+        cli[label] = statistics.median(timed_run(cmd) for _ in range(runs))
+        rows.append(row("generate", f"`lstmidi generate --seconds {seconds}` -> {label}, from process start", cli[label], "s",
+                        f"median of {runs}"))
     targets = [
         target(f"stateful sampler, batch 1 ({shape})", rates[("stateful", 1)], 1000, "steps/s"),
         target("stateful vs re-running a 100-step window, batch 1", rates[("stateful", 1)] / rates[(100, 1)], 30),
@@ -410,7 +412,7 @@ def markdown(result: dict, command: str) -> str:
         out += [f"### {suite}", "", "| measure | value | unit | notes |", "|---|---|---|---|"]
         out += [f"| {r['name']} | {_fmt(r['value'])} | {r['unit']} | {r['note']} |" for r in result["rows"] if r["suite"] == suite]
         out.append("")
-    out += ["### Targets (issue 7)", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+    out += ["### Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
     for t in result["targets"]:
         goal = f"≤ {t['goal']} {t['unit']}" if t["unit"] == "s" else f"≥ {t['goal']} {t['unit']}"
         out.append(f"| {t['target']} | {_fmt(t['measured'])} {t['unit']} | {goal} | {'yes' if t['met'] else '**no**'} |")
