@@ -181,7 +181,7 @@ def test_training_windows_read_the_memory_map_without_a_copy(corpus_dir, tmp_pat
     from lstmidi.training import WindowDataset
 
     corpus = load_corpus([corpus_dir], ROLL, cache_dir=tmp_path / "cache")
-    mapped = WindowDataset(corpus.pieces["train"], 16, 8, flat=corpus.concatenated("train"))
+    mapped = WindowDataset(corpus.concatenated("train"), 16, 8)
     copied = WindowDataset([np.array(p) for p in corpus.pieces["train"]], 16, 8)
     assert memory_mapped(mapped.data) and not memory_mapped(copied.data)
     assert mapped.index == copied.index and len(mapped) > 4

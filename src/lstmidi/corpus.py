@@ -68,14 +68,20 @@ class Corpus:
         return int(sum(len(p) for p in self.pieces[split]))
 
     def concatenated(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(the pieces of `split` end to end along time, offsets (pieces + 1,)): piece i is
-        data[offsets[i]:offsets[i + 1]]. From the cache this is the read-only memory map itself (no copy);
-        otherwise the pieces are concatenated (an empty split gives a (0,) uint8 array)."""
-        if split in self.flat:
-            return self.flat[split]
-        pieces = self.pieces[split]
-        offsets = np.cumsum([0, *(len(p) for p in pieces)], dtype=np.int64)
-        return (np.concatenate(pieces) if pieces else np.zeros((0,), np.uint8)), offsets
+        """`concatenate` of the pieces of `split`; from the cache this is the read-only memory map itself
+        (no copy)."""
+        return self.flat[split] if split in self.flat else concatenate(self.pieces[split])
+
+
+def piece_offsets(pieces: list[np.ndarray]) -> np.ndarray:
+    """(pieces + 1,) int64: where each piece starts when they are laid end to end, then the total."""
+    return np.cumsum([0, *(len(p) for p in pieces)], dtype=np.int64)
+
+
+def concatenate(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(the pieces end to end along time, `piece_offsets`): piece i is data[offsets[i]:offsets[i + 1]];
+    no pieces give a (0,) uint8 array."""
+    return (np.concatenate(pieces) if pieces else np.zeros((0,), np.uint8)), piece_offsets(pieces)
 
 
 def find_midi_files(paths: list[str | Path]) -> list[tuple[Path, str]]:
@@ -353,7 +359,7 @@ def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         for split, path in arrays_paths.items():
             pieces = corpus.pieces[split]
-            offsets[split] = np.cumsum([0, *(len(p) for p in pieces)]).tolist()
+            offsets[split] = piece_offsets(pieces).tolist()
             tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
             if offsets[split][-1]:
                 flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(offsets[split][-1], *inner))

@@ -63,7 +63,7 @@ def read_score_lenient(path: str | Path, limits: Limits = LIMITS) -> Reading:
         if not stat.S_ISREG(info.st_mode):
             raise MidiError(f"{path}: not a regular file")
         if info.st_size > limits.max_bytes:
-            raise MidiError(f"{path}: too large ({info.st_size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:g} MB)")
+            raise _too_large(path, info.st_size, limits)
         with path.open("rb") as f:
             data = f.read(limits.max_bytes + 1)
     except FileNotFoundError:
@@ -78,7 +78,7 @@ def read_score_bytes(data: bytes, source: str = "<bytes>", limits: Limits = LIMI
     if not data:
         raise MidiError(f"{source}: empty file (0 bytes)")
     if len(data) > limits.max_bytes:
-        raise MidiError(f"{source}: too large ({len(data) / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:g} MB)")
+        raise _too_large(source, len(data), limits)
     data, cut = _midi_part(data, source)
     if len(data) < smf.HEADER_BYTES:
         raise MidiError(f"{source}: truncated MIDI file (header shorter than {smf.HEADER_BYTES} bytes)")
@@ -100,6 +100,10 @@ def read_score_bytes(data: bytes, source: str = "<bytes>", limits: Limits = LIMI
         raise MidiError(f"{source}: {kind} ({how}; no notes could be read)")
     note = "; ".join(filter(None, [cut, how and f"read by the fallback reader: {how}"]))
     return _checked(Reading(parsed.score, note, check.format), source, limits)
+
+
+def _too_large(source, size: int, limits: Limits) -> MidiError:
+    return MidiError(f"{source}: too large ({size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:g} MB)")
 
 
 def _midi_part(data: bytes, source: str) -> tuple[bytes, str]:

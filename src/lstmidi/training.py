@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import Preset, validate_preset
-from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
+from .corpus import Corpus, atomic_write_text, concatenate, count_line, file_progress, load_corpus, write_report
 from .encodings import build_encoding
 from .errors import LstmidiError
 from . import evaluation, losses
@@ -34,20 +34,19 @@ from .modelfile import load_model, save_model
 class WindowDataset(Dataset):
     """Overlapping windows over pieces: x = piece[s:s+W], y = piece[s+1:s+W+1], mask of real steps.
 
-    Pieces are arrays whose first axis is time (frames x keys, tokens, or notes x fields). Starts are
+    Pieces are arrays whose first axis is time (frames x keys, tokens, or notes x fields), given as a list
+    or as (data, offsets) with the pieces end to end (`corpus.concatenate`). Starts are
     every `hop` steps plus one aligned to the piece's end; with `hop=None` the windows tile each piece
     exactly once (every predicted step counted once, for validation).
     """
 
-    def __init__(self, pieces: list[np.ndarray], window: int, hop: int | None, augment=None, seed: int = 0, *,
-                 flat: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def __init__(self, pieces: list[np.ndarray] | tuple[np.ndarray, np.ndarray], window: int, hop: int | None,
+                 augment=None, seed: int = 0) -> None:
         self.window = window
         self.augment, self.seed, self.epoch = augment, seed, 0  # augment(steps, rng) -> steps; epoch set each epoch
-        if flat is not None:  # (data, offsets) of `Corpus.concatenated`: the cache's memory map, read without a copy
-            self.data, lengths = flat[0], np.diff(flat[1]).tolist()
-        else:
-            self.data = np.concatenate(pieces) if pieces else np.zeros((0,), np.uint8)
-            lengths = [len(p) for p in pieces]
+        # a tuple is (data, offsets) as `Corpus.concatenated` gives it: the cache's memory map, read without a copy
+        self.data, offsets = pieces if isinstance(pieces, tuple) else concatenate(pieces)
+        lengths = np.diff(offsets).tolist()
         self.index: list[tuple[int, int]] = []  # (absolute start, steps in the piece from there on)
         offset = 0
         for n in lengths:
@@ -470,11 +469,11 @@ def make_augmenter(encoding, cfg):
     return augment
 
 
-def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None, flat=None) -> ResumableLoader:
-    """Windows in batches; the order of each epoch depends on (seed, epoch) only (see EpochSampler).
-    The generator keeps DataLoader from drawing its worker seed from the global RNG. `flat`: the pieces
-    as (data, offsets), e.g. a memory-mapped split (see WindowDataset)."""
-    ds = WindowDataset(pieces, window, hop, augment, seed, flat=flat)
+def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None) -> ResumableLoader:
+    """Windows of `pieces` (as WindowDataset takes them) in batches; the order of each epoch depends on
+    (seed, epoch) only (see EpochSampler). The generator keeps DataLoader from drawing its worker seed
+    from the global RNG."""
+    ds = WindowDataset(pieces, window, hop, augment, seed)
     return ResumableLoader(ds, batch_size=batch_size, sampler=EpochSampler(ds, shuffle, seed),
                            generator=torch.Generator().manual_seed(seed), drop_last=False)
 
@@ -608,9 +607,9 @@ def train(
     span = cfg.window + getattr(model, "context", 0)  # a seq2seq model's encoder reads `context` steps first
     valid_split = next(name for name in ("valid", "test", "train") if corpus.pieces[name])
     valid = corpus.pieces[valid_split]
-    train_loader = make_loader(corpus.pieces["train"], span, cfg.hop, cfg.batch_size, True, cfg.seed,
-                               make_augmenter(encoding, cfg.augment), flat=corpus.concatenated("train"))
-    valid_loader = make_loader(valid, span, None, cfg.batch_size, False, cfg.seed, flat=corpus.concatenated(valid_split))
+    train_loader = make_loader(corpus.concatenated("train"), span, cfg.hop, cfg.batch_size, True, cfg.seed,
+                               make_augmenter(encoding, cfg.augment))
+    valid_loader = make_loader(corpus.concatenated(valid_split), span, None, cfg.batch_size, False, cfg.seed)
     baselines = evaluation.baselines(encoding, corpus.pieces["train"], valid)
     unit = {"multihot": "nats per frame", "tokens": "nats per token"}.get(encoding.kind, "weighted loss per note")
 
