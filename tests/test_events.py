@@ -53,6 +53,24 @@ def test_decode_encode_is_quantize_exactly(tokenizer, programs):
         assert note_tuples(enc.decode(enc.encode(piece))) == note_tuples(enc.quantize(piece))
 
 
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+@pytest.mark.parametrize("programs", [False, True])
+def test_chord_notes_go_from_low_to_high_across_tracks(tokenizer, programs):
+    # four voices in four tracks of one program, the shortest note on top: the pitch tokens of each
+    # onset come from low to high, whatever the durations and the track order
+    score = Score(480)
+    score.tempos.append(Tempo(0, qpm=100))
+    for pitch, dur in [(72, 240), (48, 960), (64, 480), (55, 960)]:
+        track = Track(name=f"v{pitch}", program=0)
+        track.notes.append(Note(0, dur, pitch, 80))
+        track.notes.append(Note(960, 480, pitch + 2, 80))
+        score.tracks.append(track)
+    enc = events(tokenizer=tokenizer, programs=programs)
+    pitch_of = enc.pitch_of_token()
+    pitches = [int(pitch_of[i]) for i in enc.encode(score) if pitch_of[i] >= 0]
+    assert pitches == [48, 55, 64, 72, 50, 57, 66, 74]
+
+
 def test_quantize_values():
     # 16 ticks per quarter; velocity bins 7, 15, ..., 127; shortest duration one step (2 ticks); notes
     # longer than 12 beats cut to 12 (192 ticks); pitches outside 21..108 dropped

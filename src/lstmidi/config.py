@@ -59,6 +59,7 @@ class TrainConfig(Strict):
     window: int = Field(64, ge=2, description="steps per training window (input); the target is shifted by one step")
     hop: int = Field(16, ge=1, description="steps between the starts of overlapping windows")
     grad_clip: float = Field(1.0, ge=0, description="gradient norm clip; 0 = off")
+    lr_decay: float = Field(1.0, gt=0, le=1, description="multiply the learning rate by this factor after every epoch whose validation loss is not a new best (1 = constant rate)")
     progressive_ramp: int = Field(0, ge=0, description="loss weight grows linearly from 0 to 1 over this many steps of each window; 0 = off")
     max_minutes: float | None = Field(None, gt=0, description="stop cleanly after this many minutes and still write the model file")
     seed: int = 0

@@ -36,7 +36,7 @@ from .errors import LstmidiError, MidiError
 from .midi import LIMITS, MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
 
 SPLITS = ("train", "valid", "test")
-CACHE_VERSION = 5  # bump when loading or encoding changes what a file turns into, or the cache's format
+CACHE_VERSION = 6  # bump when loading or encoding changes what a file turns into, or the cache's format
 CHUNK = 16  # files per task sent to a worker process
 PARSER_CRASHED = "parser crashed"  # the reason of a file whose worker process died reading it
 

@@ -192,7 +192,11 @@ class LitModel(L.LightningModule):
         return [float(v) for v in sums]
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        if self.cfg.lr_decay == 1.0:
+            return optimizer
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=self.cfg.lr_decay, patience=0)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint):  # keep the epoch history so --resume can plot all of it
         checkpoint["lstmidi_history"] = self.history

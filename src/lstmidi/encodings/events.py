@@ -257,19 +257,14 @@ class Events(Encoding):
             if len(ts) == 0 or ts[0].time != 0:
                 ts.insert(0, TimeSignature(0, 4, 4))
             tok._preprocess_time_signatures(ts, out.ticks_per_quarter)
-        if self.params.programs:
-            # miditok itself drops drum tracks when Program_-1 is not in the vocabulary (drums=False)
-            tracks = [t for t in out.tracks if len(t.notes)]
+        if self.params.programs:  # tracks of one program merged here (as miditok would), drums kept apart
+            groups: dict[tuple[int, bool], list] = {}
+            for t in out.tracks:
+                if len(t.notes):  # miditok itself drops drum tracks when Program_-1 is not in the vocabulary
+                    groups.setdefault((int(t.program), bool(t.is_drum)), []).append(t)
+            tracks = [_merged(group, program, is_drum) for (program, is_drum), group in groups.items()]
         else:
-            arrays = [t.notes.numpy() for t in out.tracks if not t.is_drum and len(t.notes)]
-            merged = Track(name="events", program=0, is_drum=False)
-            if arrays:
-                merged.notes = Note.from_numpy(**{k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]})
-            tracks = [merged]
-        for t in tracks:  # one order for equal onsets: (time, duration, pitch, velocity), as miditok's merge
-            n = t.notes.numpy()
-            order = np.lexsort((n["velocity"], n["pitch"], n["duration"], n["time"]))
-            t.notes = Note.from_numpy(**{k: v[order] for k, v in n.items()})
+            tracks = [_merged([t for t in out.tracks if not t.is_drum and len(t.notes)], 0, False)]
         out.tracks = tracks
         return out
 
@@ -496,6 +491,19 @@ class Events(Encoding):
             lookup[tempo_ids] = tempo_ids[nearest]
             out = lookup[out]
         return out
+
+
+def _merged(tracks: list, program: int, is_drum: bool) -> Track:
+    """One track with the notes of `tracks`, ordered by (time, pitch, duration, velocity): the notes of a
+    chord go from low to high. (miditok's own merge orders them by duration first, which scatters a
+    chord's voices; from low to high, each pitch is predicted knowing the ones below it.)"""
+    merged = Track(name="events", program=program, is_drum=is_drum)
+    arrays = [t.notes.numpy() for t in tracks]
+    if arrays:
+        n = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
+        order = np.lexsort((n["velocity"], n["duration"], n["pitch"], n["time"]))
+        merged.notes = Note.from_numpy(**{k: v[order] for k, v in n.items()})
+    return merged
 
 
 def _fifo_pairs(notes):
