@@ -42,9 +42,15 @@ def test_evaluate_writes_report_plots_and_json(trained, tmp_path, monkeypatch, c
         assert (out / png).stat().st_size > 5000 and f"]({png})" in report
     assert sorted(p.name for p in (out / "generated").iterdir()) == [f"generated-0{i}.mid" for i in (1, 2, 3)]
     assert "| test | 2 |" in report and "KL(real ‖ generated)" in report and "Originality against the 9 training pieces" in report
+    assert "## Quality gate" in report and "| share of notes in the key's scale |" in report
+    assert "quality: in_scale" in printed and "| tell-apart accuracy" in printed
 
     r = json.loads(figures.read_text())
-    assert {"nll", "metrics", "histograms", "originality", "held_out", "generated"} <= set(r)
+    assert {"nll", "metrics", "histograms", "originality", "held_out", "generated", "quality"} <= set(r)
+    q = r["quality"]
+    assert set(q["rows"]) == {"key_fit", "in_scale", "consonance", "tonic_ending", "max_sounding", "time_within_voices", "tell_apart"}
+    assert len(q["keys"]["generated"]) == 3 and len(q["keys"]["real"]) == len(q["keys"]["random"]) == 2
+    assert q["rows"]["in_scale"]["real"] == 1.0  # the test corpus's chords are diatonic
     assert r["corpus"] == {"train": 9, "valid": 1, "test": 2} and r["held_out"]["split"] == "test"
     assert r["nll"]["unit"] == "nats per frame" and r["nll"]["per_step"] > 0 and r["nll"]["notes"] == 2 * 64
     assert set(r["metrics"]) == set(SCALARS)

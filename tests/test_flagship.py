@@ -45,6 +45,22 @@ def test_generated_pieces_decode_without_token_errors_and_end_with_eos(flagship)
         assert note_tuples(p.score), "piece has no notes"
 
 
+def test_held_out_nll_by_token_type_adds_up(flagship):
+    from lstmidi.evaluation import held_out_nll, token_type_nll
+
+    result, root = flagship
+    loaded = load_model(result.model_path)
+    pieces = result.corpus.pieces["valid"]
+    total = held_out_nll(loaded, pieces, notes=100)
+    by_type = token_type_nll(loaded, pieces, notes=100)
+    assert sum(v["tokens"] for v in by_type.values()) == total["steps"] == sum(len(p) - 1 for p in pieces)
+    assert sum(v["per_note"] for v in by_type.values()) == pytest.approx(total["per_note"], rel=1e-4)
+    types = set(loaded.encoding.token_types())
+    assert {"Pitch", "Duration", "EOS"} <= set(by_type) <= types
+    assert list(by_type) == sorted(by_type, key=lambda t: -by_type[t]["per_note"])  # largest share first
+    assert by_type["Pitch"]["per_token"] == pytest.approx(by_type["Pitch"]["per_note"] * 100 / by_type["Pitch"]["tokens"])
+
+
 def test_key_range_and_repeat_constraints_hold(flagship):
     from lstmidi.processors import scale_mask
 

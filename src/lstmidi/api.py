@@ -162,16 +162,10 @@ def demo(out: str | Path = "lstmidi-demo", *, minutes: float = 2.0, num: int = 3
     return result, pretrained, trained
 
 
-def _first_seconds(score, seconds: float):
-    """`score` (ticks) cut to the notes that start within its first `seconds`, following its tempo changes."""
-    kept = [tick["time"][sec["time"] < seconds] for tick, sec in
-            ((t.notes.numpy(), s.notes.numpy()) for t, s in zip(score.tracks, score.to("second").tracks))]
-    return score.clip(0, max((int(k.max()) for k in kept if len(k)), default=-1) + 1)
-
-
 def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, num: int = 20,
              seconds: float | None = None, seed: int = 0, out: str | Path | None = None,
-             json_path: str | Path | None = None, force: bool = False, progress: bool = True) -> dict:
+             json_path: str | Path | None = None, force: bool = False, progress: bool = True,
+             **sampling) -> dict:
     """Measure a model file (None: the bundled pretrained model) against held-out music.
 
     The corpus under `data` (default: the bundled model's training corpora for the bundled model, else the
@@ -180,18 +174,23 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
     test split is empty), per step and per note; `num` pieces generated with `seed`, `seconds` long
     (default: the model's sample.seconds), without primer; the musical metrics (lstmidi.metrics) of the
     generated pieces and of the held-out pieces cut to their first `seconds`, with each metric's overlap
-    area and KL divergence; the originality (lstmidi.originality) of both sets against the training split.
+    area and KL divergence; the originality (lstmidi.originality) of both sets against the training split;
+    the quality gate (lstmidi.quality: key fit, in-scale share, consonance, tonic endings, polyphony and the
+    tell-apart score of the generated pieces against the held-out pieces' last `seconds` and a random-pitch
+    control); for token models, the held-out NLL by token type. `sampling`: more options of
+    `sampling.generate` for the generated pieces (e.g. programs=[0], temperature=0.9).
     Writes OUT/report.md with PNG plots and the generated MIDI files in OUT/generated/ (OUT default:
     `<model stem>-eval`), and the figures as JSON to `json_path` if given. Refuses a non-empty OUT or an
     existing `json_path` unless `force`. Returns the figures (as in the JSON). Progress goes to stderr.
     """
     from .corpus import SPLITS, atomic_write_text
-    from .evaluation import held_out_nll, to_json
+    from .evaluation import held_out_nll, to_json, token_type_nll
     from .evaluation import write_report as write_evaluation
     from .metrics import DURATION_LABELS, compare_sets, mean_histograms
     from .midi import load_score
     from .modelfile import load_model
     from .originality import set_originality
+    from .quality import first_seconds, gate, last_seconds
     from .render import write_midi
     from .sampling import generate
 
@@ -223,18 +222,24 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
             "the NLL is held-out only if the model never saw these files")
     real = [load_score(p, d.tracks, d.drums) for p in paths[split]]
     say(f"held-out NLL on {len(real)} {split} pieces ...")
-    nll = held_out_nll(loaded, corpus.pieces[split], sum(s.note_num() for s in real))
+    notes = sum(s.note_num() for s in real)
+    nll = held_out_nll(loaded, corpus.pieces[split], notes)
+    if loaded.encoding.kind == "tokens":
+        nll["by_type"] = token_type_nll(loaded, corpus.pieces[split], notes)
     say(f"generating {num} pieces of {seconds:g} s (seed {seed}) ...")
-    generated = [p.score for p in generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False)]
-    real = [_first_seconds(s, seconds) for s in real]
+    generated = [p.score for p in generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False, **sampling)]
+    endings = [last_seconds(s, seconds) for s in real]
+    real = [first_seconds(s, seconds) for s in real]
     say(f"musical metrics, and originality against {len(paths['train'])} training pieces ...")
     index = training_index(loaded, paths["train"])
     results = {
         "model": str(model_path), "encoding": loaded.encoding.name, "data": where,
         "corpus": {s: len(corpus.pieces[s]) for s in SPLITS},
         "held_out": {"split": split, "pieces": len(real), "seconds": seconds},
-        "generated": {"pieces": num, "seconds": seconds, "seed": seed},
+        "generated": {"pieces": num, "seconds": seconds, "seed": seed,
+                      "sampling": {k: v for k, v in sampling.items() if v is not None}},
         "nll": nll,
+        "quality": gate(generated, endings, seed),
         "metrics": compare_sets(generated, real),
         "histograms": {"generated": mean_histograms(generated), "real": mean_histograms(real),
                        "duration_bins": list(DURATION_LABELS)},

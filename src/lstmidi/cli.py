@@ -100,6 +100,15 @@ def train(
     if result is None:  # a DDP process other than global rank 0: rank 0 reports
         return
     typer.echo(_summary(result))
+    q = result.metrics.get("quality")
+    if q:
+        from .quality import summary_line
+
+        typer.echo(summary_line(q))
+        if q["near_random"]:
+            typer.echo("warning: the pitch content of the generated pieces is closer to random pitches than to the "
+                       "training music: train longer (--epochs, --max-minutes) or with more data, then check with "
+                       "`lstmidi evaluate`", err=True)
     typer.echo(f"model: {result.model_path}")
 
 
@@ -240,16 +249,27 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="random seed of the generated pieces"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="report folder (default: MODEL-STEM-eval)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="sampling temperature of the generated pieces (default: the model's)"),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="nucleus sampling mass of the generated pieces (default: the model's)"),
+    programs: Optional[str] = typer.Option(None, "--programs", help="event-token models: the instruments of the generated pieces, e.g. 0 (piano: the chorales of the bundled model)"),
     force: bool = FORCE,
 ):
-    """Measure a model: held-out NLL, musical metrics of generated vs real music, originality against the
-    training split; writes OUT/report.md with plots."""
+    """Measure a model: held-out NLL, the quality gate (harmony of generated vs real music and a
+    random-pitch control, tell-apart score), musical metrics, originality against the training split;
+    writes OUT/report.md with plots."""
     from .api import evaluate as run
+    from .quality import gate_table, summary_line
 
-    r = run(model, data, num=num, seconds=seconds, seed=seed, out=out, json_path=json_path, force=force)
+    r = run(model, data, num=num, seconds=seconds, seed=seed, out=out, json_path=json_path, force=force,
+            temperature=temperature, top_p=top_p, programs=_int_list(programs, "--programs"))
     nll, held = r["nll"], r["held_out"]
     typer.echo(f"held-out NLL ({held['pieces']} {held['split']} pieces): {nll['per_step']:.4f} {nll['unit']}, "
                f"{nll['per_note']:.4f} per note")
+    if nll.get("by_type"):
+        typer.echo("  by token type, nats per note: " + ", ".join(f"{t} {v['per_note']:.3f}" for t, v in nll["by_type"].items()))
+    for line in gate_table(r["quality"]):
+        typer.echo(line)
+    typer.echo(summary_line(r["quality"]))
     typer.echo(f"{'metric (mean)':22s} {'generated':>10s} {'real':>10s} {'overlap':>8s} {'KL':>7s}")
     for name, m in r["metrics"].items():
         typer.echo(f"{name:22s} {m['generated']['mean']:10.3f} {m['real']['mean']:10.3f} "

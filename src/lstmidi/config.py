@@ -65,6 +65,7 @@ class TrainConfig(Strict):
     seed: int = 0
     primers: int = Field(16, ge=0, description="validation excerpts stored in the model file as default primers")
     primer_steps: int = Field(32, ge=1, description="length of each stored primer, in steps")
+    quality_pieces: int = Field(8, ge=0, description="after training, generate this many pieces and rate them with the quality gate against the validation pieces (lstmidi.quality); 0 = off")
     sample_every: int = Field(0, ge=0, description="write a generated sample (MIDI + PNG) to RUN/samples every N epochs; 0 = off")
     checkpoint_every_steps: int = Field(200, ge=0, description="also write RUN/checkpoints/last.ckpt every N training steps, so a run killed mid-epoch resumes losing at most N steps; 0 = only at the end of each epoch")
     loss: LossConfig = LossConfig()

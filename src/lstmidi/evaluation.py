@@ -139,6 +139,36 @@ def held_out_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int =
             **means}
 
 
+def token_type_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int = 64) -> dict[str, dict]:
+    """A token model's held-out loss split by the type of the predicted token ('Pitch', 'Duration',
+    'Position', 'Bar', 'Program', 'Velocity', ...), scored on the same windows as `held_out_nll`:
+    {type: {"tokens": count, "per_token": nats per token of that type, "per_note": its nats / `notes`}},
+    largest share first. The per-note shares add up to `held_out_nll`'s per_note."""
+    import torch
+
+    from .training import make_loader
+
+    cfg = loaded.preset.train
+    types = np.array(loaded.encoding.token_types())
+    names, type_of = np.unique(types, return_inverse=True)  # (vocab,) index of each id's type
+    total, count = np.zeros(len(names)), np.zeros(len(names))
+    was_training = loaded.model.training
+    loaded.model.eval()
+    for x, y, mask in make_loader(pieces, cfg.window, None, batch_size, False, cfg.seed):
+        with torch.no_grad():
+            out, _ = loaded.model(x)
+            nll = -torch.log_softmax(out.float(), -1).gather(-1, y.long()[..., None])[..., 0]  # (batch, time)
+        keep = mask.bool().numpy()
+        t = type_of[y.numpy()[keep]]
+        total += np.bincount(t, weights=nll.numpy()[keep].astype(np.float64), minlength=len(names))
+        count += np.bincount(t, minlength=len(names))
+    loaded.model.train(was_training)
+    order = np.argsort(-total)
+    return {str(names[i]): {"tokens": int(count[i]), "per_token": float(total[i] / count[i]),
+                            "per_note": float(total[i] / notes) if notes else float("nan")}
+            for i in order if count[i]}
+
+
 # ---- the evaluation report (lstmidi evaluate) ------------------------------------------------------
 
 
@@ -184,6 +214,30 @@ def render_report(results: dict) -> str:
         f"| {held['split']} | {held['pieces']} | {nll['steps']} | {nll['notes']} | {nll['per_step']:.4f} | {nll['per_note']:.4f} |",
         "",
         "Per note = the total loss over the held-out files / their notes, so models with different encodings compare.",
+        "",
+    ]
+    if nll.get("by_type"):
+        lines += ["By the type of the predicted token:", "", "| token type | tokens | nats per token | nats per note |",
+                  "|---|---|---|---|"]
+        lines += [f"| {t} | {v['tokens']} | {v['per_token']:.3f} | {v['per_note']:.3f} |" for t, v in nll["by_type"].items()]
+        lines += [""]
+    from .quality import gate_table
+
+    q = r["quality"]
+    lines += [
+        "## Quality gate",
+        "",
+        f"Generated pieces against the last {held['seconds']:g} s of the {held['pieces']} held-out pieces (so that both "
+        "end where a piece ends) and a random-pitch control (the same real pieces, every pitch drawn at random from "
+        "the piece's range): the floor and the ceiling of each figure. Means over pieces; "
+        f"N = {q['voices']}, the real pieces' usual most notes at once. "
+        f"**{'Passed.' if q['passed'] else 'Not passed.'}**"
+        + (" The pitch content is closer to the random control than to real music." if q["near_random"] else ""),
+        "",
+        *gate_table(q),
+        "",
+        "Pitch measures pass at 3/4 of the way from the random control to real music (endings: 3/5); "
+        "tell-apart = cross-validated balanced accuracy of a logistic regression on the per-piece measures.",
         "",
         "## Musical metrics (after Yang & Lerch 2018)",
         "",

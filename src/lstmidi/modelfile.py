@@ -76,10 +76,21 @@ def render_card(config: dict[str, Any]) -> str:
         "- baselines on the same validation split: "
         + (", ".join(f"{k} {_fmt(v)}" for k, v in m.get("baselines", {}).items()) or "none"),
         f"- final training loss: {_fmt(m.get('final_train_loss'))}",
+        *_quality_lines(m.get("quality")),
         f"- libraries: {json.dumps(config['versions'])}",
         f"- created: {config['created']}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _quality_lines(q: dict | None) -> list[str]:
+    if not q:
+        return []
+    from .quality import gate_table
+
+    return ["", f"Quality gate after training ({q['pieces']} pieces of {q['seconds']:g} s against the validation "
+            f"pieces and a random-pitch control; see `lstmidi evaluate`): **{'passed' if q['passed'] else 'not passed'}**",
+            "", *gate_table(q), ""]
 
 
 def _fmt(x) -> str:

@@ -28,7 +28,7 @@ from .encodings import build_encoding
 from .errors import LstmidiError
 from . import evaluation, losses
 from .models import build_model
-from .modelfile import load_model, save_model
+from .modelfile import LoadedModel, load_model, save_model
 
 
 class WindowDataset(Dataset):
@@ -663,13 +663,25 @@ def train(
                "baselines": baselines, "unit": unit, "epochs": epochs_done, "train_seconds": round(seconds, 1),
                "final_train_loss": module.history[-1]["train_loss"] if module.history else None}
     model_path = out / "model.lstmidi"
+    primers = primer_bank(valid, cfg.primers, cfg.primer_steps, cfg.seed) if cfg.primers else None
+    if cfg.quality_pieces:
+        from . import quality
+
+        if progress:
+            print(f"quality gate: {cfg.quality_pieces} pieces of {min(preset.sample.seconds, 20.0):g} s "
+                  f"against the {len(valid)} {valid_split} pieces ...", file=sys.stderr)
+        model.eval()
+        loaded = LoadedModel(model, encoding, preset, {}, "", primers, model_path)
+        metrics["quality"] = quality.compact(quality.check(
+            loaded, [encoding.decode(p) for p in valid], num=cfg.quality_pieces,
+            seconds=min(preset.sample.seconds, 20.0), seed=cfg.seed))
     save_model(
         model_path,
         encoding=encoding,
         model=model,
         preset=preset,
         metrics=metrics,
-        primers=primer_bank(valid, cfg.primers, cfg.primer_steps, cfg.seed) if cfg.primers else None,
+        primers=primers,
         command=command,
         corpus_summary={**{k: s[k] for k in ("files", "loaded", "recovered", "skipped", "pieces", "steps")}, "manifest": corpus.manifest_hash},
         history=module.history,
