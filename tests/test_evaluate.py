@@ -94,4 +94,16 @@ def test_bad_input_gets_clear_errors(trained, tmp_path, monkeypatch, capsys):
     write_corpus(one, n=1)  # piece00 is a training file: nothing held out
     code, err = run_main(["evaluate", model, "--data", one, "--out", tmp_path / "e4"], monkeypatch, capsys)
     assert code == 1 and f"{one}: every usable file falls in the training split" in err
-    assert not (tmp_path / "e1").exists() and not (tmp_path / "e4").exists()
+    code, err = run_main(["evaluate", model, "--data", data, "--split", "train", "--out", tmp_path / "e5"], monkeypatch, capsys)
+    assert code == 1 and "--split 'train': use test, valid or held-out" in err
+    assert not (tmp_path / "e1").exists() and not (tmp_path / "e4").exists() and not (tmp_path / "e5").exists()
+
+
+@pytest.mark.parametrize("split, pieces", [("valid", 1), ("held-out", 3)])
+def test_evaluate_on_other_held_out_splits(trained, tmp_path, split, pieces):
+    model, data = trained
+    run(["evaluate", model, "--data", data, "--num", "2", "--seconds", "2", "--split", split,
+         "--out", tmp_path / "e", "--json", tmp_path / "e.json"])
+    r = json.loads((tmp_path / "e.json").read_text())
+    assert r["held_out"] == {"split": split, "pieces": pieces, "seconds": 2.0}
+    assert r["nll"]["notes"] == pieces * 64 and len(r["quality"]["keys"]["real"]) == pieces

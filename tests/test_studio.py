@@ -230,6 +230,7 @@ def test_generate_listen_download(page, server):
     page.wait_for_selector("#piece-1-sheet img, #piece-1-sheet .sheet-error")
     page.wait_for_selector("#piece-1-metrics :text('pitch range')")
     assert "copied from the training data" in page.inner_text("#piece-1-metrics")
+    assert "share of notes in the key's scale" in page.inner_text("#piece-1-metrics")
     if page.query_selector("#piece-1-sheet img"):
         svg = _fetch(page, page.url + page.get_attribute("#piece-1-sheet img", "src")).body()
         assert svg.lstrip().startswith((b"<svg", b"<?xml")) and b"</svg>" in svg

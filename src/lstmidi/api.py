@@ -165,13 +165,14 @@ def demo(out: str | Path = "lstmidi-demo", *, minutes: float = 2.0, num: int = 3
 def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, num: int = 20,
              seconds: float | None = None, seed: int = 0, out: str | Path | None = None,
              json_path: str | Path | None = None, force: bool = False, progress: bool = True,
-             **sampling) -> dict:
+             split: str = "test", **sampling) -> dict:
     """Measure a model file (None: the bundled pretrained model) against held-out music.
 
     The corpus under `data` (default: the bundled model's training corpora for the bundled model, else the
     bundled Bach chorales) is read with the model's data settings
-    and split as in training. Computed: the model's NLL on the test split (the validation split when the
-    test split is empty), per step and per note; `num` pieces generated with `seed`, `seconds` long
+    and split as in training. The held-out pieces are those of `split`: "test" (default; the validation
+    split when the test split is empty), "valid", or "held-out" (both). Computed: the model's NLL on
+    them, per step and per note; `num` pieces generated with `seed`, `seconds` long
     (default: the model's sample.seconds), without primer; the musical metrics (lstmidi.metrics) of the
     generated pieces and of the held-out pieces cut to their first `seconds`, with each metric's overlap
     area and KL divergence; the originality (lstmidi.originality) of both sets against the training split;
@@ -212,7 +213,13 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
     data = model_data(data, bundled=model is None)
     where = ", ".join(map(str, data)) if data else "the bundled Bach chorales"
     corpus, paths = model_corpus(loaded, data, progress=progress)
-    split = "test" if corpus.pieces["test"] else "valid"
+    if split not in ("test", "valid", "held-out"):
+        raise LstmidiError(f"--split {split!r}: use test, valid or held-out")
+    if split == "test" and not corpus.pieces["test"]:
+        split = "valid"
+    if split == "held-out":
+        corpus.pieces[split] = corpus.pieces["test"] + corpus.pieces["valid"]
+        paths[split] = paths["test"] + paths["valid"]
     if not corpus.pieces[split]:
         raise LstmidiError(f"{where}: every usable file falls in the training split; evaluation needs held-out "
                            "(test or validation) files: add files")
@@ -227,7 +234,9 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
     if loaded.encoding.kind == "tokens":
         nll["by_type"] = token_type_nll(loaded, corpus.pieces[split], notes)
     say(f"generating {num} pieces of {seconds:g} s (seed {seed}) ...")
-    generated = [p.score for p in generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False, **sampling)]
+    pieces = generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False, **sampling)
+    generated = [p.score for p in pieces]
+    token_errors = getattr(loaded.encoding, "token_errors", None)  # event tokens: miditok's grammar check
     endings = [last_seconds(s, seconds) for s in real]
     real = [first_seconds(s, seconds) for s in real]
     say(f"musical metrics, and originality against {len(paths['train'])} training pieces ...")
@@ -237,7 +246,9 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
         "corpus": {s: len(corpus.pieces[s]) for s in SPLITS},
         "held_out": {"split": split, "pieces": len(real), "seconds": seconds},
         "generated": {"pieces": num, "seconds": seconds, "seed": seed,
-                      "sampling": {k: v for k, v in sampling.items() if v is not None}},
+                      "sampling": {k: v for k, v in sampling.items() if v is not None},
+                      "music_seconds": [float(g.to("second").end()) for g in generated],
+                      "token_errors": sum(token_errors(p.frames) for p in pieces) if token_errors else None},
         "nll": nll,
         "quality": gate(generated, endings, seed),
         "metrics": compare_sets(generated, real),

@@ -252,6 +252,7 @@ def evaluate(
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="sampling temperature of the generated pieces (default: the model's)"),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="nucleus sampling mass of the generated pieces (default: the model's)"),
     programs: Optional[str] = typer.Option(None, "--programs", help="event-token models: the instruments of the generated pieces, e.g. 0 (piano: the chorales of the bundled model)"),
+    split: str = typer.Option("test", "--split", help="the held-out pieces: test (default), valid, or held-out (both)"),
     force: bool = FORCE,
 ):
     """Measure a model: held-out NLL, the quality gate (harmony of generated vs real music and a
@@ -261,7 +262,7 @@ def evaluate(
     from .quality import gate_table, summary_line
 
     r = run(model, data, num=num, seconds=seconds, seed=seed, out=out, json_path=json_path, force=force,
-            temperature=temperature, top_p=top_p, programs=_int_list(programs, "--programs"))
+            split=split, temperature=temperature, top_p=top_p, programs=_int_list(programs, "--programs"))
     nll, held = r["nll"], r["held_out"]
     typer.echo(f"held-out NLL ({held['pieces']} {held['split']} pieces): {nll['per_step']:.4f} {nll['unit']}, "
                f"{nll['per_note']:.4f} per note")

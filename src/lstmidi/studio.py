@@ -402,16 +402,25 @@ def sheet_music(midi: str | Path, pages: int = SHEET_PAGES) -> tuple[list[Path],
 
 
 def piece_report(studio: Studio, model: str, midi: str | Path) -> str:
-    """Markdown: the musical metrics (lstmidi.metrics) and originality (lstmidi.originality) of a piece."""
+    """Markdown: the quality-gate measures (lstmidi.quality; beside the real and random-pitch figures of
+    the model's own gate after training, when its card has them), the musical metrics (lstmidi.metrics)
+    and originality (lstmidi.originality) of a piece."""
     from .metrics import SCALARS, piece_metrics
     from .midi import read_score
     from .originality import piece_originality
+    from .quality import MEASURES, harmony
 
     score = read_score(midi)
-    lines = ["| measure | value |", "|---|---|"]
-    lines += [f"| {SCALARS.get(k, k)} | {v:.3g} |" for k, v in piece_metrics(score).items()]
     path = Path(model)
-    index = studio.training_index(path, studio.load(path))
+    loaded = studio.load(path)
+    gate = loaded.config.get("metrics", {}).get("quality", {}).get("rows", {})
+    h = harmony(score)
+    lines = ["| measure | value |", "|---|---|", f"| key (Krumhansl–Schmuckler) | {h['key']} |"]
+    for k, what in MEASURES.items():
+        ref = f" (real {gate[k]['real']:.2f}, random pitches {gate[k]['random']:.2f})" if k in gate else ""
+        lines.append(f"| {what} | {h[k]:.3g}{ref} |")
+    lines += [f"| {SCALARS.get(k, k)} | {v:.3g} |" for k, v in piece_metrics(score).items()]
+    index = studio.training_index(path, loaded)
     if index is None:
         lines.append("| originality | unknown: the model's training data is not available here |")
     else:
