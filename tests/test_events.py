@@ -71,6 +71,17 @@ def test_chord_notes_go_from_low_to_high_across_tracks(tokenizer, programs):
     assert pitches == [48, 55, 64, 72, 50, 57, 66, 74]
 
 
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+def test_without_velocity_tokens_every_note_decodes_at_100(tokenizer):
+    enc = events(tokenizer=tokenizer, velocities=False)
+    assert "Velocity" not in enc.token_types()
+    with_velocity = events(tokenizer=tokenizer)
+    score = make_score(NOTES)
+    expected = [(t, d, p, 100) for t, d, p, _ in note_tuples(with_velocity.quantize(score))]
+    assert note_tuples(enc.decode(enc.encode(score))) == note_tuples(enc.quantize(score)) == expected
+    assert len(enc.encode(score)) == len(with_velocity.encode(score)) - len(expected)  # one token fewer per note
+
+
 def test_quantize_values():
     # 16 ticks per quarter; velocity bins 7, 15, ..., 127; shortest duration one step (2 ticks); notes
     # longer than 12 beats cut to 12 (192 ticks); pitches outside 21..108 dropped
@@ -217,7 +228,8 @@ def random_walk(enc, steps: int, seed: int, first_order_only: bool = False) -> n
 
 @pytest.mark.parametrize("params", [{"tokenizer": t} for t in TOKENIZERS]
                          + [{"tokenizer": t, "programs": True, "drums": True} for t in TOKENIZERS]
-                         + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "steps_per_quarter": 4}])
+                         + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "steps_per_quarter": 4}]
+                         + [{"tokenizer": t, "velocities": False, "programs": True} for t in TOKENIZERS])
 def test_grammar_random_walks_decode_without_token_errors(params):
     enc = events(**params)
     for seed in range(2):

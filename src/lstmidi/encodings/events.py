@@ -26,7 +26,7 @@ Times: `decode` and `quantize` return scores in ticks at the tokenizer's time di
 (`time_division`: 2 x steps_per_quarter ticks per quarter with time signatures on, since x/8 bars need
 twice the grid; steps_per_quarter with them off).
 `quantize(s)` is miditok's own preprocessing of `s` (after the track merge / drum filter above),
-resampled to that time division, so `decode(encode(s)) == quantize(s)` note for note. For MIDI-Like,
+resampled to that time division (velocities set to 100 without Velocity tokens), so `decode(encode(s)) == quantize(s)` note for note. For MIDI-Like,
 `quantize` also re-pairs the note-offs of overlapping notes of one pitch first-in-first-out, which is
 what the NoteOn/NoteOff tokens can say: the k-th onset of a pitch ends at the k-th offset of that pitch.
 One exception is miditok's and left as is: TSD with rests counts a Rest from the previous note's end;
@@ -58,6 +58,7 @@ NUM_TEMPOS = 32
 TEMPO_RANGE = (40, 250)
 TIME_SIGNATURE_RANGE = {8: [3, 12, 6], 4: [5, 6, 3, 2, 1, 4]}  # miditok's default
 DRUM_PITCH_RANGE = (27, 88)  # miditok's default (GM2 drum kit)
+DEFAULT_VELOCITY = 100  # miditok's velocity of decoded notes without Velocity tokens
 
 # Tokens per second of music, measured on the 406 bundled Bach chorales (all defaults but the tokenizer
 # and `programs`; see `Events.steps_for_seconds`).
@@ -81,6 +82,7 @@ class EventsParams(EncodingParams):
         "REMI", description="miditok tokenizer: REMI (Bar/Position), TSD (TimeShift/Duration) or MIDILike (NoteOn/NoteOff/TimeShift)")
     steps_per_quarter: int = Field(8, ge=1, le=64, description="time grid: positions per beat (miditok beat_res {(0,4): s, (4,12): s/2})")
     num_velocities: int = Field(16, ge=1, le=127, description="velocity bins, equally spaced in 0..127")
+    velocities: bool = Field(True, description="Velocity tokens; off: every note decodes at velocity 100 (for music with one dynamic, e.g. the chorales)")
     rests: bool = Field(True, description="Rest tokens for silences")
     tempos: bool = Field(True, description="Tempo tokens (32 bins in 40..250 qpm)")
     time_signatures: bool = Field(True, description="TimeSig tokens")
@@ -128,7 +130,7 @@ class Events(Encoding):
         drum_range = (max(DRUM_PITCH_RANGE[0], p.pitch_low), min(DRUM_PITCH_RANGE[1], p.pitch_high)) if p.drums else DRUM_PITCH_RANGE
         return dict(
             pitch_range=(p.pitch_low, p.pitch_high), beat_res={(0, 4): s, (4, 12): half},
-            num_velocities=p.num_velocities, special_tokens=list(SPECIAL_TOKENS), use_velocities=True,
+            num_velocities=p.num_velocities, special_tokens=list(SPECIAL_TOKENS), use_velocities=p.velocities,
             use_note_duration_programs=list(range(-1, 128)), use_chords=False, use_rests=p.rests,
             use_tempos=p.tempos, use_time_signatures=p.time_signatures, use_key_signatures=False,
             use_sustain_pedals=False, use_pitch_bends=False, use_control_changes=False,
@@ -311,6 +313,11 @@ class Events(Encoding):
         if self.params.tokenizer == "MIDILike":
             for t in out.tracks:
                 t.notes = _fifo_pairs(t.notes)
+        if not self.params.velocities:  # what decoding gives every note without Velocity tokens
+            for t in out.tracks:
+                n = t.notes.numpy()
+                n["velocity"][:] = DEFAULT_VELOCITY
+                t.notes = Note.from_numpy(**n)
         return out
 
     def steps_for_seconds(self, seconds: float) -> int:
