@@ -140,3 +140,11 @@ def test_demo_trains_and_writes_three_pieces(tmp_path, monkeypatch, capsys):
     assert "validation loss" in out and "listen:" in out
     code, err = run_main(["demo", "--minutes", "0.05"], monkeypatch, capsys)
     assert code == 1 and "--force" in err  # refuses to replace the demo folder
+
+
+def test_python_dash_m_runs_the_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "lstmidi", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "Usage: python -m lstmidi" in out.stdout and "generate" in out.stdout

@@ -3,7 +3,6 @@ never another exception, a crash (symusic segfaults on some of these, so this ru
 purpose) or a hang. Default run: 2,000 inputs; `pytest -m slow tests/test_fuzz.py`: 50,000 more."""
 
 import faulthandler
-import time
 
 import pytest
 from conftest import chorale_like, make_score
@@ -16,7 +15,6 @@ from lstmidi.corpus import bundled_corpus
 from lstmidi.errors import MidiError
 from lstmidi.midi import LIMITS, read_score_bytes, select_tracks
 
-SECONDS_PER_INPUT = 2.0   # the largest seed reads in ~5 ms; the machine may be busy
 WATCHDOG_SECONDS = 60     # a hang, even inside C++, ends the run with a traceback instead of waiting forever
 
 
@@ -85,9 +83,9 @@ def mutated_midi(draw) -> bytes:
 
 
 def read_or_fail_cleanly(data: bytes) -> None:
-    """The property: a sane Score (also after track selection) or MidiError naming the source, in time."""
+    """The property: a sane Score (also after track selection) or MidiError naming the source; a hang is
+    ended by the watchdog (the time of each input is the benchmarks' business, not a test's)."""
     faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
-    started = time.perf_counter()
     try:
         score = read_score_bytes(data, "fuzzed").score
     except MidiError as err:
@@ -108,7 +106,6 @@ def read_or_fail_cleanly(data: bytes) -> None:
             assert "no notes" in str(err)
     finally:
         faulthandler.cancel_dump_traceback_later()
-    assert time.perf_counter() - started < SECONDS_PER_INPUT
 
 
 def test_mutations_change_the_bytes():

@@ -2,7 +2,8 @@
 
 The browser tests start `lstmidi serve` in a subprocess on a free port with a temporary runs folder and
 drive Debian's Chromium (`apt-get install chromium`; `make install` does it as root) with Playwright.
-They skip only when Chromium is missing. Screenshots of both tabs go to docs/images/studio-*.png.
+They skip only when Chromium is missing. Screenshots of both tabs go to a temporary folder, or to the folder
+named by LSTMIDI_SCREENSHOTS (`LSTMIDI_SCREENSHOTS=docs/images make test` refreshes the README's pictures).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from symusic import Note, Score, Tempo, Track
 from lstmidi.errors import LstmidiError
 from lstmidi.studio import UploadError, run_name, safe_name, stage_uploads
 
-DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def screenshot(page, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("LSTMIDI_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+    assert (folder / name).stat().st_size > 10_000
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]  # the primer: a C major scale in quarter notes at 120 qpm (4 s)
 
 
@@ -211,7 +218,7 @@ def _generate(page, previous: list[str]) -> tuple[str, Score]:
 
 
 @browser_test
-def test_generate_listen_download(page, server):
+def test_generate_listen_download(page, server, tmp_path):
     _set_number(page, "#gen-seconds", 10)
     started = time.time()
     _url, score = _generate(page, [])
@@ -236,8 +243,7 @@ def test_generate_listen_download(page, server):
         assert svg.lstrip().startswith((b"<svg", b"<?xml")) and b"</svg>" in svg
         xml = page.wait_for_selector("#piece-1-files a[href$='.musicxml']").get_attribute("href")
         assert b"score-partwise" in _fetch(page, xml).body()
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMAGES / "studio-generate.png"), full_page=True)
+    screenshot(page, "studio-generate.png", tmp_path)
 
 
 @browser_test
@@ -283,7 +289,7 @@ def test_train_tiny_model_and_use_it(page, server, tmp_path):
     page.wait_for_selector("#train-curve img[src]")
     assert (server["runs"] / "tiny" / "model.lstmidi").is_file()
     assert (server["runs"] / "_studio" / "data" / "tiny").is_dir()
-    page.screenshot(path=str(DOCS_IMAGES / "studio-train.png"), full_page=True)
+    screenshot(page, "studio-train.png", tmp_path)
 
     page.get_by_role("tab", name="Generate").click()
     page.click("#gen-model input")
