@@ -13,7 +13,8 @@ import torch
 
 from conftest import TINY_CLI
 from lstmidi.modelfile import load_model
-from lstmidi.training import EpochSampler, WindowDataset, make_loader, process_rank
+from lstmidi.batches import EpochSampler, WindowDataset, make_loader
+from lstmidi.training import process_rank
 
 
 def shards(n: int, world: int, epoch: int = 0, seed: int = 5) -> list[list[int]]:

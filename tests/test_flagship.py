@@ -8,7 +8,8 @@ from lstmidi.corpus import load_corpus
 from lstmidi.errors import LstmidiError
 from lstmidi.modelfile import load_model
 from lstmidi.sampling import generate
-from lstmidi.training import WindowDataset, make_augmenter, train
+from lstmidi.batches import WindowDataset, make_augmenter
+from lstmidi.training import train
 
 from conftest import make_score, note_tuples, run, write_corpus
 

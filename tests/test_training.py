@@ -9,7 +9,8 @@ from lstmidi.config import load_preset
 from lstmidi.errors import LstmidiError, ModelFileError
 from lstmidi.modelfile import load_model
 from lstmidi.sampling import generate
-from lstmidi.training import WindowDataset, train
+from lstmidi.batches import WindowDataset
+from lstmidi.training import train
 
 TINY = ["model.hidden=24", "model.layers=1", "train.window=16", "train.hop=8", "train.batch_size=16",
         "train.primers=4", "train.primer_steps=8"]

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import LstmidiError
+from .errors import LstmidiError, format_validation_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -119,36 +119,6 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node[part]
         node[path[-1]] = value
     return raw
-
-
-def _section_model(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model that holds the field at `loc` (e.g. TrainConfig for ('train', 'lr'))."""
-    for part in loc:
-        field = model.model_fields.get(part) if model is not None else None
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-def format_validation_error(err: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
-    """One line per problem naming the field: an unknown key lists the valid keys of its section (when
-    `model`, the validated class, is given); a bad value shows the constraint and the value given."""
-    lines = [f"{where}: invalid configuration"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            *section, key = e["loc"]
-            owner = _section_model(model, tuple(section))
-            place = f" in section {'.'.join(map(str, section))!r}" if section else ""
-            valid = f" (valid keys: {', '.join(owner.model_fields)})" if owner is not None else ""
-            lines.append(f"  {loc}: unknown key {str(key)!r}{place}{valid}")
-        elif e["type"] == "missing":
-            lines.append(f"  {loc}: required but missing")
-        else:
-            lines.append(f"  {loc}: {e['msg']} (got {e['input']!r})" if "input" in e else f"  {loc}: {e['msg']}")
-    return "\n".join(lines)
 
 
 def validate_preset(raw: dict, where: str = "preset", *, check_model: bool = True) -> Preset:

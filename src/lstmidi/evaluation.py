@@ -125,7 +125,7 @@ def held_out_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int =
     with different encodings, and the extra per-step metrics of note models (e.g. `pitch_nll`).
     """
     from .errors import LstmidiError
-    from .training import evaluate_loader, make_loader  # imported here: training imports this module
+    from .batches import evaluate_loader, make_loader
 
     if not pieces:
         raise LstmidiError("no held-out pieces to score")
@@ -146,7 +146,7 @@ def token_type_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int
     largest share first. The per-note shares add up to `held_out_nll`'s per_note."""
     import torch
 
-    from .training import make_loader
+    from .batches import make_loader
 
     cfg = loaded.preset.train
     types = np.array(loaded.encoding.token_types())

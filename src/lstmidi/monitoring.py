@@ -22,7 +22,7 @@ class SampleWriter(L.Callback):
     RUN/samples/epoch-NNN.mid and .png (the seq2seq blog listened to one every 100 epochs)."""
 
     def __init__(self, folder: Path, encoding: Encoding, preset: Preset, valid: list[np.ndarray], every: int) -> None:
-        from .training import primer_bank
+        from .batches import primer_bank
 
         self.folder, self.encoding, self.preset, self.every = folder, encoding, preset, every
         self.primers = primer_bank(valid, 1, preset.train.primer_steps, preset.train.seed)

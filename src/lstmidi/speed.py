@@ -187,7 +187,7 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     from .encodings import build_encoding
     from .losses import progressive_weights
     from .models import build_model
-    from .training import batch_objective
+    from .batches import batch_objective
 
     preset = load_preset(preset_name, sets)
     enc = build_encoding(preset.encoding)

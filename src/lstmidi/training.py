@@ -1,4 +1,4 @@
-"""Training: windows over encoded pieces, a thin LightningModule, and `train()` which runs a whole job
+"""Training: a thin LightningModule over `batches`, its callbacks, and `train()` which runs a whole job
 (corpus -> Trainer -> model file) in a run folder:
 
     RUN/config.json        the resolved preset and the command        RUN/report.json   per-file corpus report
@@ -20,121 +20,15 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
+from . import evaluation, losses
+from .batches import ResumableLoader, batch_objective, evaluate_loader, make_augmenter, make_loader, primer_bank
 from .config import Preset, validate_preset
-from .corpus import Corpus, atomic_write_text, concatenate, count_line, file_progress, load_corpus, write_report
+from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
 from .encodings import build_encoding
 from .errors import LstmidiError
-from . import evaluation, losses
 from .models import build_model
 from .modelfile import LoadedModel, load_model, save_model
-
-
-class WindowDataset(Dataset):
-    """Overlapping windows over pieces: x = piece[s:s+W], y = piece[s+1:s+W+1], mask of real steps.
-
-    Pieces are arrays whose first axis is time (frames x keys, tokens, or notes x fields), given as a list
-    or as (data, offsets) with the pieces end to end (`corpus.concatenate`). Starts are
-    every `hop` steps plus one aligned to the piece's end; with `hop=None` the windows tile each piece
-    exactly once (every predicted step counted once, for validation).
-    """
-
-    def __init__(self, pieces: list[np.ndarray] | tuple[np.ndarray, np.ndarray], window: int, hop: int | None,
-                 augment=None, seed: int = 0) -> None:
-        self.window = window
-        self.augment, self.seed, self.epoch = augment, seed, 0  # augment(steps, rng) -> steps; epoch set each epoch
-        # a tuple is (data, offsets) as `Corpus.concatenated` gives it: the cache's memory map, read without a copy
-        self.data, offsets = pieces if isinstance(pieces, tuple) else concatenate(pieces)
-        lengths = np.diff(offsets).tolist()
-        self.index: list[tuple[int, int]] = []  # (absolute start, steps in the piece from there on)
-        offset = 0
-        for n in lengths:
-            if hop is None:
-                starts = list(range(0, n - 1, window))
-            else:
-                starts = list(range(0, max(n - 1 - window, 0) + 1, hop))
-                if n - 1 - window > starts[-1]:
-                    starts.append(n - 1 - window)
-            self.index.extend((offset + s, n - s) for s in starts)
-            offset += n
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int):
-        start, remaining = self.index[i]
-        w = self.window
-        real = min(w, remaining - 1)  # predicted steps in this window
-        x = np.zeros((w, *self.data.shape[1:]), self.data.dtype)
-        y = np.zeros_like(x)
-        steps = self.data[start : start + real + 1]
-        if self.augment is not None:  # fresh each epoch, reproducible from (seed, epoch, window)
-            steps = self.augment(steps, np.random.default_rng([self.seed, self.epoch, i]))
-        x[:real] = steps[:-1]
-        y[:real] = steps[1:]
-        mask = np.zeros(w, np.uint8)
-        mask[:real] = 1
-        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
-
-
-def batch_objective(model: torch.nn.Module, batch, kind: str, loss_cfg, step_weights=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """The training loss of one batch for any encoding kind -> (loss, weight, extra metrics).
-
-    multihot: BCE summed over keys (nats per frame), or the model's own exact `frame_nll` when it predicts
-    the keys of a frame jointly (endecell). tokens: CE (nats per token). notes: per-field
-    losses combined with `loss_cfg.weights` (pitch: CE, music-aware cost, or both; step/duration: MSE
-    with positive pressure; velocity: MSE on velocity/128). A model with a `context` (seq2seq) reads
-    the first `context` steps with its encoder and is scored on the rest.
-    """
-    x, y, mask = batch
-    mask = mask.float()
-    context = getattr(model, "context", 0)
-    if context:
-        state = model.encode(x[:, :context])
-        x, y, mask = x[:, context:], y[:, context:], mask[:, context:]
-        out, _ = model(x, state)
-    else:
-        out, _ = model(x.float() if kind != "tokens" else x)
-    if step_weights is not None:
-        step_weights = step_weights[: mask.shape[1]]
-    if kind == "multihot" and hasattr(model, "frame_nll"):
-        loss, weight = losses.weighted_mean(model.frame_nll(out, y.float()), mask, step_weights)
-        return loss, weight, {}
-    if kind == "multihot":
-        loss, weight = losses.multihot_nll(out, y.float(), mask, step_weights)
-        return loss, weight, {}
-    if kind == "tokens":
-        loss, weight = losses.token_nll(out, y.long(), mask, step_weights)
-        return loss, weight, {}
-    parts, extras = {}, {}
-    fields = list(model.fields)
-    for i, field in enumerate(fields):
-        target = y[..., i].float()  # (batch, time)
-        if field == "pitch" and out["pitch"].dim() == 3:  # categorical head
-            target_class = target.round().long().clamp(0, out["pitch"].shape[-1] - 1)
-            ce = losses.token_nll(out["pitch"], target_class, mask, step_weights)
-            extras["pitch_nll"] = ce[0].detach()
-            if loss_cfg.pitch == "ce":
-                parts[field] = ce
-            else:
-                music = losses.music_pitch_loss_expected(out["pitch"], target_class, mask, step_weights)
-                parts[field] = music if loss_cfg.pitch == "music" else (ce[0] + music[0], ce[1])
-        elif field == "pitch":  # regression head: the music-aware cost, optionally plus squared error in octaves
-            mse = losses.mse_positive_pressure(out[field] / 12, target / 12, mask, step_weights, pressure=0.0)
-            if loss_cfg.pitch == "ce":
-                parts[field] = mse
-            else:
-                music = losses.music_pitch_loss_regression(out[field], target, mask, step_weights)
-                parts[field] = (music[0] + loss_cfg.pitch_mse * mse[0], music[1])
-                extras["pitch_music_cost"] = music[0].detach()
-        elif field == "velocity":
-            parts[field] = losses.mse_positive_pressure(out[field] / 128, target / 128, mask, step_weights, pressure=0.0)
-        else:
-            parts[field] = losses.mse_positive_pressure(out[field], target, mask, step_weights, pressure=loss_cfg.positive_pressure)
-        extras[f"{field}_loss"] = parts[field][0].detach()
-    loss = losses.combine_fields(parts, loss_cfg.weights)
-    return loss, parts[fields[0]][1], extras
 
 
 class LitModel(L.LightningModule):
@@ -359,68 +253,6 @@ class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
             tmp.unlink(missing_ok=True)
 
 
-class EpochSampler(Sampler):
-    """Indices 0..n-1, shuffled by a permutation derived from (seed, epoch) alone, so a resumed run sees
-    the same order as an uninterrupted one; `resume_at=(epoch, k)` skips the first k indices of that
-    epoch once (the windows a killed run had already trained on). Lightning calls `set_epoch`.
-
-    In a distributed run (`shard(rank, world)`, set by ResumeState from the Trainer) process `rank` of
-    `world` takes `order[rank::world]` of the epoch's order, padded first with its own first indices
-    to a multiple of `world`: disjoint shares of equal length (ceil(n / world)) that together cover
-    every window (the < world padded ones twice). With world = 1 the order is exactly as before."""
-
-    def __init__(self, dataset: WindowDataset, shuffle: bool, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.dataset, self.shuffle, self.seed = dataset, shuffle, seed
-        self.epoch = 0
-        self.resume_at: tuple[int, int] | None = None
-        self.served: list[int] = []  # the indices of the last epoch iterated (for LSTMIDI_SHARD_LOG)
-        self.shard(rank, world)
-
-    def shard(self, rank: int, world: int) -> None:
-        if not 0 <= rank < world:
-            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
-        self.rank, self.world = rank, world
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.dataset.epoch = epoch  # augmentation is drawn from (seed, epoch, window)
-
-    def __len__(self) -> int:
-        return -(-len(self.dataset) // self.world)
-
-    def __iter__(self):
-        n = len(self.dataset)
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
-        else:
-            order = list(range(n))
-        if self.world > 1 and order:
-            total = len(self) * self.world
-            order = (order * -(-total // n))[:total][self.rank :: self.world]  # pad by wrapping around, then deal
-        if self.resume_at is not None:
-            epoch, skip = self.resume_at
-            self.resume_at = None
-            if epoch == self.epoch:
-                order = order[skip:]
-        self.served = order
-        return iter(order)
-
-
-class ResumableLoader(DataLoader):
-    """A DataLoader over an EpochSampler that Lightning saves in checkpoints and restores (its
-    `state_dict` interface): after a mid-epoch --resume the epoch continues at the next unseen batch.
-    `batches_done` is kept by ResumeState (the loader runs ahead of training by a prefetched batch)."""
-
-    batches_done = 0
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.batches_done = state["batches_done"]
-        self.sampler.resume_at = (state["epoch"], state["batches_done"] * self.batch_size)
-
-
 class ResumeState(L.Callback):
     """Counts the training batches done in the epoch (saved with the loader) and, every `every` optimizer
     steps, writes checkpoints/last.ckpt so a run killed mid-epoch loses at most `every` steps. In a
@@ -455,63 +287,6 @@ class ShardLog(L.Callback):
         self.epochs[str(sampler.epoch)] = list(sampler.served)
         atomic_write_text(Path(f"{self.path}.rank{trainer.global_rank}.json"), json.dumps(
             {"rank": trainer.global_rank, "world": trainer.world_size, "windows": len(sampler.dataset), "epochs": self.epochs}))
-
-
-def make_augmenter(encoding, cfg):
-    """augment(steps, rng) for the training windows, or None when augmentation is off."""
-    if not (cfg.transpose or cfg.stretch):
-        return None
-    if not hasattr(encoding, "augment"):
-        raise LstmidiError(f"train.augment: encoding {encoding.name!r} does not support augmentation (events and pianoroll do)")
-    if cfg.stretch and not getattr(encoding, "augment_stretch", True):
-        raise LstmidiError(f"train.augment.stretch: encoding {encoding.name!r} has no tempo to stretch; set it to 0")
-
-    def augment(steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return encoding.augment(steps, rng, int(rng.integers(-cfg.transpose, cfg.transpose + 1)),
-                                float(rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)))
-
-    return augment
-
-
-def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None) -> ResumableLoader:
-    """Windows of `pieces` (as WindowDataset takes them) in batches; the order of each epoch depends on
-    (seed, epoch) only (see EpochSampler). The generator keeps DataLoader from drawing its worker seed
-    from the global RNG."""
-    ds = WindowDataset(pieces, window, hop, augment, seed)
-    return ResumableLoader(ds, batch_size=batch_size, sampler=EpochSampler(ds, shuffle, seed),
-                           generator=torch.Generator().manual_seed(seed), drop_last=False)
-
-
-@torch.no_grad()
-def evaluate_loader(model: torch.nn.Module, loader, kind: str, loss_cfg) -> tuple[dict[str, float], float]:
-    """Unweighted objective (and extra metrics) averaged over every predicted step of `loader`, and the
-    number of steps scored."""
-    was_training = model.training
-    model.eval()
-    sums: dict[str, list[float]] = {}
-    for batch in loader:
-        loss, weight, extras = batch_objective(model, batch, kind, loss_cfg)
-        for name, value in {"loss": loss, **extras}.items():
-            acc = sums.setdefault(name, [0.0, 0.0])
-            acc[0] += float(value) * float(weight)
-            acc[1] += float(weight)
-    model.train(was_training)
-    steps = sums["loss"][1] if sums else 0.0
-    return {name: total / max(weight, 1e-8) for name, (total, weight) in sums.items()}, steps
-
-
-def primer_bank(pieces: list[np.ndarray], n: int, steps: int, seed: int) -> np.ndarray:
-    """`n` random excerpts of `steps` steps from `pieces` (shorter pieces are padded with zeros)."""
-    rng = np.random.default_rng(seed)
-    bank = np.zeros((n, steps, *pieces[0].shape[1:]), pieces[0].dtype)
-    lengths = np.zeros(n, np.int64)
-    for i in range(n):
-        piece = pieces[rng.integers(len(pieces))]
-        start = rng.integers(max(len(piece) - steps, 0) + 1)
-        chunk = piece[start : start + steps]
-        bank[i, : len(chunk)] = chunk
-        lengths[i] = len(chunk)
-    return bank[:, : max(1, int(lengths.min()))] if lengths.min() < steps else bank
 
 
 def train(
@@ -665,16 +440,12 @@ def train(
     model_path = out / "model.lstmidi"
     primers = primer_bank(valid, cfg.primers, cfg.primer_steps, cfg.seed) if cfg.primers else None
     if cfg.quality_pieces:
-        from . import quality
-
         if progress:
             print(f"quality gate: {cfg.quality_pieces} pieces of {min(preset.sample.seconds, 20.0):g} s "
                   f"against the {len(valid)} {valid_split} pieces ...", file=sys.stderr)
-        model.eval()
-        loaded = LoadedModel(model, encoding, preset, {}, "", primers, model_path)
-        metrics["quality"] = quality.compact(quality.check(
-            loaded, [encoding.decode(p) for p in valid], num=cfg.quality_pieces,
-            seconds=min(preset.sample.seconds, 20.0), seed=cfg.seed))
+        metrics["quality"] = quality_check(LoadedModel(model.eval(), encoding, preset, {}, "", primers, model_path),
+                                           [encoding.decode(p) for p in valid], num=cfg.quality_pieces,
+                                           seconds=min(preset.sample.seconds, 20.0), seed=cfg.seed)
     save_model(
         model_path,
         encoding=encoding,
@@ -692,6 +463,17 @@ def train(
 
         plot_distributions(encoding, model_path, valid, out / "distributions.png")
     return TrainResult(model_path, out, metrics, epochs_done, seconds, corpus)
+
+
+def quality_check(loaded: LoadedModel, real: list, *, num: int = 8, seconds: float = 20.0, seed: int = 0) -> dict:
+    """The quality gate (lstmidi.quality) of `num` pieces of `seconds` generated by `loaded` (no primer, the
+    model's own sampling defaults) against the last `seconds` of the `real` pieces (symusic Scores), without
+    its per-piece lists: what `lstmidi train` reports and the model card keeps."""
+    from .quality import compact, gate, last_seconds
+    from .sampling import generate
+
+    generated = [p.score for p in generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False)]
+    return {**compact(gate(generated, [last_seconds(s, seconds) for s in real], seed)), "pieces": num, "seconds": seconds}
 
 
 def _quiet_lightning() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import LstmidiError
+from ..errors import LstmidiError, format_validation_error
 from .base import Encoding
 from .events import Events
 from .notes import Notes
@@ -25,8 +25,6 @@ def build_encoding(spec: dict[str, Any], where: str = "encoding") -> Encoding:
     try:
         return ENCODINGS[name](**params)
     except ValidationError as err:
-        from ..config import format_validation_error
-
         raise LstmidiError(format_validation_error(err, f"{where} {name!r}", getattr(ENCODINGS[name], "Params", None))) from None
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from ..errors import LstmidiError
+from ..errors import LstmidiError, format_validation_error
 from .endecell import EnDeCell
 from .notenet import NoteNet
 from .rollnet import RollNet
@@ -30,8 +30,6 @@ def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseM
     try:
         return name, MODELS[name].Spec(**params)
     except ValidationError as err:
-        from ..config import format_validation_error
-
         raise LstmidiError(format_validation_error(err, f"{where} {name!r}", MODELS[name].Spec)) from None
 
 
