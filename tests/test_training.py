@@ -144,6 +144,12 @@ def test_resume_continues_and_refuses_to_clobber(tmp_path, corpus_dir):
         train(tiny(), None, tmp_path / "other", resume=True, progress=False)
 
 
+def test_step_limit_stops_cleanly_after_exactly_that_many_steps(tmp_path, corpus_dir):
+    result = train(tiny(epochs=10_000, extra=["train.max_steps=7"]), [corpus_dir], tmp_path / "run", progress=False)
+    history = load_model(result.model_path).config["history"]
+    assert history[-1]["step"] == 7 and result.epochs == history[-1]["epoch"]
+
+
 def test_time_limit_stops_cleanly_and_writes_the_model(tmp_path, corpus_dir):
     result = train(tiny(epochs=10_000, extra=["train.max_minutes=0.05"]), [corpus_dir], tmp_path / "run", progress=False)
     assert 1 <= result.epochs < 10_000

@@ -62,6 +62,7 @@ class TrainConfig(Strict):
     lr_decay: float = Field(1.0, gt=0, le=1, description="multiply the learning rate by this factor after every epoch whose validation loss is not a new best (1 = constant rate)")
     progressive_ramp: int = Field(0, ge=0, description="loss weight grows linearly from 0 to 1 over this many steps of each window; 0 = off")
     max_minutes: float | None = Field(None, gt=0, description="stop cleanly after this many minutes and still write the model file")
+    max_steps: int | None = Field(None, ge=1, description="stop cleanly after this many optimizer steps (e.g. to compare settings at equal compute) and still write the model file")
     seed: int = 0
     primers: int = Field(16, ge=0, description="validation excerpts stored in the model file as default primers")
     primer_steps: int = Field(32, ge=1, description="length of each stored primer, in steps")

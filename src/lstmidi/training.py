@@ -408,6 +408,7 @@ def train(
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        max_steps=cfg.max_steps or -1,
         gradient_clip_val=cfg.grad_clip or None,
         callbacks=callbacks,
         # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
