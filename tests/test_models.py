@@ -46,7 +46,7 @@ def test_step_by_step_equals_whole_sequence(spec, sizes):
     torch.manual_seed(0)
     model = build_model(spec, sizes).eval()
     x = make_input(sizes)
-    state0 = model.encode(make_input(sizes, time=4)) if hasattr(model, "encode") else None
+    state0 = model.encode(make_input(sizes, time=4)) if model.context else None
     whole, _ = model(x, state0)
     state, steps = state0, []
     for t in range(10):
@@ -66,7 +66,7 @@ def test_fast_generation_step_equals_whole_sequence(spec, sizes, monkeypatch):
     model = build_model(spec, sizes).eval()
     x = make_input(sizes)
     with torch.no_grad():
-        state0 = model.encode(make_input(sizes, time=4)) if hasattr(model, "encode") else None
+        state0 = model.encode(make_input(sizes, time=4)) if model.context else None
         whole, _ = model(x, state0)
         steps, state = [], state0
         calls = []

@@ -9,6 +9,7 @@ from pathlib import Path
 from .config import Preset, load_preset
 from .corpus import Corpus, file_progress, load_corpus, write_report
 from .encodings import build_encoding
+from .encodings.base import TokenStream
 from .errors import LstmidiError, OutputExistsError
 
 
@@ -231,12 +232,12 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
     say(f"held-out NLL on {len(real)} {split} pieces ...")
     notes = sum(s.note_num() for s in real)
     nll = held_out_nll(loaded, corpus.pieces[split], notes)
-    if loaded.encoding.kind == "tokens":
+    stream = isinstance(loaded.encoding, TokenStream)  # event tokens: by token type, and miditok's grammar check
+    if stream:
         nll["by_type"] = token_type_nll(loaded, corpus.pieces[split], notes)
     say(f"generating {num} pieces of {seconds:g} s (seed {seed}) ...")
     pieces = generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False, **sampling)
     generated = [p.score for p in pieces]
-    token_errors = getattr(loaded.encoding, "token_errors", None)  # event tokens: miditok's grammar check
     endings = [last_seconds(s, seconds) for s in real]
     real = [first_seconds(s, seconds) for s in real]
     say(f"musical metrics, and originality against {len(paths['train'])} training pieces ...")
@@ -248,7 +249,7 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
         "generated": {"pieces": num, "seconds": seconds, "seed": seed,
                       "sampling": {k: v for k, v in sampling.items() if v is not None},
                       "music_seconds": [float(g.to("second").end()) for g in generated],
-                      "token_errors": sum(token_errors(p.frames) for p in pieces) if token_errors else None},
+                      "token_errors": sum(loaded.encoding.token_errors(p.frames) for p in pieces) if stream else None},
         "nll": nll,
         "quality": gate(generated, endings, seed),
         "metrics": compare_sets(generated, real),

@@ -120,12 +120,8 @@ def score_pieces(model: torch.nn.Module, pieces: list[np.ndarray], batch_size: i
             mask[i, : len(p) - 1] = True
         out, _ = model(x[:, :-1])  # predictions for frames 1..T-1
         target = x[:, 1:]
-        if hasattr(model, "frame_nll"):
-            per_frame = model.frame_nll(out, target)
-            guess = model.sample_frame(out[mask], mode="threshold")
-        else:
-            per_frame = torch.nn.functional.binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
-            guess = (torch.sigmoid(out[mask]) >= 0.5).float()
+        per_frame = model.frame_nll(out, target)  # independent keys, or the model's joint NLL (endecell)
+        guess = model.sample_frame(out[mask], mode="threshold")
         nll += float(per_frame[mask].sum())
         frames += int(mask.sum())
         truth = target[mask]

@@ -185,6 +185,7 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     shape (forward, loss, backward counted as 3 forward passes, gradient clipping, Adam)."""
     from .config import load_preset
     from .encodings import build_encoding
+    from .kinds import kind_of
     from .losses import progressive_weights
     from .models import build_model
     from .batches import batch_objective
@@ -195,12 +196,10 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     cfg = preset.train
     batch, window = cfg.batch_size, cfg.window
     g = torch.Generator().manual_seed(0)
-    if enc.kind == "tokens":
-        x = torch.randint(enc.sizes["vocab_size"], (batch, window + 1), generator=g)
-    else:
-        x = (torch.rand(batch, window + 1, enc.sizes["input_size"], generator=g) > 0.9).to(torch.uint8)
+    kind = kind_of(enc)
+    x = kind.random_batch(enc, batch, window + 1, g)
     data = (x[:, :-1], x[:, 1:], torch.ones(batch, window, dtype=torch.uint8))
-    weights = progressive_weights(window, cfg.progressive_ramp) if enc.kind == "multihot" else None
+    weights = progressive_weights(window, cfg.progressive_ramp)  # as training weighs the steps of a window
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     def step():
@@ -218,7 +217,7 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     flops = 3 * flops_per_step_forward(model) * batch * window
     spec = preset.model
     return {"tokens_per_s": batch * window / seconds, "gflops": flops / seconds / 1e9, "seconds_per_step": seconds,
-            "shape": f"{spec.get('layers')} x {spec.get('hidden')}, batch {batch} x {window}", "unit": "tokens" if enc.kind == "tokens" else "frames"}
+            "shape": f"{spec.get('layers')} x {spec.get('hidden')}, batch {batch} x {window}", "unit": kind.step_unit}
 
 
 def train(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:

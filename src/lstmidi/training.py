@@ -27,6 +27,7 @@ from .config import Preset, validate_preset
 from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
 from .encodings import build_encoding
 from .errors import LstmidiError
+from .kinds import kind_of
 from .models import build_model
 from .modelfile import LoadedModel, load_model, save_model
 
@@ -43,6 +44,7 @@ class LitModel(L.LightningModule):
         self.history: list[dict] = []
         self._val: dict[str, list[float]] = {}
         self._train = [0.0, 0.0]
+        self._rng_to_restore = None  # RNG states from a checkpoint, restored when training starts
 
     def training_step(self, batch, _):
         loss, weight, _ = batch_objective(self.model, batch, self.kind, self.cfg.loss, self.step_weights)
@@ -105,7 +107,7 @@ class LitModel(L.LightningModule):
         self._rng_to_restore = checkpoint.get("lstmidi_rng")
 
     def on_train_start(self):  # restored here, after Lightning's own setup, right before the first batch
-        if getattr(self, "_rng_to_restore", None):
+        if self._rng_to_restore:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
 
@@ -370,7 +372,7 @@ def train(
         for status in ("recovered", "skipped"):
             for name, reason in s[f"{status}_files"].items():
                 print(f"  {status} {name}: {reason}", file=sys.stderr)
-        if hasattr(encoding, "describe"):
+        if encoding.describe():
             print(f"encoding: {encoding.describe()}", file=sys.stderr)
 
     cfg = preset.train
@@ -383,14 +385,14 @@ def train(
                                f"({str(err).splitlines()[-1].strip()})") from None
     if lead:
         check_free_space(out, model)
-    span = cfg.window + getattr(model, "context", 0)  # a seq2seq model's encoder reads `context` steps first
+    span = cfg.window + model.context  # a seq2seq model's encoder reads `context` steps first
     valid_split = next(name for name in ("valid", "test", "train") if corpus.pieces[name])
     valid = corpus.pieces[valid_split]
     train_loader = make_loader(corpus.concatenated("train"), span, cfg.hop, cfg.batch_size, True, cfg.seed,
                                make_augmenter(encoding, cfg.augment))
     valid_loader = make_loader(corpus.concatenated(valid_split), span, None, cfg.batch_size, False, cfg.seed)
     baselines = evaluation.baselines(encoding, corpus.pieces["train"], valid)
-    unit = {"multihot": "nats per frame", "tokens": "nats per token"}.get(encoding.kind, "weighted loss per note")
+    unit = kind_of(encoding).unit
 
     module = LitModel(model, preset, encoding.kind)
     ckpt_dir = out / "checkpoints"
@@ -459,7 +461,7 @@ def train(
         history=module.history,
         force=True,
     )
-    if cfg.sample_every or encoding.kind == "notes":
+    if cfg.sample_every or kind_of(encoding).distributions:
         from .monitoring import plot_distributions
 
         plot_distributions(encoding, model_path, valid, out / "distributions.png")

@@ -68,7 +68,7 @@ class PianoRoll(Encoding):
     name = "pianoroll"
     kind = "multihot"
     Params = PianoRollParams
-    augment_stretch = False  # `augment` transposes only
+    augments = True  # `augment` transposes only (`stretches` stays False)
 
     # ---- geometry -------------------------------------------------------------------------
     @property
@@ -131,7 +131,7 @@ class PianoRoll(Encoding):
         """Training augmentation (pure; a new array of the same shape): every key column (and its onset
         column) moved by `semitones`, or, when some sounding key would leave the keyboard, by the largest
         shift of the same sign that keeps all on it (maybe 0). A piano roll has no tempo: `stretch` is
-        ignored (`augment_stretch` is False). `rng` is unused: the caller draws `semitones`."""
+        ignored (`stretches` is False). `rng` is unused: the caller draws `semitones`."""
         k = self.params.keys
         used = np.flatnonzero(roll[:, :k].any(0))
         if len(used):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
+from .base import Model
 from .steplstm import LSTM
 
 State = tuple[torch.Tensor, ...]
@@ -39,7 +40,7 @@ class EnDeCellSpec(BaseModel):
     decoder_hidden: int = Field(64, ge=1, description="hidden units of the key-by-key NADE decoder")
 
 
-class EnDeCell(nn.Module):
+class EnDeCell(Model):
     Spec = EnDeCellSpec
 
     def __init__(self, spec: EnDeCellSpec, sizes: dict[str, int]) -> None:

@@ -20,6 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .base import Model
 from .steplstm import LSTM
 
 State = tuple[torch.Tensor, ...]
@@ -38,7 +39,7 @@ class NoteNetSpec(BaseModel):
     pitch_embed: int = Field(32, ge=1, description="size of the pitch embedding (pitch_input=embedding)")
 
 
-class NoteNet(nn.Module):
+class NoteNet(Model):
     Spec = NoteNetSpec
 
     def __init__(self, spec: NoteNetSpec, sizes: dict) -> None:

@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .base import Model
 from .steplstm import LSTM
 
 State = tuple[torch.Tensor, ...]
@@ -27,7 +28,7 @@ class RollNetSpec(BaseModel):
     output: Literal["linear", "lstm"] = Field("linear", description="output layer: linear head or an LSTM (MIDInet)")
 
 
-class RollNet(nn.Module):
+class RollNet(Model):
     Spec = RollNetSpec
 
     def __init__(self, spec: RollNetSpec, sizes: dict[str, int]) -> None:

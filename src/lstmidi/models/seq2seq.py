@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .base import Model
 from .steplstm import LSTM
 
 State = tuple[torch.Tensor, ...]
@@ -29,7 +30,7 @@ class Seq2SeqSpec(BaseModel):
     context: int = Field(32, ge=1, description="tokens the encoder reads before the decoder starts")
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(Model):
     Spec = Seq2SeqSpec
 
     def __init__(self, spec: Seq2SeqSpec, sizes: dict) -> None:

@@ -11,6 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .base import Model
 from .steplstm import LSTM
 
 State = tuple[torch.Tensor, ...]
@@ -25,7 +26,7 @@ class TokenNetSpec(BaseModel):
     tie_weights: bool = Field(False, description="share the embedding matrix with the output layer")
 
 
-class TokenNet(nn.Module):
+class TokenNet(Model):
     Spec = TokenNetSpec
 
     def __init__(self, spec: TokenNetSpec, sizes: dict) -> None:
