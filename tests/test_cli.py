@@ -14,7 +14,7 @@ def model_file(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cli")
     write_corpus(root / "data", n=8)
-    run(["train", root / "data", "--out", root / "run", "--epochs", "1", *TINY])
+    run(["train", root / "data", "--preset", "musicgenerator", "--out", root / "run", "--epochs", "1", *TINY])
     return root / "run" / "model.lstmidi"
 
 
@@ -90,9 +90,37 @@ def test_programs_with_merged_tracks_is_refused():
     from lstmidi.config import load_preset
     from lstmidi.errors import LstmidiError
 
-    assert load_preset("default", ["encoding.programs=true"]).data.tracks == "all"
+    assert load_preset("flagship", ["encoding.programs=true"]).data.tracks == "all"
     with pytest.raises(LstmidiError, match="encoding.programs=true keeps instruments apart.*set data.tracks=all"):
-        load_preset("default", ["encoding.programs=true", "data.tracks=merge"])
+        load_preset("flagship", ["encoding.programs=true", "data.tracks=merge"])
+
+
+def test_flagship_is_the_default_preset_and_default_still_names_it(capsys):
+    from lstmidi.api import DEFAULT_PRESET, training_preset
+    from lstmidi.config import load_preset, preset_names
+
+    assert DEFAULT_PRESET == "flagship" and "flagship" in preset_names() and "default" not in preset_names()
+    chosen = training_preset(None, overrides=["train.epochs=2"])
+    assert chosen.name == "flagship" and chosen.encoding["name"] == "events" and chosen.train.epochs == 2
+    old = load_preset("default", ["train.epochs=2"])  # scripts written for 0.1
+    assert "now named 'flagship'" in capsys.readouterr().err
+    assert old.model_dump() == chosen.model_dump()
+
+
+def test_fine_tuning_preset_is_the_models_own_with_overrides(model_file):
+    from lstmidi.api import training_preset
+    from lstmidi.config import load_preset
+    from lstmidi.errors import LstmidiError
+    from lstmidi.modelfile import load_model
+
+    loaded = load_model(model_file)
+    tuned = training_preset(None, init=model_file, overrides=["train.epochs=3", "train.lr=0.5"])
+    assert tuned.encoding == loaded.preset.encoding and tuned.model == loaded.preset.model
+    assert (tuned.train.epochs, tuned.train.lr) == (3, 0.5)
+    assert training_preset(None, init=loaded, overrides=["train.epochs=3", "train.lr=0.5"]) == tuned  # a loaded model too
+    assert training_preset("midinet", init=model_file).model_dump() == load_preset("midinet").model_dump()  # a preset wins
+    with pytest.raises(LstmidiError, match="(?s)model.lstmidi.*train.nosuch"):
+        training_preset(None, init=model_file, overrides=["train.nosuch=1"])
 
 
 NOTE_PRESETS = {
@@ -118,7 +146,8 @@ def test_note_presets_train_and_generate_from_the_command_line(preset, tmp_path,
 def test_train_rates_its_model_with_the_quality_gate(tmp_path, corpus_dir):
     from lstmidi.modelfile import load_model
 
-    out = run(["train", corpus_dir, "--out", tmp_path / "run", "--epochs", "1", *TINY, "--set", "train.quality_pieces=3"]).output
+    out = run(["train", corpus_dir, "--preset", "musicgenerator", "--out", tmp_path / "run", "--epochs", "1", *TINY,
+               "--set", "train.quality_pieces=3"]).output
     loaded = load_model(tmp_path / "run" / "model.lstmidi")
     q = loaded.config["metrics"]["quality"]
     assert q["pieces"] == 3 and q["rows"]["in_scale"]["real"] == 1.0  # the corpus's chords are diatonic
@@ -127,7 +156,8 @@ def test_train_rates_its_model_with_the_quality_gate(tmp_path, corpus_dir):
     # one epoch of a 16-unit model: its pitches are no better than random ones, and the user is told
     assert q["near_random"] and "warning: the pitch content of the generated pieces is closer to random" in out
     assert "Quality gate after training (3 pieces" in loaded.card and "| share of notes in the key's scale |" in loaded.card
-    out = run(["train", corpus_dir, "--out", tmp_path / "off", "--epochs", "1", *TINY, "--set", "train.quality_pieces=0"]).output
+    out = run(["train", corpus_dir, "--preset", "musicgenerator", "--out", tmp_path / "off", "--epochs", "1", *TINY,
+               "--set", "train.quality_pieces=0"]).output
     assert "quality:" not in out and "quality" not in load_model(tmp_path / "off" / "model.lstmidi").config["metrics"]
 
 

@@ -95,7 +95,7 @@ def test_two_cpu_processes_train_disjoint_shards_and_write_one_model(tmp_path, c
     script = Path(sys.executable).parent / "lstmidi"  # the console script: Lightning re-runs it for rank 1
     command = [str(script)] if script.is_file() else [sys.executable, "-m", "lstmidi.cli"]
     result = subprocess.run(
-        [*command, "train", str(corpus_dir), "--out", str(run_dir), "--epochs", "3", "--devices", "2", "--strategy", "ddp",
+        [*command, "train", str(corpus_dir), "--preset", "musicgenerator", "--out", str(run_dir), "--epochs", "3", "--devices", "2", "--strategy", "ddp",
          *TINY_CLI, "--set", "train.batch_size=8", "--set", "train.lr=0.01", "--set", "train.primers=2"],
         env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     os.environ["LSTMIDI_CACHE"] = str(root / "cache")
     write_corpus(root / "data", n=12)  # piece03 and piece10 fall in the test split, piece09 in validation
-    run(["train", root / "data", "--out", root / "run", "--epochs", "1", *TINY])
+    run(["train", root / "data", "--preset", "musicgenerator", "--out", root / "run", "--epochs", "1", *TINY])
     return root / "run" / "model.lstmidi", root / "data"
 
 

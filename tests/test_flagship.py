@@ -24,7 +24,7 @@ def flagship(tmp_path_factory):
     root = tmp_path_factory.mktemp("flagship")
     os.environ["LSTMIDI_CACHE"] = str(root / "cache")
     write_corpus(root / "data", n=10, bars=4)
-    result = train(load_preset("default", [*TINY, "train.epochs=6"]), [root / "data"], root / "run", progress=False)
+    result = train(load_preset("flagship", [*TINY, "train.epochs=6"]), [root / "data"], root / "run", progress=False)
     return result, root
 
 
@@ -98,7 +98,7 @@ def test_augmentation_transposes_training_windows_only_and_stays_in_range(flagsh
     loaded = load_model(flagship[0].model_path)
     enc = loaded.encoding
     piece = enc.encode(make_score([(i * 240, 240, 100 + i % 8) for i in range(40)]))  # near the top of the range
-    aug = make_augmenter(enc, load_preset("default").train.augment)
+    aug = make_augmenter(enc, load_preset("flagship").train.augment)
     ds = WindowDataset([piece], 32, 8, aug, seed=0)
     plain = WindowDataset([piece], 32, 8)
     pitch_of = enc.pitch_of_token()
@@ -110,7 +110,7 @@ def test_augmentation_transposes_training_windows_only_and_stays_in_range(flagsh
             assert all(21 <= p <= 108 for p in pitch_of[x] if p >= 0)
             changed |= not np.array_equal(x, plain[i][0].numpy())
     assert changed
-    assert load_preset("default").train.augment.transpose == 5
+    assert load_preset("flagship").train.augment.transpose == 5
 
 
 def test_fine_tuning_keeps_the_tokenizer(flagship, tmp_path):
@@ -120,7 +120,7 @@ def test_fine_tuning_keeps_the_tokenizer(flagship, tmp_path):
     tuned = train(base.preset.model_copy(update={"train": base.preset.train.model_copy(update={"epochs": 1})}),
                   [tmp_path / "new"], tmp_path / "tuned", progress=False, init=result.model_path)
     assert load_model(tuned.model_path).encoding.to_dict() == base.encoding.to_dict()
-    other = load_preset("default", [*TINY, "encoding.tokenizer=TSD"])
+    other = load_preset("flagship", [*TINY, "encoding.tokenizer=TSD"])
     with pytest.raises(LstmidiError, match="fine-tuning keeps the model's encoding"):
         train(other, [tmp_path / "new"], tmp_path / "bad", progress=False, init=result.model_path)
 
@@ -136,7 +136,7 @@ def test_programs_mode_writes_multi_track_pieces_with_chosen_instruments(tmp_pat
         strings = make_score([(i * 960, 960, 48 + (i + k) % 7) for i in range(8)], program=40).tracks[0]
         score.tracks.append(strings)
         score.dump_midi(data / f"duet{k}.mid")
-    result = train(load_preset("default", [*TINY, "encoding.programs=true", "train.epochs=4"]), [data],
+    result = train(load_preset("flagship", [*TINY, "encoding.programs=true", "train.epochs=4"]), [data],
                    tmp_path / "run", progress=False)
     loaded = load_model(result.model_path)
     programs = loaded.encoding.program_of_token()

@@ -20,7 +20,7 @@ TINY = ["model.embed=16", "model.hidden=32", "model.layers=1", "train.window=48"
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("nocopy")
     write_corpus(root / "data", n=10, bars=4)
-    result = train(load_preset("default", TINY), [root / "data"], root / "run", progress=False, cache_dir=root / "cache")
+    result = train(load_preset("flagship", TINY), [root / "data"], root / "run", progress=False, cache_dir=root / "cache")
     return load_model(result.model_path), root
 
 

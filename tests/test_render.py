@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import symusic
 
-from lstmidi import render
+from lstmidi import files, render
 from lstmidi.errors import LstmidiError, OutputExistsError
 
 TPQ = 480
@@ -90,7 +90,7 @@ def test_midi_round_trip(tmp_path):
     assert [t.program for t in back.tracks] == [0, 32]
     assert [round(t.qpm, 3) for t in back.tempos] == [120.0]
     assert [p.name for p in out.parent.iterdir()] == ["song.mid"]  # no temp file left behind
-    assert out.stat().st_mode & 0o777 == 0o666 & ~render._UMASK  # not mkstemp's private 0600
+    assert out.stat().st_mode & 0o777 == 0o666 & ~files._UMASK  # not mkstemp's private 0600 (lstmidi.files writes it)
 
 
 # ---------------------------------------------------------------------------------------------- audio

@@ -24,6 +24,34 @@ def prepare(data: list[str | Path] | None, out: str | Path, preset: Preset | Non
     return corpus
 
 
+DEFAULT_PRESET = "flagship"  # what `lstmidi train` trains when no preset is named: the quality gate rates it best
+
+
+def train_overrides(sets: list[str] | None = None, epochs: int | None = None, max_minutes: float | None = None) -> list[str]:
+    """`--set key=value` overrides plus --epochs and --max-minutes as train.* overrides."""
+    overrides = list(sets or [])
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    if max_minutes is not None:
+        overrides.append(f"train.max_minutes={max_minutes}")
+    return overrides
+
+
+def training_preset(preset: str | None = None, *, init=None, overrides: list[str] = (), where: str | None = None) -> Preset:
+    """The preset a training run uses, with `key=value` `overrides` applied and checked: the preset named
+    (configs/NAME.yaml or a YAML path; default: DEFAULT_PRESET), or, with `init` and no preset, the preset
+    that model was trained with (fine-tuning keeps the model's encoding). `init` is a model file or a loaded
+    model (`lstmidi.modelfile.LoadedModel`); `where` names it in errors (default: its path)."""
+    if init is None or preset is not None:
+        return load_preset(preset or DEFAULT_PRESET, list(overrides))
+    from .config import apply_overrides, validate_preset
+    from .modelfile import LoadedModel, load_model
+
+    loaded = init if isinstance(init, LoadedModel) else load_model(init)
+    return validate_preset(apply_overrides(loaded.preset.model_dump(), list(overrides)),
+                           where=where or str(init if not isinstance(init, LoadedModel) else loaded.path))
+
+
 BUNDLED_MODEL_DATA = ("bach", "quartets")  # the bundled corpora pretrained/default.lstmidi was trained on
 
 

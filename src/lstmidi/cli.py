@@ -71,7 +71,7 @@ def inspect_command(
 @app.command()
 def train(
     data: Optional[List[Path]] = typer.Argument(None, help="MIDI files or folders (default: bundled Bach chorales)"),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="preset name (configs/*.yaml) or a YAML path [default: musicgenerator, or the --init model's]"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="preset name (configs/*.yaml) or a YAML path [default: flagship, or the --init model's]"),
     out: Path = typer.Option(Path("lstmidi-run"), "--out", "-o", help="run folder; the model is OUT/model.lstmidi"),
     init: Optional[Path] = typer.Option(None, "--init", help="fine-tune: start from this .lstmidi model and keep its encoding"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs (default: the preset's)"),
@@ -84,17 +84,10 @@ def train(
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="machines, each running --devices processes (launch with torchrun or srun)"),
 ):
     """Train a model; writes OUT/model.lstmidi, checkpoints, logs/metrics.csv and loss.png."""
-    from .config import load_preset
+    from .api import train_overrides, training_preset
     from .training import train as run
 
-    overrides = _train_overrides(set_, epochs, max_minutes)
-    if init is not None and preset is None:
-        from .config import apply_overrides, validate_preset
-        from .modelfile import load_model
-
-        chosen = validate_preset(apply_overrides(load_model(init).preset.model_dump(), overrides), where=f"{init}")
-    else:
-        chosen = load_preset(preset or "musicgenerator", overrides)
+    chosen = training_preset(preset, init=init, overrides=train_overrides(set_, epochs, max_minutes))
     result = run(chosen, data, out, resume=resume, force=force, command=_command(), init=init,
                  devices=devices, strategy=strategy, num_nodes=num_nodes)
     if result is None:  # a DDP process other than global rank 0: rank 0 reports
@@ -110,16 +103,6 @@ def train(
                        "training music: train longer (--epochs, --max-minutes) or with more data, then check with "
                        "`lstmidi evaluate`", err=True)
     typer.echo(f"model: {result.model_path}")
-
-
-def _train_overrides(set_: list[str] | None, epochs: int | None, max_minutes: float | None) -> list[str]:
-    """--set values plus --epochs and --max-minutes as train.* overrides."""
-    overrides = list(set_ or [])
-    if epochs is not None:
-        overrides.append(f"train.epochs={epochs}")
-    if max_minutes is not None:
-        overrides.append(f"train.max_minutes={max_minutes}")
-    return overrides
 
 
 def _summary(result) -> str:
@@ -315,11 +298,12 @@ def benchmark_polyphonic(
     accuracy beside the published results."""
     import json
 
+    from .api import train_overrides
     from .config import load_preset
     from .corpus import atomic_write_text
     from .polyphonic import run, table
 
-    result = run(dataset, load_preset(preset, _train_overrides(set_, epochs, max_minutes)), out or Path(f"bench-{dataset}-{Path(preset).stem}"),
+    result = run(dataset, load_preset(preset, train_overrides(set_, epochs, max_minutes)), out or Path(f"bench-{dataset}-{Path(preset).stem}"),
                  data=data, force=force, command=_command())
     typer.echo(table(result))
     if json_path:

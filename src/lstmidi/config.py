@@ -7,6 +7,7 @@ A preset has five sections. `data`, `train` and `sample` are fixed models below;
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import LstmidiError, format_validation_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# Old preset names that still work, with a note: scripts written for 0.1 say `--preset default`.
+RENAMED = {"default": "flagship"}
 
 
 class Strict(BaseModel):
@@ -145,6 +148,10 @@ def validate_preset(raw: dict, where: str = "preset", *, check_model: bool = Tru
 def load_preset(name_or_path: str, overrides: list[str] = (), *, check_model: bool = True) -> Preset:
     """Read a preset by name (`configs/NAME.yaml`) or path and apply `key=value` overrides (see
     `validate_preset` for `check_model`)."""
+    if name_or_path in RENAMED:
+        print(f"note: preset {name_or_path!r} is now named {RENAMED[name_or_path]!r}; the old name still works "
+              "for now", file=sys.stderr)
+        name_or_path = RENAMED[name_or_path]
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.yaml"

@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from .files import atomic_path, atomic_write_text  # atomic_write_text: also public here
 from .config import DataConfig
 from .encodings import Encoding, build_encoding
 from .errors import LstmidiError, MidiError
@@ -332,13 +333,6 @@ def write_report(corpus: Corpus, path: Path) -> None:
     atomic_write_text(Path(path), json.dumps({"summary": corpus.summary, "files": corpus.report}, indent=1))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _cache_paths(cache_dir: Path, key: str) -> tuple[dict[str, Path], Path]:
     """The cache files of a key: one .npy per split, and the JSON (names, offsets, report, encoding)
     written last, so a cache is complete when its JSON exists."""
@@ -360,17 +354,16 @@ def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
         for split, path in arrays_paths.items():
             pieces = corpus.pieces[split]
             offsets[split] = piece_offsets(pieces).tolist()
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            if offsets[split][-1]:
-                flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(offsets[split][-1], *inner))
-                for piece, start in zip(pieces, offsets[split]):
-                    flat[start : start + len(piece)] = piece
-                flat.flush()
-                del flat
-            else:  # an empty split: numpy cannot map 0 bytes
-                with tmp.open("wb") as f:
-                    np.save(f, np.zeros((0, *inner), dtype))
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                if offsets[split][-1]:
+                    flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(offsets[split][-1], *inner))
+                    for piece, start in zip(pieces, offsets[split]):
+                        flat[start : start + len(piece)] = piece
+                    flat.flush()
+                    del flat
+                else:  # an empty split: numpy cannot map 0 bytes
+                    with tmp.open("wb") as f:
+                        np.save(f, np.zeros((0, *inner), dtype))
         atomic_write_text(meta_path, json.dumps({"names": corpus.names, "offsets": offsets, "report": corpus.report,
                                                  "summary": corpus.summary, "encoding": corpus.encoding.to_dict()}))
     except OSError:

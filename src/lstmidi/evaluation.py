@@ -9,6 +9,7 @@ import numpy as np
 
 from .baselines import markov_baseline_nll, music_cost_baselines, repeat_nll, unigram_nll  # noqa: F401 (public here)
 from .encodings import Encoding
+from .files import figure, save_figure
 from .kinds import kind_of
 
 
@@ -193,31 +194,12 @@ def render_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_value_histograms(values: dict[str, dict[str, list[float]]], titles: dict[str, str], path: Path, columns: int = 4) -> None:
     """One panel per name: histograms of the generated and the real per-piece values, on shared bins."""
     import textwrap
 
-    plt = _pyplot()
     rows = -(-len(values) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), squeeze=False)
+    fig, axes = figure((3.4 * columns, 2.9 * rows), dpi=90, nrows=rows, ncols=columns, squeeze=False)
     for ax, (name, sets) in zip(axes.flat, values.items()):
         g = np.array([v for v in sets["generated"] if v is not None and np.isfinite(v)])
         r = np.array([v for v in sets["real"] if v is not None and np.isfinite(v)])
@@ -231,17 +213,16 @@ def plot_value_histograms(values: dict[str, dict[str, list[float]]], titles: dic
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_mean_histograms(histograms: dict[str, dict[str, list[float]]], path: Path) -> None:
     """Side-by-side bars of the mean pitch-class, note-length and inter-onset-interval histograms."""
     from .metrics import DURATION_LABELS
 
-    plt = _pyplot()
     panels = [("pitch_class", "pitch classes", ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]),
               ("note_length", "note lengths", DURATION_LABELS), ("ioi", "inter-onset intervals", DURATION_LABELS)]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    fig, axes = figure((14, 3.4), dpi=90, ncols=3)
     for ax, (key, title, labels) in zip(axes, panels):
         x = np.arange(len(labels))
         for shift, name in ((-0.2, "real"), (0.2, "generated")):
@@ -250,7 +231,7 @@ def plot_mean_histograms(histograms: dict[str, dict[str, list[float]]], path: Pa
         ax.set_title(f"{title} (share, mean over pieces)", fontsize=9)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def write_report(results: dict, folder: Path) -> Path:

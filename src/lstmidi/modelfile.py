@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .files import atomic_path
 from .config import Preset
 from .encodings import Encoding, build_encoding
 from .errors import ModelFileError, OutputExistsError
@@ -122,18 +123,12 @@ def save_model(path: str | Path, *, encoding: Encoding, model: torch.nn.Module, 
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("config.json", json.dumps(config, indent=1))
-            z.writestr("weights.safetensors", st_save(weights))
-            if primers is not None:
-                z.writestr("primers.safetensors", st_save({"primers": torch.from_numpy(np.ascontiguousarray(primers))}))
-            z.writestr("card.md", render_card(config))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", json.dumps(config, indent=1))
+        z.writestr("weights.safetensors", st_save(weights))
+        if primers is not None:
+            z.writestr("primers.safetensors", st_save({"primers": torch.from_numpy(np.ascontiguousarray(primers))}))
+        z.writestr("card.md", render_card(config))
     return path
 
 

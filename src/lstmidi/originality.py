@@ -134,16 +134,11 @@ class NgramIndex:
 
     def save(self, path: str | Path) -> Path:
         """Write the index as a compressed .npz (the symbol sequences; hash sets are rebuilt on use), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-        try:
-            np.savez_compressed(tmp, format=np.array(_FORMAT), version=np.array(_VERSION), rhythm_grid=np.array(RHYTHM_GRID),
-                                symbols=self.symbols.astype(np.int32), offsets=self.offsets)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        from .files import atomic_write
+
+        return atomic_write(path, lambda f: np.savez_compressed(
+            f, format=np.array(_FORMAT), version=np.array(_VERSION), rhythm_grid=np.array(RHYTHM_GRID),
+            symbols=self.symbols.astype(np.int32), offsets=self.offsets))
 
     @classmethod
     def load(cls, path: str | Path) -> NgramIndex:

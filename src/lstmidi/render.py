@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 import warnings
 import wave
 from collections.abc import Iterator
@@ -24,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from lstmidi.errors import LstmidiError, OutputExistsError
+from .errors import LstmidiError, OutputExistsError
+from .files import atomic_path, figure
 
 __all__ = [
     "SOUNDFONT_ENV",
@@ -65,11 +65,6 @@ _NO_SOUNDFONT_MESSAGE = (
 ).format(env=SOUNDFONT_ENV)
 
 _warned_no_soundfont = False
-
-# mkstemp creates files as 0600; outputs should get the usual 0666 & ~umask like open() gives. Read the
-# umask once at import (reading it means setting it, which is not thread-safe later on).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 # Below this peak amplitude (float audio in [-1, 1]) a render of a score with notes counts as silent.
 _SILENCE_PEAK = 1e-4
@@ -134,20 +129,10 @@ def _check_target(path: Path, force: bool) -> None:
 def _atomic_target(path: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary path in `path`'s folder; on success move it onto `path`, else delete it."""
     _check_target(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the real suffix last: some writers pick the format from it.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    try:
+    with atomic_path(path) as tmp:
         yield tmp
         # Re-check: another process may have created the file while we rendered.
         _check_target(path, force)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _as_path(path: str | os.PathLike[str]) -> Path:
@@ -351,11 +336,8 @@ def render_pianoroll_png(
 
     Refuses to overwrite an existing file unless `force=True` (default False).
     """
-    # Figure + Agg canvas, not pyplot: no global state, no GUI backend, safe in threads/servers.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_rgb
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     path = _as_path(path)
@@ -381,9 +363,7 @@ def render_pianoroll_png(
 
     width = float(np.clip(6.0 + 0.5 * duration, 8.0, 24.0))  # inches
     height = float(np.clip(2.5 + 0.09 * (hi - lo + 1), 4.0, 9.0))
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = figure((width, height))  # a Figure on the Agg canvas, not pyplot: safe in threads and servers
 
     palette = [
         "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",

@@ -8,7 +8,7 @@ Suites (`SUITES`), each returning table rows and the project's targets (issue 7)
   event-token preset, beside the TensorFlow tutorial's note extraction with pretty_midi on the same
   files; files/s and notes/s.
 * **train**: tokens (frames) per second and achieved GFLOP/s of a real training step (forward, loss,
-  backward, gradient clipping, Adam) of the `musicgenerator` and `default` presets as they are, and of
+  backward, gradient clipping, Adam) of the `musicgenerator` and `flagship` presets as they are, and of
   the flagship at 2 x 512 with batch 64 x 128 steps (the bundled model's size), against the float32
   matrix-multiply rate measured in the same run.
 * **generate**: steps/s of the stateful sampler at batch 1 and 32 against re-running a 25- and a
@@ -124,7 +124,7 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     from .corpus import load_corpus
     from .encodings import build_encoding
 
-    for preset, what in (("musicgenerator", "piano roll, the CLI's default preset"), ("default", "event tokens, the flagship")):
+    for preset, what in (("musicgenerator", "piano roll"), ("flagship", "event tokens, the default preset")):
         # in this process (as pretty_midi is measured): parallel reading and encoding, then the cached load
         config = load_preset(preset, check_model=False)
         cache = work / f"ingest-cache-{preset}"
@@ -224,8 +224,8 @@ def train(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     peak = matmul_gflops(0.3 if quick else 3.0, 512 if quick else 2048)
     rows = [row("train", f"float32 matmul (2048 x 2048, {torch.get_num_threads()} threads)", peak, "GFLOP/s")]
     targets = []
-    for name, preset, sets in (("musicgenerator", "musicgenerator", []), ("default (flagship preset)", "default", []),
-                               ("flagship 2 x 512", "default", FLAGSHIP_2X512)):
+    for name, preset, sets in (("musicgenerator", "musicgenerator", []), ("flagship (the default preset)", "flagship", []),
+                               ("flagship 2 x 512", "flagship", FLAGSHIP_2X512)):
         is_target = sets == FLAGSHIP_2X512
         if quick:
             sets = [*sets, "train.batch_size=4", "train.window=8", "model.hidden=32"]
@@ -337,11 +337,11 @@ def memory(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     env = {"LSTMIDI_CACHE": str(work / "memory-cache")}
     shutil.rmtree(work / "memory-cache", ignore_errors=True)
     rows = [row("memory", "lstmidi prepare, bundled corpora, empty cache", peak_rss_mb(
-        lstmidi_command("prepare", bach, quartets, "--preset", "default", "--out", str(work / "mem-prepare")), env), "MB peak RSS",
+        lstmidi_command("prepare", bach, quartets, "--preset", "flagship", "--out", str(work / "mem-prepare")), env), "MB peak RSS",
         "largest process")]
     minutes = "0.05" if quick else "0.5"
     for label, data in (("Bach chorales", [bach]), ("Bach chorales + quartets", [bach, quartets])):
-        cmd = lstmidi_command("train", *data, "--preset", "default", *[a for s in FLAGSHIP_2X512 for a in ("--set", s)],
+        cmd = lstmidi_command("train", *data, "--preset", "flagship", *[a for s in FLAGSHIP_2X512 for a in ("--set", s)],
                               "--max-minutes", minutes, "--epochs", "1", "--out", str(work / "mem-train"), "--force")
         rows.append(row("memory", f"lstmidi train, flagship 2 x 512, {label}", peak_rss_mb(cmd, env), "MB peak RSS",
                         f"{minutes} min of training"))

@@ -364,7 +364,7 @@ def generate_pieces(studio: Studio, *, model: str | None, model_upload: str | No
     if programs:
         options["programs"] = [int(p) for p in programs]
     if not event_model and ("key" in options or "programs" in options):
-        raise LstmidiError(f"key and instruments need an event-token model (preset default, like the bundled "
+        raise LstmidiError(f"key and instruments need an event-token model (preset flagship, like the bundled "
                            f"model); this model uses the {loaded.encoding.name!r} encoding: set them to any / none")
     try:
         pieces = generate(loaded, **options)

@@ -27,6 +27,7 @@ from .config import Preset, validate_preset
 from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
 from .encodings import build_encoding
 from .errors import LstmidiError
+from .files import atomic_write, figure, save_figure
 from .kinds import kind_of
 from .models import build_model
 from .modelfile import LoadedModel, load_model, save_model
@@ -147,12 +148,7 @@ class LossPlot(L.Callback):
 
 def plot_losses(history: list[dict], path: Path, baselines: dict[str, float], unit: str) -> None:
     """Loss curves per epoch; validation metrics other than val_loss are drawn dotted; baselines dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (weighted)")
     names = sorted({k for h in history for k in h if k.startswith("val_")}, key=lambda k: (k != "val_loss", k))
@@ -168,10 +164,7 @@ def plot_losses(history: list[dict], path: Path, baselines: dict[str, float], un
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 @dataclass
@@ -242,17 +235,7 @@ class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
     one: a run killed while saving keeps its previous last.ckpt intact."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(path, lambda f: torch.save(checkpoint, f), durable=True)
 
 
 class ResumeState(L.Callback):
