@@ -279,6 +279,9 @@ def test_train_tiny_model_and_use_it(page, server, tmp_path):
     page.wait_for_selector("#train-report-summary :text('3 files')")
     assert page.inner_text("#train-report").count("loaded") >= 3
     _set_number(page, "#train-epochs", 2)
+    assert page.input_value("#train-preset input") == "flagship"  # the default preset, as in `lstmidi train`
+    page.click("#train-preset input")
+    page.get_by_role("option", name="musicgenerator").click()  # a tiny piano-roll model trains in seconds
     tiny = ["model.hidden=16", "model.layers=1", "train.window=16", "train.hop=8", "train.batch_size=8",
             "train.primer_steps=8", "train.primers=2"]
     _fill_text(page, "#train-settings", "\n".join(tiny))

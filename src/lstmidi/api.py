@@ -75,18 +75,19 @@ def output_paths(out: str | Path, num: int) -> list[Path]:
     return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, num + 1)]
 
 
-def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, wav: bool = True, png: bool = True,
+def generate_files(model, out: str | Path, *, num: int = 1, wav: bool = True, png: bool = True,
                    force: bool = False, soundfont: str | None = None, max_copy: int | None = None,
                    copy_data: list[str | Path] | None = None, **sample_options) -> list[dict[str, str]]:
-    """Generate `num` pieces with the model file `model` (None: the bundled pretrained model) and write
-    MIDI (+ WAV + PNG beside each).
+    """Generate `num` pieces with `model` (a model file, a loaded model (`lstmidi.modelfile.LoadedModel`), or
+    None: the bundled pretrained model) and write MIDI (+ WAV + PNG beside each); returns the files of each
+    piece ({"midi", "wav", "png"}).
 
     Refuses before writing anything if any output exists and `force` is False.
     `sample_options` go to `lstmidi.sampling.generate` (seconds, steps, seed, primer, temperature, ...).
     `max_copy`: resample every stretch that repeats more than this many notes of a training piece of
     `copy_data` (see `model_data`; lstmidi.nocopy).
     """
-    from .modelfile import load_model  # torch: imported by the functions that need it, so `prepare` starts fast
+    from .modelfile import LoadedModel, load_model  # torch: imported by the functions that need it, so `prepare` starts fast
     from .render import render_all
     from .sampling import generate
 
@@ -96,7 +97,7 @@ def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, w
         existing = [str(p) for p in wanted if p.exists()]
         if existing:
             raise OutputExistsError(f"{', '.join(existing)}: file exists (use --force to overwrite)")
-    loaded = load_model(model if model is not None else bundled_model())
+    loaded = model if isinstance(model, LoadedModel) else load_model(model if model is not None else bundled_model())
     if max_copy is None:
         pieces = generate(loaded, num=num, **sample_options)
     else:

@@ -14,7 +14,6 @@ does this n-gram occur in some training piece (`contains`), what share of a piec
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -24,7 +24,7 @@ import numpy as np
 import symusic
 
 from .errors import LstmidiError, OutputExistsError
-from .files import atomic_path, figure
+from .files import atomic_path, atomic_write, figure
 
 __all__ = [
     "SOUNDFONT_ENV",
@@ -417,6 +417,36 @@ def render_pianoroll_png(
     with _atomic_target(path, force) as tmp:
         fig.savefig(str(tmp), format="png")
     return str(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sheet music
+
+
+def render_sheet_music(midi: str | os.PathLike[str], pages: int = 3) -> tuple[list[Path], Path]:
+    """Sheet music of a MIDI file, beside it: MusicXML (music21, quantized) and the first `pages` pages as SVG
+    (verovio) -> ([page SVGs], MusicXML path). Needs the `studio` extra (music21, verovio); raises whatever
+    they raise."""
+    import music21
+    import verovio
+
+    midi = Path(midi)
+    xml = midi.with_suffix(".musicxml")
+    with atomic_path(xml) as tmp:
+        music21.converter.parse(str(midi), format="midi", quantizePost=True).write("musicxml", fp=str(tmp))
+    toolkit = verovio.toolkit()
+    toolkit.setOptions({"pageWidth": 2100, "pageHeight": 2970, "scale": 40, "adjustPageHeight": True,
+                        "footer": "none", "header": "none"})
+    if not toolkit.loadFile(str(xml)):
+        raise LstmidiError("verovio could not read the MusicXML")
+    svgs = []
+    for page in range(1, min(toolkit.getPageCount(), pages) + 1):
+        svg = midi.with_name(f"{midi.stem}-sheet-{page}.svg")
+        atomic_write(svg, toolkit.renderToSVG(page))
+        svgs.append(svg)
+    if not svgs:
+        raise LstmidiError("verovio produced no page")
+    return svgs, xml
 
 
 # --------------------------------------------------------------------------------------------------

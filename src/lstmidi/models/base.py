@@ -13,14 +13,26 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch.nn import functional as F
+
+State = tuple[torch.Tensor, ...]  # the recurrent state a model's forward takes and returns
+
+
+class ModelSpec(BaseModel):
+    """Base of every model's `Spec` (its hyperparameters): unknown keys are refused, with the valid ones named."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Model(nn.Module):
     Spec: ClassVar[type[BaseModel]]
     context: int = 0  # steps an encoder reads before the decoder predicts (seq2seq); 0: no encoder
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec  # subclasses take (spec, sizes) and build their layers from both
 
     def encode(self, src: torch.Tensor):
         """(batch, context) steps -> the initial state of `forward`; only for models with a `context`."""

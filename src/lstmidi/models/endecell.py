@@ -21,18 +21,15 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Model
+from .base import Model, ModelSpec, State
 from .steplstm import LSTM
 
-State = tuple[torch.Tensor, ...]
 
-
-class EnDeCellSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EnDeCellSpec(ModelSpec):
     embed: int = Field(256, ge=1, description="size of the per-frame keyboard encoding")
     hidden: int = Field(256, ge=1, description="time-LSTM units per layer")
     layers: int = Field(1, ge=1, le=8, description="stacked time-LSTM layers")
@@ -44,8 +41,7 @@ class EnDeCell(Model):
     Spec = EnDeCellSpec
 
     def __init__(self, spec: EnDeCellSpec, sizes: dict[str, int]) -> None:
-        super().__init__()
-        self.spec = spec
+        super().__init__(spec)
         n_in, keys, hn = sizes["input_size"], sizes["output_size"], spec.decoder_hidden
         self.encoder = nn.Sequential(nn.Linear(n_in, spec.embed), nn.ReLU(), nn.Dropout(spec.dropout))
         self.lstm = LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,

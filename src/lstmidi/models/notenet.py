@@ -17,18 +17,16 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from .base import Model
+from .base import Model, ModelSpec, State
 from .steplstm import LSTM
 
-State = tuple[torch.Tensor, ...]
 SCALE = {"pitch": 1 / 128, "velocity": 1 / 128, "step": 1.0, "duration": 1.0}
 
 
-class NoteNetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NoteNetSpec(ModelSpec):
     hidden: int = Field(128, ge=1, description="LSTM units per layer")
     layers: int = Field(1, ge=1, le=8, description="stacked LSTM layers")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout between layers and before the heads")
@@ -43,8 +41,7 @@ class NoteNet(Model):
     Spec = NoteNetSpec
 
     def __init__(self, spec: NoteNetSpec, sizes: dict) -> None:
-        super().__init__()
-        self.spec = spec
+        super().__init__(spec)
         self.fields: list[str] = list(sizes["fields"])
         self.register_buffer("scale", torch.tensor([SCALE[f] for f in self.fields]), persistent=False)
         self.pitch_col = self.fields.index("pitch")

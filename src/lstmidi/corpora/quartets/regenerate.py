@@ -27,7 +27,6 @@ symusic; each file written atomically and re-read with ``symusic.Score``: it mus
 tracks with programs 40, 40, 41, 42. Exit status 1 on any failure.
 """
 
-import argparse
 import os
 import re
 import sys
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import symusic
 from music21 import corpus, meter, repeat, tempo
+
+from lstmidi.corpora import output_folder, report_export
 
 COMPOSERS = ("haydn", "beethoven", "mozart")
 FORMAT_PREFERENCE = (".mxl", ".xml", ".krn")
@@ -123,11 +124,7 @@ def export(src: Path, tmp: str) -> str | None:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                    help="output folder (default: next to this script)")
-    out = ap.parse_args().out
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(__doc__, __file__)
 
     start = time.monotonic()
     chosen, skipped = select_files()
@@ -159,16 +156,8 @@ def main():
             failed.append((dest, f"programs {[t.program for t in tracks]}, expected 40, 40, 41, 42"))
 
     size = sum(d.stat().st_size for d in written)
-    print(f"\nexported {len(written)} files ({size / 1e6:.2f} MB, {notes:,} notes) to {out} "
-          f"in {time.monotonic() - start:.0f}s")
-    print(f"skipped {len(skipped)}:")
-    for path, reason in sorted(skipped):
-        print(f"  {path.parent.name}/{path.name}: {reason}")
-    for path in sorted(set(out.glob("*.mid")) - set(written)):
-        print(f"warning: {path.name} in {out} was not written by this run (stale?)")
-    for path, reason in failed:
-        print(f"FAILED {path.name}: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+    return report_export(out, written, skipped, failed, f"\nexported {len(written)} files ({size / 1e6:.2f} MB, {notes:,} notes) "
+                         f"to {out} in {time.monotonic() - start:.0f}s", name=lambda p: f"{p.parent.name}/{p.name}")
 
 
 if __name__ == "__main__":
