@@ -42,9 +42,28 @@ def test_generate_writes_midi_wav_png_and_refuses_to_overwrite(model_file, tmp_p
 
 
 def test_generate_options(model_file, tmp_path):
-    run(["generate", model_file, "-o", tmp_path / "a.mid", "--steps", "8", "--no-wav", "--no-png",
-         "--mode", "threshold", "--threshold", "0.2", "--primer", model_file.parent / "../data/piece01.mid"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mid"]
+    from symusic import Score
+
+    from lstmidi.midi import load_score
+    from lstmidi.modelfile import load_model
+
+    primer = model_file.parent / "../data/piece01.mid"
+    for name, seed in (("a.mid", "1"), ("b.mid", "2")):
+        run(["generate", model_file, "-o", tmp_path / name, "--steps", "8", "--no-wav", "--no-png", "--seed", seed,
+             "--mode", "threshold", "--threshold", "0.2", "--primer", primer])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mid", "b.mid"]
+
+    def onsets(score):  # (seconds, pitch) of every note
+        return sorted((round(float(t), 3), int(p)) for tr in score.to("second").tracks
+                      for t, p in zip(tr.notes.numpy()["time"], tr.notes.numpy()["pitch"]))
+
+    a, b = onsets(Score(tmp_path / "a.mid")), onsets(Score(tmp_path / "b.mid"))
+    assert a == b  # --mode threshold draws nothing at random: the seed makes no difference
+    enc = load_model(model_file).encoding
+    frames = enc.encode(load_score(primer))
+    primer_notes = onsets(enc.decode(frames))  # the primer as the model's piano roll holds it
+    end = len(frames) * enc.seconds_per_step
+    assert primer_notes and [n for n in a if n[0] < end - 1e-6] == primer_notes  # the piece continues the primer
 
 
 def test_render_command(model_file, tmp_path):
