@@ -276,7 +276,8 @@ def test_transition_matrix_shape_and_rules():
     np.testing.assert_array_equal(enc.allowed_next(vocab["Bar_None"]), m[vocab["Bar_None"]])
     # REMI: positions only move forward within a bar
     g = enc.grammar([enc.bos, vocab["Bar_None"], vocab["TimeSig_3/4"], vocab["Position_8"]])
-    g.push(vocab["Program_0"]); g.push(vocab["Pitch_60"]); g.push(vocab["Velocity_87"]); g.push(vocab["Duration_1.0.8"])
+    for token in ("Program_0", "Pitch_60", "Velocity_87", "Duration_1.0.8"):
+        g.push(vocab[token])
     allowed = g.allowed()
     assert not allowed[vocab["Position_8"]] and allowed[vocab["Position_9"]] and allowed[vocab["Position_23"]]
     assert not allowed[vocab["Position_24"]]  # a 3/4 bar has 24 positions

@@ -183,7 +183,7 @@ def test_loading_never_unpickles(good, tmp_path, monkeypatch):
     # a pickle smuggled in place of the weights (and of the primers) is rejected without being run
     target = tmp_path / "pwned.txt"
     for member in ("weights.safetensors", "primers.safetensors"):
-        path = rewrite(good, tmp_path / f"evil-{member}.lstmidi", lambda f: f.update({member: evil_pickle(target)}))
+        path = rewrite(good, tmp_path / f"evil-{member}.lstmidi", lambda f, m=member: f.update({m: evil_pickle(target)}))
         with pytest.raises(ModelFileError, match="damaged model file"):
             load_model(path)
     assert not target.exists()

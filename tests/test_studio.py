@@ -170,19 +170,28 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the studio tests need playwright: pip install -c constraints.txt -e '.[dev,studio]' (make install)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(60_000)
-        page.goto(server["url"])
-        page.wait_for_selector("#gen-button")
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page for every test (the server, and so its runs folder and training job, is shared): no test
+    depends on what an earlier one left in the page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server["url"])
+    page.wait_for_selector("#gen-button")
+    yield page
+    context.close()
 
 
 def _fetch(page, url: str):
@@ -304,8 +313,14 @@ def test_train_tiny_model_and_use_it(page, server, tmp_path):
 
 
 @browser_test
-def test_one_training_run_at_a_time_cancel_and_bad_settings(page, server):
+def test_one_training_run_at_a_time_cancel_and_bad_settings(page, server, tmp_path):
+    files = write_corpus(tmp_path / "corpus", n=3)
     page.get_by_role("tab", name="Train").click()
+    page.set_input_files("#train-files input[type=file]", [str(f) for f in files])
+    page.wait_for_selector("#train-report-summary :text('3 files')")
+    page.click("#train-preset input")
+    page.get_by_role("option", name="musicgenerator").click()
+    _fill_text(page, "#train-settings", "model.hidden=16\nmodel.layers=1\ntrain.window=16")
     _set_number(page, "#train-epochs", 1000)
     _fill_text(page, "#train-name", "long")
     page.click("#train-start")

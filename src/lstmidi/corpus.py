@@ -235,7 +235,7 @@ def file_digest(path: Path) -> str:
 def load_corpus(
     paths: list[str | Path] | None,
     encoding: Encoding,
-    data: DataConfig = DataConfig(),
+    data: DataConfig | None = None,
     *,
     cache_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -245,6 +245,7 @@ def load_corpus(
     Raises LstmidiError if no file could be used; otherwise skipped files are only reported.
     `progress(done, total)` is called as files finish.
     """
+    data = DataConfig() if data is None else data
     files = find_midi_files(list(paths) if paths else [bundled_corpus()])
     key = _manifest_hash(files, encoding, data)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()

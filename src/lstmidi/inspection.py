@@ -26,10 +26,12 @@ from .midi import read_score_lenient, score_seconds, select_tracks
 FIELDS = ("format", "tracks", "instruments", "drums", "notes", "duration", "tempo_changes", "time_signature")
 
 
-def inspect_files(paths: list[str | Path], data: DataConfig = DataConfig(),
+def inspect_files(paths: list[str | Path], data: DataConfig | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict:
     """{'summary': {files, loaded, recovered, skipped, skipped_by_reason}, 'files': [per-file entries]} for
-    the MIDI files under `paths` (see the module doc), read in `data.workers` processes."""
+    the MIDI files under `paths` (see the module doc), read in `data.workers` processes (`data`: default
+    DataConfig())."""
+    data = DataConfig() if data is None else data
     files = find_midi_files(paths)
     jobs = [(str(path), name, data.tracks, data.drums) for path, name in files]
     results = map_files(inspect_file, jobs, data.workers or os.cpu_count() or 1, progress)

@@ -229,12 +229,12 @@ def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: 
     for row in primer:
         logits, state = model(row[None])  # (1, primer_steps, vocab)
 
-        def step_fn(tokens, st):
+        def step_fn(tokens, st):  # used within this iteration only (as is `processor`)
             out, st = model(tokens[:, None], st)
             return out[:, -1], st
 
         def processor(lg, seqs):
-            full = torch.cat([row[None].expand(seqs.shape[0], -1), seqs], 1)
+            full = torch.cat([row[None].expand(seqs.shape[0], -1), seqs], 1)  # noqa: B023 (called in this iteration)
             return constrain(lg, full) if constrain else lg
 
         best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)

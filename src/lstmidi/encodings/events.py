@@ -165,7 +165,7 @@ class Events(TokenStream):
         return tok
 
     def to_dict(self) -> dict[str, Any]:
-        self.tokenizer  # fills vocab_sha1
+        _ = self.tokenizer  # building the tokenizer fills vocab_sha1
         return super().to_dict()
 
     def cache_key(self) -> dict[str, Any]:

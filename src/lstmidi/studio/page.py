@@ -133,7 +133,7 @@ def build_app(studio: Studio):
             pieces = result["pieces"]
             out = [(f"{len(pieces)} piece{'s' if len(pieces) > 1 else ''} from `{Path(result['model']).name}` "
                     f"in {time.time() - started:.1f} s; sheet music and measures follow.")]
-            for i, (box, *_rest) in enumerate(slots):
+            for i in range(len(slots)):
                 if i < len(pieces):
                     p = pieces[i]
                     out += [gr.Column(visible=True), p["wav"], p["png"], [p["midi"], p["wav"]],
