@@ -59,6 +59,7 @@ class Parsed:
     problems: Counter     # problem text -> times seen; "{n}" in a text becomes the count, "{s}" its plural s
     truncated: bool       # the file ends inside a track, or before all announced tracks
     score: Score | None = None
+    cut_at_events: bool = False  # keep_within: reading stopped at max_events
 
     def describe(self) -> str:
         """The problems as one phrase, e.g. '3 data bytes > 127 clipped, track 2: no end-of-track event'."""
@@ -79,20 +80,24 @@ class _Track:
     end: int = 0
 
 
-def parse(data: bytes, *, build: bool = True, max_events: int = 1_000_000) -> Parsed:
+def parse(data: bytes, *, build: bool = True, max_events: int = 1_000_000, max_ticks: int | None = None,
+          keep_within: bool = False) -> Parsed:
     """Read SMF bytes that start with `MThd` and hold the 14-byte header.
 
     build=False only checks: `problems` lists everything this reader would repair, and `ticks` is
-    known. Raises TooManyEvents past `max_events`.
+    known. Raises TooManyEvents past `max_events`, unless `keep_within`: then reading stops there (the
+    track being read ends, later tracks are left out) and `cut_at_events` says so. `max_ticks`: every
+    track ends there (notes still sounding end with it); events after it are not read.
     """
-    return _Reader(data, build, max_events).read()
+    return _Reader(data, build, max_events, max_ticks, keep_within).read()
 
 
 class _Reader:
-    def __init__(self, data: bytes, build: bool, max_events: int):
+    def __init__(self, data: bytes, build: bool, max_events: int, max_ticks: int | None = None, keep_within: bool = False):
         self.data, self.build, self.max_events, self.events = data, build, max_events, 0
+        self.max_ticks, self.keep_within = max_ticks, keep_within
         self.problems: Counter = Counter()
-        self.smpte = self.truncated = False
+        self.smpte = self.truncated = self.cut_at_events = False
 
     def read(self) -> Parsed:
         data, problems = self.data, self.problems
@@ -129,9 +134,13 @@ class _Reader:
                 pos = nxt
                 continue
             limit = end if fits else nxt if nxt >= 0 else len(data)
-            track, stop, ending, unended = self.track(pos + 8, limit)
+            if self.cut_at_events:
+                break  # keep_within: the event budget is spent; later tracks are left out
+            track, stop, ending, unended = self.track(pos + 8, limit, past_eot=fits)
             number = len(tracks) + 1
-            if ending == "end-of-track":
+            if ending == "capped":
+                pass  # max_ticks or the event budget ended it: the caller reports the truncation
+            elif ending == "end-of-track":
                 if not fits and stop != end:
                     problems[f"track {number} chunk length wrong ({length} bytes announced, {stop - pos - 8} read)"] += 1
             elif end > len(data) and nxt < 0:
@@ -142,38 +151,48 @@ class _Reader:
                 problems[f"track {number}: last event cut short"] += 1
             else:
                 problems[f"track {number}: no end-of-track event"] += 1
-            if unended:
+            if unended and ending != "capped":  # capped: the notes sounding at the cut end there, as they should
                 problems["{n} note{s} without note-off ended at the end of the track"] += unended
             tracks.append(track)
             pos = limit
-        self.truncated |= len(tracks) < announced
-        if len(tracks) != announced:
+        self.truncated |= len(tracks) < announced and not self.cut_at_events
+        if len(tracks) != announced and not self.cut_at_events:
             problems[f"header announces {announced} track{'s' * (announced != 1)}, {len(tracks)} found"] += 1
         ends = [t.end for t in tracks]
         ticks = (sum(ends) if fmt == 2 else max(ends)) if ends else 0
         score = _build_score(tracks, tpq, sequential=fmt == 2, smpte=self.smpte) if self.build else None
-        return Parsed(fmt, tpq, ticks, problems, self.truncated, score)
+        return Parsed(fmt, tpq, ticks, problems, self.truncated, score, self.cut_at_events)
 
-    def track(self, pos: int, end: int) -> tuple[_Track, int, str, int]:
+    def track(self, pos: int, end: int, past_eot: bool = False) -> tuple[_Track, int, str, int]:
         """Events of the track body data[pos:end] -> (track, position after its last whole event, how it
-        ended: 'end-of-track', 'cut' (inside an event) or 'end' (no end-of-track event), number of notes
-        that never got a note-off)."""
-        if not self.build:
+        ended: 'end-of-track', 'cut' (inside an event), 'end' (no end-of-track event) or 'capped' (at
+        max_ticks, or at the event budget with keep_within), number of notes that never got a note-off).
+
+        `past_eot` (the chunk's length fits the file, so its end is known): an end-of-track event before
+        the end of the chunk does not end the track when notes follow it (mido reads them too; symusic
+        stops); when none follow, the track ends at the end-of-track event as usual."""
+        if not self.build and self.max_ticks is None:
             quick = self.quick_track(pos, end)
-            if quick is not None:
-                return quick
-        data, problems, build = self.data, self.problems, self.build
+            if quick is not None and (not past_eot or quick[1] >= end):
+                return quick  # (bytes after its end-of-track event: the event loop looks at them)
+        data, problems, build, max_ticks = self.data, self.problems, self.build, self.max_ticks
         track = _Track()
         time = status = need = clipped = count = 0
         allowed = self.max_events - self.events
         programs = [0] * 16
         sounding: dict[tuple[int, int], deque] = {}  # (channel, pitch) -> deque of (start, velocity, program)
-        eot = cut = False
+        eot = cut = capped = False
+        after_eot = None  # past an early end-of-track: what to go back to if no note follows it
+        notes_after = 0
         start = pos
         while pos < end:  # the hot loop (~0.3 us per event): locals only
             count += 1
             if count > allowed:
-                raise TooManyEvents
+                if not self.keep_within:
+                    raise TooManyEvents
+                self.cut_at_events = capped = True
+                count -= 1
+                break
             start = pos
             byte = data[pos]
             if byte < 0x80:  # one- and two-byte delta times inline: most events have them
@@ -187,6 +206,9 @@ class _Reader:
                 time += delta
             if pos >= end:
                 cut = True
+                break
+            if max_ticks is not None and time >= max_ticks:
+                time, capped = max_ticks, True
                 break
             byte = data[pos]
             if byte >= 0x80:
@@ -209,6 +231,8 @@ class _Reader:
                 if d1 > 127 or d2 > 127:
                     clipped += (d1 > 127) + (d2 > 127)
                     d1, d2 = min(d1, 127), min(d2, 127)
+                if after_eot is not None and byte & 0xF0 == 0x90 and d2:
+                    notes_after += 1
                 if build:
                     _channel_event(track, byte, d1, d2, time, programs, sounding)
             elif byte == 0xFF:
@@ -219,7 +243,11 @@ class _Reader:
                 kind, pos = data[pos], body + length
                 if kind == 0x2F:
                     eot = True
-                    break
+                    if not past_eot or pos >= end or after_eot is not None:
+                        break
+                    # read on (do notes follow?), able to go back to here
+                    after_eot = (self._save(track, time, pos, clipped, count), {k: deque(q) for k, q in sounding.items()})
+                    continue
                 self.meta(track, kind, data[body:pos], time)
             elif byte == 0xF0 or byte == 0xF7:
                 length, pos = _vlq(data, pos, end)
@@ -230,6 +258,14 @@ class _Reader:
             else:
                 problems["{n} system message{s} skipped"] += 1
                 pos += SYSTEM_BYTES.get(byte, 0)
+        if after_eot is not None:
+            if notes_after:
+                problems["{n} note{s} after an early end-of-track event read"] += notes_after
+                eot = not cut
+            else:  # nothing musical after it: the track ends at its end-of-track event, as it says
+                time, pos, clipped, count = self._restore(track, after_eot[0])
+                sounding = after_eot[1]
+                eot, cut, capped = True, False, False
         self.events += count
         if clipped:
             problems["{n} data byte{s} > 127 clipped"] += clipped
@@ -239,7 +275,30 @@ class _Reader:
             for begin, velocity, program in queue:
                 track.notes.setdefault((channel, program), []).append((begin, time - begin, pitch, velocity))
         track.end = time
-        return track, pos, "end-of-track" if eot else "cut" if cut else "end", sum(len(q) for q in sounding.values())
+        ending = "capped" if capped else "end-of-track" if eot else "cut" if cut else "end"
+        return track, pos, ending, sum(len(q) for q in sounding.values())
+
+    def _save(self, track: _Track, time: int, pos: int, clipped: int, count: int) -> tuple:
+        """The reading state at an early end-of-track event (see `track`), to go back to."""
+        lists = {name: len(getattr(track, name)) for name in ("tempos", "time_signatures", "key_signatures")}
+        notes = {key: len(v) for key, v in track.notes.items()}
+        controls = {key: len(v) for key, v in track.controls.items()}
+        return time, pos, clipped, count, Counter(self.problems), lists, notes, controls
+
+    def _restore(self, track: _Track, saved: tuple) -> tuple[int, int, int, int]:
+        """Back to the state `_save` kept (what was read after it dropped) -> (time, pos, clipped, count)."""
+        time, pos, clipped, count, problems, lists, notes, controls = saved
+        self.problems.clear()
+        self.problems.update(problems)
+        for name, n in lists.items():
+            del getattr(track, name)[n:]
+        for table, lengths in ((track.notes, notes), (track.controls, controls)):
+            for key in list(table):
+                if key in lengths:
+                    del table[key][lengths[key]:]
+                else:
+                    del table[key]
+        return time, pos, clipped, count
 
     def quick_track(self, pos: int, end: int) -> tuple[_Track, int, str, int] | None:
         """`track(pos, end)` for a clean track when checking (build=False), without the event loop; None
