@@ -191,3 +191,14 @@ def test_a_bad_preset_fails_before_torch_is_imported(inputs, tmp_path):
         assert out.returncode == 1 and out.stderr.startswith("error: "), out.stderr
         assert out.stdout.strip() == "False False", args
         assert not (tmp_path / "run").exists()
+
+
+def test_programs_minus_one_generates_drums_on_a_drum_model(tmp_path, monkeypatch):
+    """A flagship model with data.drums=true (untrained here): --programs=-1 writes a drums-only piece."""
+    from lstmidi.midi import read_score
+
+    model = tiny_model(tmp_path / "drums.lstmidi", "default", ["data.drums=true", "model.hidden=8", "model.layers=1", "model.embed=8"])
+    monkeypatch.chdir(tmp_path)
+    run(gen(str(model), "--steps", "200", "--seed", "1", "--programs=-1"))
+    score = read_score(tmp_path / "out.mid")
+    assert score.note_num() > 0 and all(t.is_drum for t in score.tracks if len(t.notes))
