@@ -7,7 +7,10 @@ Reading is lenient (`read_score_lenient` says how a file was read). In order:
    sees files that pass; smf.py says how the check is kept fast); a clean file is parsed by symusic;
    a damaged one, one that symusic rejects, and format 2 (its tracks laid one after another in time) are read by
    lstmidi.smf, which keeps every note it can read;
-4. limits against hostile files: number of events, length in quarter notes and in seconds.
+4. limits against hostile files: number of events, length in quarter notes and in seconds; a file over
+   one is read up to it (the fallback reader stops there, so ticks stay inside symusic's int32) and its
+   note says it was truncated;
+5. track chunks without an MThd header get one (format 1, GUESSED_DIVISION ticks per quarter).
 A file with nothing usable raises MidiError with the reason.
 
 Track handling (after parsing): `tracks="merge"` (default) merges all pitched tracks into one,
@@ -35,7 +38,8 @@ MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")  # what folders are searched f
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds against hostile files; a file past one is skipped with that reason."""
+    """Bounds against hostile files; a file past one is truncated to the part inside it (skipped when no
+    note is left there)."""
 
     max_bytes: int = 16 * 2**20      # file size
     max_events: int = 1_000_000      # MIDI events (plus skipped junk bytes)

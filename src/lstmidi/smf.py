@@ -12,6 +12,8 @@ data and keeps every note it can read:
   next `MTrk`, or to the end of the file; a track cut short ends at its last whole event; junk between
   chunks is skipped;
 - notes still sounding at the end of their track end there (symusic drops them);
+- an end-of-track event before the end of a chunk whose length fits the file does not end the track
+  when notes follow it (mido reads them; symusic stops there); when none follow, it ends the track;
 - bad tempo, time-signature and key-signature events are ignored; a header length other than 6, an
   unknown format (read as 1), SMPTE time (read as 60 qpm, one quarter per second) and a division of 0
   (read as 480 ticks per quarter) are repaired;
