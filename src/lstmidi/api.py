@@ -94,6 +94,9 @@ def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, w
                   f" ({r.resampled} stretches resampled)", file=sys.stderr)
     written = []
     for piece, path in zip(pieces, paths):
+        if not piece.score.note_num():
+            print(f"warning: {path}: the model wrote no notes (try another --seed, a longer piece or other options)",
+                  file=sys.stderr)
         written.append(render_all(piece.score, path, wav=wav, png=png, primer_seconds=piece.primer_seconds,
                                   soundfont=soundfont, force=force))
     return written
