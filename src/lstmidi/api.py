@@ -219,8 +219,9 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
         raise OutputExistsError(f"{out}: folder exists and is not empty (use --force to overwrite)")
     if json_path is not None:
         refuse_overwrite([json_path], force)
-    if num < 1:
-        raise LstmidiError("--num must be at least 1")
+    from .options import check_options
+
+    check_options({"num": num, "seconds": seconds, "seed": seed})  # before the model and the corpus are read
     loaded = load_model(model_path)
     seconds = seconds if seconds is not None else loaded.preset.sample.seconds
     d = loaded.preset.data

@@ -205,14 +205,16 @@ def _read_members(path: Path, limits: ModelFileLimits) -> dict[str, bytes]:
     """The members lstmidi reads (config.json, weights, primers, card), each within `limits`: sizes and
     ratios come from the zip's directory and are checked before anything is decompressed; reading
     never goes past a member's announced size (zipfile stops there and checks the CRC)."""
-    with path.open("rb") as f:
-        end = zipfile._EndRecData(f) if hasattr(zipfile, "_EndRecData") else None  # the zip's end record
-    if end is None:
-        raise zipfile.BadZipFile("no end of central directory")
-    entries, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
-    if entries > limits.max_members or directory > limits.max_directory_bytes:
-        raise ModelFileError(f"{path}: refused: not an lstmidi model file ({entries:,} zip entries, "
-                             f"{directory:,}-byte directory; a model file has 4)")
+    end_record = getattr(zipfile, "_EndRecData", None)  # private, but in every Python 3: ZipFile reads it first
+    if end_record is not None:  # the directory's size, before ZipFile turns every entry into an object
+        with path.open("rb") as f:
+            end = end_record(f)
+        if end is None:
+            raise zipfile.BadZipFile("no end of central directory")
+        entries, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+        if entries > limits.max_members or directory > limits.max_directory_bytes:
+            raise ModelFileError(f"{path}: refused: not an lstmidi model file ({entries:,} zip entries, "
+                                 f"{directory:,}-byte directory; a model file has 4)")
     with zipfile.ZipFile(path) as z:
         infos = {i.filename: i for i in z.infolist()}  # a repeated name: the last one, as z.read would
         missing = {CONFIG, WEIGHTS} - set(infos)
