@@ -269,7 +269,7 @@ def parse_both(data: bytes, max_events: int = 1_000_000, monkeypatch=None):
     def outcome():
         try:
             p = smf_reader.parse(data, build=False, max_events=max_events)
-            return p.format, p.ticks_per_quarter, p.ticks, dict(p.problems), p.truncated
+            return p.format, p.ticks_per_quarter, p.ticks, dict(p.problems), p.truncated, p.note_ons
         except smf_reader.TooManyEvents:
             return "too many events"
 

@@ -102,9 +102,13 @@ def read_score_bytes(data: bytes, source: str = "<bytes>", limits: Limits = LIMI
     rejected = ""
     if not over and not check.problems and check.format != 2:
         try:
-            return _checked(Reading(Score.from_midi(data), cut, check.format), source, limits)
+            score = Score.from_midi(data)
         except (RuntimeError, ValueError) as err:  # symusic: RuntimeError from MiniMidi, ValueError on bad values
             rejected = str(err).removeprefix("MiniMidi: ").removesuffix(": iostream error")
+        else:
+            if score.note_num() >= check.note_ons:
+                return _checked(Reading(score, cut, check.format), source, limits)
+            # else symusic dropped notes that never get a note-off: the fallback reader ends them at the track's end
     parsed = smf.parse(data, max_events=limits.max_events, max_ticks=max_ticks, keep_within=True)
     if max_ticks is not None:
         parsed.score = _truncate(parsed.score, max_ticks)  # format 2's tracks in a row can reach past it

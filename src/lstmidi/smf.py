@@ -62,6 +62,7 @@ class Parsed:
     truncated: bool       # the file ends inside a track, or before all announced tracks
     score: Score | None = None
     cut_at_events: bool = False  # keep_within: reading stopped at max_events
+    note_ons: int = 0     # note-on events (velocity > 0) read: symusic drops the notes that never end
 
     def describe(self) -> str:
         """The problems as one phrase, e.g. '3 data bytes > 127 clipped, track 2: no end-of-track event'."""
@@ -100,6 +101,7 @@ class _Reader:
         self.max_ticks, self.keep_within = max_ticks, keep_within
         self.problems: Counter = Counter()
         self.smpte = self.truncated = self.cut_at_events = False
+        self.note_ons = 0
 
     def read(self) -> Parsed:
         data, problems = self.data, self.problems
@@ -163,7 +165,7 @@ class _Reader:
         ends = [t.end for t in tracks]
         ticks = (sum(ends) if fmt == 2 else max(ends)) if ends else 0
         score = _build_score(tracks, tpq, sequential=fmt == 2, smpte=self.smpte) if self.build else None
-        return Parsed(fmt, tpq, ticks, problems, self.truncated, score, self.cut_at_events)
+        return Parsed(fmt, tpq, ticks, problems, self.truncated, score, self.cut_at_events, self.note_ons)
 
     def track(self, pos: int, end: int, past_eot: bool = False) -> tuple[_Track, int, str, int]:
         """Events of the track body data[pos:end] -> (track, position after its last whole event, how it
@@ -179,7 +181,7 @@ class _Reader:
                 return quick  # (bytes after its end-of-track event: the event loop looks at them)
         data, problems, build, max_ticks = self.data, self.problems, self.build, self.max_ticks
         track = _Track()
-        time = status = need = clipped = count = 0
+        time = status = need = clipped = count = ons = 0
         allowed = self.max_events - self.events
         programs = [0] * 16
         sounding: dict[tuple[int, int], deque] = {}  # (channel, pitch) -> deque of (start, velocity, program)
@@ -233,8 +235,10 @@ class _Reader:
                 if d1 > 127 or d2 > 127:
                     clipped += (d1 > 127) + (d2 > 127)
                     d1, d2 = min(d1, 127), min(d2, 127)
-                if after_eot is not None and byte & 0xF0 == 0x90 and d2:
-                    notes_after += 1
+                if byte & 0xF0 == 0x90 and d2:
+                    ons += 1
+                    if after_eot is not None:
+                        notes_after += 1
                 if build:
                     _channel_event(track, byte, d1, d2, time, programs, sounding)
             elif byte == 0xFF:
@@ -269,6 +273,7 @@ class _Reader:
                 sounding = after_eot[1]
                 eot, cut, capped = True, False, False
         self.events += count
+        self.note_ons += ons
         if clipped:
             problems["{n} data byte{s} > 127 clipped"] += clipped
         if cut:
@@ -312,21 +317,22 @@ class _Reader:
         included) and the event count includes end-of-track, as in the event loop.
         """
         data = self.data
-        state = 0  # data bytes of the running status: 0 (none yet), 1 or 2
-        runs = []  # (start, stop, state): runs of channel events with status bytes (state 0) or running status
+        state = last = 0  # data bytes of the running status: 0 (none yet), 1 or 2; `last`: that status byte
+        runs = []  # (start, stop, state, status): runs of channel events with status bytes (state 0) or running status
         deltas = []  # delta times (VLQ bytes) of meta and sysex events
         budget = 64 + (end - pos) // 16  # runs allowed: status that changes every event or two is left to the loop
         while True:
             start, window = pos, min(end, pos + _WINDOW)
             stop = _EXPLICIT.match(data, pos, window).end()
             if stop > pos:
-                runs.append((pos, stop, 0))
+                runs.append((pos, stop, 0, 0))
                 state = 1 if data[stop - 2] >= 0x80 else 2  # the last event: status + 1 or + 2 data bytes
+                last = data[stop - 1 - state]
                 pos = stop
             if state:
                 stop = _RUNNING[state].match(data, pos, window).end()
                 if stop > pos:
-                    runs.append((pos, stop, state))
+                    runs.append((pos, stop, state, last))
                     pos = stop
             if pos > start:
                 if len(runs) > budget:
@@ -346,17 +352,25 @@ class _Reader:
                     break
                 if kind in _CHECKED_META and _meta_problem(kind[0], data[body:pos]):
                     return None
-        count = ticks = 0
-        explicit = [(start, stop) for start, stop, state in runs if not state]
+        count = ticks = ons = 0
+        explicit = [(start, stop) for start, stop, state, _ in runs if not state]
         if sum(stop - start for start, stop in explicit) >= _NUMPY_FROM:  # numpy beats a bytes object per event
-            count, ticks = _explicit_sum(b"".join(data[start:stop] for start, stop in explicit))
+            count, ticks, ons = _explicit_sum(b"".join(data[start:stop] for start, stop in explicit))
             runs = [run for run in runs if run[2]]
-        for start, stop, state in runs:
-            deltas += _DELTAS[state].findall(data, start, stop)
+        for start, stop, state, status in runs:
+            if state:
+                deltas += _DELTAS[state].findall(data, start, stop)
+                if status & 0xF0 == 0x90:  # running note-ons: those with a velocity
+                    ons += sum(v != b"\x00" for v in _RUNNING_VELOCITY.findall(data, start, stop))
+            else:
+                events = _NOTE_ONS.findall(data, start, stop)  # (delta, note-on status or b"")
+                deltas += [delta for delta, _ in events]
+                ons += sum(1 for _, on in events if on)
         count += len(deltas)
         if count > self.max_events - self.events:
             return None  # the event loop raises TooManyEvents
         self.events += count
+        self.note_ons += ons
         if len(_DELTA_VALUES) > 1 << 16:
             _DELTA_VALUES.clear()  # few distinct delta times are usual; a hostile file must not grow this without end
         return _Track(end=ticks + sum(map(_DELTA_VALUES.__getitem__, deltas))), pos, "end-of-track", 0
@@ -404,14 +418,17 @@ _EXPLICIT = re.compile(rb"(?:" + _V + _EVENT + rb")*")  # channel events with st
 _RUNNING = {need: re.compile(rb"(?:" + _V + _D * need + rb")*") for need in (1, 2)}  # running-status events
 # by running state (0: none, status bytes): a run's events -> their delta times
 _DELTAS = {need: re.compile(rb"(" + _V + rb")" + (_D * need if need else _EVENT)) for need in (0, 1, 2)}
+# an explicit-status run's events -> (delta time, the status byte of a note-on with a velocity, else b"")
+_NOTE_ONS = re.compile(rb"(" + _V + rb")(?:([\x90-\x9f])" + _D + rb"[\x01-\x7f]|" + _EVENT + rb")")
+_RUNNING_VELOCITY = re.compile(rb"(?:" + _V + rb")" + _D + rb"(" + _D + rb")")  # running 2-byte events -> their second data byte
 _META = re.compile(rb"(" + _V + rb")(?:\xff(.)|[\xf0\xf7])(" + _V + rb")", re.DOTALL)  # delta, meta kind, length
 _WINDOW = 1 << 16  # bytes per match: the regex engine's memory grows with the events of one match
 _NUMPY_FROM = 4096  # bytes of channel events with status bytes in a track from which _explicit_sum pays off
 
 
-def _explicit_sum(events: bytes) -> tuple[int, int]:
-    """(number of events, sum of their delta times) of back-to-back channel events that all have their
-    status byte (bytes that _EXPLICIT matches whole), in numpy.
+def _explicit_sum(events: bytes) -> tuple[int, int, int]:
+    """(number of events, sum of their delta times, number of note-ons with a velocity) of back-to-back
+    channel events that all have their status byte (bytes that _EXPLICIT matches whole), in numpy.
 
     Such events look like H{0,3} L S L{1,2} (H: a byte >= 0x80, L: < 0x80; S the status byte), so the
     runs of H bytes are either a status byte or the first bytes of a delta time, and which one follows
@@ -425,7 +442,7 @@ def _explicit_sum(events: bytes) -> tuple[int, int]:
     edges = np.diff(high.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # runs of high bytes
     if not starts.size:
-        return 0, 0
+        return 0, 0, 0
     gaps = np.append(starts[1:], len(array)) - ends  # low bytes after each run
     first = array[starts]
     one = (first >= 0xC0) & (first < 0xE0)  # as a status byte: 1 data byte (program change, channel pressure)
@@ -437,6 +454,9 @@ def _explicit_sum(events: bytes) -> tuple[int, int]:
         # exactly when its data bytes are followed directly by high bytes
         status[run] = not status[run - 1] or gaps[run - 1] != (1 if one[run - 1] else 2)
     where = starts[status]
+    kinds = array[where] & 0xF0
+    velocity = array[np.minimum(where + 2, len(array) - 1)]
+    ons = int(np.count_nonzero((kinds == 0x90) & (velocity > 0)))
     ticks = int(array[where - 1].sum(dtype=np.int64))  # the last byte of each delta time
     high[where] = False  # now: the high bytes of the delta times
     if high.any():
@@ -445,7 +465,7 @@ def _explicit_sum(events: bytes) -> tuple[int, int]:
         shift[:-1] += both
         shift[:-2] += both[:-1] & high[2:]
         ticks += int(((array & 0x7F).astype(np.int64) << (7 * shift))[high].sum())
-    return len(where), ticks
+    return len(where), ticks, ons
 
 
 class _DeltaValues(dict):
