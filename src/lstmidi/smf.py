@@ -358,14 +358,10 @@ class _Reader:
             count, ticks, ons = _explicit_sum(b"".join(data[start:stop] for start, stop in explicit))
             runs = [run for run in runs if run[2]]
         for start, stop, state, status in runs:
-            if state:
-                deltas += _DELTAS[state].findall(data, start, stop)
-                if status & 0xF0 == 0x90:  # running note-ons: those with a velocity
-                    ons += sum(v != b"\x00" for v in _RUNNING_VELOCITY.findall(data, start, stop))
-            else:
-                events = _NOTE_ONS.findall(data, start, stop)  # (delta, note-on status or b"")
-                deltas += [delta for delta, _ in events]
-                ons += sum(1 for _, on in events if on)
+            deltas += _DELTAS[state].findall(data, start, stop)
+            if not state or status & 0xF0 == 0x90:  # note-ons with a velocity (counted in C: list.count)
+                velocities = (_RUNNING_VELOCITY if state else _NOTE_ON_VELOCITY).findall(data, start, stop)
+                ons += len(velocities) - velocities.count(b"") - velocities.count(b"\x00")
         count += len(deltas)
         if count > self.max_events - self.events:
             return None  # the event loop raises TooManyEvents
@@ -418,8 +414,8 @@ _EXPLICIT = re.compile(rb"(?:" + _V + _EVENT + rb")*")  # channel events with st
 _RUNNING = {need: re.compile(rb"(?:" + _V + _D * need + rb")*") for need in (1, 2)}  # running-status events
 # by running state (0: none, status bytes): a run's events -> their delta times
 _DELTAS = {need: re.compile(rb"(" + _V + rb")" + (_D * need if need else _EVENT)) for need in (0, 1, 2)}
-# an explicit-status run's events -> (delta time, the status byte of a note-on with a velocity, else b"")
-_NOTE_ONS = re.compile(rb"(" + _V + rb")(?:([\x90-\x9f])" + _D + rb"[\x01-\x7f]|" + _EVENT + rb")")
+# an explicit-status run's events -> the velocity of each note-on, b"" for other events
+_NOTE_ON_VELOCITY = re.compile(rb"(?:" + _V + rb")(?:[\x90-\x9f]" + _D + rb"(" + _D + rb")|" + _EVENT + rb")")
 _RUNNING_VELOCITY = re.compile(rb"(?:" + _V + rb")" + _D + rb"(" + _D + rb")")  # running 2-byte events -> their second data byte
 _META = re.compile(rb"(" + _V + rb")(?:\xff(.)|[\xf0\xf7])(" + _V + rb")", re.DOTALL)  # delta, meta kind, length
 _WINDOW = 1 << 16  # bytes per match: the regex engine's memory grows with the events of one match
