@@ -109,8 +109,8 @@ def check_options(options: dict[str, Any], limits: GenerationLimits | None = Non
         "top_k": lambda v: _int("top_k", v, low=1, rule="a whole number of at least 1 (1 = greedy)"),
         "top_p": lambda v: _real("top_p", v, low=0, high=1, rule="a probability mass above 0 and at most 1"),
         "beam": lambda v: _int("beam", v, low=1, high=limits.max_beam, rule=f"1 to {limits.max_beam} beams"),
-        "repetition_penalty": lambda v: _real("repetition_penalty", v, low=0,
-                                              rule="a finite number above 0 (1 = off, above 1 discourages repeats)"),
+        "repetition_penalty": lambda v: _real("repetition_penalty", v, low=1, low_open=False,
+                                              rule="a finite number of at least 1 (1 = off, above 1 discourages repeats)"),
         "max_repeat": lambda v: _int("max_repeat", v, low=1, rule="a whole number of at least 1"),
     }
     for name, check in checks.items():
@@ -210,6 +210,23 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
         out["steps"] = steps
     out["target"] = target
     out["steps_given"] = options.get("steps") is not None
+    if (out.get("key") or out.get("pitch_range")) and hasattr(enc, "pitch_of_token"):
+        import numpy as np
+
+        from .processors import scale_mask
+
+        pitches = np.unique(enc.pitch_of_token())
+        pitches = pitches[pitches >= 0]  # the pitches this model's vocabulary can write
+        kept = pitches
+        if out.get("pitch_range"):
+            kept = kept[(kept >= out["pitch_range"][0]) & (kept <= out["pitch_range"][1])]
+        if out.get("key"):
+            kept = kept[scale_mask(out["key"]).numpy()[kept]]
+        if not len(kept):
+            given = " and ".join(f"{flag(n)} {out[n] if n == 'key' else '-'.join(map(str, out[n]))}"
+                                 for n in ("pitch_range", "key") if out.get(n))
+            raise LstmidiError(f"{given}: no pitch left that this model can write (its pitches: "
+                               f"{pitches.min()}-{pitches.max()})")
     if out.get("programs") is not None:
         known = model_programs(loaded)
         if known is None:

@@ -94,7 +94,13 @@ def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, w
             logits = processors.mask_tokens(logits, allowed)
         if constrain is not None:
             logits = constrain(logits, seq)
-        token = processors.sample(logits, generator=generator, **options)
+        try:
+            token = processors.sample(logits, generator=generator, **options)
+        except ValueError as err:  # the constraints together leave no token (e.g. --programs with --key)
+            if "every token is masked" not in str(err):
+                raise
+            raise LstmidiError("the sampling options together leave no token the model may write next "
+                               "(loosen --key, --pitch-range, --programs or --max-repeat)") from None
         if eos is not None:
             token = torch.where(done, torch.full_like(token, eos), token)
             done.logical_or_(token == eos)  # in place: `done` belongs to the enclosing function
@@ -272,7 +278,13 @@ def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: 
             full = torch.cat([row[None].expand(seqs.shape[0], -1), seqs], 1)
             return constrain(lg, full) if constrain else lg
 
-        best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)
+        try:
+            best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)
+        except ValueError as err:
+            if "every continuation is masked" not in str(err):
+                raise
+            raise LstmidiError("the sampling options together leave no token the model may write next "
+                               "(loosen --key, --pitch-range, --programs or --max-repeat)") from None
         padded = np.full(steps, eos, np.int64)
         padded[: len(best)] = best.numpy()[:steps]
         rows.append(padded)
