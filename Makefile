@@ -43,7 +43,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/lstmidi benchmark speed --json benchmarks/results-speed.json --markdown docs/benchmarks.md
+	$(BIN)/lstmidi benchmark speed --json benchmarks/results-speed.json --markdown docs/benchmarks.md --force
 
 clean:
 	rm -rf $(VENV) lstmidi-demo

@@ -32,7 +32,7 @@ import numpy as np
 
 from .config import DataConfig
 from .encodings import Encoding, build_encoding
-from .errors import LstmidiError, MidiError
+from .errors import LstmidiError, MidiError, OutputExistsError
 from .midi import LIMITS, MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
 
 SPLITS = ("train", "valid", "test")
@@ -333,10 +333,28 @@ def write_report(corpus: Corpus, path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `text` to `path` through a temp file and a rename; LstmidiError naming the file if it cannot."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise LstmidiError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
+def refuse_overwrite(paths, force: bool = False) -> None:
+    """Raise before anything is written: OutputExistsError naming the files of `paths` that exist (unless
+    `force`), LstmidiError for one that is a folder."""
+    paths = [Path(p) for p in paths]
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise LstmidiError(f"{', '.join(folders)}: is a folder, not a file")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise OutputExistsError(f"{', '.join(existing)}: file exists (use --force to overwrite)")
 
 
 def _cache_paths(cache_dir: Path, key: str) -> tuple[dict[str, Path], Path]:

@@ -94,7 +94,13 @@ def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, w
             logits = processors.mask_tokens(logits, allowed)
         if constrain is not None:
             logits = constrain(logits, seq)
-        token = processors.sample(logits, generator=generator, **options)
+        try:
+            token = processors.sample(logits, generator=generator, **options)
+        except ValueError as err:  # the constraints together leave no token (e.g. --programs with --key)
+            if "every token is masked" not in str(err):
+                raise
+            raise LstmidiError("the sampling options together leave no token the model may write next "
+                               "(loosen --key, --pitch-range, --programs or --max-repeat)") from None
         if eos is not None:
             token = torch.where(done, torch.full_like(token, eos), token)
             done.logical_or_(token == eos)  # in place: `done` belongs to the enclosing function
@@ -236,7 +242,8 @@ def token_constraints(enc, generated_from: int, *, target: int | None = None, re
         if not getattr(enc.params, "programs", False):
             raise LstmidiError("--programs needs a model trained with programs (multi-instrument tokens)")
         of = torch.from_numpy(enc.program_of_token()).long()
-        program_ok = (of < 0) | torch.isin(of, torch.tensor(programs))
+        wanted = [getattr(enc, "DRUM_PROGRAM", 128) if p == -1 else p for p in programs]  # -1: drums (Program_-1)
+        program_ok = (of < 0) | torch.isin(of, torch.tensor(wanted))
 
     def constrain(logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:  # (batch, vocab), (batch, t)
         if grammar is not None:
@@ -271,7 +278,13 @@ def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: 
             full = torch.cat([row[None].expand(seqs.shape[0], -1), seqs], 1)
             return constrain(lg, full) if constrain else lg
 
-        best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)
+        try:
+            best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)
+        except ValueError as err:
+            if "every continuation is masked" not in str(err):
+                raise
+            raise LstmidiError("the sampling options together leave no token the model may write next "
+                               "(loosen --key, --pitch-range, --programs or --max-repeat)") from None
         padded = np.full(steps, eos, np.int64)
         padded[: len(best)] = best.numpy()[:steps]
         rows.append(padded)
@@ -324,27 +337,22 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
     times in a row), `key` ("D minor"), `pitch_range` (low, high), `programs` (allowed instruments).
     `include_primer=False` leaves the primer out of the returned pieces.
     """
-    enc = loaded.encoding
-    if num < 1:
-        raise LstmidiError("--num must be at least 1")
-    if not hasattr(enc, "eos") and any(v is not None for v in (beam, repetition_penalty, max_repeat, key, pitch_range, programs)):
-        raise LstmidiError("--beam, --repetition-penalty, --max-repeat, --key, --pitch-range and --programs "
-                           f"need an event-token model (preset default); this model uses {enc.name!r}")
-    d = loaded.preset.sample
-    target, steps_given = None, steps
-    if steps is None:
-        steps = enc.steps_for_seconds(seconds if seconds is not None else d.seconds)
-        if hasattr(enc, "eos"):  # end with EOS near the target instead of being cut off
-            target, steps = steps, steps + max(4, steps // 10)
-    generator = torch.Generator().manual_seed(seed)
+    from .options import resolve_options
+
+    o = resolve_options(loaded, dict(seconds=seconds, steps=steps, num=num, seed=seed, primer_seconds=primer_seconds,
+                                     temperature=temperature, mode=mode, threshold=threshold, top_k=top_k,
+                                     top_p=top_p, greedy=greedy, beam=beam, repetition_penalty=repetition_penalty,
+                                     max_repeat=max_repeat, key=key, pitch_range=pitch_range, programs=programs))
+    enc, d = loaded.encoding, loaded.preset.sample
+    steps, target, num = o["steps"], o["target"], o["num"]
+    generator = torch.Generator().manual_seed(o["seed"])
     prime = primer_steps(loaded, primer, primer_seconds, num, generator)
-    options = {"temperature": temperature or d.temperature, "top_k": top_k or d.top_k, "top_p": top_p or d.top_p,
-               "greedy": d.greedy if greedy is None else greedy}
+    options = {k: o[k] for k in ("temperature", "top_k", "top_p", "greedy")}
     if enc.kind == "multihot":
         onset_keys = enc.params.keys if getattr(enc.params, "onsets", False) else None
         new = sample_multihot(loaded.model, torch.from_numpy(prime).float(), steps, onset_keys=onset_keys,
-                              mode=mode or d.mode, temperature=options["temperature"],
-                              threshold=threshold or d.threshold, generator=generator).numpy().astype(np.uint8)
+                              mode=o["mode"], temperature=options["temperature"],
+                              threshold=o["threshold"], generator=generator).numpy().astype(np.uint8)
     elif enc.kind == "tokens":
         allowed = None
         if getattr(enc, "unknown_token", None) is not None:
@@ -362,8 +370,8 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
                                 generator=generator, **options).numpy()
     else:
         p = enc.params
-        timed = steps_given is None and "step" in enc.fields  # --seconds: generate until that much music
-        wanted = seconds if seconds is not None else d.seconds
+        timed = not o["steps_given"] and "step" in enc.fields  # --seconds: generate until that much music
+        wanted = o["seconds"]
         new = sample_notes(loaded.model, torch.from_numpy(prime).float(), steps * 8 if timed else steps, low=p.low,
                            high=p.high, max_step=p.max_step, max_duration=p.max_duration,
                            min_duration=max(p.resolution, 0.01), temperatures=d.temperatures, generator=generator,

@@ -50,7 +50,7 @@ MAX_ZIP_RATIO = 100                # uncompressed / compressed size of any zip e
 MAX_PIECES = 4                     # pieces per Generate request
 MAX_SECONDS = 180                  # length of a generated piece
 SHEET_PAGES = 3                    # sheet-music pages shown per piece
-PROGRAMS = [("piano (0)", 0), ("violin (40)", 40), ("viola (41)", 41), ("cello (42)", 42)]
+PROGRAMS = [("piano (0)", 0), ("violin (40)", 40), ("viola (41)", 41), ("cello (42)", 42), ("drums (-1)", -1)]
 KEYS = ["any"] + [f"{t} {m}" for m in ("major", "minor")
                   for t in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")]
 BUNDLED = "bundled"
@@ -339,11 +339,20 @@ def generate_pieces(studio: Studio, *, model: str | None, model_upload: str | No
     from .render import render_all
     from .sampling import generate
 
+    from .options import check_options
+
     num = int(num)
     if not 1 <= num <= MAX_PIECES:
         raise LstmidiError(f"number of pieces: 1 to {MAX_PIECES}")
     if not 0 < float(seconds) <= MAX_SECONDS:
         raise LstmidiError(f"length: more than 0 and at most {MAX_SECONDS} seconds")
+    options = {"seconds": float(seconds), "num": num, "seed": int(seed or 0), "temperature": float(temperature),
+               "top_p": float(top_p), "primer_seconds": float(primer_seconds) if primer_seconds else None}
+    if key and key != "any":
+        options["key"] = key
+    if programs:
+        options["programs"] = [int(p) for p in programs]
+    check_options(options)  # the same checks as the command line, before a model is loaded
     path = studio.model_path(studio.add_uploaded_model(model_upload) if model_upload else model)
     loaded = studio.load(path)
     folder = studio.home / "generated" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -356,13 +365,9 @@ def generate_pieces(studio: Studio, *, model: str | None, model_upload: str | No
         primer_path = folder / "primer.mid"
         primer_path.write_bytes(data)
     event_model = hasattr(loaded.encoding, "eos")
-    options = {"seconds": float(seconds), "num": num, "seed": int(seed or 0), "temperature": float(temperature),
-               "top_p": float(top_p), "primer": primer_path,
-               "primer_seconds": float(primer_seconds) if primer_seconds else None}
-    if key and key != "any":
-        options["key"] = key
-    if programs:
-        options["programs"] = [int(p) for p in programs]
+    options["primer"] = primer_path
+    if loaded.encoding.kind == "multihot":
+        del options["top_p"]  # the page's top-p slider is for note and token models; piano rolls draw each key alone
     if not event_model and ("key" in options or "programs" in options):
         raise LstmidiError(f"key and instruments need an event-token model (preset default, like the bundled "
                            f"model); this model uses the {loaded.encoding.name!r} encoding: set them to any / none")

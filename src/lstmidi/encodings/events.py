@@ -241,6 +241,14 @@ class Events(Encoding):
         Program_-1, -1 for every other token."""
         return self._program_of_token.copy()
 
+    def programs_in(self, pieces) -> list[int]:
+        """The GM programs whose Program tokens occur in `pieces` (token arrays), sorted; -1 = drums."""
+        seen = np.zeros(len(self.vocab), bool)
+        for piece in pieces:
+            seen[np.asarray(piece, np.int64)] = True
+        programs = self._program_of_token[seen]
+        return sorted(-1 if p == self.DRUM_PROGRAM else int(p) for p in set(programs[programs >= 0].tolist()))
+
     # ---- the contract -------------------------------------------------------------------------------
     def _prepare(self, score: Score) -> Score:
         """The score miditok is given: ticks, notes sorted; programs off -> non-drum tracks merged."""
