@@ -62,7 +62,7 @@ wheel-check: install
 	.ci/wheel-check
 
 bench: install
-	$(BIN)/lstmidi benchmark speed --json benchmarks/results-speed.json --markdown docs/benchmarks.md
+	$(BIN)/lstmidi benchmark speed --json benchmarks/results-speed.json --markdown docs/benchmarks.md --force
 
 clean:
 	rm -rf $(VENV) lstmidi-demo

@@ -399,3 +399,28 @@ def test_grammar_tracker_masks_equal_fresh_grammars(tokenizer):
         seqs = grown
         check(seqs)
     assert not np.array_equal(seqs[1], seqs[2])
+
+
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+def test_data_drums_keeps_drum_tracks_through_encode_and_decode(tokenizer, tmp_path):
+    """`--set data.drums=true` on the flagship preset: the drum track (200 notes) is read, and the
+    encoding (whose drums follow data.drums) keeps every one of them through encode -> decode."""
+    from conftest import chorale_like, make_score
+
+    from lstmidi.config import load_preset
+    from lstmidi.midi import load_score
+
+    score = chorale_like(1, bars=4)
+    score.tracks.append(make_score([(i * 120, 60, 36 + (i % 3) * 2) for i in range(200)], drum=True).tracks[0])
+    score.dump_midi(tmp_path / "drums.mid")
+    preset = load_preset("flagship", ["data.drums=true", f"encoding.tokenizer={tokenizer}"])
+    assert preset.encoding["drums"] is True
+    read = load_score(tmp_path / "drums.mid", preset.data.tracks, preset.data.drums)
+    enc = build_encoding(preset.encoding)
+    decoded = enc.decode(enc.encode(read))
+
+    def drum_notes(s):
+        return sorted((n.pitch, n.velocity > 0) for t in s.tracks if t.is_drum for n in t.notes)
+
+    assert len(drum_notes(read)) == 200 and drum_notes(decoded) == drum_notes(enc.quantize(read))
+    assert len(drum_notes(decoded)) == 200

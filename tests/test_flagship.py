@@ -154,7 +154,7 @@ def test_programs_mode_writes_multi_track_pieces_with_chosen_instruments(tmp_pat
 def test_constraint_options_need_an_event_model(tmp_path, corpus_dir):
     result = train(load_preset("musicgenerator", ["model.hidden=8", "train.epochs=1", "train.window=8"]),
                    [corpus_dir], tmp_path / "r", progress=False)
-    with pytest.raises(LstmidiError, match="need an event-token model"):
+    with pytest.raises(LstmidiError, match=r"--key needs an event-token model \(preset flagship\); this model uses .pianoroll."):
         generate(load_model(result.model_path), seconds=1, key="C major")
 
 

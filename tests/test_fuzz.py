@@ -126,3 +126,85 @@ def test_mutated_midi_reads_or_fails_cleanly(data):
 @given(mutated_midi())
 def test_mutated_midi_reads_or_fails_cleanly_50000(data):
     read_or_fail_cleanly(data)
+
+
+# -- model files: crafted hostile files and mutated bytes end as a model or a ModelFileError -------------------
+
+def _good_model_bytes() -> bytes:
+    """A small complete model file (untrained weights, stored primers), built once."""
+    global _GOOD_MODEL
+    if _GOOD_MODEL is None:
+        import tempfile
+        from pathlib import Path
+
+        import numpy as np
+
+        from lstmidi.config import load_preset
+        from lstmidi.encodings import build_encoding
+        from lstmidi.modelfile import save_model
+        from lstmidi.models import build_model
+
+        preset = load_preset("musicgenerator", ["model.hidden=8", "model.layers=1"])
+        encoding = build_encoding(preset.encoding)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "good.lstmidi"
+            save_model(path, encoding=encoding, model=build_model(preset.model, encoding.sizes), preset=preset,
+                       metrics={}, command="test", primers=np.zeros((2, 4, 88), np.uint8))
+            _GOOD_MODEL = path.read_bytes()
+    return _GOOD_MODEL
+
+
+_GOOD_MODEL = None
+
+
+def load_or_fail_cleanly(data: bytes, tmp_path) -> None:
+    """The property for model files: a loaded model, or a ModelFileError naming the file, in time."""
+    from lstmidi.errors import ModelFileError
+    from lstmidi.modelfile import load_model
+
+    path = tmp_path / "fuzzed.lstmidi"
+    path.write_bytes(data)
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)  # a hang fails the run (speed: benchmarks/)
+    try:
+        load_model(path)
+    except ModelFileError as err:
+        assert str(err).startswith(f"{path}: ") and "\n" not in str(err)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def test_crafted_model_files_are_refused(tmp_path):
+    """Zip bombs, a 110 MB config.json, deep nesting and NaN weights: each refused (in time, one line)."""
+    from modelbytes import deep_config, huge_config, members, nan_model_weights, non_finite_weights, zip_with_bomb
+
+    from lstmidi.errors import ModelFileError
+    from lstmidi.modelfile import load_model
+
+    good = tmp_path / "good.lstmidi"
+    good.write_bytes(_good_model_bytes())
+    files = members(good)
+    crafted = {
+        "config bomb": zip_with_bomb(tmp_path / "a.lstmidi", {"weights.safetensors": files["weights.safetensors"]}, "config.json", 1024),
+        "weights bomb": zip_with_bomb(tmp_path / "b.lstmidi", {"config.json": files["config.json"]}, "weights.safetensors", 1024),
+        "huge config": huge_config(good, tmp_path / "c.lstmidi"),
+        "deep config": deep_config(good, tmp_path / "d.lstmidi"),
+        "NaN weight": non_finite_weights(good, tmp_path / "e.lstmidi"),
+        "all NaN": nan_model_weights(good, tmp_path / "f.lstmidi"),
+    }
+    for name, path in crafted.items():
+        faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)  # a hang fails the run (speed: benchmarks/)
+        try:
+            with pytest.raises(ModelFileError, match=r"refused|NaN or infinite") as info:
+                load_model(path)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        assert str(info.value).startswith(f"{path}: "), name
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(MUTATION.filter(lambda m: m[0] != "junk"), min_size=1, max_size=3))
+def test_mutated_model_files_load_or_fail_cleanly(tmp_path, mutations):
+    data = _good_model_bytes()
+    for mutation in mutations:
+        data = mutate(data, mutation)
+    load_or_fail_cleanly(data, tmp_path)

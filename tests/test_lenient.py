@@ -8,7 +8,7 @@ import signal
 
 import pytest
 from conftest import note_tuples, run, write_corpus
-from midibytes import BASS, MELODY, chunk, notes, piece, program, smf, tempo, vlq
+from midibytes import BASS, EOT, MELODY, chunk, notes, piece, program, smf, tempo, vlq
 from symusic import Score
 
 from lstmidi import smf as smf_reader
@@ -17,7 +17,7 @@ from lstmidi.corpus import bundled_corpus, load_corpus
 from lstmidi.encodings import build_encoding
 from lstmidi.errors import MidiError
 from lstmidi.inspection import FIELDS
-from lstmidi.midi import Limits, load_score, read_score_bytes, read_score_lenient
+from lstmidi.midi import Limits, load_score, read_score_bytes, read_score_lenient, score_seconds
 
 GOOD = piece()
 GOOD_NOTES = len(MELODY) + len(BASS)
@@ -60,7 +60,15 @@ CASES = {
     "zero notes": ("silent.mid", smf([chunk(tempo(120)), chunk(program(0))]), "skipped", "no notes"),
     "drums only": ("drums.mid", smf([chunk(notes([36, 38] * 4, channel=9))]), "skipped", "only drum notes (drums are off)"),
     "too long": ("endless.mid", smf([chunk(notes([60]) + vlq(0x0FFFFFFF) + b"\x90\x3e\x50" + vlq(240) + b"\x80\x3e\x00")]),
-                 "skipped", "too long (559,242 quarter notes; the limit is 50,000)"),
+                 "recovered", "truncated to the first 50,000 quarter notes (the file has 559,242 quarter notes)"),
+    "too long, no note inside the limit": (
+        "late.mid", smf([chunk(vlq(0x0FFFFFFF) + b"\x90\x3e\x50" + vlq(240) + b"\x80\x3e\x00")]), "skipped",
+        "too long (559,241 quarter notes; no notes in the first 50,000 quarter notes, the limit)"),
+    "notes after an early end-of-track": (
+        "early-eot.mid", smf([chunk(notes(MELODY[:4]) + EOT + notes(MELODY[4:]))]), "recovered",
+        "12 notes after an early end-of-track event read"),
+    "no MThd header": ("headless.mid", GOOD[14:], "recovered",
+                       "no MThd header: its 3 track chunks read as format 1 at 480 ticks per quarter (a guess)"),
     "oversize": ("huge.mid", None, "skipped", "too large (16.0 MB; the limit is 16 MB)"),
     "text file": ("readme.mid", b"These are my favourite songs.\n", "skipped", "not a MIDI file (no MThd header)"),
     "empty file": ("empty.mid", b"", "skipped", "empty file (0 bytes)"),
@@ -116,14 +124,20 @@ def test_format_2_lays_tracks_one_after_another():
 
 
 def test_limits_against_hostile_files(tmp_path):
-    with pytest.raises(MidiError, match=r"^x: too many events \(more than 20\)$"):
-        read_score_bytes(GOOD, "x", Limits(max_events=20))
     with pytest.raises(MidiError, match=r"^x: too large \(0\.0 MB; the limit is "):
         read_score_bytes(GOOD, "x", Limits(max_bytes=100))
+    # past a limit, the part inside it is kept and the file counts as recovered
+    with pytest.raises(MidiError, match=r"^x: too long \(more than 20 events; no notes in the first 20 events, the limit\)$"):
+        read_score_bytes(smf([chunk(tempo(120) * 30 + notes(MELODY))]), "x", Limits(max_events=20))
+    two = smf([chunk(notes(MELODY)), chunk(notes(BASS, step=480))])  # 33 + 17 events
+    score, note, _ = read_score_bytes(two, "x", Limits(max_events=40))
+    assert note == "read by the fallback reader: truncated to the first 40 events (the file has more than 40 events)"
+    assert [len(t.notes) for t in score.tracks] == [len(MELODY), 4]  # the bass track: 7 events, its 4th note ends there
     slow = smf([chunk(b"\x00\xff\x51\x03\xff\xff\xff" + notes(MELODY))])  # 16.8 s per quarter: 134 s
-    with pytest.raises(MidiError, match=r"^x: too long \(134 seconds; the limit is 60\)$"):
-        read_score_bytes(slow, "x", Limits(max_seconds=60))
     assert read_score_bytes(slow, "x").score.note_num() == len(MELODY)
+    score, note, _ = read_score_bytes(slow, "x", Limits(max_seconds=60))
+    assert note == "truncated to the first 60 seconds (the file has 134)"
+    assert score.note_num() == 8 and 0 <= 60 - score_seconds(score) < 0.035  # 8.4 s per note; the 8th cut at 60 s (a tick is 35 ms)
     with pytest.raises(MidiError, match="is a folder"):
         read_score_lenient(tmp_path)
     os.mkfifo(tmp_path / "pipe.mid")  # reading a named pipe would wait forever
@@ -255,7 +269,7 @@ def parse_both(data: bytes, max_events: int = 1_000_000, monkeypatch=None):
     def outcome():
         try:
             p = smf_reader.parse(data, build=False, max_events=max_events)
-            return p.format, p.ticks_per_quarter, p.ticks, dict(p.problems), p.truncated
+            return p.format, p.ticks_per_quarter, p.ticks, dict(p.problems), p.truncated, p.note_ons
         except smf_reader.TooManyEvents:
             return "too many events"
 
@@ -295,3 +309,30 @@ def test_quick_check_agrees_with_the_event_loop(monkeypatch):
                  "bad running status"):
         quick, loop = parse_both(CASES[name][1], monkeypatch=monkeypatch)
         assert quick == loop and quick[3], name
+
+
+def test_recovery_finds_at_least_the_notes_mido_finds():
+    """The three kinds of file that used to lose music: over the length limit (51,619 quarter notes
+    against 50,000; 480 qpm so that the seconds limit is not reached), notes after an early end-of-track
+    event, track chunks without their MThd header. Each is recovered, with at least mido's notes inside the limit."""
+    mido = pytest.importorskip("mido")
+    import io
+
+    long_piece = smf([chunk(tempo(480) + notes([60, 64, 67] * 17_206 + [60], step=480))])
+    early_eot = smf([chunk(notes(MELODY[:4]) + EOT + notes([67] * 3113))])
+    headless = GOOD[14:]
+    for data, expected, words in ((long_piece, 50_000, "truncated to the first 50,000 quarter notes (the file has 51,619"),
+                                  (early_eot, 3117, "3113 notes after an early end-of-track event read"),
+                                  (headless, GOOD_NOTES, "no MThd header")):
+        score, note, _ = read_score_bytes(data)
+        assert words in note and score.note_num() == expected, note
+        try:
+            found = sum(m.type == "note_on" and m.velocity > 0 for t in mido.MidiFile(file=io.BytesIO(data)).tracks for m in t)
+        except (OSError, EOFError, ValueError):
+            found = 0  # mido refuses the headless file
+        within = min(found, expected) if data is long_piece else found
+        assert score.note_num() >= within
+    # padding after end-of-track (no notes) changes nothing: read by symusic, as it says
+    padded = smf([b"MTrk" + (len(notes(MELODY)) + 4 + 20).to_bytes(4, "big") + notes(MELODY) + EOT + b"\0" * 20])
+    score, note, _ = read_score_bytes(padded)
+    assert note == "" and score.note_num() == len(MELODY)

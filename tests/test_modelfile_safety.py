@@ -2,6 +2,7 @@
 naming the file and the problem; config errors name the field and what is allowed."""
 
 import json
+import os
 import pickle
 import re
 import zipfile
@@ -11,6 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from modelbytes import deep_config, huge_config, non_finite_weights, zip_with_bomb
 
 from lstmidi.config import load_preset
 from lstmidi.encodings import build_encoding
@@ -123,6 +126,31 @@ CASES = {
                                r"damaged model file \(primers.safetensors: KeyError\('primers'\)\)"),
     "flipped byte in weights (CRC)": (lambda g, t: _flip_member_byte(g, t / "x.lstmidi", "weights.safetensors"),
                                       r"damaged model file \("),
+    # hostile files (issue 14): refused before they are decompressed or parsed
+    "zip bomb: config.json of 1 GB in 1 MB": (
+        lambda g, t: zip_with_bomb(t / "x.lstmidi", {"weights.safetensors": members(g)["weights.safetensors"]}, "config.json", 1024),
+        r"refused: config.json would unpack to 1,024 MB \(the limit is 4 MB\)$"),
+    "zip bomb: weights of 1 GB in 1 MB": (
+        lambda g, t: zip_with_bomb(t / "x.lstmidi", {"config.json": members(g)["config.json"]}, "weights.safetensors", 1024),
+        r"refused: weights.safetensors is compressed 1,0\d\d:1 \(the limit is 4:1 for members over 1 MB; a zip bomb\?\)$"),
+    "zip bomb: primers of 64 MB": (
+        lambda g, t: zip_with_bomb(t / "x.lstmidi", {k: v for k, v in members(g).items() if k != "primers.safetensors"},
+                                   "primers.safetensors", 64),
+        r"refused: primers.safetensors is compressed 1,0\d\d:1"),
+    "config.json of 110 MB (valid JSON)": (lambda g, t: huge_config(g, t / "x.lstmidi"),
+                                           r"refused: config.json would unpack to 11\d MB \(the limit is 4 MB\)$"),
+    "config.json nested 200,000 deep": (lambda g, t: deep_config(g, t / "x.lstmidi"),
+                                        r"refused: config.json is nested 200,001 levels deep \(the limit is 32\)$"),
+    "config.json nested 33 deep": (lambda g, t: deep_config(g, t / "x.lstmidi", 32),
+                                   r"refused: config.json is nested 33 levels deep"),
+    "10,000 zip entries": (lambda g, t: _zip(t / "x.lstmidi", {**members(g), **{f"f{i}": b"" for i in range(10_000)}}),
+                           r"refused: not an lstmidi model file \(10,004 zip entries, [\d,]+-byte directory; a model file has 4\)$"),
+    "NaN weight": (lambda g, t: non_finite_weights(g, t / "x.lstmidi"),
+                   r"damaged model file \(weights.safetensors: \S+ holds NaN or infinite values\)$"),
+    "infinite weight": (lambda g, t: non_finite_weights(g, t / "x.lstmidi", float("inf")),
+                        r"holds NaN or infinite values\)$"),
+    "integer too long for Python": (lambda g, t: rewrite(g, t / "x.lstmidi", lambda f: f.update({"config.json": b'{"a": ' + b"9" * 5000 + b"}"})),
+                                    r"config.json is not valid JSON"),
 }
 
 
@@ -240,3 +268,42 @@ def test_config_errors_reach_the_cli_without_a_traceback(monkeypatch, capsys, tm
 
     code, err = run_main(["train", tmp_path, "--out", tmp_path / "run", "--set", "train.lrr=1"], monkeypatch, capsys)
     assert code == 1 and "valid keys: epochs" in err and "Traceback" not in err
+
+
+# -- memory: a zip bomb is refused without decompressing it ---------------------------------------------------
+
+MEMORY_LIMIT = 1536 * 2**20  # address space of the child: importing torch and lstmidi takes ~620 MB of it here
+
+CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+from lstmidi.errors import ModelFileError
+from lstmidi.modelfile import load_model
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_model(sys.argv[1])
+    print("loaded")
+except ModelFileError as err:
+    print("refused:", err)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, "MB")
+"""
+
+
+def test_zip_bombs_are_refused_cheaply_under_a_memory_limit(good, tmp_path):
+    """2 GB of weights (or config.json) in a 2 MB file, loaded in a child whose address space is capped at
+    1.5 GB: refused with the reason, and the peak memory grows by less than 50 MB (the old loader read every
+    member whole: MemoryError, or 2.4 GB for 1 GB of config.json)."""
+    import subprocess
+    import sys
+
+    files = members(good)
+    bombs = [zip_with_bomb(tmp_path / "weights.lstmidi", {"config.json": files["config.json"]}, "weights.safetensors", 2048),
+             zip_with_bomb(tmp_path / "config.lstmidi", {"weights.safetensors": files["weights.safetensors"]}, "config.json", 2048)]
+    for bomb in bombs:
+        out = subprocess.run([sys.executable, "-c", CHILD.format(limit=MEMORY_LIMIT), str(bomb)], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert out.returncode == 0, out.stderr
+        refused, grown = out.stdout.strip().splitlines()
+        assert refused.startswith(f"refused: {bomb}: refused: "), refused
+        assert ("config.json would unpack to 2,048 MB" if bomb.stem == "config" else "compressed 1,0") in refused, refused
+        assert int(grown.split()[0]) < 50, grown

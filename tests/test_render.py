@@ -331,3 +331,21 @@ def test_render_imports_no_torch_and_no_other_lstmidi_modules():
     assert not {m for m in imported if m.split(".")[0] == "torch"}
     assert {m for m in imported if m.split(".")[0] == "lstmidi"} <= {"lstmidi.errors"}
     assert "BuiltInSF3" not in Path(render.__file__).read_text()  # it would download a SoundFont
+
+
+def test_a_piece_without_notes_is_written_with_its_events_in_order(tmp_path):
+    """symusic writes a track-less score's tempos and time signatures out of order (a negative delta time:
+    a file of ~50 million quarter notes); write_midi gives it an empty track."""
+    from symusic import Score, Tempo, TimeSignature
+
+    from lstmidi import smf
+    from lstmidi.render import write_midi
+
+    score = Score(16)
+    score.time_signatures.extend([TimeSignature(0, 2, 4), TimeSignature(14, 12, 8)])
+    score.tempos.extend([Tempo(0, qpm=120), Tempo(83, qpm=200)])
+    write_midi(score, tmp_path / "empty.mid")
+    data = (tmp_path / "empty.mid").read_bytes()
+    assert b"\xff\xff\xff" not in data
+    parsed = smf.parse(data, build=False)
+    assert parsed.ticks in (83, 84) and not parsed.problems  # the last tempo change (symusic ends the track a tick later)

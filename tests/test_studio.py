@@ -124,6 +124,45 @@ def test_uploaded_model_files_are_checked(tmp_path):
         studio.model_path("../../etc/passwd")
 
 
+
+def test_uploaded_zip_bomb_and_nan_models_are_refused(tmp_path):
+    """The studio's model upload goes through the same bounded loader: a 1 MB zip bomb (1 GB config.json)
+    and a model with NaN weights are refused with the reason, and nothing is kept."""
+    from modelbytes import members, nan_model_weights, zip_with_bomb
+
+    from lstmidi.config import load_preset
+    from lstmidi.encodings import build_encoding
+    from lstmidi.modelfile import save_model
+    from lstmidi.models import build_model
+    from lstmidi.studio import Studio
+
+    preset = load_preset("musicgenerator", ["model.hidden=8", "model.layers=1"])
+    encoding = build_encoding(preset.encoding)
+    good = save_model(tmp_path / "good.lstmidi", encoding=encoding, model=build_model(preset.model, encoding.sizes),
+                      preset=preset, metrics={}, command="test")
+    bomb = zip_with_bomb(tmp_path / "bomb.lstmidi", {"weights.safetensors": members(good)["weights.safetensors"]}, "config.json", 1024)
+    studio = Studio(tmp_path / "runs")
+    with pytest.raises(UploadError, match=r"^bomb.lstmidi: refused: config.json would unpack to 1,024 MB"):
+        studio.add_uploaded_model(bomb)
+    with pytest.raises(UploadError, match=r"^nan.lstmidi: damaged model file \(weights.safetensors: \S+ holds NaN"):
+        studio.add_uploaded_model(nan_model_weights(good, tmp_path / "nan.lstmidi"))
+    assert not list((studio.home / "models").iterdir())
+
+
+def test_studio_generation_options_are_checked_before_loading(tmp_path, monkeypatch):
+    from lstmidi.studio import Studio, generate_pieces
+
+    studio = Studio(tmp_path / "runs")
+    monkeypatch.setattr(Studio, "load", lambda *a: pytest.fail("a model was loaded before the options were checked"))
+    base = dict(model="bundled", model_upload=None, primer=None, primer_seconds=None, seconds=10, temperature=1.0,
+                top_p=0.9, key=None, programs=None, seed=0, num=1)
+    for change, message in (({"temperature": float("nan")}, r"--temperature nan: a finite number above 0"),
+                            ({"top_p": 0.0}, r"--top-p 0: a probability mass above 0"),
+                            ({"programs": [999]}, r"--programs 999: 999 is not a General MIDI program")):
+        with pytest.raises(LstmidiError, match=message):
+            generate_pieces(studio, **{**base, **change})
+
+
 # ---- the page in Chromium ------------------------------------------------------------------------------
 
 CHROMIUM = next((p for p in (os.environ.get("LSTMIDI_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 
 from .config import Preset, load_preset
-from .corpus import Corpus, file_progress, load_corpus, write_report
+from .corpus import Corpus, file_progress, load_corpus, refuse_overwrite, write_report
 from .encodings import build_encoding
 from .encodings.base import TokenStream
 from .errors import LstmidiError, OutputExistsError
 
 
 def prepare(data: list[str | Path] | None, out: str | Path, preset: Preset | None = None,
-            cache_dir: Path | None = None, progress: bool = True) -> Corpus:
-    """Load, encode, split and cache a corpus (default: bundled Bach chorales); writes OUT/report.json."""
-
+            cache_dir: Path | None = None, progress: bool = True, force: bool = False) -> Corpus:
+    """Load, encode, split and cache a corpus (default: bundled Bach chorales); writes OUT/report.json,
+    refusing an existing one unless `force`."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise LstmidiError(f"{out}: exists and is not a folder")
+    refuse_overwrite([Path(out) / "report.json"], force)
     preset = preset or load_preset("musicgenerator")
     corpus = load_corpus(data, build_encoding(preset.encoding), preset.data, cache_dir=cache_dir,
                          progress=file_progress() if progress else None)
@@ -65,9 +69,17 @@ def bundled_model() -> Path:
     return path
 
 
+DEFAULT_STEM = "generated"  # the file name in an output folder: FOLDER/generated.mid
+
+
 def output_paths(out: str | Path, num: int) -> list[Path]:
-    """OUT.mid for one piece; OUT-1.mid .. OUT-N.mid for several."""
+    """OUT.mid for one piece; OUT-1.mid .. OUT-N.mid for several. OUT an existing folder or a path ending
+    in '/': FOLDER/generated.mid (or generated-1.mid ..) inside it (the folder is made when written)."""
+    if str(out).endswith(("/", os.sep)) or Path(out).is_dir():
+        out = Path(out) / f"{DEFAULT_STEM}.mid"
     out = Path(out)
+    if out.exists() and out.is_dir():
+        raise LstmidiError(f"{out}: is a folder; give a file name or the folder itself")
     if out.suffix.lower() not in (".mid", ".midi"):
         out = out.with_suffix(out.suffix + ".mid") if out.suffix else out.with_suffix(".mid")
     if num == 1:
@@ -87,16 +99,18 @@ def generate_files(model, out: str | Path, *, num: int = 1, wav: bool = True, pn
     `max_copy`: resample every stretch that repeats more than this many notes of a training piece of
     `copy_data` (see `model_data`; lstmidi.nocopy).
     """
+    from .options import check_options
+
+    check_options({"num": num, **sample_options})  # before anything is loaded or written
+    if max_copy is not None and (isinstance(max_copy, bool) or not isinstance(max_copy, int) or max_copy < 1):
+        raise LstmidiError(f"--max-copy {max_copy!r}: a whole number of notes, at least 1")
     from .modelfile import LoadedModel, load_model  # torch: imported by the functions that need it, so `prepare` starts fast
     from .render import render_all
     from .sampling import generate
 
     paths = output_paths(out, num)
-    if not force:
-        wanted = [p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on]
-        existing = [str(p) for p in wanted if p.exists()]
-        if existing:
-            raise OutputExistsError(f"{', '.join(existing)}: file exists (use --force to overwrite)")
+    refuse_overwrite([p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on],
+                     force)
     loaded = model if isinstance(model, LoadedModel) else load_model(model if model is not None else bundled_model())
     if max_copy is None:
         pieces = generate(loaded, num=num, **sample_options)
@@ -110,6 +124,9 @@ def generate_files(model, out: str | Path, *, num: int = 1, wav: bool = True, pn
                   f" ({r.resampled} stretches resampled)", file=sys.stderr)
     written = []
     for piece, path in zip(pieces, paths):
+        if not piece.score.note_num():
+            print(f"warning: {path}: the model wrote no notes (try another --seed, a longer piece or other options)",
+                  file=sys.stderr)
         written.append(render_all(piece.score, path, wav=wav, png=png, primer_seconds=piece.primer_seconds,
                                   soundfont=soundfont, force=force))
     return written
@@ -156,10 +173,7 @@ def render_file(midi: str | Path, out: str | Path | None = None, *, wav: bool = 
     base = Path(out) if out else Path(midi)
     written = {}
     targets = [(base.with_suffix(".wav"), wav), (base.with_suffix(".png"), png)]
-    if not force:
-        existing = [str(p) for p, on in targets if on and p.exists()]
-        if existing:
-            raise OutputExistsError(f"{', '.join(existing)}: file exists (use --force to overwrite)")
+    refuse_overwrite([p for p, on in targets if on], force)
     if wav:
         render_wav(score, targets[0][0], soundfont=soundfont, force=force)
         written["wav"] = str(targets[0][0])
@@ -233,10 +247,11 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
         raise LstmidiError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise OutputExistsError(f"{out}: folder exists and is not empty (use --force to overwrite)")
-    if json_path is not None and Path(json_path).exists() and not force:
-        raise OutputExistsError(f"{json_path}: file exists (use --force to overwrite)")
-    if num < 1:
-        raise LstmidiError("--num must be at least 1")
+    if json_path is not None:
+        refuse_overwrite([json_path], force)
+    from .options import check_options
+
+    check_options({"num": num, "seconds": seconds, "seed": seed})  # before the model and the corpus are read
     loaded = load_model(model_path)
     seconds = seconds if seconds is not None else loaded.preset.sample.seconds
     d = loaded.preset.data

@@ -29,13 +29,14 @@ def prepare(
     out: Path = typer.Option(Path("lstmidi-data"), "--out", "-o", help="folder for report.json"),
     preset: str = PRESET,
     set_: Optional[List[str]] = SET,
+    force: bool = typer.Option(False, "--force", help="overwrite an existing OUT/report.json"),
 ):
     """Load, encode and split a corpus; print the per-file summary and write OUT/report.json."""
     from .api import prepare as run
     from .config import load_preset
     from .corpus import count_line
 
-    corpus = run(data, out, load_preset(preset, set_ or [], check_model=False))  # no model: no torch import
+    corpus = run(data, out, load_preset(preset, set_ or [], check_model=False), force=force)  # no model: no torch import
     s = corpus.summary
     typer.echo(f"{s['files']} files: {count_line(s)}{' (from cache)' if corpus.cached else ''}")
     for split in ("train", "valid", "test"):
@@ -52,16 +53,20 @@ def inspect_command(
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the per-file report to this JSON file"),
     preset: str = typer.Option("musicgenerator", "--preset", "-p", help="preset whose data settings (tracks, drums) decide what is skipped"),
     set_: Optional[List[str]] = SET,
+    force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
 ):
     """Read MIDI files without encoding them: per file its status (loaded / recovered / skipped) and
     why, format, tracks, programs, drums, notes, seconds, tempo changes and time signature; then counts."""
     import json
 
     from .config import load_preset
-    from .corpus import atomic_write_text, file_progress
+    from .corpus import atomic_write_text, file_progress, refuse_overwrite
     from .inspection import inspect_files, table
 
-    result = inspect_files(data, load_preset(preset, set_ or []).data, progress=file_progress())
+    chosen = load_preset(preset, set_ or [], check_model=False)  # only its data settings are used
+    if json_path:
+        refuse_overwrite([json_path], force)  # before the files are read
+    result = inspect_files(data, chosen.data, progress=file_progress())
     typer.echo(table(result))
     if json_path:
         atomic_write_text(json_path, json.dumps(result, indent=1))
@@ -85,9 +90,10 @@ def train(
 ):
     """Train a model; writes OUT/model.lstmidi, checkpoints, logs/metrics.csv and loss.png."""
     from .api import train_overrides, training_preset
-    from .training import train as run
 
-    chosen = training_preset(preset, init=init, overrides=train_overrides(set_, epochs, max_minutes))
+    chosen = training_preset(preset, init=init, overrides=train_overrides(set_, epochs, max_minutes))  # a bad preset
+    from .training import train as run  # fails above, before Lightning loads
+
     result = run(chosen, data, out, resume=resume, force=force, command=_command(), init=init,
                  devices=devices, strategy=strategy, num_nodes=num_nodes)
     if result is None:  # a DDP process other than global rank 0: rank 0 reports
@@ -117,7 +123,8 @@ def _summary(result) -> str:
 @app.command()
 def generate(
     model: Optional[Path] = typer.Argument(None, help="a .lstmidi model file (default: the bundled pretrained model)"),
-    out: Path = typer.Option(Path("generated.mid"), "--out", "-o", help="output MIDI; with --num N: OUT-1.mid .. OUT-N.mid"),
+    out: str = typer.Option("generated.mid", "--out", "-o", help="output MIDI; with --num N: OUT-1.mid .. OUT-N.mid; "
+                            "a folder (existing, or ending in '/'): FOLDER/generated.mid"),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="length of the new part in seconds (default: the model's)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="length of the new part in encoding steps (overrides --seconds)"),
     num: int = typer.Option(1, "--num", "-n", help="pieces to generate (in one batch)"),
@@ -148,8 +155,6 @@ def generate(
     """Generate music with a trained model: MIDI, plus WAV and a piano-roll PNG beside it."""
     from .api import generate_files
 
-    if mode not in (None, "bernoulli", "threshold"):
-        raise LstmidiError(f"--mode {mode!r}: choose bernoulli or threshold")
     if bars is not None:
         seconds = bars * 2.0
     written = generate_files(model, out, num=num, wav=wav, png=png, force=force, soundfont=soundfont,
@@ -300,9 +305,11 @@ def benchmark_polyphonic(
 
     from .api import train_overrides
     from .config import load_preset
-    from .corpus import atomic_write_text
+    from .corpus import atomic_write_text, refuse_overwrite
     from .polyphonic import run, table
 
+    if json_path:
+        refuse_overwrite([json_path], force)
     result = run(dataset, load_preset(preset, train_overrides(set_, epochs, max_minutes)), out or Path(f"bench-{dataset}-{Path(preset).stem}"),
                  data=data, force=force, command=_command())
     typer.echo(table(result))
@@ -318,15 +325,18 @@ def benchmark_speed(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the tables into this Markdown file "
                                             "(between its speed markers; the rest of the file is kept)"),
     quick: bool = typer.Option(False, "--quick", help="tiny sizes: checks that the suites run (the figures are not the benchmark's)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
 ):
     """Measure ingest, training, generation and memory on this machine, each beside the method it replaces;
     print a table and the project's speed targets."""
     import json
 
-    from .corpus import atomic_write_text
+    from .corpus import atomic_write_text, refuse_overwrite
     from .speed import markdown as to_markdown
     from .speed import run, table, update_markdown
 
+    if json_path:
+        refuse_overwrite([json_path], force)
     result = run(suite, quick=quick, progress=lambda msg: typer.echo(msg, err=True))
     typer.echo(table(result))
     if json_path:

@@ -108,7 +108,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise LstmidiError(f"--set {text!r}: expected key=value, e.g. train.lr=0.001")
-    return key.strip().split("."), yaml.safe_load(value)
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise LstmidiError(f"--set {text!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: 'expected ',' or ']', but got '<stream end>' at line 3, column 1'."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -125,6 +135,31 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+def _settle_drums(preset: Preset, where: str) -> None:
+    """data.drums (read drum tracks) and an encoding's own `drums` (keep them in the encoding) agree: the
+    encoding's follows data.drums unless given; a contradiction, or drums the encoding cannot hold, is an error."""
+    from .encodings import ENCODINGS
+
+    encoding = ENCODINGS.get(preset.encoding.get("name"))
+    if encoding is None:
+        return  # an unknown encoding: build_encoding names it
+    params = encoding.Params
+    if "drums" not in params.model_fields:
+        if preset.data.drums:
+            raise LstmidiError(f"{where}: data.drums=true, but the {preset.encoding['name']!r} encoding has no drums (it "
+                               "leaves drum tracks out); drums need the events encoding with programs (preset flagship)")
+        return
+    given = preset.encoding.get("drums")
+    if preset.data.drums and given is None:
+        if not preset.encoding.get("programs", params.model_fields["programs"].default if "programs" in params.model_fields else True):
+            raise LstmidiError(f"{where}: data.drums=true, but encoding {preset.encoding['name']!r} keeps drum tracks only "
+                               "with encoding.programs=true (else they are dropped): set encoding.programs=true")
+        preset.encoding = {**preset.encoding, "drums": True}
+    elif given and not preset.data.drums:
+        raise LstmidiError(f"{where}: encoding.drums=true, but data.drums=false drops drum tracks when the files are "
+                           "read: set data.drums=true")
+
+
 def validate_preset(raw: dict, where: str = "preset", *, check_model: bool = True) -> Preset:
     """Check every section, including the encoding's and (unless `check_model` is False: for commands that
     build no model, which then never import torch) the model's own parameters."""
@@ -134,6 +169,7 @@ def validate_preset(raw: dict, where: str = "preset", *, check_model: bool = Tru
         preset = Preset.model_validate(raw)
     except ValidationError as err:
         raise LstmidiError(format_validation_error(err, where, Preset)) from None
+    _settle_drums(preset, where)
     build_encoding(preset.encoding, where=f"{where}: encoding")
     if preset.encoding.get("programs") and preset.data.tracks == "merge":
         raise LstmidiError(f"{where}: encoding.programs=true keeps instruments apart, but data.tracks=merge "
@@ -143,6 +179,28 @@ def validate_preset(raw: dict, where: str = "preset", *, check_model: bool = Tru
 
         model_params(preset.model, where=f"{where}: model")
     return preset
+
+
+def read_preset_file(path: Path) -> dict:
+    """The mapping in a preset YAML file; LstmidiError naming the file when it cannot be read, is not
+    UTF-8, is not valid YAML or holds something other than a mapping of sections."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise LstmidiError(f"{path}: cannot read the preset ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise LstmidiError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.object[err.start]:#04x}); "
+                           "save the preset as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise LstmidiError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise LstmidiError(f"{path}: a preset is a mapping of sections (data, encoding, model, train, sample), "
+                           f"not a {type(raw).__name__}")
+    return raw
 
 
 def load_preset(name_or_path: str, overrides: list[str] = (), *, check_model: bool = True) -> Preset:
@@ -157,7 +215,7 @@ def load_preset(name_or_path: str, overrides: list[str] = (), *, check_model: bo
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise LstmidiError(f"unknown preset {name_or_path!r} (presets: {', '.join(preset_names())})")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_preset_file(path)
     raw.setdefault("name", path.stem)
     raw = apply_overrides(raw, list(overrides))
     return validate_preset(raw, where=str(path.name), check_model=check_model)

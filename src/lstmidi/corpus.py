@@ -33,7 +33,7 @@ import numpy as np
 from .files import atomic_path, atomic_write_text  # atomic_write_text: also public here
 from .config import DataConfig
 from .encodings import Encoding, build_encoding
-from .errors import LstmidiError, MidiError
+from .errors import LstmidiError, MidiError, OutputExistsError
 from .midi import LIMITS, MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
 
 SPLITS = ("train", "valid", "test")
@@ -332,6 +332,18 @@ def status_counts(report: list[dict]) -> dict:
 def write_report(corpus: Corpus, path: Path) -> None:
     """Write the summary and per-file report as JSON (atomically)."""
     atomic_write_text(Path(path), json.dumps({"summary": corpus.summary, "files": corpus.report}, indent=1))
+
+
+def refuse_overwrite(paths, force: bool = False) -> None:
+    """Raise before anything is written: OutputExistsError naming the files of `paths` that exist (unless
+    `force`), LstmidiError for one that is a folder."""
+    paths = [Path(p) for p in paths]
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise LstmidiError(f"{', '.join(folders)}: is a folder, not a file")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise OutputExistsError(f"{', '.join(existing)}: file exists (use --force to overwrite)")
 
 
 def _cache_paths(cache_dir: Path, key: str) -> tuple[dict[str, Path], Path]:

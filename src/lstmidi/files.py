@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import LstmidiError
+
 # mkstemp creates files as 0600; outputs get the usual 0666 & ~umask like open() gives. The umask is read
 # once at import (reading it means setting it, which is not thread-safe later on).
 _UMASK = os.umask(0)
@@ -55,8 +57,11 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[IO[bytes]], Any
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` atomically (UTF-8)."""
-    return atomic_write(path, text)
+    """Write `text` to `path` atomically (UTF-8); LstmidiError naming the file if it cannot be written."""
+    try:
+        return atomic_write(path, text)
+    except OSError as err:
+        raise LstmidiError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def figure(figsize: tuple[float, float], dpi: int = 100, **subplots):

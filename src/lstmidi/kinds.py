@@ -29,6 +29,8 @@ class Kind:
     unit: ClassVar[str]  # the unit of the training loss, as the model card and the loss plot name it
     step_unit: ClassVar[str]  # what one encoding step is ("frames", "tokens", "notes")
     distributions: ClassVar[bool] = False  # train always plots pitch/step/duration histograms (the tutorial's)
+    refused_options: ClassVar[tuple[str, ...]] = ()  # sampling options this kind's sampler has no use for
+    refusal: ClassVar[str] = ""  # the error's end when one is given ({name}: the encoding's name)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of encoded steps as the model takes them."""
@@ -64,6 +66,9 @@ class Multihot(Kind):
     """Frames x keys (piano rolls): BCE summed over keys, or the model's own joint frame NLL."""
 
     name, unit, step_unit = "multihot", "nats per frame", "frames"
+    refused_options = ("top_k", "top_p", "greedy")  # every key is drawn on its own
+    refusal = (": for note and token models; this piano-roll model ({name!r}) draws every key on its own: use "
+               "--temperature, or --mode threshold --threshold P")
 
     def objective(self, model, out, y, mask, step_weights, loss_cfg):
         loss, weight = losses.weighted_mean(model.frame_nll(out, y.float()), mask, step_weights)
@@ -92,6 +97,8 @@ class Tokens(Kind):
     beam search."""
 
     name, unit, step_unit = "tokens", "nats per token", "tokens"
+    refused_options, refusal = ("mode", "threshold"), (": for piano-roll models; this model uses {name!r}: use "
+                                                      "--temperature, --top-k, --top-p or --greedy")
 
     def inputs(self, x):
         return x
@@ -137,6 +144,7 @@ class Notes(Kind):
     """Notes x fields (pitch, step, duration, velocity): per-field losses combined with `loss.weights`."""
 
     name, unit, step_unit, distributions = "notes", "weighted loss per note", "notes", True
+    refused_options, refusal = Tokens.refused_options, Tokens.refusal
 
     def objective(self, model, out, y, mask, step_weights, loss_cfg):
         """pitch: CE, the music-aware cost, or both (categorical head), or the music-aware cost plus squared

@@ -7,7 +7,10 @@ Reading is lenient (`read_score_lenient` says how a file was read). In order:
    sees files that pass; smf.py says how the check is kept fast); a clean file is parsed by symusic;
    a damaged one, one that symusic rejects, and format 2 (its tracks laid one after another in time) are read by
    lstmidi.smf, which keeps every note it can read;
-4. limits against hostile files: number of events, length in quarter notes and in seconds.
+4. limits against hostile files: number of events, length in quarter notes and in seconds; a file over
+   one is read up to it (the fallback reader stops there, so ticks stay inside symusic's int32) and its
+   note says it was truncated;
+5. track chunks without an MThd header get one (format 1, GUESSED_DIVISION ticks per quarter).
 A file with nothing usable raises MidiError with the reason.
 
 Track handling (after parsing): `tracks="merge"` (default) merges all pitched tracks into one,
@@ -24,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from symusic import Score, Track
+import numpy as np
+from symusic import Note, Score, Track
 
 from . import smf
 from .errors import MidiError
@@ -34,7 +38,8 @@ MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")  # what folders are searched f
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds against hostile files; a file past one is skipped with that reason."""
+    """Bounds against hostile files; a file past one is truncated to the part inside it (skipped when no
+    note is left there)."""
 
     max_bytes: int = 16 * 2**20      # file size
     max_events: int = 1_000_000      # MIDI events (plus skipped junk bytes)
@@ -82,37 +87,68 @@ def read_score_bytes(data: bytes, source: str = "<bytes>", limits: Limits = LIMI
     data, cut = _midi_part(data, source)
     if len(data) < smf.HEADER_BYTES:
         raise MidiError(f"{source}: truncated MIDI file (header shorter than {smf.HEADER_BYTES} bytes)")
+    over = ""  # which limit the file is over: then only the part inside it is read
     try:
         check = smf.parse(data, build=False, max_events=limits.max_events)
     except smf.TooManyEvents:
-        raise MidiError(f"{source}: too many events (more than {limits.max_events:,})") from None
-    _check_quarters(source, check.ticks / check.ticks_per_quarter, limits)
+        over = f"more than {limits.max_events:,} events"
+        check = None
+    max_ticks = None
+    if check is not None:
+        quarters = check.ticks / check.ticks_per_quarter
+        if quarters > limits.max_quarters:
+            over = f"{quarters:,.0f} quarter notes"
+            max_ticks = limits.max_quarters * check.ticks_per_quarter  # ticks stay inside symusic's int32
     rejected = ""
-    if not check.problems and check.format != 2:
+    if not over and not check.problems and check.format != 2:
         try:
-            return _checked(Reading(Score.from_midi(data), cut, check.format), source, limits)
+            score = Score.from_midi(data)
         except (RuntimeError, ValueError) as err:  # symusic: RuntimeError from MiniMidi, ValueError on bad values
             rejected = str(err).removeprefix("MiniMidi: ").removesuffix(": iostream error")
-    parsed = smf.parse(data, max_events=limits.max_events)
+        else:
+            if score.note_num() >= check.note_ons:
+                return _checked(Reading(score, cut, check.format), source, limits)
+            # else symusic dropped notes that never get a note-off: the fallback reader ends them at the track's end
+    parsed = smf.parse(data, max_events=limits.max_events, max_ticks=max_ticks, keep_within=True)
+    if max_ticks is not None:
+        parsed.score = _truncate(parsed.score, max_ticks)  # format 2's tracks in a row can reach past it
     how = parsed.describe() or (f"symusic: {rejected}" if rejected else "")
-    if parsed.problems and not parsed.score.note_num():
+    if over:
+        kept = (f"the first {limits.max_quarters:,} quarter notes" if max_ticks is not None else
+                f"the first {limits.max_events:,} events")
+        if not parsed.score.note_num():
+            raise MidiError(f"{source}: too long ({over}; no notes in {kept}, the limit)")
+        how = "; ".join(filter(None, [f"truncated to {kept} (the file has {over})", how]))
+    elif parsed.problems and not parsed.score.note_num():
         kind = "truncated MIDI file" if parsed.truncated else "damaged MIDI file"
         raise MidiError(f"{source}: {kind} ({how}; no notes could be read)")
     note = "; ".join(filter(None, [cut, how and f"read by the fallback reader: {how}"]))
-    return _checked(Reading(parsed.score, note, check.format), source, limits)
+    return _checked(Reading(parsed.score, note, parsed.format), source, limits)
 
 
 def _too_large(source, size: int, limits: Limits) -> MidiError:
     return MidiError(f"{source}: too large ({size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:g} MB)")
 
 
+GUESSED_DIVISION = 480  # ticks per quarter assumed for track chunks found without their header (mido's default)
+
+
 def _midi_part(data: bytes, source: str) -> tuple[bytes, str]:
-    """The bytes from `MThd` on, and what was cut off before them ('' if nothing)."""
+    """The bytes from `MThd` on, and what was cut off before them ('' if nothing). Track chunks without
+    an MThd header get one (format 1, GUESSED_DIVISION ticks per quarter)."""
     if data.startswith(b"MThd"):
         return data, ""
     start = data.find(b"MThd")
     if start < 0:
-        raise MidiError(f"{source}: not a MIDI file (no MThd header)")
+        track = data.find(b"MTrk")
+        if track < 0 or len(data) - track < 8:
+            raise MidiError(f"{source}: not a MIDI file (no MThd header)")
+        count = min(data.count(b"MTrk", track), 0xFFFF)
+        header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big") + count.to_bytes(2, "big") \
+            + GUESSED_DIVISION.to_bytes(2, "big")
+        skipped = f", {track} bytes before them cut" if track else ""
+        return header + data[track:], (f"no MThd header: its {count} track chunk{'s' * (count != 1)} read as format 1 "
+                                       f"at {GUESSED_DIVISION} ticks per quarter (a guess){skipped}")
     if data.startswith(b"RIFF") and data[8:12] == b"RMID":
         size = int.from_bytes(data[16:20], "little")
         end = start + size if data[12:16] == b"data" and start == 20 and start + size <= len(data) else len(data)
@@ -120,19 +156,49 @@ def _midi_part(data: bytes, source: str) -> tuple[bytes, str]:
     return data[start:], f"cut {start} junk bytes before MThd"
 
 
-def _check_quarters(source: str, quarters: float, limits: Limits) -> None:
-    if quarters > limits.max_quarters:
-        raise MidiError(f"{source}: too long ({quarters:,.0f} quarter notes; the limit is {limits.max_quarters:,})")
-
-
 def _checked(reading: Reading, source: str, limits: Limits) -> Reading:
-    """`reading` if it is within the length limits; else MidiError."""
-    score = reading.score
-    _check_quarters(source, score.end() / score.ticks_per_quarter, limits)
+    """`reading` cut to the length limits (quarter notes, then seconds), saying so in its note; MidiError
+    when no note is left inside them."""
+    score, cuts, over = reading.score, [], ""
+    quarters = score.end() / score.ticks_per_quarter
+    if quarters > limits.max_quarters:
+        score = _truncate(score, limits.max_quarters * score.ticks_per_quarter)
+        over = f"{quarters:,.0f} quarter notes; no notes in the first {limits.max_quarters:,}, the limit"
+        cuts.append(f"truncated to the first {limits.max_quarters:,} quarter notes (the file has {quarters:,.0f})")
     seconds = score_seconds(score)
     if seconds > limits.max_seconds:
-        raise MidiError(f"{source}: too long ({seconds:,.0f} seconds; the limit is {limits.max_seconds:,.0f})")
-    return reading
+        score = _truncate(score, tick_at_seconds(score, limits.max_seconds))
+        over = f"{seconds:,.0f} seconds; no notes in the first {limits.max_seconds:,.0f}, the limit"
+        cuts.append(f"truncated to the first {limits.max_seconds:,.0f} seconds (the file has {seconds:,.0f})")
+    if not cuts:
+        return reading
+    if not score.note_num():
+        raise MidiError(f"{source}: too long ({over})")
+    return Reading(score, "; ".join(filter(None, [reading.note, *cuts])), reading.format)
+
+
+def _truncate(score: Score, end: int) -> Score:
+    """`score` up to tick `end`: later notes and events dropped, notes still sounding there end there."""
+    if score.end() <= end:
+        return score
+    out = score.clip(0, end, clip_end=False)  # notes that start before `end`, and the events before it
+    for track in out.tracks:
+        if len(track.notes):
+            n = track.notes.numpy()
+            duration = np.minimum(n["duration"], end - n["time"]).astype(n["duration"].dtype)
+            track.notes = Note.from_numpy(n["time"], duration, n["pitch"], n["velocity"])
+    return out
+
+
+def tick_at_seconds(score: Score, seconds: float) -> int:
+    """The tick of a tick Score that is `seconds` from its start, through its tempo map (120 qpm before the first tempo)."""
+    tpq, elapsed, time, mspq = score.ticks_per_quarter, 0.0, 0, 500_000
+    for tempo in score.tempos:
+        step = (tempo.time - time) * mspq / tpq / 1e6
+        if elapsed + step >= seconds:
+            break
+        elapsed, time, mspq = elapsed + step, tempo.time, tempo.mspq
+    return time + int((seconds - elapsed) * 1e6 * tpq / mspq)
 
 
 def score_seconds(score: Score) -> float:

@@ -7,12 +7,16 @@
     card.md              human-readable card: the exact training command and its metrics
 
 `load_model(path)` needs nothing else: no data folder, no config file. Nothing else loads weights.
+Reading is bounded (`ModelFileLimits`), because model files come from others (the studio takes uploads):
+the zip's directory, every member's size and compression ratio are checked before anything is
+decompressed, config.json's size and nesting before it is parsed, and every tensor must be finite.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -33,6 +37,28 @@ from .models import build_model
 
 FORMAT = "lstmidi-model"
 FORMAT_VERSION = 1
+CONFIG, WEIGHTS, PRIMERS, CARD = "config.json", "weights.safetensors", "primers.safetensors", "card.md"
+
+
+@dataclass(frozen=True)
+class ModelFileLimits:
+    """Bounds on what loading a model file may read; a file past one is refused with that reason.
+
+    Memory: the tensors are held twice at most while loading (their bytes, then the tensors), so with the
+    ratio limit a file of S MB costs at most ~2 x 4 x S MB on top of torch itself (~300 MB): a 64 MB file
+    (the studio's upload limit) stays below 1 GB. Real weights hardly compress (float32: ~1.1:1)."""
+
+    max_members: int = 16                 # entries in the zip (a model file has 4)
+    max_directory_bytes: int = 64 * 2**10  # the zip's central directory, read before the zip is opened
+    max_config_bytes: int = 4 * 2**20     # config.json, uncompressed
+    max_card_bytes: int = 2**20           # card.md, uncompressed
+    max_tensor_bytes: int = 2**30         # weights + primers, uncompressed
+    max_ratio: float = 4.0                # uncompressed / compressed size of any member over `ratio_from` bytes
+    ratio_from: int = 2**20
+    max_json_depth: int = 32              # nesting of config.json (a real one has 6 levels)
+
+
+LIMITS = ModelFileLimits()
 
 
 def library_versions() -> dict[str, str]:
@@ -131,21 +157,13 @@ def save_model(path: str | Path, *, encoding: Encoding, model: torch.nn.Module, 
     return path
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """Read a `.lstmidi` file; raises ModelFileError naming the file and the problem."""
+def load_model(path: str | Path, limits: ModelFileLimits = LIMITS) -> LoadedModel:
+    """Read a `.lstmidi` file within `limits`; raises ModelFileError naming the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            missing = {"config.json", "weights.safetensors"} - names
-            if missing:
-                raise ModelFileError(f"{path}: not a complete lstmidi model file (missing {', '.join(sorted(missing))})")
-            config = json.loads(z.read("config.json"))
-            weights_bytes = z.read("weights.safetensors")
-            primer_bytes = z.read("primers.safetensors") if "primers.safetensors" in names else None
-            card = z.read("card.md").decode() if "card.md" in names else ""
+        members = _read_members(path, limits)
     except zipfile.BadZipFile as err:
         if "CRC" in str(err):  # a member's bytes were changed after it was written
             raise ModelFileError(f"{path}: damaged model file ({err})") from None
@@ -154,8 +172,8 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ModelFileError(f"{path}: damaged model file ({err})") from None
     except OSError as err:
         raise ModelFileError(f"{path}: cannot read the model file ({err.strerror or err})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelFileError(f"{path}: damaged model file (config.json is not valid JSON)") from None
+    config = _parse_config(path, members.pop(CONFIG), limits)
+    card = members.pop(CARD, b"").decode("utf-8", "replace")
     if not isinstance(config, dict):
         raise ModelFileError(f"{path}: damaged model file (config.json holds a {type(config).__name__}, not an object)")
     if config.get("format") != FORMAT:
@@ -169,23 +187,96 @@ def load_model(path: str | Path) -> LoadedModel:
     try:
         preset = Preset.model_validate(config["preset"])
         encoding = build_encoding(config["encoding"])
+    except Exception as err:
+        raise ModelFileError(f"{path}: invalid configuration in model file ({err})") from None
+    weights = _tensors(path, members, WEIGHTS)  # the member's bytes are freed: the tensors are the one copy
+    primers = _tensors(path, members, PRIMERS) if PRIMERS in members else None
+    try:
         model = build_model(config["model"], encoding.sizes)
     except Exception as err:
         raise ModelFileError(f"{path}: invalid configuration in model file ({err})") from None
-    try:
-        weights = st_load(weights_bytes)
-    except Exception as err:
-        raise ModelFileError(f"{path}: damaged model file (weights.safetensors: {err})") from None
     problem = _weights_problem(model.state_dict(), weights)
     if problem:
         raise ModelFileError(f"{path}: weights do not match the model in the file ({problem})")
     model.load_state_dict(weights)
-    try:
-        primers = st_load(primer_bytes)["primers"].numpy() if primer_bytes else None
-    except Exception as err:
-        raise ModelFileError(f"{path}: damaged model file (primers.safetensors: {err!r})") from None
+    del weights
+    if primers is not None and "primers" not in primers:
+        raise ModelFileError(f"{path}: damaged model file (primers.safetensors: KeyError('primers'))")
     model.eval()
-    return LoadedModel(model, encoding, preset, config, card, primers, path)
+    return LoadedModel(model, encoding, preset, config, card, primers["primers"].numpy() if primers else None, path)
+
+
+def _read_members(path: Path, limits: ModelFileLimits) -> dict[str, bytes]:
+    """The members lstmidi reads (config.json, weights, primers, card), each within `limits`: sizes and
+    ratios come from the zip's directory and are checked before anything is decompressed; reading
+    never goes past a member's announced size (zipfile stops there and checks the CRC)."""
+    end_record = getattr(zipfile, "_EndRecData", None)  # private, but in every Python 3: ZipFile reads it first
+    if end_record is not None:  # the directory's size, before ZipFile turns every entry into an object
+        with path.open("rb") as f:
+            end = end_record(f)
+        if end is None:
+            raise zipfile.BadZipFile("no end of central directory")
+        entries, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+        if entries > limits.max_members or directory > limits.max_directory_bytes:
+            raise ModelFileError(f"{path}: refused: not an lstmidi model file ({entries:,} zip entries, "
+                                 f"{directory:,}-byte directory; a model file has 4)")
+    with zipfile.ZipFile(path) as z:
+        infos = {i.filename: i for i in z.infolist()}  # a repeated name: the last one, as z.read would
+        missing = {CONFIG, WEIGHTS} - set(infos)
+        if missing:
+            raise ModelFileError(f"{path}: not a complete lstmidi model file (missing {', '.join(sorted(missing))})")
+        caps = {CONFIG: limits.max_config_bytes, CARD: limits.max_card_bytes}
+        wanted = [infos[n] for n in (CONFIG, WEIGHTS, PRIMERS, CARD) if n in infos]
+        for info in wanted:
+            size, packed = info.file_size, max(info.compress_size, 1)
+            cap = caps.get(info.filename)
+            if cap is not None and size > cap:
+                raise ModelFileError(f"{path}: refused: {info.filename} would unpack to {_mb(size)} "
+                                     f"(the limit is {_mb(cap)})")
+            if size > limits.ratio_from and size > limits.max_ratio * packed and info.filename not in caps:
+                raise ModelFileError(f"{path}: refused: {info.filename} is compressed {size / packed:,.0f}:1 "
+                                     f"(the limit is {limits.max_ratio:g}:1 for members over {_mb(limits.ratio_from)}; a zip bomb?)")
+        tensors = sum(i.file_size for i in wanted if i.filename not in caps)
+        if tensors > limits.max_tensor_bytes:
+            raise ModelFileError(f"{path}: refused: its tensors would unpack to {_mb(tensors)} "
+                                 f"(the limit is {_mb(limits.max_tensor_bytes)})")
+        members = {}
+        for info in wanted:
+            with z.open(info) as member:
+                members[info.filename] = member.read(info.file_size)
+        return members
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:,.0f} MB" if size >= 2**20 else f"{size / 2**10:,.0f} KB"
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string (its brackets do not nest anything)
+
+
+def _parse_config(path: Path, data: bytes, limits: ModelFileLimits):
+    """config.json parsed, its nesting checked first (without recursion: Python's parser would recurse)."""
+    depth = np.frombuffer(_STRING.sub(b'""', data), np.uint8)
+    depth = np.cumsum(np.isin(depth, (0x5B, 0x7B)).astype(np.int32) - np.isin(depth, (0x5D, 0x7D)))
+    if depth.size and depth.max() > limits.max_json_depth:
+        raise ModelFileError(f"{path}: refused: config.json is nested {depth.max():,} levels deep "
+                             f"(the limit is {limits.max_json_depth})")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, ints over Python's digit limit
+        raise ModelFileError(f"{path}: damaged model file (config.json is not valid JSON)") from None
+
+
+def _tensors(path: Path, members: dict[str, bytes], name: str) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors member `name` (popped from `members`), all finite."""
+    try:
+        tensors = st_load(members.pop(name))
+    except Exception as err:
+        raise ModelFileError(f"{path}: damaged model file ({name}: {err})") from None
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{path}: damaged model file ({name}: {key} holds NaN or infinite values)")
+    return tensors
 
 
 def _weights_problem(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str | None:

@@ -150,6 +150,9 @@ def write_midi(score: symusic.Score, path: str | os.PathLike[str], *, force: boo
     `OutputExistsError`). Writes atomically and creates parent folders. Returns the path as a string.
     """
     path = _as_path(path)
+    if not len(score.tracks):  # symusic 0.5.8 writes a track-less score's tempos and time signatures
+        score = score.copy()   # out of order (negative delta times: a file millions of seconds long)
+        score.tracks.append(symusic.Track())
     with _atomic_target(path, force) as tmp:
         score.dump_midi(str(tmp))
     return str(path)

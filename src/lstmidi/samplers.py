@@ -14,6 +14,9 @@ from . import processors
 from .encodings.base import TokenStream
 from .errors import LstmidiError
 
+NO_TOKEN_LEFT = ("the sampling options together leave no token the model may write next "
+                 "(loosen --key, --pitch-range, --programs or --max-repeat)")
+
 
 @torch.no_grad()
 def sample_multihot(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, onset_keys: int | None = None,
@@ -62,7 +65,12 @@ def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, w
             logits = processors.mask_tokens(logits, allowed)
         if constrain is not None:
             logits = constrain(logits, seq)
-        token = processors.sample(logits, generator=generator, **options)
+        try:
+            token = processors.sample(logits, generator=generator, **options)
+        except ValueError as err:  # the constraints together leave no token (e.g. --programs with --key)
+            if "every token is masked" not in str(err):
+                raise
+            raise LstmidiError(NO_TOKEN_LEFT) from None
         if eos is not None:
             token = torch.where(done, torch.full_like(token, eos), token)
             done.logical_or_(token == eos)  # in place: `done` belongs to the enclosing function
@@ -202,7 +210,8 @@ def token_constraints(enc: TokenStream, generated_from: int, *, target: int | No
         if not enc.programs:
             raise LstmidiError("--programs needs a model trained with programs (multi-instrument tokens)")
         of = torch.from_numpy(enc.program_of_token()).long()
-        program_ok = (of < 0) | torch.isin(of, torch.tensor(programs))
+        wanted = [enc.DRUM_PROGRAM if p == -1 else p for p in programs]  # -1: drums (Program_-1)
+        program_ok = (of < 0) | torch.isin(of, torch.tensor(wanted))
 
     def constrain(logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:  # (batch, vocab), (batch, t)
         if grammar is not None:
@@ -237,7 +246,12 @@ def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: 
             full = torch.cat([row[None].expand(seqs.shape[0], -1), seqs], 1)  # noqa: B023 (called in this iteration)
             return constrain(lg, full) if constrain else lg
 
-        best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)
+        try:
+            best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)
+        except ValueError as err:
+            if "every continuation is masked" not in str(err):
+                raise
+            raise LstmidiError(NO_TOKEN_LEFT) from None
         padded = np.full(steps, eos, np.int64)
         padded[: len(best)] = best.numpy()[:steps]
         rows.append(padded)

@@ -74,26 +74,17 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
     times in a row), `key` ("D minor"), `pitch_range` (low, high), `programs` (allowed instruments).
     `include_primer=False` leaves the primer out of the returned pieces.
     """
+    from .options import resolve_options
+
+    o = resolve_options(loaded, dict(seconds=seconds, steps=steps, num=num, seed=seed, primer_seconds=primer_seconds,
+                                     temperature=temperature, mode=mode, threshold=threshold, top_k=top_k,
+                                     top_p=top_p, greedy=greedy, beam=beam, repetition_penalty=repetition_penalty,
+                                     max_repeat=max_repeat, key=key, pitch_range=pitch_range, programs=programs))
     enc = loaded.encoding
     stream = isinstance(enc, TokenStream)
-    if num < 1:
-        raise LstmidiError("--num must be at least 1")
-    if not stream and any(v is not None for v in (beam, repetition_penalty, max_repeat, key, pitch_range, programs)):
-        raise LstmidiError("--beam, --repetition-penalty, --max-repeat, --key, --pitch-range and --programs "
-                           f"need an event-token model (preset flagship); this model uses {enc.name!r}")
-    d = loaded.preset.sample
-    target, steps_given = None, steps is not None
-    if steps is None:
-        steps = enc.steps_for_seconds(seconds if seconds is not None else d.seconds)
-        if stream:  # end with EOS near the target instead of being cut off
-            target, steps = steps, steps + max(4, steps // 10)
-    generator = torch.Generator().manual_seed(seed)
+    steps, num = o["steps"], o["num"]
+    generator = torch.Generator().manual_seed(o["seed"])
     prime = primer_steps(loaded, primer, primer_seconds, num, generator)
-    o = {"temperature": temperature or d.temperature, "top_k": top_k or d.top_k, "top_p": top_p or d.top_p,
-         "greedy": d.greedy if greedy is None else greedy, "mode": mode or d.mode, "threshold": threshold or d.threshold,
-         "seconds": seconds if seconds is not None else d.seconds, "steps_given": steps_given, "target": target,
-         "beam": beam, "repetition_penalty": repetition_penalty, "max_repeat": max_repeat, "key": key,
-         "pitch_range": pitch_range, "programs": programs}
     kind = kind_of(enc)
     new = kind.sample(loaded, prime, steps, o, generator)
     pieces = []

@@ -12,6 +12,8 @@ data and keeps every note it can read:
   next `MTrk`, or to the end of the file; a track cut short ends at its last whole event; junk between
   chunks is skipped;
 - notes still sounding at the end of their track end there (symusic drops them);
+- an end-of-track event before the end of a chunk whose length fits the file does not end the track
+  when notes follow it (mido reads them; symusic stops there); when none follow, it ends the track;
 - bad tempo, time-signature and key-signature events are ignored; a header length other than 6, an
   unknown format (read as 1), SMPTE time (read as 60 qpm, one quarter per second) and a division of 0
   (read as 480 ticks per quarter) are repaired;
@@ -59,6 +61,8 @@ class Parsed:
     problems: Counter     # problem text -> times seen; "{n}" in a text becomes the count, "{s}" its plural s
     truncated: bool       # the file ends inside a track, or before all announced tracks
     score: Score | None = None
+    cut_at_events: bool = False  # keep_within: reading stopped at max_events
+    note_ons: int = 0     # note-on events (velocity > 0) read: symusic drops the notes that never end
 
     def describe(self) -> str:
         """The problems as one phrase, e.g. '3 data bytes > 127 clipped, track 2: no end-of-track event'."""
@@ -79,20 +83,25 @@ class _Track:
     end: int = 0
 
 
-def parse(data: bytes, *, build: bool = True, max_events: int = 1_000_000) -> Parsed:
+def parse(data: bytes, *, build: bool = True, max_events: int = 1_000_000, max_ticks: int | None = None,
+          keep_within: bool = False) -> Parsed:
     """Read SMF bytes that start with `MThd` and hold the 14-byte header.
 
     build=False only checks: `problems` lists everything this reader would repair, and `ticks` is
-    known. Raises TooManyEvents past `max_events`.
+    known. Raises TooManyEvents past `max_events`, unless `keep_within`: then reading stops there (the
+    track being read ends, later tracks are left out) and `cut_at_events` says so. `max_ticks`: every
+    track ends there (notes still sounding end with it); events after it are not read.
     """
-    return _Reader(data, build, max_events).read()
+    return _Reader(data, build, max_events, max_ticks, keep_within).read()
 
 
 class _Reader:
-    def __init__(self, data: bytes, build: bool, max_events: int):
+    def __init__(self, data: bytes, build: bool, max_events: int, max_ticks: int | None = None, keep_within: bool = False):
         self.data, self.build, self.max_events, self.events = data, build, max_events, 0
+        self.max_ticks, self.keep_within = max_ticks, keep_within
         self.problems: Counter = Counter()
-        self.smpte = self.truncated = False
+        self.smpte = self.truncated = self.cut_at_events = False
+        self.note_ons = 0
 
     def read(self) -> Parsed:
         data, problems = self.data, self.problems
@@ -129,9 +138,13 @@ class _Reader:
                 pos = nxt
                 continue
             limit = end if fits else nxt if nxt >= 0 else len(data)
-            track, stop, ending, unended = self.track(pos + 8, limit)
+            if self.cut_at_events:
+                break  # keep_within: the event budget is spent; later tracks are left out
+            track, stop, ending, unended = self.track(pos + 8, limit, past_eot=fits)
             number = len(tracks) + 1
-            if ending == "end-of-track":
+            if ending == "capped":
+                pass  # max_ticks or the event budget ended it: the caller reports the truncation
+            elif ending == "end-of-track":
                 if not fits and stop != end:
                     problems[f"track {number} chunk length wrong ({length} bytes announced, {stop - pos - 8} read)"] += 1
             elif end > len(data) and nxt < 0:
@@ -142,38 +155,48 @@ class _Reader:
                 problems[f"track {number}: last event cut short"] += 1
             else:
                 problems[f"track {number}: no end-of-track event"] += 1
-            if unended:
+            if unended and ending != "capped":  # capped: the notes sounding at the cut end there, as they should
                 problems["{n} note{s} without note-off ended at the end of the track"] += unended
             tracks.append(track)
             pos = limit
-        self.truncated |= len(tracks) < announced
-        if len(tracks) != announced:
+        self.truncated |= len(tracks) < announced and not self.cut_at_events
+        if len(tracks) != announced and not self.cut_at_events:
             problems[f"header announces {announced} track{'s' * (announced != 1)}, {len(tracks)} found"] += 1
         ends = [t.end for t in tracks]
         ticks = (sum(ends) if fmt == 2 else max(ends)) if ends else 0
         score = _build_score(tracks, tpq, sequential=fmt == 2, smpte=self.smpte) if self.build else None
-        return Parsed(fmt, tpq, ticks, problems, self.truncated, score)
+        return Parsed(fmt, tpq, ticks, problems, self.truncated, score, self.cut_at_events, self.note_ons)
 
-    def track(self, pos: int, end: int) -> tuple[_Track, int, str, int]:
+    def track(self, pos: int, end: int, past_eot: bool = False) -> tuple[_Track, int, str, int]:
         """Events of the track body data[pos:end] -> (track, position after its last whole event, how it
-        ended: 'end-of-track', 'cut' (inside an event) or 'end' (no end-of-track event), number of notes
-        that never got a note-off)."""
-        if not self.build:
+        ended: 'end-of-track', 'cut' (inside an event), 'end' (no end-of-track event) or 'capped' (at
+        max_ticks, or at the event budget with keep_within), number of notes that never got a note-off).
+
+        `past_eot` (the chunk's length fits the file, so its end is known): an end-of-track event before
+        the end of the chunk does not end the track when notes follow it (mido reads them too; symusic
+        stops); when none follow, the track ends at the end-of-track event as usual."""
+        if not self.build and self.max_ticks is None:
             quick = self.quick_track(pos, end)
-            if quick is not None:
-                return quick
-        data, problems, build = self.data, self.problems, self.build
+            if quick is not None and (not past_eot or quick[1] >= end):
+                return quick  # (bytes after its end-of-track event: the event loop looks at them)
+        data, problems, build, max_ticks = self.data, self.problems, self.build, self.max_ticks
         track = _Track()
-        time = status = need = clipped = count = 0
+        time = status = need = clipped = count = ons = 0
         allowed = self.max_events - self.events
         programs = [0] * 16
         sounding: dict[tuple[int, int], deque] = {}  # (channel, pitch) -> deque of (start, velocity, program)
-        eot = cut = False
+        eot = cut = capped = False
+        after_eot = None  # past an early end-of-track: what to go back to if no note follows it
+        notes_after = 0
         start = pos
         while pos < end:  # the hot loop (~0.3 us per event): locals only
             count += 1
             if count > allowed:
-                raise TooManyEvents
+                if not self.keep_within:
+                    raise TooManyEvents
+                self.cut_at_events = capped = True
+                count -= 1
+                break
             start = pos
             byte = data[pos]
             if byte < 0x80:  # one- and two-byte delta times inline: most events have them
@@ -187,6 +210,9 @@ class _Reader:
                 time += delta
             if pos >= end:
                 cut = True
+                break
+            if max_ticks is not None and time >= max_ticks:
+                time, capped = max_ticks, True
                 break
             byte = data[pos]
             if byte >= 0x80:
@@ -209,6 +235,10 @@ class _Reader:
                 if d1 > 127 or d2 > 127:
                     clipped += (d1 > 127) + (d2 > 127)
                     d1, d2 = min(d1, 127), min(d2, 127)
+                if byte & 0xF0 == 0x90 and d2:
+                    ons += 1
+                    if after_eot is not None:
+                        notes_after += 1
                 if build:
                     _channel_event(track, byte, d1, d2, time, programs, sounding)
             elif byte == 0xFF:
@@ -219,7 +249,11 @@ class _Reader:
                 kind, pos = data[pos], body + length
                 if kind == 0x2F:
                     eot = True
-                    break
+                    if not past_eot or pos >= end or after_eot is not None:
+                        break
+                    # read on (do notes follow?), able to go back to here
+                    after_eot = (self._save(track, time, pos, clipped, count), {k: deque(q) for k, q in sounding.items()})
+                    continue
                 self.meta(track, kind, data[body:pos], time)
             elif byte == 0xF0 or byte == 0xF7:
                 length, pos = _vlq(data, pos, end)
@@ -230,7 +264,16 @@ class _Reader:
             else:
                 problems["{n} system message{s} skipped"] += 1
                 pos += SYSTEM_BYTES.get(byte, 0)
+        if after_eot is not None:
+            if notes_after:
+                problems["{n} note{s} after an early end-of-track event read"] += notes_after
+                eot = not cut
+            else:  # nothing musical after it: the track ends at its end-of-track event, as it says
+                time, pos, clipped, count = self._restore(track, after_eot[0])
+                sounding = after_eot[1]
+                eot, cut, capped = True, False, False
         self.events += count
+        self.note_ons += ons
         if clipped:
             problems["{n} data byte{s} > 127 clipped"] += clipped
         if cut:
@@ -239,7 +282,30 @@ class _Reader:
             for begin, velocity, program in queue:
                 track.notes.setdefault((channel, program), []).append((begin, time - begin, pitch, velocity))
         track.end = time
-        return track, pos, "end-of-track" if eot else "cut" if cut else "end", sum(len(q) for q in sounding.values())
+        ending = "capped" if capped else "end-of-track" if eot else "cut" if cut else "end"
+        return track, pos, ending, sum(len(q) for q in sounding.values())
+
+    def _save(self, track: _Track, time: int, pos: int, clipped: int, count: int) -> tuple:
+        """The reading state at an early end-of-track event (see `track`), to go back to."""
+        lists = {name: len(getattr(track, name)) for name in ("tempos", "time_signatures", "key_signatures")}
+        notes = {key: len(v) for key, v in track.notes.items()}
+        controls = {key: len(v) for key, v in track.controls.items()}
+        return time, pos, clipped, count, Counter(self.problems), lists, notes, controls
+
+    def _restore(self, track: _Track, saved: tuple) -> tuple[int, int, int, int]:
+        """Back to the state `_save` kept (what was read after it dropped) -> (time, pos, clipped, count)."""
+        time, pos, clipped, count, problems, lists, notes, controls = saved
+        self.problems.clear()
+        self.problems.update(problems)
+        for name, n in lists.items():
+            del getattr(track, name)[n:]
+        for table, lengths in ((track.notes, notes), (track.controls, controls)):
+            for key in list(table):
+                if key in lengths:
+                    del table[key][lengths[key]:]
+                else:
+                    del table[key]
+        return time, pos, clipped, count
 
     def quick_track(self, pos: int, end: int) -> tuple[_Track, int, str, int] | None:
         """`track(pos, end)` for a clean track when checking (build=False), without the event loop; None
@@ -251,21 +317,22 @@ class _Reader:
         included) and the event count includes end-of-track, as in the event loop.
         """
         data = self.data
-        state = 0  # data bytes of the running status: 0 (none yet), 1 or 2
-        runs = []  # (start, stop, state): runs of channel events with status bytes (state 0) or running status
+        state = last = 0  # data bytes of the running status: 0 (none yet), 1 or 2; `last`: that status byte
+        runs = []  # (start, stop, state, status): runs of channel events with status bytes (state 0) or running status
         deltas = []  # delta times (VLQ bytes) of meta and sysex events
         budget = 64 + (end - pos) // 16  # runs allowed: status that changes every event or two is left to the loop
         while True:
             start, window = pos, min(end, pos + _WINDOW)
             stop = _EXPLICIT.match(data, pos, window).end()
             if stop > pos:
-                runs.append((pos, stop, 0))
+                runs.append((pos, stop, 0, 0))
                 state = 1 if data[stop - 2] >= 0x80 else 2  # the last event: status + 1 or + 2 data bytes
+                last = data[stop - 1 - state]
                 pos = stop
             if state:
                 stop = _RUNNING[state].match(data, pos, window).end()
                 if stop > pos:
-                    runs.append((pos, stop, state))
+                    runs.append((pos, stop, state, last))
                     pos = stop
             if pos > start:
                 if len(runs) > budget:
@@ -285,17 +352,21 @@ class _Reader:
                     break
                 if kind in _CHECKED_META and _meta_problem(kind[0], data[body:pos]):
                     return None
-        count = ticks = 0
-        explicit = [(start, stop) for start, stop, state in runs if not state]
+        count = ticks = ons = 0
+        explicit = [(start, stop) for start, stop, state, _ in runs if not state]
         if sum(stop - start for start, stop in explicit) >= _NUMPY_FROM:  # numpy beats a bytes object per event
-            count, ticks = _explicit_sum(b"".join(data[start:stop] for start, stop in explicit))
+            count, ticks, ons = _explicit_sum(b"".join(data[start:stop] for start, stop in explicit))
             runs = [run for run in runs if run[2]]
-        for start, stop, state in runs:
+        for start, stop, state, status in runs:
             deltas += _DELTAS[state].findall(data, start, stop)
+            if not state or status & 0xF0 == 0x90:  # note-ons with a velocity (counted in C: list.count)
+                velocities = (_RUNNING_VELOCITY if state else _NOTE_ON_VELOCITY).findall(data, start, stop)
+                ons += len(velocities) - velocities.count(b"") - velocities.count(b"\x00")
         count += len(deltas)
         if count > self.max_events - self.events:
             return None  # the event loop raises TooManyEvents
         self.events += count
+        self.note_ons += ons
         if len(_DELTA_VALUES) > 1 << 16:
             _DELTA_VALUES.clear()  # few distinct delta times are usual; a hostile file must not grow this without end
         return _Track(end=ticks + sum(map(_DELTA_VALUES.__getitem__, deltas))), pos, "end-of-track", 0
@@ -343,14 +414,17 @@ _EXPLICIT = re.compile(rb"(?:" + _V + _EVENT + rb")*")  # channel events with st
 _RUNNING = {need: re.compile(rb"(?:" + _V + _D * need + rb")*") for need in (1, 2)}  # running-status events
 # by running state (0: none, status bytes): a run's events -> their delta times
 _DELTAS = {need: re.compile(rb"(" + _V + rb")" + (_D * need if need else _EVENT)) for need in (0, 1, 2)}
+# an explicit-status run's events -> the velocity of each note-on, b"" for other events
+_NOTE_ON_VELOCITY = re.compile(rb"(?:" + _V + rb")(?:[\x90-\x9f]" + _D + rb"(" + _D + rb")|" + _EVENT + rb")")
+_RUNNING_VELOCITY = re.compile(rb"(?:" + _V + rb")" + _D + rb"(" + _D + rb")")  # running 2-byte events -> their second data byte
 _META = re.compile(rb"(" + _V + rb")(?:\xff(.)|[\xf0\xf7])(" + _V + rb")", re.DOTALL)  # delta, meta kind, length
 _WINDOW = 1 << 16  # bytes per match: the regex engine's memory grows with the events of one match
 _NUMPY_FROM = 4096  # bytes of channel events with status bytes in a track from which _explicit_sum pays off
 
 
-def _explicit_sum(events: bytes) -> tuple[int, int]:
-    """(number of events, sum of their delta times) of back-to-back channel events that all have their
-    status byte (bytes that _EXPLICIT matches whole), in numpy.
+def _explicit_sum(events: bytes) -> tuple[int, int, int]:
+    """(number of events, sum of their delta times, number of note-ons with a velocity) of back-to-back
+    channel events that all have their status byte (bytes that _EXPLICIT matches whole), in numpy.
 
     Such events look like H{0,3} L S L{1,2} (H: a byte >= 0x80, L: < 0x80; S the status byte), so the
     runs of H bytes are either a status byte or the first bytes of a delta time, and which one follows
@@ -364,7 +438,7 @@ def _explicit_sum(events: bytes) -> tuple[int, int]:
     edges = np.diff(high.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # runs of high bytes
     if not starts.size:
-        return 0, 0
+        return 0, 0, 0
     gaps = np.append(starts[1:], len(array)) - ends  # low bytes after each run
     first = array[starts]
     one = (first >= 0xC0) & (first < 0xE0)  # as a status byte: 1 data byte (program change, channel pressure)
@@ -376,6 +450,9 @@ def _explicit_sum(events: bytes) -> tuple[int, int]:
         # exactly when its data bytes are followed directly by high bytes
         status[run] = not status[run - 1] or gaps[run - 1] != (1 if one[run - 1] else 2)
     where = starts[status]
+    kinds = array[where] & 0xF0
+    velocity = array[np.minimum(where + 2, len(array) - 1)]
+    ons = int(np.count_nonzero((kinds == 0x90) & (velocity > 0)))
     ticks = int(array[where - 1].sum(dtype=np.int64))  # the last byte of each delta time
     high[where] = False  # now: the high bytes of the delta times
     if high.any():
@@ -384,7 +461,7 @@ def _explicit_sum(events: bytes) -> tuple[int, int]:
         shift[:-1] += both
         shift[:-2] += both[:-1] & high[2:]
         ticks += int(((array & 0x7F).astype(np.int64) << (7 * shift))[high].sum())
-    return len(where), ticks
+    return len(where), ticks, ons
 
 
 class _DeltaValues(dict):

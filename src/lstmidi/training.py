@@ -26,6 +26,7 @@ from .batches import ResumableLoader, batch_objective, evaluate_loader, make_aug
 from .config import Preset, validate_preset
 from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
 from .encodings import build_encoding
+from .encodings.base import TokenStream
 from .errors import LstmidiError
 from .files import atomic_write, figure, save_figure
 from .kinds import kind_of
@@ -321,95 +322,101 @@ def train(
     devices, num_nodes = int(devices), int(num_nodes)
     world = devices * num_nodes
     lead = process_rank(devices) == 0 if world > 1 else True  # global rank 0: the only process that writes
+    fresh, existed = lead and not resume, out.exists()  # a resumed run keeps everything
     if lead:  # the other ranks must not check (rank 0 has filled the folder) nor --force-delete it
         prepare_run_dir(out, resume, force)
-    if resume:
-        saved = json.loads((out / "config.json").read_text())
-        epochs, minutes = preset.train.epochs, preset.train.max_minutes
-        preset = validate_preset(saved["preset"], where=str(out / "config.json"))
-        preset.train.epochs, preset.train.max_minutes = epochs, minutes
-        data, init = saved["data"], saved.get("init")  # a fine-tuned run keeps its base model's encoding
-    elif lead:
-        atomic_write_text(out / "config.json", json.dumps(
-            {"preset": preset.model_dump(), "data": [str(Path(d).resolve()) for d in data or []], "command": command,
-             "init": str(Path(init).resolve()) if init else None}, indent=1))
+    try:  # until training starts, a failure takes back what this call wrote, so that the retry is not blocked
+        if resume:
+            saved = json.loads((out / "config.json").read_text())
+            epochs, minutes = preset.train.epochs, preset.train.max_minutes
+            preset = validate_preset(saved["preset"], where=str(out / "config.json"))
+            preset.train.epochs, preset.train.max_minutes = epochs, minutes
+            data, init = saved["data"], saved.get("init")  # a fine-tuned run keeps its base model's encoding
+        elif lead:
+            atomic_write_text(out / "config.json", json.dumps(
+                {"preset": preset.model_dump(), "data": [str(Path(d).resolve()) for d in data or []], "command": command,
+                 "init": str(Path(init).resolve()) if init else None}, indent=1))
 
-    _quiet_lightning()
-    started = time.time()
-    L.seed_everything(preset.train.seed, workers=True, verbose=False)
-    base = load_model(init) if init else None
-    encoding = base.encoding if base else build_encoding(preset.encoding)
-    if base and build_encoding(preset.encoding).to_dict() != build_encoding(base.preset.encoding).to_dict():
-        raise LstmidiError(f"--init {init}: fine-tuning keeps the model's encoding ({base.encoding.name}, "
-                           f"{base.encoding.sizes}); the preset asks for a different one — drop --preset or --set encoding.*")
-    if corpus is None:
-        corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir,
-                             progress=file_progress() if progress and lead else None)
-    encoding = corpus.encoding  # fitted (bins, vocabulary) where the encoding learns from the corpus
-    s = corpus.summary
-    if lead:
-        write_report(corpus, out / "report.json")
-        print(f"corpus: {s['files']} files, {count_line(s)}"
-              f" (train {s['pieces']['train']} / valid {s['pieces']['valid']} / test {s['pieces']['test']} pieces)"
-              + (" [cached]" if corpus.cached else ""), file=sys.stderr)
-        for status in ("recovered", "skipped"):
-            for name, reason in s[f"{status}_files"].items():
-                print(f"  {status} {name}: {reason}", file=sys.stderr)
-        if encoding.describe():
-            print(f"encoding: {encoding.describe()}", file=sys.stderr)
+        _quiet_lightning()
+        started = time.time()
+        L.seed_everything(preset.train.seed, workers=True, verbose=False)
+        base = load_model(init) if init else None
+        encoding = base.encoding if base else build_encoding(preset.encoding)
+        if base and build_encoding(preset.encoding).to_dict() != build_encoding(base.preset.encoding).to_dict():
+            raise LstmidiError(f"--init {init}: fine-tuning keeps the model's encoding ({base.encoding.name}, "
+                               f"{base.encoding.sizes}); the preset asks for a different one — drop --preset or --set encoding.*")
+        if corpus is None:
+            corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir,
+                                 progress=file_progress() if progress and lead else None)
+        encoding = corpus.encoding  # fitted (bins, vocabulary) where the encoding learns from the corpus
+        s = corpus.summary
+        if lead:
+            write_report(corpus, out / "report.json")
+            print(f"corpus: {s['files']} files, {count_line(s)}"
+                  f" (train {s['pieces']['train']} / valid {s['pieces']['valid']} / test {s['pieces']['test']} pieces)"
+                  + (" [cached]" if corpus.cached else ""), file=sys.stderr)
+            for status in ("recovered", "skipped"):
+                for name, reason in s[f"{status}_files"].items():
+                    print(f"  {status} {name}: {reason}", file=sys.stderr)
+            if encoding.describe():
+                print(f"encoding: {encoding.describe()}", file=sys.stderr)
 
-    cfg = preset.train
-    model = build_model(preset.model, encoding.sizes)
-    if base:
-        try:
-            model.load_state_dict(base.model.state_dict())
-        except RuntimeError as err:
-            raise LstmidiError(f"--init {init}: its weights do not fit the model {preset.model} "
-                               f"({str(err).splitlines()[-1].strip()})") from None
-    if lead:
-        check_free_space(out, model)
-    span = cfg.window + model.context  # a seq2seq model's encoder reads `context` steps first
-    valid_split = next(name for name in ("valid", "test", "train") if corpus.pieces[name])
-    valid = corpus.pieces[valid_split]
-    train_loader = make_loader(corpus.concatenated("train"), span, cfg.hop, cfg.batch_size, True, cfg.seed,
-                               make_augmenter(encoding, cfg.augment))
-    valid_loader = make_loader(corpus.concatenated(valid_split), span, None, cfg.batch_size, False, cfg.seed)
-    baselines = evaluation.baselines(encoding, corpus.pieces["train"], valid)
-    unit = kind_of(encoding).unit
+        cfg = preset.train
+        model = build_model(preset.model, encoding.sizes)
+        if base:
+            try:
+                model.load_state_dict(base.model.state_dict())
+            except RuntimeError as err:
+                raise LstmidiError(f"--init {init}: its weights do not fit the model {preset.model} "
+                                   f"({str(err).splitlines()[-1].strip()})") from None
+        if lead:
+            check_free_space(out, model)
+        span = cfg.window + model.context  # a seq2seq model's encoder reads `context` steps first
+        valid_split = next(name for name in ("valid", "test", "train") if corpus.pieces[name])
+        valid = corpus.pieces[valid_split]
+        train_loader = make_loader(corpus.concatenated("train"), span, cfg.hop, cfg.batch_size, True, cfg.seed,
+                                   make_augmenter(encoding, cfg.augment))
+        valid_loader = make_loader(corpus.concatenated(valid_split), span, None, cfg.batch_size, False, cfg.seed)
+        baselines = evaluation.baselines(encoding, corpus.pieces["train"], valid)
+        unit = kind_of(encoding).unit
 
-    module = LitModel(model, preset, encoding.kind)
-    ckpt_dir = out / "checkpoints"
-    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_last=True,
-        enable_version_counter=False)
-    callbacks = [ResumeState(train_loader, ckpt_dir / "last.ckpt", cfg.checkpoint_every_steps), checkpoint,
-                 LossPlot(out / "loss.png", baselines, unit), *(callbacks or [])]
-    if os.environ.get("LSTMIDI_SHARD_LOG"):
-        callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
-    if cfg.sample_every:
-        from .monitoring import SampleWriter
+        module = LitModel(model, preset, encoding.kind)
+        ckpt_dir = out / "checkpoints"
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_last=True,
+            enable_version_counter=False)
+        callbacks = [ResumeState(train_loader, ckpt_dir / "last.ckpt", cfg.checkpoint_every_steps), checkpoint,
+                     LossPlot(out / "loss.png", baselines, unit), *(callbacks or [])]
+        if os.environ.get("LSTMIDI_SHARD_LOG"):
+            callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
+        if cfg.sample_every:
+            from .monitoring import SampleWriter
 
-        callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
-        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
-        max_steps=cfg.max_steps or -1,
-        gradient_clip_val=cfg.grad_clip or None,
-        callbacks=callbacks,
-        # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
-        logger=L.pytorch.loggers.CSVLogger(out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""),
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        log_every_n_steps=10,
-        accelerator="cpu" if not torch.cuda.is_available() else "auto",
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy="ddp" if world > 1 else strategy,
-        use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup) and keeps its resumable order
-        num_sanity_val_steps=0,
-        deterministic=True,
-        plugins=[AtomicCheckpointIO()],
-    )
+            callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs,
+            max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+            max_steps=cfg.max_steps or -1,
+            gradient_clip_val=cfg.grad_clip or None,
+            callbacks=callbacks,
+            # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
+            logger=L.pytorch.loggers.CSVLogger(out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""),
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            log_every_n_steps=10,
+            accelerator="cpu" if not torch.cuda.is_available() else "auto",
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy="ddp" if world > 1 else strategy,
+            use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup) and keeps its resumable order
+            num_sanity_val_steps=0,
+            deterministic=True,
+            plugins=[AtomicCheckpointIO()],
+        )
+    except BaseException:
+        if fresh:
+            _take_back(out, existed)
+        raise
     trainer.fit(module, train_loader, valid_loader, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None)
     if not trainer.is_global_zero:
         return None  # rank 0 evaluates and writes the model
@@ -440,7 +447,8 @@ def train(
         metrics=metrics,
         primers=primers,
         command=command,
-        corpus_summary={**{k: s[k] for k in ("files", "loaded", "recovered", "skipped", "pieces", "steps")}, "manifest": corpus.manifest_hash},
+        corpus_summary={**{k: s[k] for k in ("files", "loaded", "recovered", "skipped", "pieces", "steps")},
+                        "manifest": corpus.manifest_hash, **known_programs(encoding, corpus, base)},
         history=module.history,
         force=True,
     )
@@ -460,6 +468,30 @@ def quality_check(loaded: LoadedModel, real: list, *, num: int = 8, seconds: flo
 
     generated = [p.score for p in generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False)]
     return {**compact(gate(generated, [last_seconds(s, seconds) for s in real], seed)), "pieces": num, "seconds": seconds}
+
+
+def _take_back(out: Path, existed: bool) -> None:
+    """Remove what a failed start wrote in the run folder: the folder itself when this call made it, else
+    its content (it was empty, or emptied by --force). Never anything of an earlier run."""
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def known_programs(encoding, corpus: Corpus, base=None) -> dict:
+    """{"programs": [...]}: the instruments of the training split (and of the --init model) for a
+    multi-instrument event encoding, which `generate --programs` accepts; {} for other encodings."""
+    if not (isinstance(encoding, TokenStream) and encoding.programs):
+        return {}
+    programs = set(encoding.programs_in(corpus.pieces["train"]))
+    if base is not None:
+        programs |= set(base.config.get("corpus", {}).get("programs") or [])
+    return {"programs": sorted(programs)}
 
 
 def _quiet_lightning() -> None:

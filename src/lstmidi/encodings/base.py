@@ -100,6 +100,8 @@ class TokenStream(Encoding):
 
     kind = "tokens"
     DRUM_PROGRAM: ClassVar[int] = 128  # program_of_token() value of the drums; -1 means "not a Program token"
+    programs: bool  # instruments are kept apart with Program tokens (a property of the subclass)
+    drums: bool  # drum tracks are kept, as the drums' Program token and drum pitches (a property of the subclass)
 
     @property
     @abstractmethod
@@ -110,11 +112,6 @@ class TokenStream(Encoding):
     @abstractmethod
     def eos(self) -> int:
         """The id that ends every piece."""
-
-    @property
-    @abstractmethod
-    def programs(self) -> bool:
-        """True when instruments are kept apart with Program tokens."""
 
     @abstractmethod
     def grammar(self, ids=()) -> Any:
@@ -127,6 +124,10 @@ class TokenStream(Encoding):
     @abstractmethod
     def program_of_token(self) -> np.ndarray:
         """(vocab,) int64: MIDI program of Program tokens (`DRUM_PROGRAM` for drums), -1 for other tokens."""
+
+    @abstractmethod
+    def programs_in(self, pieces) -> list[int]:
+        """The GM programs whose Program tokens occur in `pieces` (token arrays), sorted; -1 = drums."""
 
     @abstractmethod
     def token_types(self) -> list[str]:

@@ -220,6 +220,10 @@ class Events(TokenStream):
     def programs(self) -> bool:
         return self.params.programs
 
+    @property
+    def drums(self) -> bool:
+        return self.params.drums
+
     def token_types(self) -> list[str]:
         """Type of each id: 'PAD', 'BOS', 'EOS', 'Bar', 'Position', 'Pitch', 'Velocity', 'Duration',
         'TimeShift', 'Rest', 'Tempo', 'TimeSig', 'Program', 'NoteOn', 'NoteOff', 'PitchDrum', ..."""
@@ -244,6 +248,14 @@ class Events(TokenStream):
         """(vocab,) int64: MIDI program (0..127) of Program tokens, `DRUM_PROGRAM` (128) for the drums'
         Program_-1, -1 for every other token."""
         return self._program_of_token.copy()
+
+    def programs_in(self, pieces) -> list[int]:
+        """The GM programs whose Program tokens occur in `pieces` (token arrays), sorted; -1 = drums."""
+        seen = np.zeros(len(self.vocab), bool)
+        for piece in pieces:
+            seen[np.asarray(piece, np.int64)] = True
+        programs = self._program_of_token[seen]
+        return sorted(-1 if p == self.DRUM_PROGRAM else int(p) for p in set(programs[programs >= 0].tolist()))
 
     # ---- the contract -------------------------------------------------------------------------------
     def _prepare(self, score: Score) -> Score:

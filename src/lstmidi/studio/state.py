@@ -131,12 +131,21 @@ def generate_pieces(studio: Studio, *, model: str | None, model_upload: str | No
     """Generate `num` pieces and write MIDI + WAV + piano roll for each into RUNS/_studio/generated/<id>/.
     Returns {"model": path, "folder": ..., "pieces": [{"midi", "wav", "png"}]} (`lstmidi.api.generate_files`)."""
     from ..api import generate_files
+    from ..kinds import kind_of
+    from ..options import check_options
 
     num = int(num)
     if not 1 <= num <= MAX_PIECES:
         raise LstmidiError(f"number of pieces: 1 to {MAX_PIECES}")
     if not 0 < float(seconds) <= MAX_SECONDS:
         raise LstmidiError(f"length: more than 0 and at most {MAX_SECONDS} seconds")
+    options = {"seconds": float(seconds), "seed": int(seed or 0), "temperature": float(temperature),
+               "top_p": float(top_p), "primer_seconds": float(primer_seconds) if primer_seconds else None}
+    if key and key != "any":
+        options["key"] = key
+    if programs:
+        options["programs"] = [int(p) for p in programs]
+    check_options({"num": num, **options})  # the same checks as the command line, before a model is loaded
     path = studio.model_path(studio.add_uploaded_model(model_upload) if model_upload else model)
     loaded = studio.load(path)
     folder = studio.home / "generated" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -148,13 +157,9 @@ def generate_pieces(studio: Studio, *, model: str | None, model_upload: str | No
         check_midi_bytes(data, name)
         primer_path = folder / "primer.mid"
         primer_path.write_bytes(data)
-    options = {"seconds": float(seconds), "seed": int(seed or 0), "temperature": float(temperature),
-               "top_p": float(top_p), "primer": primer_path,
-               "primer_seconds": float(primer_seconds) if primer_seconds else None}
-    if key and key != "any":
-        options["key"] = key
-    if programs:
-        options["programs"] = [int(p) for p in programs]
+    options["primer"] = primer_path
+    if "top_p" in kind_of(loaded.encoding).refused_options:
+        del options["top_p"]  # the page's top-p slider is for note and token models; piano rolls draw each key alone
     if not isinstance(loaded.encoding, TokenStream) and ("key" in options or "programs" in options):
         raise LstmidiError(f"key and instruments need an event-token model (preset flagship, like the bundled "
                            f"model); this model uses the {loaded.encoding.name!r} encoding: set them to any / none")
