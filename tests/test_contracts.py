@@ -24,19 +24,29 @@ def problems(source: str) -> list[str]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id == "hasattr":
                 found.append(f"{node.lineno}: hasattr")
-            elif (node.func.id == "getattr" and len(node.args) == 3 and isinstance(node.args[1], ast.Constant)
-                  and node.args[1].value not in THIRD_PARTY):
+            elif (
+                node.func.id == "getattr"
+                and len(node.args) == 3
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value not in THIRD_PARTY
+            ):
                 found.append(f"{node.lineno}: getattr(..., {node.args[1].value!r}, default)")
         elif isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
             if any(isinstance(s, ast.Constant) and s.value in KIND_NAMES for s in sides) or any(
-                    isinstance(s, ast.Attribute) and s.attr == "kind" for s in sides):
+                isinstance(s, ast.Attribute) and s.attr == "kind" for s in sides
+            ):
                 found.append(f"{node.lineno}: compares a kind")
         elif isinstance(node, ast.Attribute) and node.attr == "kind" and isinstance(node.ctx, ast.Load):
             parent = parents.get(node)
-            looked_up = isinstance(parent, ast.Subscript) and isinstance(parent.value, ast.Name) and parent.value.id == "KINDS"
-            passed_on = (isinstance(parent, ast.Call) and node in parent.args  # a lookup table's .get(kind) is a branch
-                         and not (isinstance(parent.func, ast.Attribute) and parent.func.attr == "get"))
+            looked_up = (
+                isinstance(parent, ast.Subscript) and isinstance(parent.value, ast.Name) and parent.value.id == "KINDS"
+            )
+            passed_on = (
+                isinstance(parent, ast.Call)
+                and node in parent.args  # a lookup table's .get(kind) is a branch
+                and not (isinstance(parent.func, ast.Attribute) and parent.func.attr == "get")
+            )
             if not (looked_up or passed_on):
                 found.append(f"{node.lineno}: uses .kind other than KINDS[...] or as an argument")
     return found
@@ -45,13 +55,20 @@ def problems(source: str) -> list[str]:
 def test_the_checker_finds_probing():
     assert problems("if hasattr(enc, 'eos'):\n    pass") == ["1: hasattr"]
     assert problems("x = getattr(model, 'context', 0)") == ["1: getattr(..., 'context', default)"]
-    assert problems("if enc.kind == 'tokens':\n    pass") == ["1: compares a kind", "1: uses .kind other than KINDS[...] or as an argument"]
-    assert problems("u = {'multihot': 'frames'}.get(enc.kind)") == ["1: uses .kind other than KINDS[...] or as an argument"]
+    assert problems("if enc.kind == 'tokens':\n    pass") == [
+        "1: compares a kind",
+        "1: uses .kind other than KINDS[...] or as an argument",
+    ]
+    assert problems("u = {'multihot': 'frames'}.get(enc.kind)") == [
+        "1: uses .kind other than KINDS[...] or as an argument"
+    ]
     assert problems("k = KINDS[enc.kind]\nf(model, batch, enc.kind)\nv = getattr(module, name)") == []
 
 
-@pytest.mark.parametrize("path", [p for p in sorted(SRC.rglob("*.py"))
-                                  if not str(p.relative_to(SRC)).startswith(REGISTRIES)],
-                         ids=lambda p: str(p.relative_to(SRC)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted(SRC.rglob("*.py")) if not str(p.relative_to(SRC)).startswith(REGISTRIES)],
+    ids=lambda p: str(p.relative_to(SRC)),
+)
 def test_no_capability_probing_outside_the_registries(path):
     assert problems(path.read_text()) == []

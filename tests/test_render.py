@@ -348,4 +348,6 @@ def test_a_piece_without_notes_is_written_with_its_events_in_order(tmp_path):
     data = (tmp_path / "empty.mid").read_bytes()
     assert b"\xff\xff\xff" not in data
     parsed = smf.parse(data, build=False)
-    assert parsed.ticks in (83, 84) and not parsed.problems  # the last tempo change (symusic ends the track a tick later)
+    assert (
+        parsed.ticks in (83, 84) and not parsed.problems
+    )  # the last tempo change (symusic ends the track a tick later)

@@ -40,7 +40,7 @@ def unigram_nll(train: list[np.ndarray], held_out: list[np.ndarray], classes: in
 
 
 def repeat_nll(train: list[np.ndarray], held_out: list[np.ndarray], classes: int, smoothing: float = 1.0) -> float:
-    """"Repeat the previous symbol" as a probability model: P(same as previous) = r (fitted on train),
+    """ "Repeat the previous symbol" as a probability model: P(same as previous) = r (fitted on train),
     otherwise the unigram distribution over the other symbols. Nats per symbol."""
     counts = np.full(classes, smoothing)
     same = total = 0

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .corpus import concatenate
-from .errors import LstmidiError
 from .encodings.base import Encoding
+from .errors import LstmidiError
 from .kinds import KINDS
 from .models.base import Model
 
@@ -24,8 +24,14 @@ class WindowDataset(Dataset):
     exactly once (every predicted step counted once, for validation).
     """
 
-    def __init__(self, pieces: list[np.ndarray] | tuple[np.ndarray, np.ndarray], window: int, hop: int | None,
-                 augment=None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        pieces: list[np.ndarray] | tuple[np.ndarray, np.ndarray],
+        window: int,
+        hop: int | None,
+        augment=None,
+        seed: int = 0,
+    ) -> None:
         self.window = window
         self.augment, self.seed, self.epoch = augment, seed, 0  # augment(steps, rng) -> steps; epoch set each epoch
         # a tuple is (data, offsets) as `Corpus.concatenated` gives it: the cache's memory map, read without a copy
@@ -62,7 +68,9 @@ class WindowDataset(Dataset):
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
 
 
-def batch_objective(model: Model, batch, kind: str, loss_cfg, step_weights=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def batch_objective(
+    model: Model, batch, kind: str, loss_cfg, step_weights=None
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The training loss of one batch for any encoding kind -> (loss, weight, extra metrics): the kind's
     `objective` (lstmidi.kinds: BCE or the model's joint frame NLL in nats per frame, CE in nats per token,
     per-field note losses combined with `loss_cfg.weights`). A model with a `context` (seq2seq) reads the
@@ -114,7 +122,9 @@ class EpochSampler(Sampler):
     def __iter__(self):
         n = len(self.dataset)
         if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            ).tolist()
         else:
             order = list(range(n))
         if self.world > 1 and order:
@@ -149,13 +159,19 @@ def make_augmenter(encoding: Encoding, cfg):
     if not (cfg.transpose or cfg.stretch):
         return None
     if not encoding.augments:
-        raise LstmidiError(f"train.augment: encoding {encoding.name!r} does not support augmentation (events and pianoroll do)")
+        raise LstmidiError(
+            f"train.augment: encoding {encoding.name!r} does not support augmentation (events and pianoroll do)"
+        )
     if cfg.stretch and not encoding.stretches:
         raise LstmidiError(f"train.augment.stretch: encoding {encoding.name!r} has no tempo to stretch; set it to 0")
 
     def augment(steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return encoding.augment(steps, rng, int(rng.integers(-cfg.transpose, cfg.transpose + 1)),
-                                float(rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)))
+        return encoding.augment(
+            steps,
+            rng,
+            int(rng.integers(-cfg.transpose, cfg.transpose + 1)),
+            float(rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)),
+        )
 
     return augment
 
@@ -165,8 +181,13 @@ def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None) ->
     (seed, epoch) only (see EpochSampler). The generator keeps DataLoader from drawing its worker seed
     from the global RNG."""
     ds = WindowDataset(pieces, window, hop, augment, seed)
-    return ResumableLoader(ds, batch_size=batch_size, sampler=EpochSampler(ds, shuffle, seed),
-                           generator=torch.Generator().manual_seed(seed), drop_last=False)
+    return ResumableLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=EpochSampler(ds, shuffle, seed),
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=False,
+    )
 
 
 @torch.no_grad()

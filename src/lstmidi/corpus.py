@@ -22,18 +22,18 @@ import json
 import os
 import stat
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .files import atomic_path, atomic_write_text  # atomic_write_text: also public here
 from .config import DataConfig
 from .encodings import Encoding, build_encoding
 from .errors import LstmidiError, MidiError, OutputExistsError
+from .files import atomic_path, atomic_write_text  # atomic_write_text: also public here
 from .midi import LIMITS, MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
 
 SPLITS = ("train", "valid", "test")
@@ -270,8 +270,16 @@ def load_corpus(
         split = split_of(rel, data.valid_fraction, data.test_fraction)
         pieces[split].append(array)
         names[split].append(rel)
-        report.append({"path": str(path), "name": rel, "status": "recovered" if reason else "loaded", "reason": reason,
-                       "split": split, "steps": len(array)})
+        report.append(
+            {
+                "path": str(path),
+                "name": rel,
+                "status": "recovered" if reason else "loaded",
+                "reason": reason,
+                "split": split,
+                "steps": len(array),
+            }
+        )
     if not pieces["train"]:
         raise LstmidiError(
             f"no usable training files among {len(files)} found "
@@ -325,8 +333,12 @@ def status_counts(report: list[dict]) -> dict:
     the kind of a reason is its text before any details in parentheses ("truncated MIDI file")."""
     statuses = Counter(r["status"] for r in report)
     kinds = Counter(r["reason"].split(" (", 1)[0] for r in report if r["status"] == "skipped")
-    return {"loaded": statuses["loaded"], "recovered": statuses["recovered"], "skipped": statuses["skipped"],
-            "skipped_by_reason": dict(kinds.most_common())}
+    return {
+        "loaded": statuses["loaded"],
+        "recovered": statuses["recovered"],
+        "skipped": statuses["skipped"],
+        "skipped_by_reason": dict(kinds.most_common()),
+    }
 
 
 def write_report(corpus: Corpus, path: Path) -> None:
@@ -377,8 +389,18 @@ def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
                 else:  # an empty split: numpy cannot map 0 bytes
                     with tmp.open("wb") as f:
                         np.save(f, np.zeros((0, *inner), dtype))
-        atomic_write_text(meta_path, json.dumps({"names": corpus.names, "offsets": offsets, "report": corpus.report,
-                                                 "summary": corpus.summary, "encoding": corpus.encoding.to_dict()}))
+        atomic_write_text(
+            meta_path,
+            json.dumps(
+                {
+                    "names": corpus.names,
+                    "offsets": offsets,
+                    "report": corpus.report,
+                    "summary": corpus.summary,
+                    "encoding": corpus.encoding.to_dict(),
+                }
+            ),
+        )
     except OSError:
         pass  # a cache we cannot write only costs time next run
 

@@ -27,9 +27,11 @@ def note_features(score) -> dict[str, np.ndarray]:
     time = np.concatenate([r["time"] for r in rows])
     order = np.argsort(time, kind="stable")
     time = time[order]
-    return {"pitch": np.concatenate([r["pitch"] for r in rows])[order].astype(np.float64),
-            "step": np.diff(time, prepend=time[:1]),
-            "duration": np.concatenate([r["duration"] for r in rows])[order].astype(np.float64)}
+    return {
+        "pitch": np.concatenate([r["pitch"] for r in rows])[order].astype(np.float64),
+        "step": np.diff(time, prepend=time[:1]),
+        "duration": np.concatenate([r["duration"] for r in rows])[order].astype(np.float64),
+    }
 
 
 def held_out_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int = 64) -> dict:
@@ -42,19 +44,25 @@ def held_out_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int =
     the held-out files, given by the caller), `per_note` = total loss / `notes`, which compares models
     with different encodings, and the extra per-step metrics of note models (e.g. `pitch_nll`).
     """
-    from .errors import LstmidiError
     from .batches import evaluate_loader, make_loader
+    from .errors import LstmidiError
 
     if not pieces:
         raise LstmidiError("no held-out pieces to score")
     cfg = loaded.preset.train
     span = cfg.window + loaded.model.context  # a seq2seq encoder reads `context` steps first
-    means, steps = evaluate_loader(loaded.model, make_loader(pieces, span, None, batch_size, False, cfg.seed),
-                                   loaded.encoding.kind, cfg.loss)
+    means, steps = evaluate_loader(
+        loaded.model, make_loader(pieces, span, None, batch_size, False, cfg.seed), loaded.encoding.kind, cfg.loss
+    )
     total = means.pop("loss") * steps
-    return {"per_step": total / steps, "per_note": total / notes if notes else float("nan"), "steps": round(steps),
-            "notes": int(notes), "unit": loaded.config.get("metrics", {}).get("unit", "loss per step"),
-            **means}
+    return {
+        "per_step": total / steps,
+        "per_note": total / notes if notes else float("nan"),
+        "steps": round(steps),
+        "notes": int(notes),
+        "unit": loaded.config.get("metrics", {}).get("unit", "loss per step"),
+        **means,
+    }
 
 
 def token_type_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int = 64) -> dict[str, dict]:
@@ -82,9 +90,15 @@ def token_type_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int
         count += np.bincount(t, minlength=len(names))
     loaded.model.train(was_training)
     order = np.argsort(-total)
-    return {str(names[i]): {"tokens": int(count[i]), "per_token": float(total[i] / count[i]),
-                            "per_note": float(total[i] / notes) if notes else float("nan")}
-            for i in order if count[i]}
+    return {
+        str(names[i]): {
+            "tokens": int(count[i]),
+            "per_token": float(total[i] / count[i]),
+            "per_note": float(total[i] / notes) if notes else float("nan"),
+        }
+        for i in order
+        if count[i]
+    }
 
 
 # ---- the evaluation report (lstmidi evaluate) ------------------------------------------------------
@@ -120,8 +134,10 @@ def render_report(results: dict) -> str:
     lines = [
         f"# lstmidi evaluation of `{r['model']}`",
         "",
-        f"Encoding `{r['encoding']}`; data {r['data']} ({r['corpus']['train']} training, {r['corpus']['valid']} validation, "
-        f"{r['corpus']['test']} test pieces). Generated: {gen['pieces']} pieces of {gen['seconds']:g} s, seed {gen['seed']}, "
+        f"Encoding `{r['encoding']}`; data {r['data']} ({r['corpus']['train']} training, {r['corpus']['valid']} "
+        "validation, "
+        f"{r['corpus']['test']} test pieces). Generated: {gen['pieces']} pieces of {gen['seconds']:g} s, seed "
+        f"{gen['seed']}, "
         f"without primer. Real: the {held['pieces']} {held['split']} pieces, cut to their first {held['seconds']:g} s. "
         f"Evaluated in {r['seconds']:.0f} s.",
         "",
@@ -129,15 +145,22 @@ def render_report(results: dict) -> str:
         "",
         f"| split | pieces | steps scored | notes | {nll['unit']} | per note |",
         "|---|---|---|---|---|---|",
-        f"| {held['split']} | {held['pieces']} | {nll['steps']} | {nll['notes']} | {nll['per_step']:.4f} | {nll['per_note']:.4f} |",
+        f"| {held['split']} | {held['pieces']} | {nll['steps']} | {nll['notes']} | {nll['per_step']:.4f} | "
+        f"{nll['per_note']:.4f} |",
         "",
         "Per note = the total loss over the held-out files / their notes, so models with different encodings compare.",
         "",
     ]
     if nll.get("by_type"):
-        lines += ["By the type of the predicted token:", "", "| token type | tokens | nats per token | nats per note |",
-                  "|---|---|---|---|"]
-        lines += [f"| {t} | {v['tokens']} | {v['per_token']:.3f} | {v['per_note']:.3f} |" for t, v in nll["by_type"].items()]
+        lines += [
+            "By the type of the predicted token:",
+            "",
+            "| token type | tokens | nats per token | nats per note |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t} | {v['tokens']} | {v['per_token']:.3f} | {v['per_note']:.3f} |" for t, v in nll["by_type"].items()
+        ]
         lines += [""]
     from .quality import gate_table
 
@@ -145,7 +168,8 @@ def render_report(results: dict) -> str:
     lines += [
         "## Quality gate",
         "",
-        f"Generated pieces against the last {held['seconds']:g} s of the {held['pieces']} held-out pieces (so that both "
+        f"Generated pieces against the last {held['seconds']:g} s of the {held['pieces']} held-out pieces (so "
+        "that both "
         "end where a piece ends) and a random-pitch control (the same real pieces, every pitch drawn at random from "
         "the piece's range): the floor and the ceiling of each figure. Means over pieces; "
         f"N = {q['voices']}, the real pieces' usual most notes at once. "
@@ -164,7 +188,10 @@ def render_report(results: dict) -> str:
     ]
     for name, what in SCALARS.items():
         m = r["metrics"][name]
-        lines.append(f"| {what} | {_pm(m['generated'])} | {_pm(m['real'])} | {m['overlap_area']:.3f} | {m['kl_real_generated']:.3f} |")
+        lines.append(
+            f"| {what} | {_pm(m['generated'])} | {_pm(m['real'])} | {m['overlap_area']:.3f} | "
+            f"{m['kl_real_generated']:.3f} |"
+        )
     lines += [
         "",
         "Mean ± sd over pieces. Overlap area: of the two sets' Gaussian kernel-density estimates "
@@ -181,7 +208,9 @@ def render_report(results: dict) -> str:
     ]
     for key, label in (("generated", "generated"), ("real", f"real ({held['split']})")):
         o = orig[key]
-        lines.append(f"| {label} | {_pm(o['longest_copy'], 1)} | {o['longest_copy']['max']:.0f} | {_pm(o['ngram8_share'])} |")
+        lines.append(
+            f"| {label} | {_pm(o['longest_copy'], 1)} | {o['longest_copy']['max']:.0f} | {_pm(o['ngram8_share'])} |"
+        )
     lines += [
         "",
         "Notes are compared transposition-invariantly (pitch interval and onset delta, in 1/12 beat, from the "
@@ -194,7 +223,9 @@ def render_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_value_histograms(values: dict[str, dict[str, list[float]]], titles: dict[str, str], path: Path, columns: int = 4) -> None:
+def plot_value_histograms(
+    values: dict[str, dict[str, list[float]]], titles: dict[str, str], path: Path, columns: int = 4
+) -> None:
     """One panel per name: histograms of the generated and the real per-piece values, on shared bins."""
     import textwrap
 
@@ -209,7 +240,7 @@ def plot_value_histograms(values: dict[str, dict[str, list[float]]], titles: dic
         ax.hist(g, bins=bins, alpha=0.55, density=True, label="generated")
         ax.set_title(textwrap.fill(titles[name], 42), fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(values):]:
+    for ax in list(axes.flat)[len(values) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
@@ -220,8 +251,11 @@ def plot_mean_histograms(histograms: dict[str, dict[str, list[float]]], path: Pa
     """Side-by-side bars of the mean pitch-class, note-length and inter-onset-interval histograms."""
     from .metrics import DURATION_LABELS
 
-    panels = [("pitch_class", "pitch classes", ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]),
-              ("note_length", "note lengths", DURATION_LABELS), ("ioi", "inter-onset intervals", DURATION_LABELS)]
+    panels = [
+        ("pitch_class", "pitch classes", ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]),
+        ("note_length", "note lengths", DURATION_LABELS),
+        ("ioi", "inter-onset intervals", DURATION_LABELS),
+    ]
     fig, axes = figure((14, 3.4), dpi=90, ncols=3)
     for ax, (key, title, labels) in zip(axes, panels):
         x = np.arange(len(labels))
@@ -243,8 +277,11 @@ def write_report(results: dict, folder: Path) -> Path:
     plot_value_histograms({k: m["values"] for k, m in results["metrics"].items()}, SCALARS, folder / "metrics.png")
     plot_mean_histograms(results["histograms"], folder / "histograms.png")
     orig = results["originality"]
-    plot_value_histograms({k: {s: orig[s]["values"][k] for s in ("generated", "real")} for k in ("longest_copy", "ngram8_share")},
-                          {"longest_copy": "longest copied stretch (notes)", "ngram8_share": "share of 8-note n-grams in training"},
-                          folder / "originality.png", columns=2)
+    plot_value_histograms(
+        {k: {s: orig[s]["values"][k] for s in ("generated", "real")} for k in ("longest_copy", "ngram8_share")},
+        {"longest_copy": "longest copied stretch (notes)", "ngram8_share": "share of 8-note n-grams in training"},
+        folder / "originality.png",
+        columns=2,
+    )
     atomic_write_text(folder / "report.md", render_report(results))
     return folder / "report.md"

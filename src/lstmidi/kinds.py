@@ -36,7 +36,9 @@ class Kind:
         """A batch of encoded steps as the model takes them."""
         return x.float()
 
-    def objective(self, model, out, y: torch.Tensor, mask: torch.Tensor, step_weights, loss_cfg) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def objective(
+        self, model, out, y: torch.Tensor, mask: torch.Tensor, step_weights, loss_cfg
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(loss, weight, extra metrics) of the model's output `out` for targets `y`; see `batches.batch_objective`."""
         raise NotImplementedError
 
@@ -67,8 +69,10 @@ class Multihot(Kind):
 
     name, unit, step_unit = "multihot", "nats per frame", "frames"
     refused_options = ("top_k", "top_p", "greedy")  # every key is drawn on its own
-    refusal = (": for note and token models; this piano-roll model ({name!r}) draws every key on its own: use "
-               "--temperature, or --mode threshold --threshold P")
+    refusal = (
+        ": for note and token models; this piano-roll model ({name!r}) draws every key on its own: use "
+        "--temperature, or --mode threshold --threshold P"
+    )
 
     def objective(self, model, out, y, mask, step_weights, loss_cfg):
         loss, weight = losses.weighted_mean(model.frame_nll(out, y.float()), mask, step_weights)
@@ -86,9 +90,16 @@ class Multihot(Kind):
     def sample(self, loaded, prime, steps, o, generator):
         p = loaded.encoding.params
         onset_keys = p.keys if p.onsets else None  # features are [held keys | onsets]
-        new = samplers.sample_multihot(loaded.model, torch.from_numpy(prime).float(), steps, onset_keys=onset_keys,
-                                       mode=o["mode"], temperature=o["temperature"], threshold=o["threshold"],
-                                       generator=generator)
+        new = samplers.sample_multihot(
+            loaded.model,
+            torch.from_numpy(prime).float(),
+            steps,
+            onset_keys=onset_keys,
+            mode=o["mode"],
+            temperature=o["temperature"],
+            threshold=o["threshold"],
+            generator=generator,
+        )
         return new.numpy().astype(np.uint8)
 
 
@@ -97,8 +108,10 @@ class Tokens(Kind):
     beam search."""
 
     name, unit, step_unit = "tokens", "nats per token", "tokens"
-    refused_options, refusal = ("mode", "threshold"), (": for piano-roll models; this model uses {name!r}: use "
-                                                      "--temperature, --top-k, --top-p or --greedy")
+    refused_options, refusal = (
+        ("mode", "threshold"),
+        (": for piano-roll models; this model uses {name!r}: use --temperature, --top-k, --top-p or --greedy"),
+    )
 
     def inputs(self, x):
         return x
@@ -127,14 +140,32 @@ class Tokens(Kind):
         constrain, eos = None, None
         if isinstance(enc, TokenStream):
             eos = enc.eos
-            constrain = samplers.token_constraints(enc, prime.shape[1], target=o["target"],
-                                                   repetition_penalty=o["repetition_penalty"], max_repeat=o["max_repeat"],
-                                                   key=o["key"], pitch_range=o["pitch_range"], programs=o["programs"])
+            constrain = samplers.token_constraints(
+                enc,
+                prime.shape[1],
+                target=o["target"],
+                repetition_penalty=o["repetition_penalty"],
+                max_repeat=o["max_repeat"],
+                key=o["key"],
+                pitch_range=o["pitch_range"],
+                programs=o["programs"],
+            )
         options = {k: o[k] for k in ("temperature", "top_k", "top_p", "greedy")}
         if o["beam"] and o["beam"] > 1:
-            return samplers.beam_tokens(loaded.model, torch.from_numpy(prime).long(), steps, o["beam"], enc.eos, constrain)
-        return samplers.sample_tokens(loaded.model, torch.from_numpy(prime).long(), steps, window=loaded.preset.train.window,
-                                      allowed=allowed, constrain=constrain, eos=eos, generator=generator, **options).numpy()
+            return samplers.beam_tokens(
+                loaded.model, torch.from_numpy(prime).long(), steps, o["beam"], enc.eos, constrain
+            )
+        return samplers.sample_tokens(
+            loaded.model,
+            torch.from_numpy(prime).long(),
+            steps,
+            window=loaded.preset.train.window,
+            allowed=allowed,
+            constrain=constrain,
+            eos=eos,
+            generator=generator,
+            **options,
+        ).numpy()
 
     def random_batch(self, encoding, batch, steps, generator):
         return torch.randint(encoding.sizes["vocab_size"], (batch, steps), generator=generator)
@@ -172,10 +203,13 @@ class Notes(Kind):
                     parts[field] = (music[0] + loss_cfg.pitch_mse * mse[0], music[1])
                     extras["pitch_music_cost"] = music[0].detach()
             elif field == "velocity":
-                parts[field] = losses.mse_positive_pressure(out[field] / 128, target / 128, mask, step_weights, pressure=0.0)
+                parts[field] = losses.mse_positive_pressure(
+                    out[field] / 128, target / 128, mask, step_weights, pressure=0.0
+                )
             else:
-                parts[field] = losses.mse_positive_pressure(out[field], target, mask, step_weights,
-                                                            pressure=loss_cfg.positive_pressure)
+                parts[field] = losses.mse_positive_pressure(
+                    out[field], target, mask, step_weights, pressure=loss_cfg.positive_pressure
+                )
             extras[f"{field}_loss"] = parts[field][0].detach()
         loss = losses.combine_fields(parts, loss_cfg.weights)
         return loss, parts[fields[0]][1], extras
@@ -186,8 +220,11 @@ class Notes(Kind):
         col = encoding.field_index["pitch"]
         tr = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in train]
         ho = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in held_out]
-        return {"pitch unigram": unigram_nll(tr, ho, 128), "pitch repeat previous": repeat_nll(tr, ho, 128),
-                **music_cost_baselines(tr, ho)}
+        return {
+            "pitch unigram": unigram_nll(tr, ho, 128),
+            "pitch repeat previous": repeat_nll(tr, ho, 128),
+            **music_cost_baselines(tr, ho),
+        }
 
     def neutral_primer(self, encoding, num):
         neutral = {"pitch": 60.0, "step": 0.0, "duration": 0.5, "velocity": 80.0}  # a middle C
@@ -201,10 +238,20 @@ class Notes(Kind):
         timed = not o["steps_given"] and "step" in enc.fields  # --seconds: generate until that much music
         wanted = o["seconds"]
         options = {k: o[k] for k in ("temperature", "top_k", "top_p", "greedy")}
-        new = samplers.sample_notes(loaded.model, torch.from_numpy(prime).float(), steps * 8 if timed else steps,
-                                    low=p.low, high=p.high, max_step=p.max_step, max_duration=p.max_duration,
-                                    min_duration=max(p.resolution, 0.01), temperatures=loaded.preset.sample.temperatures,
-                                    generator=generator, seconds=wanted if timed else None, **options).numpy()
+        new = samplers.sample_notes(
+            loaded.model,
+            torch.from_numpy(prime).float(),
+            steps * 8 if timed else steps,
+            low=p.low,
+            high=p.high,
+            max_step=p.max_step,
+            max_duration=p.max_duration,
+            min_duration=max(p.resolution, 0.01),
+            temperatures=loaded.preset.sample.temperatures,
+            generator=generator,
+            seconds=wanted if timed else None,
+            **options,
+        ).numpy()
         if timed:  # keep each row's notes that start within the requested time
             col = enc.fields.index("step")
             new = [row[: max(1, int((np.cumsum(row[:, col]) <= wanted).sum()))] for row in new]

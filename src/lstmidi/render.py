@@ -61,8 +61,8 @@ _SYSTEM_SOUNDFONTS: tuple[str, ...] = (
 _NO_SOUNDFONT_MESSAGE = (
     "lstmidi: no SoundFont found, so audio is rendered with the plain built-in synth. For realistic "
     "instruments install one (Debian/Ubuntu: `apt-get install fluid-soundfont-gm`, or the small "
-    "`timgm6mb-soundfont`) or point the {env} environment variable (or --soundfont) at an .sf2/.sf3 file."
-).format(env=SOUNDFONT_ENV)
+    f"`timgm6mb-soundfont`) or point the {SOUNDFONT_ENV} environment variable (or --soundfont) at an .sf2/.sf3 file."
+)
 
 _warned_no_soundfont = False
 
@@ -151,7 +151,7 @@ def write_midi(score: symusic.Score, path: str | os.PathLike[str], *, force: boo
     """
     path = _as_path(path)
     if not len(score.tracks):  # symusic 0.5.8 writes a track-less score's tempos and time signatures
-        score = score.copy()   # out of order (negative delta times: a file millions of seconds long)
+        score = score.copy()  # out of order (negative delta times: a file millions of seconds long)
         score.tracks.append(symusic.Track())
     with _atomic_target(path, force) as tmp:
         score.dump_midi(str(tmp))
@@ -190,8 +190,15 @@ def _synth_builtin(score: symusic.Score, sample_rate: int) -> np.ndarray:
     notes: list[tuple[float, float, int, int, bool]] = []  # (start s, duration s, pitch, velocity, drum)
     for track in sec.tracks:
         for note in track.notes:
-            notes.append((float(note.time), max(float(note.duration), 0.0), int(note.pitch), int(note.velocity),
-                          bool(track.is_drum)))
+            notes.append(
+                (
+                    float(note.time),
+                    max(float(note.duration), 0.0),
+                    int(note.pitch),
+                    int(note.velocity),
+                    bool(track.is_drum),
+                )
+            )
     end_s = max((start + dur for start, dur, *_ in notes), default=0.0)
     total = int(np.ceil((end_s + _RELEASE_S + _TAIL_S) * sample_rate)) + 1
     out = np.zeros(total, dtype=np.float64)  # (samples,)
@@ -285,13 +292,17 @@ def render_wav(
         try:
             audio = _render_soundfont(score, sf, sample_rate, quality)
         except Exception as exc:  # e.g. symusic 0.6.0: "Unable to convert function return value"
-            _warn(f"lstmidi: the SoundFont synthesizer failed ({type(exc).__name__}: {exc}); "
-                  "using the built-in synth instead")
+            _warn(
+                f"lstmidi: the SoundFont synthesizer failed ({type(exc).__name__}: {exc}); "
+                "using the built-in synth instead"
+            )
             audio = None
         else:
             if audio.size == 0 or not np.all(np.isfinite(audio)) or float(np.max(np.abs(audio))) < _SILENCE_PEAK:
-                _warn(f"lstmidi: the SoundFont synthesizer returned silence for a score with "
-                      f"{_note_count(score)} notes (SoundFont {str(sf)!r}); using the built-in synth instead")
+                _warn(
+                    f"lstmidi: the SoundFont synthesizer returned silence for a score with "
+                    f"{_note_count(score)} notes (SoundFont {str(sf)!r}); using the built-in synth instead"
+                )
                 audio = None
             else:
                 engine = f"soundfont:{sf}"
@@ -369,8 +380,16 @@ def render_pianoroll_png(
     fig, ax = figure((width, height))  # a Figure on the Agg canvas, not pyplot: safe in threads and servers
 
     palette = [
-        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-        "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+        "#1f77b4",
+        "#d62728",
+        "#2ca02c",
+        "#ff7f0e",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#17becf",
+        "#bcbd22",
+        "#7f7f7f",
     ]
 
     legend: list = []
@@ -413,8 +432,7 @@ def render_pianoroll_png(
         title = f"{path.stem} — {n_notes} notes, {end_s:.1f} s"
     ax.set_title(title)
     if legend:
-        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small",
-                  frameon=False)
+        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
 
     with _atomic_target(path, force) as tmp:
@@ -438,8 +456,16 @@ def render_sheet_music(midi: str | os.PathLike[str], pages: int = 3) -> tuple[li
     with atomic_path(xml) as tmp:
         music21.converter.parse(str(midi), format="midi", quantizePost=True).write("musicxml", fp=str(tmp))
     toolkit = verovio.toolkit()
-    toolkit.setOptions({"pageWidth": 2100, "pageHeight": 2970, "scale": 40, "adjustPageHeight": True,
-                        "footer": "none", "header": "none"})
+    toolkit.setOptions(
+        {
+            "pageWidth": 2100,
+            "pageHeight": 2970,
+            "scale": 40,
+            "adjustPageHeight": True,
+            "footer": "none",
+            "header": "none",
+        }
+    )
     if not toolkit.loadFile(str(xml)):
         raise LstmidiError("verovio could not read the MusicXML")
     svgs = []

@@ -14,14 +14,24 @@ from . import processors
 from .encodings.base import TokenStream
 from .errors import LstmidiError
 
-NO_TOKEN_LEFT = ("the sampling options together leave no token the model may write next "
-                 "(loosen --key, --pitch-range, --programs or --max-repeat)")
+NO_TOKEN_LEFT = (
+    "the sampling options together leave no token the model may write next "
+    "(loosen --key, --pitch-range, --programs or --max-repeat)"
+)
 
 
 @torch.no_grad()
-def sample_multihot(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, onset_keys: int | None = None,
-                    mode: Literal["bernoulli", "threshold"] = "bernoulli", temperature: float = 1.0,
-                    threshold: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_multihot(
+    model: torch.nn.Module,
+    primer: torch.Tensor,
+    steps: int,
+    *,
+    onset_keys: int | None = None,
+    mode: Literal["bernoulli", "threshold"] = "bernoulli",
+    temperature: float = 1.0,
+    threshold: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Continue `primer` (batch, primer_steps, features) by `steps` frames -> (batch, steps, features).
 
     `onset_keys`: when the features are [held keys | onsets], the number of keys; a sampled onset then
@@ -33,7 +43,9 @@ def sample_multihot(model: torch.nn.Module, primer: torch.Tensor, steps: int, *,
     out = []
     for _ in range(steps):
         # independent keys, or drawn jointly key by key (endecell): the model's own `sample_frame`
-        frame = model.sample_frame(last, mode=mode, temperature=temperature, threshold=threshold, generator=generator)  # (batch, features)
+        frame = model.sample_frame(
+            last, mode=mode, temperature=temperature, threshold=threshold, generator=generator
+        )  # (batch, features)
         if onset_keys:
             frame[:, :onset_keys] = torch.maximum(frame[:, :onset_keys], frame[:, onset_keys:])
         out.append(frame)
@@ -43,9 +55,18 @@ def sample_multihot(model: torch.nn.Module, primer: torch.Tensor, steps: int, *,
 
 
 @torch.no_grad()
-def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, window: int = 64,
-                  allowed: torch.Tensor | None = None, constrain=None, eos: int | None = None,
-                  generator: torch.Generator | None = None, **options) -> torch.Tensor:
+def sample_tokens(
+    model: torch.nn.Module,
+    primer: torch.Tensor,
+    steps: int,
+    *,
+    window: int = 64,
+    allowed: torch.Tensor | None = None,
+    constrain=None,
+    eos: int | None = None,
+    generator: torch.Generator | None = None,
+    **options,
+) -> torch.Tensor:
     """Continue `primer` (batch, primer_steps) tokens by up to `steps` tokens -> (batch, steps).
 
     A model with a `context` (seq2seq) encodes the `context` tokens before the last one, decodes up to
@@ -92,7 +113,13 @@ def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, w
     while len(out) < steps:
         src = seq[:, :-1][:, -context:]  # (batch, <= context)
         if src.shape[1] < context:  # a short primer: pad on the left with its first token
-            src = torch.cat([src[:, :1].expand(-1, context - src.shape[1]) if src.shape[1] else seq[:, :1].expand(-1, context), src], 1)
+            src = torch.cat(
+                [
+                    src[:, :1].expand(-1, context - src.shape[1]) if src.shape[1] else seq[:, :1].expand(-1, context),
+                    src,
+                ],
+                1,
+            )
         state = model.encode(src)
         last = seq[:, -1:]
         for _ in range(min(window, steps - len(out))):
@@ -105,10 +132,21 @@ def sample_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, w
 
 
 @torch.no_grad()
-def sample_notes(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, low: int = 21, high: int = 108,
-                 max_step: float = 4.0, max_duration: float = 4.0, min_duration: float = 0.01,
-                 temperatures: dict[str, float] | None = None, generator: torch.Generator | None = None,
-                 seconds: float | None = None, **options) -> torch.Tensor:
+def sample_notes(
+    model: torch.nn.Module,
+    primer: torch.Tensor,
+    steps: int,
+    *,
+    low: int = 21,
+    high: int = 108,
+    max_step: float = 4.0,
+    max_duration: float = 4.0,
+    min_duration: float = 0.01,
+    temperatures: dict[str, float] | None = None,
+    generator: torch.Generator | None = None,
+    seconds: float | None = None,
+    **options,
+) -> torch.Tensor:
     """Continue `primer` (batch, primer_notes, fields) by up to `steps` notes -> (batch, notes, fields).
 
     With `seconds` (and a step field), sampling stops once every row's new notes span that many seconds;
@@ -132,9 +170,12 @@ def sample_notes(model: torch.nn.Module, primer: torch.Tensor, steps: int, *, lo
                 allowed = torch.zeros(value.shape[-1], dtype=torch.bool)
                 allowed[low : high + 1] = True
                 logits = processors.mask_tokens(value, allowed)
-                row[:, i] = processors.sample(logits, temperature=temperatures.get("pitch", options.get("temperature", 1.0)),
-                                              **{k: v for k, v in options.items() if k != "temperature"},
-                                              generator=generator).float()
+                row[:, i] = processors.sample(
+                    logits,
+                    temperature=temperatures.get("pitch", options.get("temperature", 1.0)),
+                    **{k: v for k, v in options.items() if k != "temperature"},
+                    generator=generator,
+                ).float()
             elif f == "pitch":
                 row[:, i] = processors.sample_regression(value.round(), low=low, high=high)
             elif f == "velocity":
@@ -186,9 +227,17 @@ class GrammarTracker:
         return torch.from_numpy(np.stack([state.allowed() for state in self.rows]))
 
 
-def token_constraints(enc: TokenStream, generated_from: int, *, target: int | None = None, repetition_penalty: float | None = None,
-                      max_repeat: int | None = None, key: str | None = None, pitch_range: tuple[int, int] | None = None,
-                      programs: list[int] | None = None):
+def token_constraints(
+    enc: TokenStream,
+    generated_from: int,
+    *,
+    target: int | None = None,
+    repetition_penalty: float | None = None,
+    max_repeat: int | None = None,
+    key: str | None = None,
+    pitch_range: tuple[int, int] | None = None,
+    programs: list[int] | None = None,
+):
     """constrain(logits, sequences) for an event-token encoding: the grammar mask (every sequence
     decodes without token errors), repetition penalty, a cap on repeated pitches, key/scale and pitch
     range masks, allowed instruments, and steering towards EOS near `target` new tokens.
@@ -247,7 +296,9 @@ def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: 
             return constrain(lg, full) if constrain else lg
 
         try:
-            best, _ = processors.beam_search(step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor)
+            best, _ = processors.beam_search(
+                step_fn, state, logits[:, -1], steps, beam, eos_id=eos, logit_processor=processor
+            )
         except ValueError as err:
             if "every continuation is masked" not in str(err):
                 raise

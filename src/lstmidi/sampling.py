@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import torch
 from symusic import Score
@@ -33,8 +34,13 @@ class Piece:
     frames: np.ndarray
 
 
-def primer_steps(loaded: LoadedModel, primer: str | Path | Score | None, primer_seconds: float | None,
-                 num: int, generator: torch.Generator) -> np.ndarray:
+def primer_steps(
+    loaded: LoadedModel,
+    primer: str | Path | Score | None,
+    primer_seconds: float | None,
+    num: int,
+    generator: torch.Generator,
+) -> np.ndarray:
     """(num, primer_steps, ...) encoded primer: from a MIDI file or a Score (its first `primer_seconds`, default all),
     else random excerpts of held-out music stored in the model file; `primer_seconds=0` or no stored
     excerpts: one neutral step (a silent frame, the first token, or a middle-C note)."""
@@ -58,13 +64,29 @@ def primer_steps(loaded: LoadedModel, primer: str | Path | Score | None, primer_
     return kind_of(enc).neutral_primer(enc, num)
 
 
-def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | None = None, num: int = 1,
-             seed: int = 0, primer: str | Path | Score | None = None, primer_seconds: float | None = None,
-             temperature: float | None = None, mode: str | None = None, threshold: float | None = None,
-             top_k: int | None = None, top_p: float | None = None, greedy: bool | None = None,
-             beam: int | None = None, repetition_penalty: float | None = None, max_repeat: int | None = None,
-             key: str | None = None, pitch_range: tuple[int, int] | None = None, programs: list[int] | None = None,
-             include_primer: bool = True) -> list[Piece]:
+def generate(
+    loaded: LoadedModel,
+    *,
+    seconds: float | None = None,
+    steps: int | None = None,
+    num: int = 1,
+    seed: int = 0,
+    primer: str | Path | Score | None = None,
+    primer_seconds: float | None = None,
+    temperature: float | None = None,
+    mode: str | None = None,
+    threshold: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool | None = None,
+    beam: int | None = None,
+    repetition_penalty: float | None = None,
+    max_repeat: int | None = None,
+    key: str | None = None,
+    pitch_range: tuple[int, int] | None = None,
+    programs: list[int] | None = None,
+    include_primer: bool = True,
+) -> list[Piece]:
     """Generate `num` pieces in one batch with a loaded model.
 
     Length: `steps` encoding steps, or `seconds` of new music (default: the model's sample.seconds);
@@ -76,10 +98,28 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
     """
     from .options import resolve_options
 
-    o = resolve_options(loaded, dict(seconds=seconds, steps=steps, num=num, seed=seed, primer_seconds=primer_seconds,
-                                     temperature=temperature, mode=mode, threshold=threshold, top_k=top_k,
-                                     top_p=top_p, greedy=greedy, beam=beam, repetition_penalty=repetition_penalty,
-                                     max_repeat=max_repeat, key=key, pitch_range=pitch_range, programs=programs))
+    o = resolve_options(
+        loaded,
+        dict(
+            seconds=seconds,
+            steps=steps,
+            num=num,
+            seed=seed,
+            primer_seconds=primer_seconds,
+            temperature=temperature,
+            mode=mode,
+            threshold=threshold,
+            top_k=top_k,
+            top_p=top_p,
+            greedy=greedy,
+            beam=beam,
+            repetition_penalty=repetition_penalty,
+            max_repeat=max_repeat,
+            key=key,
+            pitch_range=pitch_range,
+            programs=programs,
+        ),
+    )
     enc = loaded.encoding
     stream = isinstance(enc, TokenStream)
     steps, num = o["steps"], o["num"]
@@ -89,7 +129,9 @@ def generate(loaded: LoadedModel, *, seconds: float | None = None, steps: int | 
     new = kind.sample(loaded, prime, steps, o, generator)
     pieces = []
     for i in range(num):
-        frames = np.concatenate([prime[i], new[i].astype(prime.dtype)]) if include_primer else new[i].astype(prime.dtype)
+        frames = (
+            np.concatenate([prime[i], new[i].astype(prime.dtype)]) if include_primer else new[i].astype(prime.dtype)
+        )
         if not include_primer and stream:
             frames = np.concatenate([[enc.bos], frames])
         frames = enc.finish(frames)  # a token stream: cut at the first EOS, or close a piece cut by the length limit

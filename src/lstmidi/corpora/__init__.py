@@ -12,14 +12,22 @@ from pathlib import Path
 def output_folder(doc: str, script: str) -> Path:
     """The --out folder of a regenerate.py script (default: the script's own folder), created."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(script).resolve().parent, help="output folder (default: next to this script)")
+    ap.add_argument(
+        "--out", type=Path, default=Path(script).resolve().parent, help="output folder (default: next to this script)"
+    )
     out = ap.parse_args().out
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
-def report_export(out: Path, written: list[Path], skipped: list[tuple[Path, str]], failed: list[tuple[Path, str]],
-                  headline: str, name: Callable[[Path], str] = lambda p: p.name) -> int:
+def report_export(
+    out: Path,
+    written: list[Path],
+    skipped: list[tuple[Path, str]],
+    failed: list[tuple[Path, str]],
+    headline: str,
+    name: Callable[[Path], str] = lambda p: p.name,
+) -> int:
     """Print what an export wrote, skipped (and why), left stale in `out` and failed; 1 if anything failed."""
     print(headline)
     print(f"skipped {len(skipped)}:")

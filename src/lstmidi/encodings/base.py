@@ -43,7 +43,7 @@ class Encoding(ABC):
         """False while an encoding that learns from data (`needs_fit`) has not been fitted."""
         return True
 
-    def fit(self, scores: list[Score]) -> "Encoding":
+    def fit(self, scores: list[Score]) -> Encoding:
         """Learn vocabularies or bins from training scores; a no-op for encodings with nothing to learn."""
         return self
 
@@ -72,7 +72,9 @@ class Encoding(ABC):
         """One line for the CLI when training starts (vocabulary, bins), or None when there is nothing to say."""
         return None
 
-    def augment(self, steps: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0) -> np.ndarray:
+    def augment(
+        self, steps: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0
+    ) -> np.ndarray:
         """Training augmentation of encoded steps (pure; same length): transposed by `semitones`, tempo times
         `stretch` (when `stretches`). Only for encodings that declare `augments`."""
         raise NotImplementedError(f"encoding {self.name!r} does not augment")

@@ -26,7 +26,8 @@ Times: `decode` and `quantize` return scores in ticks at the tokenizer's time di
 (`time_division`: 2 x steps_per_quarter ticks per quarter with time signatures on, since x/8 bars need
 twice the grid; steps_per_quarter with them off).
 `quantize(s)` is miditok's own preprocessing of `s` (after the track merge / drum filter above),
-resampled to that time division (velocities set to 100 without Velocity tokens), so `decode(encode(s)) == quantize(s)` note for note. For MIDI-Like,
+resampled to that time division (velocities set to 100 without Velocity tokens), so
+`decode(encode(s)) == quantize(s)` note for note. For MIDI-Like,
 `quantize` also re-pairs the note-offs of overlapping notes of one pitch first-in-first-out, which is
 what the NoteOn/NoteOff tokens can say: the k-th onset of a pitch ends at the k-th offset of that pitch.
 One exception is miditok's and left as is: TSD with rests counts a Rest from the previous note's end;
@@ -64,9 +65,12 @@ DEFAULT_VELOCITY = 100  # miditok's velocity of decoded notes without Velocity t
 # Tokens per second of music, measured on the 406 bundled Bach chorales (all defaults but the tokenizer
 # and `programs`; see `Events.steps_for_seconds`).
 TOKENS_PER_SECOND = {
-    ("REMI", False): 27.9, ("REMI", True): 35.8,
-    ("TSD", False): 26.9, ("TSD", True): 34.9,
-    ("MIDILike", False): 26.9, ("MIDILike", True): 42.9,
+    ("REMI", False): 27.9,
+    ("REMI", True): 35.8,
+    ("TSD", False): 26.9,
+    ("TSD", True): 34.9,
+    ("MIDILike", False): 26.9,
+    ("MIDILike", True): 42.9,
 }
 
 # Note tokens of pitched instruments and of drums (Program_-1 is followed by drum ones only).
@@ -74,35 +78,62 @@ MELODIC_TYPES = {"Pitch", "NoteOn", "NoteOff"}
 DRUM_TYPES = {"PitchDrum", "DrumOn", "DrumOff"}
 # Types after which a piece may end (EOS): a complete note, a Bar (REMI), or a tempo or time signature
 # change (miditok writes those after the last note when the file has them there).
-END_TYPES = {"REMI": {"Duration", "Bar", "Tempo", "TimeSig"}, "TSD": {"Duration", "Tempo", "TimeSig"},
-             "MIDILike": {"NoteOff", "DrumOff", "Tempo", "TimeSig"}}
+END_TYPES = {
+    "REMI": {"Duration", "Bar", "Tempo", "TimeSig"},
+    "TSD": {"Duration", "Tempo", "TimeSig"},
+    "MIDILike": {"NoteOff", "DrumOff", "Tempo", "TimeSig"},
+}
 
 
 class EventsParams(EncodingParams):
     tokenizer: Literal["REMI", "TSD", "MIDILike"] = Field(
-        "REMI", description="miditok tokenizer: REMI (Bar/Position), TSD (TimeShift/Duration) or MIDILike (NoteOn/NoteOff/TimeShift)")
-    steps_per_quarter: int = Field(8, ge=1, le=64, description="time grid: positions per beat (miditok beat_res {(0,4): s, (4,12): s/2})")
+        "REMI",
+        description="miditok tokenizer: REMI (Bar/Position), TSD (TimeShift/Duration) or MIDILike "
+        "(NoteOn/NoteOff/TimeShift)",
+    )
+    steps_per_quarter: int = Field(
+        8, ge=1, le=64, description="time grid: positions per beat (miditok beat_res {(0,4): s, (4,12): s/2})"
+    )
     num_velocities: int = Field(16, ge=1, le=127, description="velocity bins, equally spaced in 0..127")
-    velocities: bool = Field(True, description="Velocity tokens; off: every note decodes at velocity 100 (for music with one dynamic, e.g. the chorales)")
+    velocities: bool = Field(
+        True,
+        description="Velocity tokens; off: every note decodes at velocity 100 (for music with one dynamic, e.g. "
+        "the chorales)",
+    )
     rests: bool = Field(True, description="Rest tokens for silences")
     tempos: bool = Field(True, description="Tempo tokens (32 bins in 40..250 qpm)")
     time_signatures: bool = Field(True, description="TimeSig tokens")
-    programs: bool = Field(False, description="multi-instrument: Program tokens, one stream; off = all non-drum tracks merged into one")
+    programs: bool = Field(
+        False, description="multi-instrument: Program tokens, one stream; off = all non-drum tracks merged into one"
+    )
     drums: bool = Field(False, description="keep drum tracks (needs programs=True)")
-    pitch_low: int = Field(21, ge=0, le=127, description="lowest kept MIDI pitch (notes outside [pitch_low, pitch_high] are dropped)")
+    pitch_low: int = Field(
+        21, ge=0, le=127, description="lowest kept MIDI pitch (notes outside [pitch_low, pitch_high] are dropped)"
+    )
     pitch_high: int = Field(108, ge=0, le=127, description="highest kept MIDI pitch")
     tokens_per_second: float | None = Field(
-        None, gt=0, description="for steps_for_seconds; default: measured on the bundled chorales for this tokenizer and programs setting")
-    vocab_sha1: str | None = Field(None, description="set automatically: fingerprint of the vocabulary, checked when the tokenizer is rebuilt")
+        None,
+        gt=0,
+        description="for steps_for_seconds; default: measured on the bundled chorales for this tokenizer and "
+        "programs setting",
+    )
+    vocab_sha1: str | None = Field(
+        None, description="set automatically: fingerprint of the vocabulary, checked when the tokenizer is rebuilt"
+    )
 
     @model_validator(mode="after")
     def _check(self):
         if self.pitch_low >= self.pitch_high:
             raise ValueError(f"pitch_low ({self.pitch_low}) must be below pitch_high ({self.pitch_high})")
         if self.drums and not self.programs:
-            raise ValueError("drums=True needs programs=True (without Program tokens drums would be merged into the piano)")
+            raise ValueError(
+                "drums=True needs programs=True (without Program tokens drums would be merged into the piano)"
+            )
         if self.drums and max(DRUM_PITCH_RANGE[0], self.pitch_low) >= min(DRUM_PITCH_RANGE[1], self.pitch_high):
-            raise ValueError(f"drums=True needs a pitch range overlapping the drum pitches {DRUM_PITCH_RANGE[0]}..{DRUM_PITCH_RANGE[1]}")
+            raise ValueError(
+                "drums=True needs a pitch range overlapping the drum pitches "
+                f"{DRUM_PITCH_RANGE[0]}..{DRUM_PITCH_RANGE[1]}"
+            )
         return self
 
 
@@ -127,23 +158,45 @@ class Events(TokenStream):
         p = self.params
         s = p.steps_per_quarter
         half, quarter = _divisor_at_most(s, s / 2), _divisor_at_most(s, s / 4)
-        drum_range = (max(DRUM_PITCH_RANGE[0], p.pitch_low), min(DRUM_PITCH_RANGE[1], p.pitch_high)) if p.drums else DRUM_PITCH_RANGE
+        drum_range = (
+            (max(DRUM_PITCH_RANGE[0], p.pitch_low), min(DRUM_PITCH_RANGE[1], p.pitch_high))
+            if p.drums
+            else DRUM_PITCH_RANGE
+        )
         return dict(
-            pitch_range=(p.pitch_low, p.pitch_high), beat_res={(0, 4): s, (4, 12): half},
-            num_velocities=p.num_velocities, special_tokens=list(SPECIAL_TOKENS), use_velocities=p.velocities,
-            use_note_duration_programs=list(range(-1, 128)), use_chords=False, use_rests=p.rests,
-            use_tempos=p.tempos, use_time_signatures=p.time_signatures, use_key_signatures=False,
-            use_sustain_pedals=False, use_pitch_bends=False, use_control_changes=False,
-            use_programs=p.programs, use_pitch_intervals=False, use_pitchdrum_tokens=p.drums,
+            pitch_range=(p.pitch_low, p.pitch_high),
+            beat_res={(0, 4): s, (4, 12): half},
+            num_velocities=p.num_velocities,
+            special_tokens=list(SPECIAL_TOKENS),
+            use_velocities=p.velocities,
+            use_note_duration_programs=list(range(-1, 128)),
+            use_chords=False,
+            use_rests=p.rests,
+            use_tempos=p.tempos,
+            use_time_signatures=p.time_signatures,
+            use_key_signatures=False,
+            use_sustain_pedals=False,
+            use_pitch_bends=False,
+            use_control_changes=False,
+            use_programs=p.programs,
+            use_pitch_intervals=False,
+            use_pitchdrum_tokens=p.drums,
             beat_res_rest={(0, 1): s, (1, 2): half, (2, 12): quarter},
-            num_tempos=NUM_TEMPOS, tempo_range=TEMPO_RANGE, log_tempos=False,
-            remove_duplicated_notes=False, delete_equal_successive_tempo_changes=True,
+            num_tempos=NUM_TEMPOS,
+            tempo_range=TEMPO_RANGE,
+            log_tempos=False,
+            remove_duplicated_notes=False,
+            delete_equal_successive_tempo_changes=True,
             time_signature_range={k: list(v) for k, v in TIME_SIGNATURE_RANGE.items()},
             delete_equal_successive_time_sig_changes=False,
-            programs=list(range(-1 if p.drums else 0, 128)), one_token_stream_for_programs=p.programs,
-            program_changes=False, drums_pitch_range=drum_range,
+            programs=list(range(-1 if p.drums else 0, 128)),
+            one_token_stream_for_programs=p.programs,
+            program_changes=False,
+            drums_pitch_range=drum_range,
             # REMI's own options (additional_params), at their defaults
-            max_bar_embedding=None, use_bar_end_tokens=False, add_trailing_bars=False,
+            max_bar_embedding=None,
+            use_bar_end_tokens=False,
+            add_trailing_bars=False,
         )
 
     @cached_property
@@ -159,9 +212,11 @@ class Events(TokenStream):
         elif self.params.vocab_sha1 != sha:
             from importlib.metadata import version
 
-            raise ValueError(f"events: miditok {version('miditok')} builds a different vocabulary from these parameters "
-                             f"than the one this encoding was saved with (sha1 {sha[:10]} != {self.params.vocab_sha1[:10]}); "
-                             "use the miditok version recorded in the model file")
+            raise ValueError(
+                f"events: miditok {version('miditok')} builds a different vocabulary from these parameters "
+                f"than the one this encoding was saved with (sha1 {sha[:10]} != {self.params.vocab_sha1[:10]}); "
+                "use the miditok version recorded in the model file"
+            )
         return tok
 
     def to_dict(self) -> dict[str, Any]:
@@ -349,10 +404,12 @@ class Events(TokenStream):
         return p.tokens_per_second or TOKENS_PER_SECOND[(p.tokenizer, p.programs)]
 
     def describe(self) -> str:
-        """One line for the CLI, e.g. 'REMI event tokens: 341 in vocabulary (one merged instrument, 8 steps per beat)'."""
+        """One line for the CLI, e.g.
+        'REMI event tokens: 341 in vocabulary (one merged instrument, 8 steps per beat)'."""
         p = self.params
         what = ("programs" + (" + drums" if p.drums else "")) if p.programs else "one merged instrument"
-        return f"{p.tokenizer} event tokens: {len(self.vocab)} in vocabulary ({what}, {p.steps_per_quarter} steps per beat)"
+        steps = f"{p.steps_per_quarter} steps per beat"
+        return f"{p.tokenizer} event tokens: {len(self.vocab)} in vocabulary ({what}, {steps})"
 
     def token_errors(self, ids: np.ndarray) -> float:
         """miditok's own grammar check (`tokens_errors`): the fraction of tokens (BOS/EOS included) that break
@@ -424,15 +481,19 @@ class Events(TokenStream):
             off[kind] = np.full(128, -1, np.int64)
             sel = np.flatnonzero(self._types == kind)
             off[kind][self._values(kind)[sel]] = sel
-        return {"position": self._values("Position"), "position_ids": np.flatnonzero(self._types == "Position"),
-                "off_ids": np.flatnonzero(np.isin(self._types, ["NoteOff", "DrumOff"])), **off}
+        return {
+            "position": self._values("Position"),
+            "position_ids": np.flatnonzero(self._types == "Position"),
+            "off_ids": np.flatnonzero(np.isin(self._types, ["NoteOff", "DrumOff"])),
+            **off,
+        }
 
     def allowed_next(self, prev_id: int) -> np.ndarray:
         """(vocab,) bool: ids that may follow `prev_id` (a read-only row of `transitions`). Exact for TSD;
         for REMI and MIDI-Like use `grammar()` to also enforce Position order and NoteOff pairing."""
         return self.transitions[int(prev_id)]
 
-    def grammar(self, ids=()) -> "EventGrammar":
+    def grammar(self, ids=()) -> EventGrammar:
         """A per-sequence grammar state after `ids` (e.g. BOS + primer; with no ids only BOS is allowed):
         `.allowed()` gives the mask of the next id, `.push(id)` advances; see also `finish`."""
         g = EventGrammar(self)
@@ -444,9 +505,10 @@ class Events(TokenStream):
         """A sequence cut short (e.g. at the generation length) made into a complete piece ending with EOS.
 
         Cuts back to the last point where the piece may end (after the last complete note, REMI's Bar or
-        a Tempo/TimeSig; BOS alone if none) and appends EOS. MIDI-Like with notes still sounding instead drops an unfinished NoteOn and
-        ends every sounding note (after one shortest TimeShift when needed). A sequence that followed
-        `grammar()` then decodes with 0 miditok token errors. Ids after a first EOS are dropped."""
+        a Tempo/TimeSig; BOS alone if none) and appends EOS. MIDI-Like with notes still sounding instead
+        drops an unfinished NoteOn and ends every sounding note (after one shortest TimeShift when needed). A
+        sequence that followed `grammar()` then decodes with 0 miditok token errors. Ids after a first EOS are
+        dropped."""
         ids = np.asarray(ids, np.int64).reshape(-1)
         ends = np.flatnonzero(ids == self.eos)
         if len(ends):
@@ -483,7 +545,9 @@ class Events(TokenStream):
         ids = np.flatnonzero(self._types == "Tempo")
         return ids, np.array([float(self.vocab[i].split("_", 1)[1]) for i in ids])
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0) -> np.ndarray:
+    def augment(
+        self, ids: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0
+    ) -> np.ndarray:
         """Token-level training augmentation (pure; returns a new int64 array, same length).
 
         Transposes melodic pitch tokens (Pitch; NoteOn and NoteOff) by `semitones`, or, when some pitch would
@@ -540,6 +604,11 @@ def _fifo_pairs(notes):
     onsets = np.lexsort((idx, n["time"], n["pitch"]))  # grouped by pitch, in token order
     offsets = np.lexsort((ends, n["pitch"]))  # grouped by pitch, by offset
     time = n["time"][onsets]
-    out = {"time": time, "duration": ends[offsets] - time, "pitch": n["pitch"][onsets], "velocity": n["velocity"][onsets]}
+    out = {
+        "time": time,
+        "duration": ends[offsets] - time,
+        "pitch": n["pitch"][onsets],
+        "velocity": n["velocity"][onsets],
+    }
     order = np.lexsort((out["pitch"], out["time"]))
     return Note.from_numpy(**{k: v[order] for k, v in out.items()})

@@ -32,7 +32,7 @@ class EventGrammar:
         self.stamp = 0
         self.sounding: dict[tuple[int, int], list[int]] = {}
 
-    def copy(self) -> "EventGrammar":
+    def copy(self) -> EventGrammar:
         g = EventGrammar.__new__(EventGrammar)
         g.__dict__.update({k: (v.copy() if isinstance(v, list) else v) for k, v in self.__dict__.items()})
         g.sounding = {k: list(v) for k, v in self.sounding.items()}
@@ -86,8 +86,13 @@ class EventGrammar:
             ids = t["off_ids"]
             if row[ids].any():
                 table = t["DrumOff" if self.program == -1 else "NoteOff"]
-                closable = table[[p for (prog, p), started in self.sounding.items()
-                                  if prog == self.program and started[0] < self.stamp]]
+                closable = table[
+                    [
+                        p
+                        for (prog, p), started in self.sounding.items()
+                        if prog == self.program and started[0] < self.stamp
+                    ]
+                ]
                 keep = row[closable]
                 row[ids] = False
                 row[closable] = keep
@@ -115,7 +120,11 @@ class EventGrammar:
             g.push(token)
 
         (prog, pitch), _ = sorted(g.sounding.items())[0]
-        first = vocab[f"Program_{prog}"] if enc.params.programs else vocab[f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}"]
+        first = (
+            vocab[f"Program_{prog}"]
+            if enc.params.programs
+            else vocab[f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}"]
+        )
         if not g.allowed()[first] or any(started[-1] >= g.stamp for started in g.sounding.values()):
             emit(int(np.flatnonzero(enc._types == "TimeShift")[0]))  # the shortest time shift: no zero-length note
         for (prog, pitch), started in sorted(g.sounding.items()):

@@ -19,8 +19,13 @@ from .rollnet import RollNet
 from .seq2seq import Seq2Seq
 from .tokennet import TokenNet
 
-MODELS: dict[str, type[Model]] = {"rollnet": RollNet, "endecell": EnDeCell, "notenet": NoteNet, "seq2seq": Seq2Seq,
-                                      "tokennet": TokenNet}
+MODELS: dict[str, type[Model]] = {
+    "rollnet": RollNet,
+    "endecell": EnDeCell,
+    "notenet": NoteNet,
+    "seq2seq": Seq2Seq,
+    "tokennet": TokenNet,
+}
 
 
 def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseModel]:

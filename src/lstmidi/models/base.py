@@ -44,9 +44,15 @@ class Model(nn.Module):
         return F.binary_cross_entropy_with_logits(out, frames, reduction="none").sum(-1)
 
     @torch.no_grad()
-    def sample_frame(self, out: torch.Tensor, *, mode: Literal["bernoulli", "threshold"] = "bernoulli",
-                     temperature: float = 1.0, threshold: float = 0.5,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_frame(
+        self,
+        out: torch.Tensor,
+        *,
+        mode: Literal["bernoulli", "threshold"] = "bernoulli",
+        temperature: float = 1.0,
+        threshold: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """One frame from the output of its step: out (batch, ...) -> (batch, keys) 0/1 floats. Default: each
         key on with probability sigmoid(logit / temperature) (or when that is above `threshold`)."""
         probs = torch.sigmoid(out / temperature)

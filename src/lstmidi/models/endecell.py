@@ -44,8 +44,9 @@ class EnDeCell(Model):
         super().__init__(spec)
         n_in, keys, hn = sizes["input_size"], sizes["output_size"], spec.decoder_hidden
         self.encoder = nn.Sequential(nn.Linear(n_in, spec.embed), nn.ReLU(), nn.Dropout(spec.dropout))
-        self.lstm = LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,
-                            dropout=spec.dropout if spec.layers > 1 else 0.0)
+        self.lstm = LSTM(
+            spec.embed, spec.hidden, spec.layers, batch_first=True, dropout=spec.dropout if spec.layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(spec.dropout)
         self.to_bv = nn.Linear(spec.hidden, keys)  # visible (key) biases from the time state
         self.to_bh = nn.Linear(spec.hidden, hn)  # NADE hidden biases from the time state
@@ -76,9 +77,15 @@ class EnDeCell(Model):
         return F.binary_cross_entropy_with_logits(logits, frames.to(logits.dtype), reduction="none").sum(-1)
 
     @torch.no_grad()
-    def sample_frame(self, s: torch.Tensor, *, mode: Literal["bernoulli", "threshold"] = "bernoulli",
-                     temperature: float = 1.0, threshold: float = 0.5,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_frame(
+        self,
+        s: torch.Tensor,
+        *,
+        mode: Literal["bernoulli", "threshold"] = "bernoulli",
+        temperature: float = 1.0,
+        threshold: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Draw one frame key by key: s (batch, hidden) -> (batch, keys) 0/1 floats.
 
         `threshold` mode decides each key by p >= threshold given the keys below it (greedy).

@@ -31,8 +31,9 @@ class RollNet(Model):
     def __init__(self, spec: RollNetSpec, sizes: dict[str, int]) -> None:
         super().__init__(spec)
         n_in, n_out = sizes["input_size"], sizes["output_size"]
-        self.lstm = LSTM(n_in, spec.hidden, spec.layers, batch_first=True,
-                            dropout=spec.dropout if spec.layers > 1 else 0.0)
+        self.lstm = LSTM(
+            n_in, spec.hidden, spec.layers, batch_first=True, dropout=spec.dropout if spec.layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(spec.dropout)
         if spec.output == "lstm":
             self.out_lstm = LSTM(spec.hidden, n_out, 1, batch_first=True)

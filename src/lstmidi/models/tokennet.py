@@ -30,8 +30,9 @@ class TokenNet(Model):
         super().__init__(spec)
         vocab = int(sizes["vocab_size"])
         self.embed = nn.Embedding(vocab, spec.embed)
-        self.lstm = LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,
-                            dropout=spec.dropout if spec.layers > 1 else 0.0)
+        self.lstm = LSTM(
+            spec.embed, spec.hidden, spec.layers, batch_first=True, dropout=spec.dropout if spec.layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(spec.dropout)
         if spec.tie_weights:
             self.proj = nn.Linear(spec.hidden, spec.embed) if spec.hidden != spec.embed else nn.Identity()

@@ -28,5 +28,20 @@ from .page import build_app, serve
 from .state import Studio, generate_pieces, piece_report
 from .uploads import UploadError, run_name, safe_name, stage_uploads
 
-__all__ = ["Studio", "TrainJob", "UploadError", "build_app", "cancel_job", "generate_pieces", "inspect_uploads",
-           "piece_report", "poll_job", "run_name", "safe_name", "serve", "stage_uploads", "start_training", "train_job"]
+__all__ = [
+    "Studio",
+    "TrainJob",
+    "UploadError",
+    "build_app",
+    "cancel_job",
+    "generate_pieces",
+    "inspect_uploads",
+    "piece_report",
+    "poll_job",
+    "run_name",
+    "safe_name",
+    "serve",
+    "stage_uploads",
+    "start_training",
+    "train_job",
+]

@@ -30,10 +30,10 @@ class TrainJob:
     log: Path
     curve: Path
     started: float = field(default_factory=time.time)
-    status: str = "running"          # running / finished / failed / cancelled
+    status: str = "running"  # running / finished / failed / cancelled
     ended: float | None = None
     message: str = ""
-    plotted: int = -1                # progress points in the last loss-curve picture
+    plotted: int = -1  # progress points in the last loss-curve picture
 
     def read(self) -> dict:
         try:
@@ -42,9 +42,18 @@ class TrainJob:
             return {}
 
 
-def start_training(studio: Studio, *, uploads: list[str] | None, folder: str | None, preset: str,
-                   init: str | None, epochs: int | None, max_minutes: float | None, settings: str | None,
-                   name: str | None) -> tuple[TrainJob, dict]:
+def start_training(
+    studio: Studio,
+    *,
+    uploads: list[str] | None,
+    folder: str | None,
+    preset: str,
+    init: str | None,
+    epochs: int | None,
+    max_minutes: float | None,
+    settings: str | None,
+    name: str | None,
+) -> tuple[TrainJob, dict]:
     """Check the request, stage the data, and start `lstmidi.training.train` in a child process.
     Returns the job and the corpus inspection (lstmidi.inspection) of its data."""
     from ..api import train_overrides, training_preset
@@ -57,8 +66,12 @@ def start_training(studio: Studio, *, uploads: list[str] | None, folder: str | N
     init_path = studio.model_path(init) if init and init != "none" else None
     if init_path is None and preset not in _preset_names():  # names only: never a YAML path on the server
         raise LstmidiError(f"{preset!r}: unknown preset; choose one of {', '.join(_preset_names())}")
-    chosen = training_preset(None if init_path else preset, init=studio.load(init_path) if init_path else None,
-                             overrides=overrides, where=init_path.name if init_path else None)
+    chosen = training_preset(
+        None if init_path else preset,
+        init=studio.load(init_path) if init_path else None,
+        overrides=overrides,
+        where=init_path.name if init_path else None,
+    )
     name = run_name(name, Path(init_path).parent.name + "-finetune" if init_path else preset)
     run_dir = studio.runs / name
     if run_dir.exists():
@@ -69,17 +82,27 @@ def start_training(studio: Studio, *, uploads: list[str] | None, folder: str | N
     if not usable:
         raise LstmidiError("none of the files can be used for training; see the corpus report")
     jobs = studio.home / "jobs"
-    spec = {"preset": chosen.model_dump(), "data": [str(d) for d in data], "out": str(run_dir),
-            "init": str(init_path) if init_path else None, "progress": str(jobs / f"{name}.json"),
-            "command": f"lstmidi serve (studio): train {name}"}
+    spec = {
+        "preset": chosen.model_dump(),
+        "data": [str(d) for d in data],
+        "out": str(run_dir),
+        "init": str(init_path) if init_path else None,
+        "progress": str(jobs / f"{name}.json"),
+        "command": f"lstmidi serve (studio): train {name}",
+    }
     spec_path = jobs / f"{name}.spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     log = jobs / f"{name}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "lstmidi.studio", "train-job", str(spec_path)],
-                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lstmidi.studio", "train-job", str(spec_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     studio.job = TrainJob(name, run_dir, process, Path(spec["progress"]), log, jobs / f"{name}-loss.png")
     return studio.job, inspection
 
@@ -95,7 +118,9 @@ def _training_data(studio: Studio, uploads: list[str] | None, folder: str | None
         return [stage_uploads(uploads, unique_path(studio.home / "data", name)).folder]
     if folder and folder.strip():
         if not studio.server_folders:
-            raise LstmidiError("training on a server folder is only offered when the studio listens on localhost; upload the files")
+            raise LstmidiError(
+                "training on a server folder is only offered when the studio listens on localhost; upload the files"
+            )
         path = Path(folder.strip()).expanduser()
         if not path.is_dir():
             raise LstmidiError(f"{folder}: no such folder on the server")
@@ -127,9 +152,17 @@ def report_rows(inspection: dict) -> list[list]:
     """Rows of the per-file corpus report table."""
     rows = []
     for e in inspection["files"]:
-        rows.append([e["name"], e["status"], e["tracks"] if e["tracks"] is not None else "",
-                     ",".join(map(str, e["instruments"] or [])), e["notes"] if e["notes"] is not None else "",
-                     f"{e['duration']:.1f}" if e["duration"] is not None else "", e["reason"]])
+        rows.append(
+            [
+                e["name"],
+                e["status"],
+                e["tracks"] if e["tracks"] is not None else "",
+                ",".join(map(str, e["instruments"] or [])),
+                e["notes"] if e["notes"] is not None else "",
+                f"{e['duration']:.1f}" if e["duration"] is not None else "",
+                e["reason"],
+            ]
+        )
     return rows
 
 
@@ -164,13 +197,18 @@ def poll_job(studio: Studio) -> tuple[str, Path | None, bool]:
     elapsed = (job.ended or time.time()) - job.started
     lines = [f"**Run `{job.name}`: {job.status}** ({elapsed:.0f} s)"]
     if progress.get("epochs"):
-        lines.append(f"epoch {progress.get('epoch', 0)} of {progress['epochs']}, batch {progress.get('batch', 0)} "
-                     f"of {progress.get('batches', '?')}" + (f", loss {progress['loss']:.4f}" if progress.get("loss") is not None else ""))
+        lines.append(
+            f"epoch {progress.get('epoch', 0)} of {progress['epochs']}, batch {progress.get('batch', 0)} "
+            f"of {progress.get('batches', '?')}"
+            + (f", loss {progress['loss']:.4f}" if progress.get("loss") is not None else "")
+        )
     elif job.status == "running":
         lines.append("starting: loading the libraries, reading the corpus, building the model …")
     if job.status == "finished":
-        lines.append(f"model: `{Path(progress.get('model', '')).relative_to(studio.runs) if progress.get('model') else ''}` — "
-                     "now in Generate's model list" + (f"; {progress['summary']}" if progress.get("summary") else ""))
+        lines.append(
+            f"model: `{Path(progress.get('model', '')).relative_to(studio.runs) if progress.get('model') else ''}` — "
+            "now in Generate's model list" + (f"; {progress['summary']}" if progress.get("summary") else "")
+        )
     if job.status == "failed":
         lines.append(f"error: {job.message}")
     if job.status == "cancelled":
@@ -204,8 +242,12 @@ def _plot_progress(progress: dict, path: Path) -> None:
     if hist:
         ax.plot([h["step"] for h in hist], [h["train_loss"] for h in hist], "o-", label="training loss (epoch)")
         if any("val_loss" in h for h in hist):
-            ax.plot([h["step"] for h in hist if "val_loss" in h], [h["val_loss"] for h in hist if "val_loss" in h],
-                    "s-", label="validation loss")
+            ax.plot(
+                [h["step"] for h in hist if "val_loss" in h],
+                [h["val_loss"] for h in hist if "val_loss" in h],
+                "s-",
+                label="validation loss",
+            )
     ax.set_xlabel("step")
     ax.set_ylabel(progress.get("unit", "loss"))
     ax.legend(fontsize=8)
@@ -237,8 +279,13 @@ def train_job(spec_path: str | Path) -> int:
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             value = float(loss)  # a tensor or a number
-            state.update(epoch=trainer.current_epoch + 1, epochs=trainer.max_epochs, batch=batch_idx + 1,
-                         batches=trainer.num_training_batches, loss=value)
+            state.update(
+                epoch=trainer.current_epoch + 1,
+                epochs=trainer.max_epochs,
+                batch=batch_idx + 1,
+                batches=trainer.num_training_batches,
+                loss=value,
+            )
             state["steps"].append([int(trainer.global_step), value])
             if len(state["steps"]) > 2000:
                 state["steps"] = state["steps"][::2]
@@ -255,12 +302,23 @@ def train_job(spec_path: str | Path) -> int:
     write(force=True)
     try:
         preset = validate_preset(spec["preset"], where=str(spec_path))
-        result = training.train(preset, spec["data"] or None, spec["out"], init=spec.get("init"),
-                                command=spec.get("command"), progress=False, callbacks=[Progress()])
+        result = training.train(
+            preset,
+            spec["data"] or None,
+            spec["out"],
+            init=spec.get("init"),
+            command=spec.get("command"),
+            progress=False,
+            callbacks=[Progress()],
+        )
         m = result.metrics
-        state.update(status="finished", model=str(result.model_path), unit=m.get("unit", "loss"),
-                     summary=f"validation loss {m['valid_loss']:.3f} {m.get('unit', '')} after {result.epochs} "
-                             f"epochs in {result.seconds:.0f} s")
+        state.update(
+            status="finished",
+            model=str(result.model_path),
+            unit=m.get("unit", "loss"),
+            summary=f"validation loss {m['valid_loss']:.3f} {m.get('unit', '')} after {result.epochs} "
+            f"epochs in {result.seconds:.0f} s",
+        )
         write(force=True)
         return 0
     except LstmidiError as err:

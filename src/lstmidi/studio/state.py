@@ -13,8 +13,20 @@ from pathlib import Path
 
 from ..encodings.base import TokenStream
 from ..errors import LstmidiError, MidiError
-from .uploads import (BUNDLED, MAX_MIDI_BYTES, MAX_PIECES, MAX_SECONDS, MAX_UPLOAD_MB, UploadError, check_midi_bytes,
-                      is_zip, read_limited, safe_name, unique_path, upload_name)
+from .uploads import (
+    BUNDLED,
+    MAX_MIDI_BYTES,
+    MAX_PIECES,
+    MAX_SECONDS,
+    MAX_UPLOAD_MB,
+    UploadError,
+    check_midi_bytes,
+    is_zip,
+    read_limited,
+    safe_name,
+    unique_path,
+    upload_name,
+)
 
 
 class Studio:
@@ -29,7 +41,9 @@ class Studio:
         self._indexes: dict[str, object] = {}
         self._lock = threading.Lock()
         self.job = None  # the training job (lstmidi.studio.jobs.TrainJob), one at a time
-        self.server_folders = True  # training on a folder of the server; off when the page is reachable from other machines
+        self.server_folders = (
+            True  # training on a folder of the server; off when the page is reachable from other machines
+        )
         self.models_version = 0
 
     # model list -----------------------------------------------------------------------------------------
@@ -43,8 +57,11 @@ class Studio:
                 continue
             found.append(rel)
         for rel in sorted(found, key=lambda r: (r.parts[0] == "_studio", str(r))):
-            label = f"uploaded: {rel.name}" if rel.parts[0] == "_studio" else (
-                f"run: {rel.parent}" if rel.name == "model.lstmidi" else f"run: {rel}")
+            label = (
+                f"uploaded: {rel.name}"
+                if rel.parts[0] == "_studio"
+                else (f"run: {rel.parent}" if rel.name == "model.lstmidi" else f"run: {rel}")
+            )
             choices.append((label, rel.as_posix()))
         return choices
 
@@ -125,9 +142,21 @@ class Studio:
         return index
 
 
-def generate_pieces(studio: Studio, *, model: str | None, model_upload: str | None, primer: str | None,
-                    primer_seconds: float | None, seconds: float, temperature: float, top_p: float,
-                    key: str | None, programs: list[int] | None, seed: int, num: int) -> dict:
+def generate_pieces(
+    studio: Studio,
+    *,
+    model: str | None,
+    model_upload: str | None,
+    primer: str | None,
+    primer_seconds: float | None,
+    seconds: float,
+    temperature: float,
+    top_p: float,
+    key: str | None,
+    programs: list[int] | None,
+    seed: int,
+    num: int,
+) -> dict:
     """Generate `num` pieces and write MIDI + WAV + piano roll for each into RUNS/_studio/generated/<id>/.
     Returns {"model": path, "folder": ..., "pieces": [{"midi", "wav", "png"}]} (`lstmidi.api.generate_files`)."""
     from ..api import generate_files
@@ -139,8 +168,13 @@ def generate_pieces(studio: Studio, *, model: str | None, model_upload: str | No
         raise LstmidiError(f"number of pieces: 1 to {MAX_PIECES}")
     if not 0 < float(seconds) <= MAX_SECONDS:
         raise LstmidiError(f"length: more than 0 and at most {MAX_SECONDS} seconds")
-    options = {"seconds": float(seconds), "seed": int(seed or 0), "temperature": float(temperature),
-               "top_p": float(top_p), "primer_seconds": float(primer_seconds) if primer_seconds else None}
+    options = {
+        "seconds": float(seconds),
+        "seed": int(seed or 0),
+        "temperature": float(temperature),
+        "top_p": float(top_p),
+        "primer_seconds": float(primer_seconds) if primer_seconds else None,
+    }
     if key and key != "any":
         options["key"] = key
     if programs:
@@ -161,8 +195,10 @@ def generate_pieces(studio: Studio, *, model: str | None, model_upload: str | No
     if "top_p" in kind_of(loaded.encoding).refused_options:
         del options["top_p"]  # the page's top-p slider is for note and token models; piano rolls draw each key alone
     if not isinstance(loaded.encoding, TokenStream) and ("key" in options or "programs" in options):
-        raise LstmidiError(f"key and instruments need an event-token model (preset flagship, like the bundled "
-                           f"model); this model uses the {loaded.encoding.name!r} encoding: set them to any / none")
+        raise LstmidiError(
+            f"key and instruments need an event-token model (preset flagship, like the bundled "
+            f"model); this model uses the {loaded.encoding.name!r} encoding: set them to any / none"
+        )
     try:
         written = generate_files(loaded, folder / "piece.mid", num=num, **options)
     except MidiError as err:

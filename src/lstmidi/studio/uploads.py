@@ -14,18 +14,19 @@ from pathlib import Path
 from ..errors import LstmidiError, MidiError
 
 # ---- limits -------------------------------------------------------------------------------------------
-MAX_UPLOAD_MB = 64                 # any single upload (Gradio refuses bigger ones before they reach us)
-MAX_MIDI_BYTES = 16 * 2**20        # one MIDI file (= lstmidi.midi.Limits.max_bytes)
-MAX_FILES = 200                    # MIDI files per training run (uploaded, or found inside zips)
-MAX_TOTAL_BYTES = 128 * 2**20      # all MIDI files of one training run, uncompressed
-MAX_ZIP_MEMBERS = 2000             # entries in one zip archive
-MAX_ZIP_RATIO = 100                # uncompressed / compressed size of any zip entry
-MAX_PIECES = 4                     # pieces per Generate request
-MAX_SECONDS = 180                  # length of a generated piece
-SHEET_PAGES = 3                    # sheet-music pages shown per piece
+MAX_UPLOAD_MB = 64  # any single upload (Gradio refuses bigger ones before they reach us)
+MAX_MIDI_BYTES = 16 * 2**20  # one MIDI file (= lstmidi.midi.Limits.max_bytes)
+MAX_FILES = 200  # MIDI files per training run (uploaded, or found inside zips)
+MAX_TOTAL_BYTES = 128 * 2**20  # all MIDI files of one training run, uncompressed
+MAX_ZIP_MEMBERS = 2000  # entries in one zip archive
+MAX_ZIP_RATIO = 100  # uncompressed / compressed size of any zip entry
+MAX_PIECES = 4  # pieces per Generate request
+MAX_SECONDS = 180  # length of a generated piece
+SHEET_PAGES = 3  # sheet-music pages shown per piece
 PROGRAMS = [("piano (0)", 0), ("violin (40)", 40), ("viola (41)", 41), ("cello (42)", 42), ("drums (-1)", -1)]
-KEYS = ["any"] + [f"{t} {m}" for m in ("major", "minor")
-                  for t in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")]
+KEYS = ["any"] + [
+    f"{t} {m}" for m in ("major", "minor") for t in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+]
 BUNDLED = "bundled"
 RESERVED = {"_studio", "checkpoints", "logs"}
 
@@ -35,6 +36,7 @@ class UploadError(LstmidiError):
 
 
 # ---- file names and uploads ---------------------------------------------------------------------------
+
 
 def safe_name(name: str, default: str = "file", max_len: int = 80) -> str:
     """A harmless file name from an untrusted one: its last path component (either slash), NFKC-normalised,
@@ -92,8 +94,10 @@ def check_midi_bytes(data: bytes, name: str):
         return read_score_bytes(data, name).score
     except MidiError as err:
         if "not a MIDI file" in str(err) or "empty file" in str(err):
-            raise UploadError(f"{name}: not a MIDI file — only MIDI files (.mid, any name: the content is "
-                              "checked), zip archives of MIDI files and .lstmidi models are accepted") from None
+            raise UploadError(
+                f"{name}: not a MIDI file — only MIDI files (.mid, any name: the content is "
+                "checked), zip archives of MIDI files and .lstmidi models are accepted"
+            ) from None
         raise
 
 
@@ -121,7 +125,7 @@ class Staged:
         self.total += len(data)
         if self.total > MAX_TOTAL_BYTES:
             raise UploadError(f"the MIDI files are too large together (the limit is {MAX_TOTAL_BYTES / 2**20:g} MB)")
-        if not Path(name).suffix.lower() in (".mid", ".midi", ".kar", ".rmi"):
+        if Path(name).suffix.lower() not in (".mid", ".midi", ".kar", ".rmi"):
             name += ".mid"  # the corpus reader searches folders by suffix; the content was checked already
         target = unique_path(self.folder, name)
         target.write_bytes(data)
@@ -160,8 +164,10 @@ def _stage_zip(path: Path, name: str, staged: Staged) -> None:
                 raise UploadError(f"{name}: refused: it would unpack to more than {MAX_TOTAL_BYTES / 2**20:g} MB")
             for info in infos:
                 if info.file_size > 1024 and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
-                    raise UploadError(f"{name}: refused: {safe_name(info.filename)} is compressed "
-                                      f"{info.file_size / max(info.compress_size, 1):.0f}:1 (a zip bomb?)")
+                    raise UploadError(
+                        f"{name}: refused: {safe_name(info.filename)} is compressed "
+                        f"{info.file_size / max(info.compress_size, 1):.0f}:1 (a zip bomb?)"
+                    )
             found = 0
             for info in infos:
                 member = "_".join(safe_name(p) for p in re.split(r"[\\/]", info.filename) if p not in ("", ".", ".."))

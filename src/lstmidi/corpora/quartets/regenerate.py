@@ -42,8 +42,11 @@ from lstmidi.corpora import output_folder, report_export
 COMPOSERS = ("haydn", "beethoven", "mozart")
 FORMAT_PREFERENCE = (".mxl", ".xml", ".krn")
 ORDINAL = r"^(\d+(st|nd|rd|th)\s+)?"  # "1st Violin"
-PROGRAMS = ((re.compile(ORDINAL + r"violin\b", re.IGNORECASE), 40), (re.compile(ORDINAL + r"viola\b", re.IGNORECASE), 41),
-            (re.compile(ORDINAL + r"(violon)?cello\b", re.IGNORECASE), 42))
+PROGRAMS = (
+    (re.compile(ORDINAL + r"violin\b", re.IGNORECASE), 40),
+    (re.compile(ORDINAL + r"viola\b", re.IGNORECASE), 41),
+    (re.compile(ORDINAL + r"(violon)?cello\b", re.IGNORECASE), 42),
+)
 
 
 def program_of(part_name: str) -> int | None:
@@ -76,7 +79,7 @@ def part_notes(part, tpq: int) -> list[tuple[int, int, int, int]]:
     for el in part.flatten().notes:
         start, length = round(float(el.offset) * tpq), round(float(el.quarterLength) * tpq)
         velocity = max(1, min(127, round(el.volume.getRealized() * 127)))
-        for n in (el.notes if el.isChord else [el]):
+        for n in el.notes if el.isChord else [el]:
             pitch, tie = n.pitch.midi, (n.tie or el.tie)
             kind = tie.type if tie is not None else None
             if kind in ("continue", "stop") and pitch in open_ties:
@@ -156,8 +159,15 @@ def main():
             failed.append((dest, f"programs {[t.program for t in tracks]}, expected 40, 40, 41, 42"))
 
     size = sum(d.stat().st_size for d in written)
-    return report_export(out, written, skipped, failed, f"\nexported {len(written)} files ({size / 1e6:.2f} MB, {notes:,} notes) "
-                         f"to {out} in {time.monotonic() - start:.0f}s", name=lambda p: f"{p.parent.name}/{p.name}")
+    return report_export(
+        out,
+        written,
+        skipped,
+        failed,
+        f"\nexported {len(written)} files ({size / 1e6:.2f} MB, {notes:,} notes) "
+        f"to {out} in {time.monotonic() - start:.0f}s",
+        name=lambda p: f"{p.parent.name}/{p.name}",
+    )
 
 
 if __name__ == "__main__":
