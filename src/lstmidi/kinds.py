@@ -140,16 +140,7 @@ class Tokens(Kind):
         constrain, eos = None, None
         if isinstance(enc, TokenStream):
             eos = enc.eos
-            constrain = samplers.token_constraints(
-                enc,
-                prime.shape[1],
-                target=o["target"],
-                repetition_penalty=o["repetition_penalty"],
-                max_repeat=o["max_repeat"],
-                key=o["key"],
-                pitch_range=o["pitch_range"],
-                programs=o["programs"],
-            )
+            constrain = samplers.token_constraints(enc, prime.shape[1], o)
         options = {k: o[k] for k in ("temperature", "top_k", "top_p", "greedy")}
         if o["beam"] and o["beam"] > 1:
             return samplers.beam_tokens(

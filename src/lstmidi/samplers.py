@@ -227,21 +227,14 @@ class GrammarTracker:
         return torch.from_numpy(np.stack([state.allowed() for state in self.rows]))
 
 
-def token_constraints(
-    enc: TokenStream,
-    generated_from: int,
-    *,
-    target: int | None = None,
-    repetition_penalty: float | None = None,
-    max_repeat: int | None = None,
-    key: str | None = None,
-    pitch_range: tuple[int, int] | None = None,
-    programs: list[int] | None = None,
-):
+def token_constraints(enc: TokenStream, generated_from: int, o: dict):
     """constrain(logits, sequences) for an event-token encoding: the grammar mask (every sequence
     decodes without token errors), repetition penalty, a cap on repeated pitches, key/scale and pitch
-    range masks, allowed instruments, and steering towards EOS near `target` new tokens.
-    `generated_from`: where the new tokens start in `sequences` (the primer's length)."""
+    range masks, allowed instruments, and steering towards EOS near `target` new tokens. `o`: the resolved
+    sampling options (`target`, `repetition_penalty`, `max_repeat`, `key`, `pitch_range`, `programs`; None
+    when not used). `generated_from`: where the new tokens start in `sequences` (the primer's length)."""
+    target, repetition_penalty, max_repeat = o.get("target"), o.get("repetition_penalty"), o.get("max_repeat")
+    key, pitch_range, programs = o.get("key"), o.get("pitch_range"), o.get("programs")
     grammar = GrammarTracker(enc)
     pitch_of = torch.from_numpy(enc.pitch_of_token()).long()
     allowed_pitches = None

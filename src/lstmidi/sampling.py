@@ -96,30 +96,12 @@ def generate(
     times in a row), `key` ("D minor"), `pitch_range` (low, high), `programs` (allowed instruments).
     `include_primer=False` leaves the primer out of the returned pieces.
     """
+    options = dict(locals())  # the generation options as called (first statement: no other locals yet)
+    for name in ("loaded", "primer", "include_primer"):
+        del options[name]
     from .options import resolve_options
 
-    o = resolve_options(
-        loaded,
-        dict(
-            seconds=seconds,
-            steps=steps,
-            num=num,
-            seed=seed,
-            primer_seconds=primer_seconds,
-            temperature=temperature,
-            mode=mode,
-            threshold=threshold,
-            top_k=top_k,
-            top_p=top_p,
-            greedy=greedy,
-            beam=beam,
-            repetition_penalty=repetition_penalty,
-            max_repeat=max_repeat,
-            key=key,
-            pitch_range=pitch_range,
-            programs=programs,
-        ),
-    )
+    o = resolve_options(loaded, options)
     enc = loaded.encoding
     stream = isinstance(enc, TokenStream)
     steps, num = o["steps"], o["num"]

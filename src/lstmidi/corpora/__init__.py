@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,14 +23,21 @@ def output_folder(doc: str, script: str) -> Path:
 
 def report_export(
     out: Path,
-    written: list[Path],
-    skipped: list[tuple[Path, str]],
-    failed: list[tuple[Path, str]],
-    headline: str,
+    outcome: dict,
+    started: float,
+    details: str = "",
+    after: str = "",
     name: Callable[[Path], str] = lambda p: p.name,
 ) -> int:
-    """Print what an export wrote, skipped (and why), left stale in `out` and failed; 1 if anything failed."""
-    print(headline)
+    """Print what an export wrote, skipped (and why), left stale in `out` and failed; 1 if anything failed.
+    `outcome`: {"written": [Path], "skipped": [(Path, reason)], "failed": [(Path, reason)]}; `started`: its
+    time.monotonic(); `details` go in the headline's parentheses, `after` after it; `name` shows a skipped path."""
+    written, skipped, failed = outcome["written"], outcome["skipped"], outcome["failed"]
+    size = sum(d.stat().st_size for d in written)
+    print(
+        f"\nexported {len(written)} files ({size / 1e6:.2f} MB{details}) to {out} in "
+        f"{time.monotonic() - started:.0f}s{after}"
+    )
     print(f"skipped {len(skipped)}:")
     for path, reason in sorted(skipped):
         print(f"  {name(path)}: {reason}")

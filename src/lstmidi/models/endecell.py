@@ -18,8 +18,6 @@ sampling look for these two methods).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 from torch import nn
@@ -77,15 +75,7 @@ class EnDeCell(Model):
         return F.binary_cross_entropy_with_logits(logits, frames.to(logits.dtype), reduction="none").sum(-1)
 
     @torch.no_grad()
-    def sample_frame(
-        self,
-        s: torch.Tensor,
-        *,
-        mode: Literal["bernoulli", "threshold"] = "bernoulli",
-        temperature: float = 1.0,
-        threshold: float = 0.5,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def sample_frame(self, s, *, mode="bernoulli", temperature=1.0, threshold=0.5, generator=None):  # types: Model's
         """Draw one frame key by key: s (batch, hidden) -> (batch, keys) 0/1 floats.
 
         `threshold` mode decides each key by p >= threshold given the keys below it (greedy).

@@ -207,25 +207,15 @@ def build_app(studio: Studio):
                 timer = gr.Timer(1.0)
 
         # ---- Generate ----
+        # generate_pieces' arguments, in the order Gradio passes the components' values
+        gen_fields = {"model": model, "model_upload": model_upload, "primer": primer, "primer_seconds": primer_seconds}
+        gen_fields |= {"seconds": seconds, "temperature": temperature, "top_p": top_p, "key": key}
+        gen_fields |= {"programs": programs, "seed": seed, "num": num}
+
         @_page_errors
-        def on_generate(
-            model_v, upload_v, primer_v, primer_s, seconds_v, temp_v, top_p_v, key_v, programs_v, seed_v, num_v
-        ):
+        def on_generate(*values):
             started = time.time()
-            result = generate_pieces(
-                studio,
-                model=model_v,
-                model_upload=upload_v,
-                primer=primer_v,
-                primer_seconds=primer_s,
-                seconds=seconds_v,
-                temperature=temp_v,
-                top_p=top_p_v,
-                key=key_v,
-                programs=programs_v,
-                seed=seed_v,
-                num=num_v,
-            )
+            result = generate_pieces(studio, **dict(zip(gen_fields, values)))
             pieces = result["pieces"]
             out = [
                 (
@@ -282,19 +272,7 @@ def build_app(studio: Studio):
                 out += [html, metrics_md, downloads]
             return out + [gr.skip()]
 
-        gen_inputs = [
-            model,
-            model_upload,
-            primer,
-            primer_seconds,
-            seconds,
-            temperature,
-            top_p,
-            key,
-            programs,
-            seed,
-            num,
-        ]
+        gen_inputs = list(gen_fields.values())
         gen_outputs = [gen_status] + [c for slot in slots for c in slot] + [result_state]
         detail_outputs = [c for slot in slots for c in (slot[4], slot[5], slot[3])] + [gen_status]
         generate_button.click(
@@ -345,19 +323,13 @@ def build_app(studio: Studio):
         train_files.upload(on_check, [train_files, train_folder, preset], [report_summary, report], api_name=False)
         check_button.click(on_check, [train_files, train_folder, preset], [report_summary, report], api_name=False)
 
+        # start_training's arguments, in the order Gradio passes the components' values
+        train_fields = {"uploads": train_files, "folder": train_folder, "preset": preset, "init": init}
+        train_fields |= {"epochs": epochs, "max_minutes": max_minutes, "settings": settings, "name": name}
+
         @_page_errors
-        def on_start(files_v, folder_v, preset_v, init_v, epochs_v, minutes_v, settings_v, name_v):
-            job, inspection = start_training(
-                studio,
-                uploads=files_v,
-                folder=folder_v,
-                preset=preset_v,
-                init=init_v,
-                epochs=epochs_v,
-                max_minutes=minutes_v,
-                settings=settings_v,
-                name=name_v,
-            )
+        def on_start(*values):
+            job, inspection = start_training(studio, **dict(zip(train_fields, values)))
             from ..corpus import count_line
 
             s = inspection["summary"]
@@ -369,7 +341,7 @@ def build_app(studio: Studio):
 
         start_button.click(
             on_start,
-            [train_files, train_folder, preset, init, epochs, max_minutes, settings, name],
+            list(train_fields.values()),
             [report_summary, report, train_status],
             concurrency_limit=1,
             concurrency_id="train",

@@ -121,15 +121,9 @@ def main():
         if symusic.Score(str(dest)).note_num() == 0:
             failed.append((dest, "symusic reads 0 notes"))
 
-    size = sum(d.stat().st_size for d in written)
-    return report_export(
-        out,
-        written,
-        skipped,
-        failed,
-        f"\nexported {len(written)} files ({size / 1e6:.2f} MB) to {out} in "
-        f"{time.monotonic() - start:.0f}s; files by number of voices: {dict(sorted(voice_counts.items()))}",
-    )
+    outcome = {"written": written, "skipped": skipped, "failed": failed}
+    voices = dict(sorted(voice_counts.items()))
+    return report_export(out, outcome, start, after=f"; files by number of voices: {voices}")
 
 
 if __name__ == "__main__":

@@ -158,16 +158,8 @@ def main():
         if sorted(t.program for t in tracks) != [40, 40, 41, 42]:
             failed.append((dest, f"programs {[t.program for t in tracks]}, expected 40, 40, 41, 42"))
 
-    size = sum(d.stat().st_size for d in written)
-    return report_export(
-        out,
-        written,
-        skipped,
-        failed,
-        f"\nexported {len(written)} files ({size / 1e6:.2f} MB, {notes:,} notes) "
-        f"to {out} in {time.monotonic() - start:.0f}s",
-        name=lambda p: f"{p.parent.name}/{p.name}",
-    )
+    outcome = {"written": written, "skipped": skipped, "failed": failed}
+    return report_export(out, outcome, start, details=f", {notes:,} notes", name=lambda p: f"{p.parent.name}/{p.name}")
 
 
 if __name__ == "__main__":
