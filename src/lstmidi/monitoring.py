@@ -1,9 +1,10 @@
-"""What a person looks at during and after training: a generated sample every N epochs (MIDI +
-piano roll in RUN/samples/) and the distributions of pitch, step and duration of generated music
+"""What a person looks at during and after training: the loss curves (RUN/loss.png), a generated sample
+every N epochs (MIDI + piano roll in RUN/samples/) and the distributions of pitch, step and duration of generated music
 beside the held-out data (RUN/distributions.png, the TensorFlow tutorial's plots)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +17,47 @@ from .files import figure, save_figure
 from .modelfile import LoadedModel, load_model
 from .render import render_all
 from .sampling import generate
+
+
+class LossPlot(L.Callback):
+    """Keeps RUN/loss.png (train and validation loss per epoch, with the baselines) up to date:
+    redrawn at most every `every` seconds during training (plotting costs ~0.3 s) and at the end."""
+
+    def __init__(self, path: Path, baselines: dict[str, float], unit: str, every: float = 15.0) -> None:
+        self.path, self.baselines, self.unit, self.every, self.last = path, baselines, unit, every, 0.0
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.is_global_zero and time.time() - self.last >= self.every:
+            self.on_train_end(trainer, module)
+
+    def on_train_end(self, trainer, module):
+        if trainer.is_global_zero and module.history:
+            plot_losses(module.history, self.path, self.baselines, self.unit)
+            self.last = time.time()
+
+
+def plot_losses(history: list[dict], path: Path, baselines: dict[str, float], unit: str) -> None:
+    """Loss curves per epoch; validation metrics other than val_loss are drawn dotted; baselines dashed."""
+    fig, ax = figure((7, 4))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (weighted)")
+    names = sorted({k for h in history for k in h if k.startswith("val_")}, key=lambda k: (k != "val_loss", k))
+    for name in names:
+        pts = [(h["epoch"], h[name]) for h in history if name in h]
+        ax.plot(
+            *zip(*pts),
+            "s-" if name == "val_loss" else "^:",
+            label=name.removeprefix("val_").replace("_", " ") if name != "val_loss" else "validation",
+        )
+    for i, (name, value) in enumerate(baselines.items()):
+        ax.axhline(value, color=f"C{i + 4}", ls="--", lw=1, label=f"{name} baseline ({value:.2f})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(unit)
+    ax.set_title("lstmidi training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 class SampleWriter(L.Callback):

@@ -28,10 +28,11 @@ from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_c
 from .encodings import build_encoding
 from .encodings.base import TokenStream
 from .errors import LstmidiError
-from .files import atomic_write, figure, save_figure
+from .files import atomic_write
 from .kinds import kind_of
 from .modelfile import LoadedModel, load_model, save_model
 from .models import build_model
+from .monitoring import LossPlot, SampleWriter, plot_distributions
 
 
 class LitModel(L.LightningModule):
@@ -138,47 +139,6 @@ def set_rng_states(states: dict) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-class LossPlot(L.Callback):
-    """Keeps RUN/loss.png (train and validation loss per epoch, with the baselines) up to date:
-    redrawn at most every `every` seconds during training (plotting costs ~0.3 s) and at the end."""
-
-    def __init__(self, path: Path, baselines: dict[str, float], unit: str, every: float = 15.0) -> None:
-        self.path, self.baselines, self.unit, self.every, self.last = path, baselines, unit, every, 0.0
-
-    def on_train_epoch_end(self, trainer, module):
-        if trainer.is_global_zero and time.time() - self.last >= self.every:
-            self.on_train_end(trainer, module)
-
-    def on_train_end(self, trainer, module):
-        if trainer.is_global_zero and module.history:
-            plot_losses(module.history, self.path, self.baselines, self.unit)
-            self.last = time.time()
-
-
-def plot_losses(history: list[dict], path: Path, baselines: dict[str, float], unit: str) -> None:
-    """Loss curves per epoch; validation metrics other than val_loss are drawn dotted; baselines dashed."""
-    fig, ax = figure((7, 4))
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (weighted)")
-    names = sorted({k for h in history for k in h if k.startswith("val_")}, key=lambda k: (k != "val_loss", k))
-    for name in names:
-        pts = [(h["epoch"], h[name]) for h in history if name in h]
-        ax.plot(
-            *zip(*pts),
-            "s-" if name == "val_loss" else "^:",
-            label=name.removeprefix("val_").replace("_", " ") if name != "val_loss" else "validation",
-        )
-    for i, (name, value) in enumerate(baselines.items()):
-        ax.axhline(value, color=f"C{i + 4}", ls="--", lw=1, label=f"{name} baseline ({value:.2f})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(unit)
-    ax.set_title("lstmidi training loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 @dataclass
@@ -459,8 +419,6 @@ def train(
         if os.environ.get("LSTMIDI_SHARD_LOG"):
             callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
         if cfg.sample_every:
-            from .monitoring import SampleWriter
-
             callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
         trainer = L.Trainer(
             max_epochs=cfg.epochs,
@@ -540,8 +498,6 @@ def train(
         force=True,
     )
     if cfg.sample_every or kind_of(encoding).distributions:
-        from .monitoring import plot_distributions
-
         plot_distributions(encoding, model_path, valid, out / "distributions.png")
     return TrainResult(model_path, out, metrics, epochs_done, seconds, corpus)
 

@@ -53,9 +53,8 @@ from symusic import Note, Score, Tempo, TimeSignature, Track
 from symusic.core import ScoreTick
 
 from .base import EncodingParams, TokenStream
-from .grammar import EventGrammar
+from .grammar import SPECIAL_TOKENS, EventGrammar, grammar_tables, transition_matrix
 
-SPECIAL_TOKENS = ("PAD", "BOS", "EOS")  # ids 0, 1, 2 (miditok adds special tokens first, in this order)
 NUM_TEMPOS = 32
 TEMPO_RANGE = (40, 250)
 TIME_SIGNATURE_RANGE = {8: [3, 12, 6], 4: [5, 6, 3, 2, 1, 4]}  # miditok's default
@@ -71,17 +70,6 @@ TOKENS_PER_SECOND = {
     ("TSD", True): 34.9,
     ("MIDILike", False): 26.9,
     ("MIDILike", True): 42.9,
-}
-
-# Note tokens of pitched instruments and of drums (Program_-1 is followed by drum ones only).
-MELODIC_TYPES = {"Pitch", "NoteOn", "NoteOff"}
-DRUM_TYPES = {"PitchDrum", "DrumOn", "DrumOff"}
-# Types after which a piece may end (EOS): a complete note, a Bar (REMI), or a tempo or time signature
-# change (miditok writes those after the last note when the file has them there).
-END_TYPES = {
-    "REMI": {"Duration", "Bar", "Tempo", "TimeSig"},
-    "TSD": {"Duration", "Tempo", "TimeSig"},
-    "MIDILike": {"NoteOff", "DrumOff", "Tempo", "TimeSig"},
 }
 
 
@@ -440,53 +428,11 @@ class Events(TokenStream):
         Program_-1 (drums) is followed by drum note tokens only, other programs by melodic ones.
         Value rules that one previous token cannot carry (REMI: Position must move forward in its bar;
         MIDI-Like: a NoteOff needs a sounding note) are in `grammar()`; for TSD this matrix is exact."""
-        tok, types, p = self.tokenizer, self._types, self.params
-        graph = tok.tokens_types_graph
-        specials = set(SPECIAL_TOKENS)
-        present = set(types.tolist()) - specials
-        n = len(types)
-        m = np.zeros((n, n), bool)
-        by_type = {t: types == t for t in set(types.tolist())}
-        for a in present:
-            for b in graph.get(a, set()) & present:
-                m[np.ix_(by_type[a], by_type[b])] = True
-        # where a piece starts
-        if p.tokenizer == "REMI":
-            start = {"Bar"} if (p.time_signatures or p.tempos) else {"Bar", "Rest"}
-        elif p.time_signatures:
-            start = {"TimeSig"}
-        elif p.tempos:
-            start = {"Tempo"}
-        else:
-            start = {"Pitch", "NoteOn", "PitchDrum", "DrumOn", "Program", "TimeShift", "Rest"}
-        start_row = np.isin(types, list(start & present))
-        m[by_type["BOS"]] = start_row
-        m[by_type["PAD"]] = start_row
-        m[:, by_type["EOS"]] = np.isin(types, list(END_TYPES[p.tokenizer]))[:, None]
-        m[by_type["EOS"]] = False
-        m[self.eos, self.eos] = True
-        # Program_-1 -> drum notes; Program_k -> melodic notes
-        programs = self._program_of_token
-        drum_cols, melodic_cols = np.isin(types, list(DRUM_TYPES)), np.isin(types, list(MELODIC_TYPES))
-        m[np.ix_(programs == self.DRUM_PROGRAM, melodic_cols)] = False
-        m[np.ix_((programs >= 0) & (programs < self.DRUM_PROGRAM), drum_cols)] = False
-        assert m.any(axis=1).all(), "every token must have a successor"
-        m.flags.writeable = False
-        return m
+        return transition_matrix(self)
 
     @cached_property
     def _grammar_tables(self) -> dict[str, np.ndarray]:
-        off = {}
-        for kind in ("NoteOff", "DrumOff"):  # id of the NoteOff / DrumOff of each pitch, -1 if none
-            off[kind] = np.full(128, -1, np.int64)
-            sel = np.flatnonzero(self._types == kind)
-            off[kind][self._values(kind)[sel]] = sel
-        return {
-            "position": self._values("Position"),
-            "position_ids": np.flatnonzero(self._types == "Position"),
-            "off_ids": np.flatnonzero(np.isin(self._types, ["NoteOff", "DrumOff"])),
-            **off,
-        }
+        return grammar_tables(self)
 
     def allowed_next(self, prev_id: int) -> np.ndarray:
         """(vocab,) bool: ids that may follow `prev_id` (a read-only row of `transitions`). Exact for TSD;

@@ -7,6 +7,70 @@ import numpy as np
 
 from .base import TokenStream
 
+SPECIAL_TOKENS = ("PAD", "BOS", "EOS")  # ids 0, 1, 2 (miditok adds special tokens first, in this order)
+# Note tokens of pitched instruments and of drums (Program_-1 is followed by drum ones only).
+MELODIC_TYPES = {"Pitch", "NoteOn", "NoteOff"}
+DRUM_TYPES = {"PitchDrum", "DrumOn", "DrumOff"}
+# Types after which a piece may end (EOS): a complete note, a Bar (REMI), or a tempo or time signature
+# change (miditok writes those after the last note when the file has them there).
+END_TYPES = {
+    "REMI": {"Duration", "Bar", "Tempo", "TimeSig"},
+    "TSD": {"Duration", "Tempo", "TimeSig"},
+    "MIDILike": {"NoteOff", "DrumOff", "Tempo", "TimeSig"},
+}
+
+
+def transition_matrix(enc: TokenStream) -> np.ndarray:
+    """`Events.transitions` of an `Events` encoding (see there)."""
+    tok, types, p = enc.tokenizer, enc._types, enc.params
+    graph = tok.tokens_types_graph
+    specials = set(SPECIAL_TOKENS)
+    present = set(types.tolist()) - specials
+    n = len(types)
+    m = np.zeros((n, n), bool)
+    by_type = {t: types == t for t in set(types.tolist())}
+    for a in present:
+        for b in graph.get(a, set()) & present:
+            m[np.ix_(by_type[a], by_type[b])] = True
+    # where a piece starts
+    if p.tokenizer == "REMI":
+        start = {"Bar"} if (p.time_signatures or p.tempos) else {"Bar", "Rest"}
+    elif p.time_signatures:
+        start = {"TimeSig"}
+    elif p.tempos:
+        start = {"Tempo"}
+    else:
+        start = {"Pitch", "NoteOn", "PitchDrum", "DrumOn", "Program", "TimeShift", "Rest"}
+    start_row = np.isin(types, list(start & present))
+    m[by_type["BOS"]] = start_row
+    m[by_type["PAD"]] = start_row
+    m[:, by_type["EOS"]] = np.isin(types, list(END_TYPES[p.tokenizer]))[:, None]
+    m[by_type["EOS"]] = False
+    m[enc.eos, enc.eos] = True
+    # Program_-1 -> drum notes; Program_k -> melodic notes
+    programs = enc._program_of_token
+    drum_cols, melodic_cols = np.isin(types, list(DRUM_TYPES)), np.isin(types, list(MELODIC_TYPES))
+    m[np.ix_(programs == enc.DRUM_PROGRAM, melodic_cols)] = False
+    m[np.ix_((programs >= 0) & (programs < enc.DRUM_PROGRAM), drum_cols)] = False
+    assert m.any(axis=1).all(), "every token must have a successor"
+    m.flags.writeable = False
+    return m
+
+
+def grammar_tables(enc: TokenStream) -> dict[str, np.ndarray]:
+    """Lookup tables of `EventGrammar`: Position values and ids, NoteOff/DrumOff ids by pitch."""
+    off = {}
+    for kind in ("NoteOff", "DrumOff"):  # id of the NoteOff / DrumOff of each pitch, -1 if none
+        off[kind] = np.full(128, -1, np.int64)
+        sel = np.flatnonzero(enc._types == kind)
+        off[kind][enc._values(kind)[sel]] = sel
+    return {
+        "position": enc._values("Position"),
+        "position_ids": np.flatnonzero(enc._types == "Position"),
+        "off_ids": np.flatnonzero(np.isin(enc._types, ["NoteOff", "DrumOff"])),
+        **off,
+    }
+
 
 class EventGrammar:
     """Grammar state of one token sequence: the first-order `transitions` plus the value rules miditok's
