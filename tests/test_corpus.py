@@ -181,7 +181,7 @@ def test_cache_of_moved_files_reports_their_new_paths_and_damage_is_rebuilt(corp
 
 
 def test_training_windows_read_the_memory_map_without_a_copy(corpus_dir, tmp_path):
-    from lstmidi.training import WindowDataset
+    from lstmidi.batches import WindowDataset
 
     corpus = load_corpus([corpus_dir], ROLL, cache_dir=tmp_path / "cache")
     mapped = WindowDataset(corpus.concatenated("train"), 16, 8)

@@ -150,7 +150,7 @@ def test_resume_from_an_end_of_epoch_checkpoint_is_exact_too(tmp_path, corpus_di
 def test_epoch_order_depends_on_seed_and_epoch_only_and_resume_skips_done_windows():
     import numpy as np
 
-    from lstmidi.training import make_loader
+    from lstmidi.batches import make_loader
 
     pieces = [np.arange(200)[:, None].astype(np.uint8)]
     loader = make_loader(pieces, 8, 4, 5, True, seed=3)

@@ -139,7 +139,7 @@ def test_piano_roll_augmentation_transposes_and_never_leaves_the_keyboard():
 
 def test_piano_roll_refuses_tempo_stretch():
     from lstmidi.config import AugmentConfig
-    from lstmidi.training import make_augmenter
+    from lstmidi.batches import make_augmenter
 
     enc = build_encoding({"name": "pianoroll"})
     assert make_augmenter(enc, AugmentConfig(transpose=3)) is not None
