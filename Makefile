@@ -1,5 +1,8 @@
 # make demo   train briefly on the bundled Bach chorales and generate 3 pieces into ./lstmidi-demo
-# make test   run the test suite
+# make test   the lint (ruff check + ruff format --check), then the test suite
+# make lint   only the lint; `make format` formats and fixes what ruff can
+# make tour   execute docs/tour.ipynb (train for a minute, generate, listen, look, evaluate)
+# make wheel-check  build the wheel and sdist, install the wheel in a clean venv and generate from there
 # make bench  measure speed and memory (`lstmidi benchmark speed`); writes docs/benchmarks.md and benchmarks/results-speed.json
 # Each target installs what it needs first: a virtualenv in .venv with the pinned packages, and the
 # Debian SoundFont when run as root (without it, audio falls back to a plain built-in synthesizer).
@@ -9,7 +12,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install soundfont chromium clean
+.PHONY: demo test lint format tour wheel-check bench install soundfont chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +42,24 @@ soundfont:
 demo: install
 	$(BIN)/lstmidi demo --force
 
-test: install
+LINTED := src tests benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
+
+test: install lint
 	$(BIN)/python -m pytest -q
+
+tour: install
+	$(BIN)/python .ci/tour
+
+wheel-check: install
+	.ci/wheel-check
 
 bench: install
 	$(BIN)/lstmidi benchmark speed --json benchmarks/results-speed.json --markdown docs/benchmarks.md --force

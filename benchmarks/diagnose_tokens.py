@@ -48,8 +48,15 @@ def main() -> None:
     pieces = corpus.pieces[split]
     pitch_of = enc.pitch_of_token()
     notes = int(sum((pitch_of[p] >= 0).sum() for p in pieces))
-    result = {"model": str(loaded.path), "data": args.data, "split": split, "pieces": len(pieces), "notes": notes,
-              "per_note": held_out_nll(loaded, pieces, notes)["per_note"], "by_type": token_type_nll(loaded, pieces, notes)}
+    result = {
+        "model": str(loaded.path),
+        "data": args.data,
+        "split": split,
+        "pieces": len(pieces),
+        "notes": notes,
+        "per_note": held_out_nll(loaded, pieces, notes)["per_note"],
+        "by_type": token_type_nll(loaded, pieces, notes),
+    }
     rng = np.random.default_rng(0)
     transposed = {}
     for k in range(-5, 6):
@@ -76,16 +83,23 @@ def main() -> None:
         in_key = scale[pitch_of[is_pitch] % 12]
         key_mass.append(float((probs[:, in_key].sum(1) / probs.sum(1)).mean()))
         key_real.append(float(scale[p % 12].mean()))
-    result["pitch_nll_by_position"] = {f"{64 * i}-{64 * i + 63}" if i < 7 else f"{64 * i}+": float(v)
-                                       for i, v in enumerate(per_position / np.maximum(counts, 1))}
+    result["pitch_nll_by_position"] = {
+        f"{64 * i}-{64 * i + 63}" if i < 7 else f"{64 * i}+": float(v)
+        for i, v in enumerate(per_position / np.maximum(counts, 1))
+    }
     result["pitch_mass_in_key"] = float(np.mean(key_mass))
     result["real_notes_in_key"] = float(np.mean(key_real))
     print(f"{result['model']} on {len(pieces)} {split} pieces of {args.data}: {result['per_note']:.3f} nats per note")
     for t, v in result["by_type"].items():
         print(f"  {t:10s} {v['tokens']:7d} tokens  {v['per_token']:.3f} nats/token  {v['per_note']:.3f} nats/note")
     print("pitch NLL transposed by k: " + ", ".join(f"{k:+d}: {v:.3f}" for k, v in transposed.items()))
-    print("pitch NLL by token position: " + ", ".join(f"{k}: {v:.3f}" for k, v in result["pitch_nll_by_position"].items()))
-    print(f"pitch probability in the key: {result['pitch_mass_in_key']:.3f} (real notes in the key: {result['real_notes_in_key']:.3f})")
+    print(
+        "pitch NLL by token position: " + ", ".join(f"{k}: {v:.3f}" for k, v in result["pitch_nll_by_position"].items())
+    )
+    print(
+        f"pitch probability in the key: {result['pitch_mass_in_key']:.3f} (real notes in the key: "
+        f"{result['real_notes_in_key']:.3f})"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 

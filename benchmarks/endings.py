@@ -35,18 +35,35 @@ def main() -> None:
         n = min(args.batch, args.num - first)
         for k, piece in enumerate(generate(loaded, seconds=args.seconds, num=n, seed=first)):
             ids = piece.frames
-            rows.append({"seed": first, "index": k, "tokens": len(ids) - 2, "eos": bool(ids[-1] == enc.eos),
-                         "errors": enc.token_errors(ids), "music_seconds": float(piece.score.to("second").end())})
+            rows.append(
+                {
+                    "seed": first,
+                    "index": k,
+                    "tokens": len(ids) - 2,
+                    "eos": bool(ids[-1] == enc.eos),
+                    "errors": enc.token_errors(ids),
+                    "music_seconds": float(piece.score.to("second").end()),
+                }
+            )
     tokens = np.array([r["tokens"] for r in rows])
     secs = np.array([r["music_seconds"] for r in rows])
     near_tokens = float(np.mean([r["eos"] and abs(r["tokens"] - target) <= 0.1 * target for r in rows]))
-    near_secs = float(np.mean([r["eos"] and abs(r["music_seconds"] - args.seconds) <= 0.1 * args.seconds for r in rows]))
-    result = {"model": str(loaded.path), "requested_seconds": args.seconds, "target_tokens": target, "samples": len(rows),
-              "eos_within_10pct_tokens": near_tokens, "eos_within_10pct_seconds": near_secs,
-              "token_errors_total": float(sum(r["errors"] for r in rows)),
-              "tokens_mean": float(tokens.mean()), "music_seconds_mean": float(secs.mean()),
-              "music_seconds_p10_p90": [float(np.percentile(secs, 10)), float(np.percentile(secs, 90))],
-              "seconds": round(time.time() - started, 1)}
+    near_secs = float(
+        np.mean([r["eos"] and abs(r["music_seconds"] - args.seconds) <= 0.1 * args.seconds for r in rows])
+    )
+    result = {
+        "model": str(loaded.path),
+        "requested_seconds": args.seconds,
+        "target_tokens": target,
+        "samples": len(rows),
+        "eos_within_10pct_tokens": near_tokens,
+        "eos_within_10pct_seconds": near_secs,
+        "token_errors_total": float(sum(r["errors"] for r in rows)),
+        "tokens_mean": float(tokens.mean()),
+        "music_seconds_mean": float(secs.mean()),
+        "music_seconds_p10_p90": [float(np.percentile(secs, 10)), float(np.percentile(secs, 90))],
+        "seconds": round(time.time() - started, 1),
+    }
     print(f"{'metric':40s} value")
     for k, v in result.items():
         print(f"{k:40s} {v}")

@@ -33,10 +33,12 @@ def main() -> None:
         steps = [h["step"] for h in hist]
         x_time = [minutes * (i + 1) / len(hist) for i in range(len(hist))]  # epochs are near-equal in time
         for ax, x in zip(axes, (steps, x_time)):
-            line, = ax.plot(x, [h["val_loss"] for h in hist], marker=".", label=label or path)
+            (line,) = ax.plot(x, [h["val_loss"] for h in hist], marker=".", label=label or path)
             ax.plot(x, [h["train_loss"] for h in hist], ls="--", color=line.get_color(), alpha=0.6)
-        print(f"{label or path}: {len(hist)} epochs, {steps[-1]} steps, {minutes:.0f} min, "
-              f"best validation loss {min(h['val_loss'] for h in hist):.4f} {config['metrics'].get('unit', '')}")
+        print(
+            f"{label or path}: {len(hist)} epochs, {steps[-1]} steps, {minutes:.0f} min, "
+            f"best validation loss {min(h['val_loss'] for h in hist):.4f} {config['metrics'].get('unit', '')}"
+        )
     axes[0].set_xlabel("optimizer steps")
     axes[1].set_xlabel("training minutes (epochs spread evenly)")
     for ax in axes:

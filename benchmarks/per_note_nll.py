@@ -32,16 +32,25 @@ def main() -> None:
     cr = load_corpus(None, roll.encoding, roll.preset.data)
     if c.names["valid"] != cr.names["valid"]:
         raise SystemExit("the two models' validation splits differ")
-    notes = sum(load_score(bundled_corpus() / n, tok.preset.data.tracks, tok.preset.data.drums).note_num()
-                for n in c.names["valid"])
+    notes = sum(
+        load_score(bundled_corpus() / n, tok.preset.data.tracks, tok.preset.data.drums).note_num()
+        for n in c.names["valid"]
+    )
     t = held_out_nll(tok, c.pieces["valid"], notes)
     r = held_out_nll(roll, cr.pieces["valid"], notes)
     uni = unigram_nll(c.pieces["train"], c.pieces["valid"], tok.encoding.sizes["vocab_size"])
-    rows = {"validation files": len(c.names["valid"]), "notes": notes, "tokens scored": t["steps"],
-            "frames scored": r["steps"],
-            "token model nats/token": t["per_step"], "token model nats/note": t["per_note"],
-            "token unigram nats/token": uni, "token unigram nats/note": uni * t["steps"] / notes,
-            "piano roll nats/frame": r["per_step"], "piano roll nats/note": r["per_note"]}
+    rows = {
+        "validation files": len(c.names["valid"]),
+        "notes": notes,
+        "tokens scored": t["steps"],
+        "frames scored": r["steps"],
+        "token model nats/token": t["per_step"],
+        "token model nats/note": t["per_note"],
+        "token unigram nats/token": uni,
+        "token unigram nats/note": uni * t["steps"] / notes,
+        "piano roll nats/frame": r["per_step"],
+        "piano roll nats/note": r["per_note"],
+    }
     for k, v in rows.items():
         print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
     if args.json:

@@ -27,8 +27,14 @@ from lstmidi.modelfile import load_model
 CORPORA = Path(corpora_init).parent
 # mode -> (programs, bundled corpus, held-out split: the quartets' test split has a single movement)
 MODES = {"chorales": ([0], "bach", "test"), "quartets": ([40, 41, 42], "quartets", "held-out")}
-TARGETS = {"in_scale": (">=", 0.90), "consonance": (">=", 0.80), "key_fit": (">=", 0.80), "tonic_ending": (">=", 0.60),
-           "time_within_voices": (">=", 0.98), "tell_apart": ("<=", 0.75)}
+TARGETS = {
+    "in_scale": (">=", 0.90),
+    "consonance": (">=", 0.80),
+    "key_fit": (">=", 0.80),
+    "tonic_ending": (">=", 0.60),
+    "time_within_voices": (">=", 0.98),
+    "tell_apart": ("<=", 0.75),
+}
 
 
 def modes_of(path: Path) -> dict[str, list[int] | None]:
@@ -56,33 +62,66 @@ def main() -> None:
             _, corpus, split = MODES[mode]
             started = time.time()
             with tempfile.TemporaryDirectory() as tmp:
-                r = evaluate(model, [CORPORA / corpus], num=args.num, seconds=args.seconds, seed=args.seed,
-                             out=Path(tmp) / "eval", progress=False, split=split, programs=programs)
+                r = evaluate(
+                    model,
+                    [CORPORA / corpus],
+                    num=args.num,
+                    seconds=args.seconds,
+                    seed=args.seed,
+                    out=Path(tmp) / "eval",
+                    progress=False,
+                    split=split,
+                    programs=programs,
+                )
             orig = r["originality"]
-            results.append({
-                "model": model.name, "mode": mode, "pieces": args.num, "seconds": args.seconds,
-                "held_out": {"split": r["held_out"]["split"], "pieces": r["held_out"]["pieces"]},
-                "nll_per_note": r["nll"]["per_note"], "nll_by_type": r["nll"].get("by_type"),
-                "gate": {k: {s: v[s] for s in ("generated", "real", "random", "target", "passed")} for k, v in r["quality"]["rows"].items()},
-                "gate_passed": r["quality"]["passed"], "voices": r["quality"]["voices"],
-                "longest_copy": {s: orig[s]["longest_copy"] for s in ("generated", "real")},
-                "ngram8_share": {s: orig[s]["ngram8_share"]["mean"] for s in ("generated", "real")},
-                "token_errors": r["generated"]["token_errors"], "music_seconds": r["generated"]["music_seconds"],
-                "time": round(time.time() - started, 1)})
+            results.append(
+                {
+                    "model": model.name,
+                    "mode": mode,
+                    "pieces": args.num,
+                    "seconds": args.seconds,
+                    "held_out": {"split": r["held_out"]["split"], "pieces": r["held_out"]["pieces"]},
+                    "nll_per_note": r["nll"]["per_note"],
+                    "nll_by_type": r["nll"].get("by_type"),
+                    "gate": {
+                        k: {s: v[s] for s in ("generated", "real", "random", "target", "passed")}
+                        for k, v in r["quality"]["rows"].items()
+                    },
+                    "gate_passed": r["quality"]["passed"],
+                    "voices": r["quality"]["voices"],
+                    "longest_copy": {s: orig[s]["longest_copy"] for s in ("generated", "real")},
+                    "ngram8_share": {s: orig[s]["ngram8_share"]["mean"] for s in ("generated", "real")},
+                    "token_errors": r["generated"]["token_errors"],
+                    "music_seconds": r["generated"]["music_seconds"],
+                    "time": round(time.time() - started, 1),
+                }
+            )
     for res in results:
-        print(f"\n{res['model']}, {res['mode']}: {res['pieces']} pieces x {res['seconds']:g} s against "
-              f"{res['held_out']['pieces']} {res['held_out']['split']} pieces; "
-              f"held-out NLL {res['nll_per_note']:.3f} nats per note; {res['time']:.0f} s")
+        print(
+            f"\n{res['model']}, {res['mode']}: {res['pieces']} pieces x {res['seconds']:g} s against "
+            f"{res['held_out']['pieces']} {res['held_out']['split']} pieces; "
+            f"held-out NLL {res['nll_per_note']:.3f} nats per note; {res['time']:.0f} s"
+        )
         print(f"{'measure':22s} {'generated':>9s} {'real':>7s} {'random':>7s} {'gate':>12s} {'issue target':>13s}")
         for name, row in res["gate"].items():
             op, target = TARGETS.get(name, ("", None))
             gate = "—" if row["target"] is None else f"{'ok' if row['passed'] else 'NO'} {row['target']:.3f}"
-            issue = "—" if target is None else f"{op} {target:.2f} {'ok' if (row['generated'] >= target if op == '>=' else row['generated'] <= target) else 'NO'}"
-            print(f"{name:22s} {row['generated']:9.3f} {row['real']:7.3f} {row['random']:7.3f} {gate:>12s} {issue:>13s}")
+            issue = (
+                "—"
+                if target is None
+                else f"{op} {target:.2f} "
+                f"{'ok' if (row['generated'] >= target if op == '>=' else row['generated'] <= target) else 'NO'}"
+            )
+            print(
+                f"{name:22s} {row['generated']:9.3f} {row['real']:7.3f} {row['random']:7.3f} {gate:>12s} {issue:>13s}"
+            )
         lc = res["longest_copy"]
-        print(f"longest copied run: generated {lc['generated']['mean']:.1f} (max {lc['generated']['max']:.0f}), "
-              f"real {lc['real']['mean']:.1f} (max {lc['real']['max']:.0f}); 8-note n-grams in training: generated "
-              f"{res['ngram8_share']['generated']:.3f}, real {res['ngram8_share']['real']:.3f}; decoding errors {res['token_errors']}")
+        print(
+            f"longest copied run: generated {lc['generated']['mean']:.1f} (max {lc['generated']['max']:.0f}), "
+            f"real {lc['real']['mean']:.1f} (max {lc['real']['max']:.0f}); 8-note n-grams in training: generated "
+            f"{res['ngram8_share']['generated']:.3f}, real {res['ngram8_share']['real']:.3f}; decoding errors "
+            f"{res['token_errors']}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
         print(f"\nwritten: {args.json}")

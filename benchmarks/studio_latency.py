@@ -56,12 +56,18 @@ DETAILS_DONE = """() => {
 
 
 def find_chromium() -> str:
-    for p in (os.environ.get("LSTMIDI_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
-              shutil.which("chromium-browser")):
+    for p in (
+        os.environ.get("LSTMIDI_CHROMIUM"),
+        shutil.which("chromium"),
+        "/usr/bin/chromium",
+        shutil.which("chromium-browser"),
+    ):
         if p and Path(p).is_file():
             return p
-    sys.exit("studio_latency: Chromium is missing: apt-get install chromium (make install does it as root), "
-             "or set LSTMIDI_CHROMIUM=/path/to/chromium")
+    sys.exit(
+        "studio_latency: Chromium is missing: apt-get install chromium (make install does it as root), "
+        "or set LSTMIDI_CHROMIUM=/path/to/chromium"
+    )
 
 
 def free_port() -> int:
@@ -71,8 +77,13 @@ def free_port() -> int:
 
 
 def start_server(tmp: Path, port: int, log_file) -> subprocess.Popen:
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-           "LSTMIDI_CACHE": str(tmp / "cache"), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+        "LSTMIDI_CACHE": str(tmp / "cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("OMP_NUM_THREADS", None)
     cmd = [sys.executable, "-m", "lstmidi.cli", "serve", "--port", str(port), "--runs", str(tmp / "runs")]
     return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -124,27 +135,39 @@ def measure(url: str, chromium: str, seconds: float, runs: int, timeout_s: float
             set_number(page, "#gen-seconds", int(seconds) if float(seconds).is_integer() else seconds)
             for seed in range(runs):
                 set_number(page, "#gen-seed", seed)
-                prev = page.eval_on_selector_all("#piece-1-audio audio[src]", "as => as.length ? as[0].getAttribute('src') : ''")
+                prev = page.eval_on_selector_all(
+                    "#piece-1-audio audio[src]", "as => as.length ? as[0].getAttribute('src') : ''"
+                )
                 started = time.perf_counter()
                 page.click("#gen-button")
                 outcome = page.wait_for_function(PLAYABLE, arg=prev, polling=20).json_value()
                 elapsed = time.perf_counter() - started
                 if outcome != "ok":
                     raise RuntimeError(f"seed {seed}: the page shows an {outcome}")
-                audio = page.eval_on_selector("#piece-1-audio audio[src]",
-                                              "a => ({src: a.getAttribute('src'), duration: a.duration, readyState: a.readyState})")
+                audio = page.eval_on_selector(
+                    "#piece-1-audio audio[src]",
+                    "a => ({src: a.getAttribute('src'), duration: a.duration, readyState: a.readyState})",
+                )
                 page.wait_for_function(DETAILS_DONE)
                 details = time.perf_counter() - started
                 status = page.inner_text("#gen-status")
                 server = re.search(r"piece from \S+ in ([0-9.]+) s", status)
                 asked = [page.input_value(f"{sel} input[type=number]") for sel in ("#gen-seconds", "#gen-seed")]
                 if float(asked[0]) != float(seconds) or int(float(asked[1])) != seed:
-                    raise RuntimeError(f"the page shows length {asked[0]} and seed {asked[1]}, not {seconds} and {seed}")
-                rows.append({"seed": seed, "seconds_to_playable": round(elapsed, 3),
-                             "audio_seconds": round(float(audio["duration"]), 3), "ready_state": audio["readyState"],
-                             "seconds_to_details": round(details, 3),
-                             "server_generate_s": float(server.group(1)) if server else None,
-                             "wav": audio["src"].rsplit("/", 1)[-1]})
+                    raise RuntimeError(
+                        f"the page shows length {asked[0]} and seed {asked[1]}, not {seconds} and {seed}"
+                    )
+                rows.append(
+                    {
+                        "seed": seed,
+                        "seconds_to_playable": round(elapsed, 3),
+                        "audio_seconds": round(float(audio["duration"]), 3),
+                        "ready_state": audio["readyState"],
+                        "seconds_to_details": round(details, 3),
+                        "server_generate_s": float(server.group(1)) if server else None,
+                        "wav": audio["src"].rsplit("/", 1)[-1],
+                    }
+                )
                 print(f"  seed {seed}: {elapsed:.2f} s to playable, audio {audio['duration']:.1f} s", flush=True)
         finally:
             browser.close()
@@ -190,9 +213,12 @@ def main() -> None:
         usable = cores
     summary = {
         "cold_first_s": times[0],
-        "median_s": round(statistics.median(times), 3), "min_s": min(times), "max_s": max(times),
+        "median_s": round(statistics.median(times), 3),
+        "min_s": min(times),
+        "max_s": max(times),
         "warm_median_s": round(statistics.median(warm), 3) if warm else None,
-        "warm_min_s": min(warm) if warm else None, "warm_max_s": max(warm) if warm else None,
+        "warm_min_s": min(warm) if warm else None,
+        "warm_max_s": max(warm) if warm else None,
         "audio_seconds_median": round(statistics.median(r["audio_seconds"] for r in rows), 3),
     }
     print()
@@ -200,27 +226,45 @@ def main() -> None:
     for r in rows:
         cold = "  (cold)" if r["seed"] == rows[0]["seed"] else ""
         gen = f"{r['server_generate_s']:.1f}" if r["server_generate_s"] is not None else "?"
-        print(f"{r['seed']:>4}  {r['seconds_to_playable']:>13.2f}  {r['audio_seconds']:>8.1f}  {gen:>12}  "
-              f"{r['seconds_to_details']:>12.2f}{cold}")
+        print(
+            f"{r['seed']:>4}  {r['seconds_to_playable']:>13.2f}  {r['audio_seconds']:>8.1f}  {gen:>12}  "
+            f"{r['seconds_to_details']:>12.2f}{cold}"
+        )
     print()
     print(f"first (cold) request     {summary['cold_first_s']:.2f} s")
-    print(f"all {len(times)}: median {summary['median_s']:.2f} s, min {summary['min_s']:.2f} s, max {summary['max_s']:.2f} s")
+    print(
+        f"all {len(times)}: median {summary['median_s']:.2f} s, min {summary['min_s']:.2f} s, max "
+        f"{summary['max_s']:.2f} s"
+    )
     if warm:
-        print(f"warm {len(warm)} (seed 1..): median {summary['warm_median_s']:.2f} s, min {summary['warm_min_s']:.2f} s, "
-              f"max {summary['warm_max_s']:.2f} s")
-    print(f"machine: {cores} cores ({usable} usable), {platform.processor() or platform.machine()}, "
-          f"OMP_NUM_THREADS unset for the server")
+        print(
+            f"warm {len(warm)} (seed 1..): median {summary['warm_median_s']:.2f} s, min {summary['warm_min_s']:.2f} s, "
+            f"max {summary['warm_max_s']:.2f} s"
+        )
+    print(
+        f"machine: {cores} cores ({usable} usable), {platform.processor() or platform.machine()}, "
+        f"OMP_NUM_THREADS unset for the server"
+    )
 
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "server_command": f"{Path(sys.executable).name} -m lstmidi.cli serve --port PORT --runs TMP/runs",
-        "requested_seconds": args.seconds, "runs": args.runs, "seeds": [r["seed"] for r in rows],
+        "requested_seconds": args.seconds,
+        "runs": args.runs,
+        "seeds": [r["seed"] for r in rows],
         "clock": "click on #gen-button -> #piece-1-audio <audio> with a new src, readyState >= 1, finite duration",
-        "server_startup_s": round(startup, 2), **summary,
-        "machine": {"cores": cores, "usable_cores": usable, "cpu": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "omp_num_threads": None,
-                    "load_average_at_start": load_at_start,
-                    "chromium": chromium, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        "server_startup_s": round(startup, 2),
+        **summary,
+        "machine": {
+            "cores": cores,
+            "usable_cores": usable,
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "omp_num_threads": None,
+            "load_average_at_start": load_at_start,
+            "chromium": chromium,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
         "rows": rows,
     }
     if args.json:

@@ -63,8 +63,18 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LSTMIDI_CACHE", str(tmp_path / "cache"))
 
 
-TINY_CLI = ["--set", "model.hidden=16", "--set", "model.layers=1", "--set", "train.window=16", "--set", "train.hop=8",
-            "--set", "train.primer_steps=8"]
+TINY_CLI = [
+    "--set",
+    "model.hidden=16",
+    "--set",
+    "model.layers=1",
+    "--set",
+    "train.window=16",
+    "--set",
+    "train.hop=8",
+    "--set",
+    "train.primer_steps=8",
+]
 
 
 def run(args, code=0):

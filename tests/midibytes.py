@@ -32,8 +32,9 @@ def program(number: int, channel: int = 0) -> bytes:
 
 def notes(pitches: list[int], step: int = 240, channel: int = 0, velocity: int = 80) -> bytes:
     """One note after another, each `step` ticks long (note on, then note off `step` later)."""
-    return b"".join(b"\x00" + bytes([0x90 | channel, p, velocity]) + vlq(step) + bytes([0x80 | channel, p, 0])
-                    for p in pitches)
+    return b"".join(
+        b"\x00" + bytes([0x90 | channel, p, velocity]) + vlq(step) + bytes([0x80 | channel, p, 0]) for p in pitches
+    )
 
 
 def chunk(events: bytes, eot: bool = True) -> bytes:
@@ -43,15 +44,23 @@ def chunk(events: bytes, eot: bool = True) -> bytes:
 
 
 def smf(chunks: list[bytes], fmt: int = 1, tpq: int = 480) -> bytes:
-    header = b"MThd" + (6).to_bytes(4, "big") + bytes([0, fmt]) + len(chunks).to_bytes(2, "big") + tpq.to_bytes(2, "big")
+    header = (
+        b"MThd" + (6).to_bytes(4, "big") + bytes([0, fmt]) + len(chunks).to_bytes(2, "big") + tpq.to_bytes(2, "big")
+    )
     return header + b"".join(chunks)
 
 
 MELODY = [60, 62, 64, 65, 67, 69, 71, 72] * 2  # 16 eighth notes at 480 ticks per quarter
-BASS = [48, 43] * 4                            # 8 quarter notes
+BASS = [48, 43] * 4  # 8 quarter notes
 
 
 def piece(fmt: int = 1) -> bytes:
     """A small format-1 piece: conductor track (120 qpm, 4/4), a melody (program 0) and a bass line (program 32)."""
-    return smf([chunk(tempo(120) + time_signature(4, 4)), chunk(program(0) + notes(MELODY)),
-                chunk(program(32, 1) + notes(BASS, step=480, channel=1))], fmt)
+    return smf(
+        [
+            chunk(tempo(120) + time_signature(4, 4)),
+            chunk(program(0) + notes(MELODY)),
+            chunk(program(32, 1) + notes(BASS, step=480, channel=1)),
+        ],
+        fmt,
+    )

@@ -39,7 +39,7 @@ def zip_with_bomb(path: Path, members: dict[str, bytes], bomb: str, megabytes: i
         offset, raw = len(out), name.encode()
         fields = struct.pack("<HHHHHIIIHH", 20, 0, 8, 0, 0x21, crc32, len(packed), size, len(raw), 0)
         out += b"PK\x03\x04" + fields + raw + packed
-        directory += (b"PK\x01\x02" + struct.pack("<H", 20) + fields + struct.pack("<HHHII", 0, 0, 0, 0, offset) + raw)
+        directory += b"PK\x01\x02" + struct.pack("<H", 20) + fields + struct.pack("<HHHII", 0, 0, 0, 0, offset) + raw
     end = struct.pack("<HHHHIIH", 0, 0, len(parts), len(parts), len(directory), len(out), 0)
     path.write_bytes(bytes(out + directory + b"PK\x05\x06" + end))
     return path
@@ -83,5 +83,7 @@ def non_finite_weights(good: Path, out: Path, value: float = float("nan"), membe
 
 def nan_model_weights(good: Path, out: Path) -> Path:
     files = members(good)
-    files["weights.safetensors"] = st_save({k: torch.full_like(v, float("nan")) for k, v in st_load(files["weights.safetensors"]).items()})
+    files["weights.safetensors"] = st_save(
+        {k: torch.full_like(v, float("nan")) for k, v in st_load(files["weights.safetensors"]).items()}
+    )
     return write_zip(out, files)

@@ -3,9 +3,9 @@
 import json
 
 import pytest
+
 from conftest import TINY_CLI as TINY
 from conftest import run, run_main
-
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def model_file(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cli")
     write_corpus(root / "data", n=8)
-    run(["train", root / "data", "--out", root / "run", "--epochs", "1", *TINY])
+    run(["train", root / "data", "--preset", "musicgenerator", "--out", root / "run", "--epochs", "1", *TINY])
     return root / "run" / "model.lstmidi"
 
 
@@ -34,7 +34,9 @@ def test_generate_writes_midi_wav_png_and_refuses_to_overwrite(model_file, tmp_p
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["song-1.mid", "song-1.png", "song-1.wav", "song-2.mid", "song-2.png", "song-2.wav"]
     before = (tmp_path / "song-1.mid").read_bytes()
-    code, err = run_main(["generate", model_file, "-o", out, "--seconds", "2", "--num", "2", "--seed", "4"], monkeypatch, capsys)
+    code, err = run_main(
+        ["generate", model_file, "-o", out, "--seconds", "2", "--num", "2", "--seed", "4"], monkeypatch, capsys
+    )
     assert code == 1 and "song-1.mid" in err and "use --force" in err
     assert (tmp_path / "song-1.mid").read_bytes() == before
     run(["generate", model_file, "-o", out, "--seconds", "2", "--num", "2", "--seed", "4", "--force"])
@@ -42,9 +44,49 @@ def test_generate_writes_midi_wav_png_and_refuses_to_overwrite(model_file, tmp_p
 
 
 def test_generate_options(model_file, tmp_path):
-    run(["generate", model_file, "-o", tmp_path / "a.mid", "--steps", "8", "--no-wav", "--no-png",
-         "--mode", "threshold", "--threshold", "0.2", "--primer", model_file.parent / "../data/piece01.mid"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mid"]
+    from symusic import Score
+
+    from lstmidi.midi import load_score
+    from lstmidi.modelfile import load_model
+
+    primer = model_file.parent / "../data/piece01.mid"
+    for name, seed in (("a.mid", "1"), ("b.mid", "2")):
+        run(
+            [
+                "generate",
+                model_file,
+                "-o",
+                tmp_path / name,
+                "--steps",
+                "8",
+                "--no-wav",
+                "--no-png",
+                "--seed",
+                seed,
+                "--mode",
+                "threshold",
+                "--threshold",
+                "0.2",
+                "--primer",
+                primer,
+            ]
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mid", "b.mid"]
+
+    def onsets(score):  # (seconds, pitch) of every note
+        return sorted(
+            (round(float(t), 3), int(p))
+            for tr in score.to("second").tracks
+            for t, p in zip(tr.notes.numpy()["time"], tr.notes.numpy()["pitch"])
+        )
+
+    a, b = onsets(Score(tmp_path / "a.mid")), onsets(Score(tmp_path / "b.mid"))
+    assert a == b  # --mode threshold draws nothing at random: the seed makes no difference
+    enc = load_model(model_file).encoding
+    frames = enc.encode(load_score(primer))
+    primer_notes = onsets(enc.decode(frames))  # the primer as the model's piano roll holds it
+    end = len(frames) * enc.seconds_per_step
+    assert primer_notes and [n for n in a if n[0] < end - 1e-6] == primer_notes  # the piece continues the primer
 
 
 def test_render_command(model_file, tmp_path):
@@ -63,7 +105,9 @@ def test_bad_input_gets_clear_errors(model_file, tmp_path, monkeypatch, capsys):
     assert code == 1 and "no such file or folder" in err
     code, err = run_main(["generate", tmp_path / "none.lstmidi"], monkeypatch, capsys)
     assert code == 1 and "model file not found" in err
-    code, err = run_main(["generate", model_file, "-o", tmp_path / "x.mid", "--primer", tmp_path / "nope.mid"], monkeypatch, capsys)
+    code, err = run_main(
+        ["generate", model_file, "-o", tmp_path / "x.mid", "--primer", tmp_path / "nope.mid"], monkeypatch, capsys
+    )
     assert code == 1 and "nope.mid: file not found" in err
 
 
@@ -90,16 +134,58 @@ def test_programs_with_merged_tracks_is_refused():
     from lstmidi.config import load_preset
     from lstmidi.errors import LstmidiError
 
-    assert load_preset("default", ["encoding.programs=true"]).data.tracks == "all"
+    assert load_preset("flagship", ["encoding.programs=true"]).data.tracks == "all"
     with pytest.raises(LstmidiError, match="encoding.programs=true keeps instruments apart.*set data.tracks=all"):
-        load_preset("default", ["encoding.programs=true", "data.tracks=merge"])
+        load_preset("flagship", ["encoding.programs=true", "data.tracks=merge"])
+
+
+def test_flagship_is_the_default_preset_and_default_still_names_it(capsys):
+    from lstmidi.api import DEFAULT_PRESET, training_preset
+    from lstmidi.config import load_preset, preset_names
+
+    assert DEFAULT_PRESET == "flagship" and "flagship" in preset_names() and "default" not in preset_names()
+    chosen = training_preset(None, overrides=["train.epochs=2"])
+    assert chosen.name == "flagship" and chosen.encoding["name"] == "events" and chosen.train.epochs == 2
+    old = load_preset("default", ["train.epochs=2"])  # scripts written for 0.1
+    assert "now named 'flagship'" in capsys.readouterr().err
+    assert old.model_dump() == chosen.model_dump()
+
+
+def test_fine_tuning_preset_is_the_models_own_with_overrides(model_file):
+    from lstmidi.api import training_preset
+    from lstmidi.config import load_preset
+    from lstmidi.errors import LstmidiError
+    from lstmidi.modelfile import load_model
+
+    loaded = load_model(model_file)
+    tuned = training_preset(None, init=model_file, overrides=["train.epochs=3", "train.lr=0.5"])
+    assert tuned.encoding == loaded.preset.encoding and tuned.model == loaded.preset.model
+    assert (tuned.train.epochs, tuned.train.lr) == (3, 0.5)
+    assert (
+        training_preset(None, init=loaded, overrides=["train.epochs=3", "train.lr=0.5"]) == tuned
+    )  # a loaded model too
+    assert (
+        training_preset("midinet", init=model_file).model_dump() == load_preset("midinet").model_dump()
+    )  # a preset wins
+    with pytest.raises(LstmidiError, match="(?s)model.lstmidi.*train.nosuch"):
+        training_preset(None, init=model_file, overrides=["train.nosuch=1"])
 
 
 NOTE_PRESETS = {
     "tutorial": ["--set", "model.hidden=16", "--set", "train.window=8", "--set", "train.primer_steps=8"],
     "dl4music": ["--set", "model.hidden=8", "--set", "train.window=8", "--set", "train.primer_steps=8"],
-    "seq2seq": ["--set", "model.hidden=16", "--set", "model.context=4", "--set", "train.window=4",
-                "--set", "train.primer_steps=8", "--set", "train.sample_every=1"],
+    "seq2seq": [
+        "--set",
+        "model.hidden=16",
+        "--set",
+        "model.context=4",
+        "--set",
+        "train.window=4",
+        "--set",
+        "train.primer_steps=8",
+        "--set",
+        "train.sample_every=1",
+    ],
 }
 
 
@@ -107,8 +193,22 @@ NOTE_PRESETS = {
 def test_note_presets_train_and_generate_from_the_command_line(preset, tmp_path, corpus_dir):
     run(["train", corpus_dir, "--preset", preset, "--out", tmp_path / "run", "--epochs", "1", *NOTE_PRESETS[preset]])
     model = tmp_path / "run" / "model.lstmidi"
-    out = run(["generate", model, "-o", tmp_path / "g.mid", "--seconds", "3", "--primer", corpus_dir / "piece01.mid",
-               "--primer-seconds", "2", "--top-p", "0.9"]).output
+    out = run(
+        [
+            "generate",
+            model,
+            "-o",
+            tmp_path / "g.mid",
+            "--seconds",
+            "3",
+            "--primer",
+            corpus_dir / "piece01.mid",
+            "--primer-seconds",
+            "2",
+            "--top-p",
+            "0.9",
+        ]
+    ).output
     assert "g.mid" in out and (tmp_path / "g.wav").stat().st_size > 1000 and (tmp_path / "g.png").is_file()
     assert (tmp_path / "run" / "distributions.png").is_file()
     if preset == "seq2seq":
@@ -118,7 +218,21 @@ def test_note_presets_train_and_generate_from_the_command_line(preset, tmp_path,
 def test_train_rates_its_model_with_the_quality_gate(tmp_path, corpus_dir):
     from lstmidi.modelfile import load_model
 
-    out = run(["train", corpus_dir, "--out", tmp_path / "run", "--epochs", "1", *TINY, "--set", "train.quality_pieces=3"]).output
+    out = run(
+        [
+            "train",
+            corpus_dir,
+            "--preset",
+            "musicgenerator",
+            "--out",
+            tmp_path / "run",
+            "--epochs",
+            "1",
+            *TINY,
+            "--set",
+            "train.quality_pieces=3",
+        ]
+    ).output
     loaded = load_model(tmp_path / "run" / "model.lstmidi")
     q = loaded.config["metrics"]["quality"]
     assert q["pieces"] == 3 and q["rows"]["in_scale"]["real"] == 1.0  # the corpus's chords are diatonic
@@ -126,8 +240,25 @@ def test_train_rates_its_model_with_the_quality_gate(tmp_path, corpus_dir):
     assert f"in_scale {q['rows']['in_scale']['generated']:.2f} (real 1.00, random" in line and "gate " in line
     # one epoch of a 16-unit model: its pitches are no better than random ones, and the user is told
     assert q["near_random"] and "warning: the pitch content of the generated pieces is closer to random" in out
-    assert "Quality gate after training (3 pieces" in loaded.card and "| share of notes in the key's scale |" in loaded.card
-    out = run(["train", corpus_dir, "--out", tmp_path / "off", "--epochs", "1", *TINY, "--set", "train.quality_pieces=0"]).output
+    assert (
+        "Quality gate after training (3 pieces" in loaded.card
+        and "| share of notes in the key's scale |" in loaded.card
+    )
+    out = run(
+        [
+            "train",
+            corpus_dir,
+            "--preset",
+            "musicgenerator",
+            "--out",
+            tmp_path / "off",
+            "--epochs",
+            "1",
+            *TINY,
+            "--set",
+            "train.quality_pieces=0",
+        ]
+    ).output
     assert "quality:" not in out and "quality" not in load_model(tmp_path / "off" / "model.lstmidi").config["metrics"]
 
 
@@ -136,7 +267,9 @@ def test_demo_trains_and_writes_three_pieces(tmp_path, monkeypatch, capsys):
     out = run(["demo", "--minutes", "0.05"]).output
     files = sorted(p.name for p in (tmp_path / "lstmidi-demo").iterdir())
     for part in ("pretrained", "trained"):
-        assert [f for f in files if f.startswith(part)] == [f"{part}-{i}.{ext}" for i in (1, 2, 3) for ext in ("mid", "png", "wav")]
+        assert [f for f in files if f.startswith(part)] == [
+            f"{part}-{i}.{ext}" for i in (1, 2, 3) for ext in ("mid", "png", "wav")
+        ]
     assert "validation loss" in out and "listen:" in out
     code, err = run_main(["demo", "--minutes", "0.05"], monkeypatch, capsys)
     assert code == 1 and "--force" in err  # refuses to replace the demo folder

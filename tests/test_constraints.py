@@ -9,8 +9,18 @@ import math
 import pytest
 import torch
 
-from lstmidi.processors import (KEY_FORMS, beam_search, cap_pitch_repeats, mask_pitches, mask_tokens,
-                                pitch_range_mask, repetition_penalty, sample, scale_mask, steer_length)
+from lstmidi.processors import (
+    KEY_FORMS,
+    beam_search,
+    cap_pitch_repeats,
+    mask_pitches,
+    mask_tokens,
+    pitch_range_mask,
+    repetition_penalty,
+    sample,
+    scale_mask,
+    steer_length,
+)
 
 # A tiny event vocabulary: 0 Bar, 1 Position, 2..5 Pitch 60 62 64 65, 6 Velocity.
 PITCH_OF_TOKEN = torch.tensor([-1, -1, 60, 62, 64, 65, -1])
@@ -21,6 +31,7 @@ def masked(logits: torch.Tensor) -> list[list[int]]:
 
 
 # ---- repetition penalty ---------------------------------------------------------------------------
+
 
 def test_repetition_penalty_hand_values():
     x = torch.tensor([[2.0, -1.0, 0.5, 0.0, 3.0], [2.0, -1.0, 0.5, 0.0, 3.0]])
@@ -41,14 +52,17 @@ def test_repetition_penalty_errors():
 
 # ---- pitch-repeat cap -----------------------------------------------------------------------------
 
+
 def test_cap_pitch_repeats_ignores_non_pitch_tokens():
-    tokens = torch.tensor([
-        [2, 0, 2, 1, 6, 2],  # 60 60 60 with other tokens between: capped at 3
-        [0, 3, 2, 2, 1, 6],  # 62 60 60: only two in a row
-        [2, 2, 3, 3, 3, 6],  # 60 60 62 62 62: 62 capped
-        [0, 1, 6, 0, 1, 6],  # no pitch at all
-        [2, 2, 2, 2, 2, 2],  # 60 six times
-    ])
+    tokens = torch.tensor(
+        [
+            [2, 0, 2, 1, 6, 2],  # 60 60 60 with other tokens between: capped at 3
+            [0, 3, 2, 2, 1, 6],  # 62 60 60: only two in a row
+            [2, 2, 3, 3, 3, 6],  # 60 60 62 62 62: 62 capped
+            [0, 1, 6, 0, 1, 6],  # no pitch at all
+            [2, 2, 2, 2, 2, 2],  # 60 six times
+        ]
+    )
     history = PITCH_OF_TOKEN[tokens]  # (batch, t) pitches, -1 for non-pitch tokens
     out = cap_pitch_repeats(torch.zeros(5, 7), history, PITCH_OF_TOKEN, 3)
     assert masked(out) == [[2], [], [3], [], [2]]
@@ -75,6 +89,7 @@ def test_cap_pitch_repeats_errors():
 
 # ---- scales and pitch masks -----------------------------------------------------------------------
 
+
 def classes(mask: torch.Tensor) -> set[int]:
     return {p % 12 for p in mask.nonzero().flatten().tolist()}
 
@@ -93,8 +108,17 @@ def test_scale_mask_exact_pitch_classes():
     assert classes(scale_mask("A melodic minor")) == {9, 11, 0, 2, 4, 6, 8}
 
 
-@pytest.mark.parametrize("a, b", [("F# major", "Gb major"), ("Bb minor", "A# minor"), ("bb minor", "A♯ minor"),
-                                  ("Db major", "C# major"), ("Cb major", "B major"), ("E# minor", "F minor")])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("F# major", "Gb major"),
+        ("Bb minor", "A# minor"),
+        ("bb minor", "A♯ minor"),
+        ("Db major", "C# major"),
+        ("Cb major", "B major"),
+        ("E# minor", "F minor"),
+    ],
+)
 def test_scale_mask_enharmonic_spellings(a, b):
     assert torch.equal(scale_mask(a), scale_mask(b))
 
@@ -146,6 +170,7 @@ def test_masked_pitch_never_sampled():
 
 # ---- length steering ------------------------------------------------------------------------------
 
+
 def test_steer_length_schedule():
     eos, target, window, strength = 4, 10, 3, 2.0
     positions = torch.arange(21)  # one row per position
@@ -160,13 +185,13 @@ def test_steer_length_schedule():
     assert (sample(out[13:].repeat(50, 1), generator=g) == eos).all()
 
 
-
 def test_steer_length_int_position_equals_per_row_positions():
     x = torch.randn(2, 7, generator=torch.Generator().manual_seed(0))
     for position in range(0, 25):
         fast = steer_length(x, 3, position, target=12, window=4)
         per_row = steer_length(x, 3, torch.full((2,), position), target=12, window=4)
         assert torch.equal(fast, per_row), position
+
 
 def test_steer_length_int_position_window_zero_and_errors():
     x = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
@@ -199,8 +224,10 @@ def markov(first: list[float], table: list[list[float]]):
 
 
 # greedy takes A (0.6) then A (0.4): 0.24; the best two-token sequence is B C: 0.4 * 0.9 = 0.36
-GREEDY_TRAP = ([0.6, 0.4, 0.0, 0.0], [[0.4, 0.3, 0.3, 0.0], [0.05, 0.05, 0.9, 0.0],
-                                      [0.3, 0.3, 0.3, 0.1], [0.25, 0.25, 0.25, 0.25]])
+GREEDY_TRAP = (
+    [0.6, 0.4, 0.0, 0.0],
+    [[0.4, 0.3, 0.3, 0.0], [0.05, 0.05, 0.9, 0.0], [0.3, 0.3, 0.3, 0.1], [0.25, 0.25, 0.25, 0.25]],
+)
 
 
 def test_beam_finds_best_sequence_greedy_misses():
@@ -215,7 +242,7 @@ def test_beam_finds_best_sequence_greedy_misses():
 def test_beam_eos_and_length_penalty():
     # EOS at once: 0.45; A A A A (unfinished after 4 steps): 0.55 * 0.8 ** 3 = 0.2816
     model = ([0.55, 0.0, 0.0, 0.45], [[0.8, 0.0, 0.0, 0.2]] + [[0.25] * 4] * 3)
-    short, long = math.log(0.45), math.log(0.55 * 0.8 ** 3)
+    short, long = math.log(0.45), math.log(0.55 * 0.8**3)
     for alpha, best in [(0.0, [EOS]), (1.0, [EOS]), (2.0, [A, A, A, A])]:
         # GNMT scores logp / ((5 + length) / 6) ** alpha: alpha=1: -0.80 vs -1.27 / 1.5 = -0.84 (a plain
         # per-token average would pick A A A A); alpha=2: -0.80 vs -1.27 / 2.25 = -0.56
@@ -246,13 +273,18 @@ def test_beam_applies_logit_processor():
     assert seq.tolist() == [A, A] and logp == pytest.approx(math.log(0.6 * 0.4 / 0.7))
     assert seen == [(1, 0), (2, 1)]
     with pytest.raises(ValueError, match="every continuation is masked"):
-        beam_search(*markov(*GREEDY_TRAP)[:3], steps=2, beam=2,
-                    logit_processor=lambda x, s: mask_tokens(x, torch.zeros(4, dtype=torch.bool)))
+        beam_search(
+            *markov(*GREEDY_TRAP)[:3],
+            steps=2,
+            beam=2,
+            logit_processor=lambda x, s: mask_tokens(x, torch.zeros(4, dtype=torch.bool)),
+        )
 
 
 def history_model(vocab: int, seed: int):
     """A model whose logits depend on the whole history, carried in the state h = a code of the tokens
     fed so far: reordering the state wrongly gives wrong log-probabilities."""
+
     def logits_after(code: float) -> torch.Tensor:  # (vocab,)
         return 3 * torch.randn(vocab, generator=torch.Generator().manual_seed(seed * 100003 + int(code)))
 

@@ -1,8 +1,8 @@
 import os
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from lstmidi.config import DataConfig
 from lstmidi.corpus import SPLITS, bundled_corpus, find_midi_files, load_corpus, split_of
@@ -39,7 +39,9 @@ def test_second_load_comes_from_cache_with_identical_arrays(corpus_dir, tmp_path
         for a, b in zip(first.pieces[split], second.pieces[split]):
             np.testing.assert_array_equal(a, b)
     # different settings must not reuse it
-    other = load_corpus([corpus_dir], build_encoding({"name": "pianoroll", "onsets": True}), cache_dir=tmp_path / "cache")
+    other = load_corpus(
+        [corpus_dir], build_encoding({"name": "pianoroll", "onsets": True}), cache_dir=tmp_path / "cache"
+    )
     assert not other.cached and other.pieces["train"][0].shape[1] == 176
 
 
@@ -69,7 +71,10 @@ def test_bundled_bach_chorales_load(tmp_path):
     assert corpus.summary["loaded"] + corpus.summary["recovered"] == len(files) and corpus.summary["skipped"] == 0
     # two chorales have notes that never get their note-off (symusic drops them; mido counts them)
     how = "read by the fallback reader: {} without note-off ended at the end of the track"
-    assert corpus.summary["recovered_files"] == {"bwv299.mid": how.format("2 notes"), "bwv315.mid": how.format("1 note")}
+    assert corpus.summary["recovered_files"] == {
+        "bwv299.mid": how.format("2 notes"),
+        "bwv315.mid": how.format("1 note"),
+    }
     assert corpus.summary["pieces"]["valid"] > 20
     lengths = [len(p) for p in corpus.pieces["train"]]
     assert 32 < np.median(lengths) < 1000  # chorales: tens of bars of 16th-note frames
@@ -199,9 +204,15 @@ def test_a_cached_event_token_corpus_loads_without_building_the_tokenizer(corpus
     import subprocess
     import sys
 
-    code = ("import sys; from lstmidi.corpus import load_corpus; from lstmidi.encodings import build_encoding; "
-            f"c = load_corpus([{str(corpus_dir)!r}], build_encoding({{'name': 'events', 'steps_per_quarter': STEPS}}), "
-            f"cache_dir={str(tmp_path / 'cache')!r}); print(c.cached, 'miditok' in sys.modules)")
-    runs = [subprocess.run([sys.executable, "-c", code.replace("STEPS", str(s))], capture_output=True, text=True, check=True).stdout.split()
-            for s in (8, 8, 4)]
+    code = (
+        "import sys; from lstmidi.corpus import load_corpus; from lstmidi.encodings import build_encoding; "
+        f"c = load_corpus([{str(corpus_dir)!r}], build_encoding({{'name': 'events', 'steps_per_quarter': STEPS}}), "
+        f"cache_dir={str(tmp_path / 'cache')!r}); print(c.cached, 'miditok' in sys.modules)"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code.replace("STEPS", str(s))], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for s in (8, 8, 4)
+    ]
     assert runs == [["False", "True"], ["True", "False"], ["False", "True"]]  # another grid: encoded again

@@ -18,9 +18,18 @@ from lstmidi.modelfile import load_model
 from lstmidi.training import train
 
 # rollnet with 2 layers: dropout between layers and before the output, so the RNG state matters
-TINY = ["model.hidden=16", "model.layers=2", "model.dropout=0.3", "train.window=16", "train.hop=8",
-        "train.batch_size=16", "train.primers=2", "train.primer_steps=8", "train.checkpoint_every_steps=2",
-        "train.augment.transpose=2"]
+TINY = [
+    "model.hidden=16",
+    "model.layers=2",
+    "model.dropout=0.3",
+    "train.window=16",
+    "train.hop=8",
+    "train.batch_size=16",
+    "train.primers=2",
+    "train.primer_steps=8",
+    "train.checkpoint_every_steps=2",
+    "train.augment.transpose=2",
+]
 
 CHILD = textwrap.dedent("""
     import sys, time
@@ -57,13 +66,19 @@ def test_sigkilled_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_p
 
     run_b, marker = tmp_path / "b", tmp_path / "killed-at"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(corpus_dir), str(run_b), str(marker), *overrides],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(corpus_dir), str(run_b), str(marker), *overrides],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 60
         while not marker.exists() and child.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        assert marker.exists(), child.stderr.read().decode()[-2000:] if child.poll() is not None else "no step checkpoint"
+        assert marker.exists(), (
+            child.stderr.read().decode()[-2000:] if child.poll() is not None else "no step checkpoint"
+        )
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()
@@ -133,7 +148,9 @@ def test_full_disk_fails_before_training(tmp_path, corpus_dir, monkeypatch):
     fits = []
     monkeypatch.setattr(training.L.Trainer, "fit", lambda *a, **k: fits.append(1))
     monkeypatch.setattr(training.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
-    with pytest.raises(LstmidiError, match=r"run: not enough free disk space for training \(1 MB free, about 5\d MB needed"):
+    with pytest.raises(
+        LstmidiError, match=r"run: not enough free disk space for training \(1 MB free, about 5\d MB needed"
+    ):
         train(load_preset("musicgenerator", [*TINY, "train.epochs=1"]), [corpus_dir], tmp_path / "run", progress=False)
     assert not fits
 
@@ -142,7 +159,9 @@ def test_resume_from_an_end_of_epoch_checkpoint_is_exact_too(tmp_path, corpus_di
     overrides = [*TINY, "train.checkpoint_every_steps=0"]
     train(load_preset("musicgenerator", [*overrides, "train.epochs=3"]), [corpus_dir], tmp_path / "a", progress=False)
     train(load_preset("musicgenerator", [*overrides, "train.epochs=2"]), [corpus_dir], tmp_path / "b", progress=False)
-    train(load_preset("musicgenerator", [*overrides, "train.epochs=3"]), None, tmp_path / "b", resume=True, progress=False)
+    train(
+        load_preset("musicgenerator", [*overrides, "train.epochs=3"]), None, tmp_path / "b", resume=True, progress=False
+    )
     wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 

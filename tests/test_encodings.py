@@ -3,10 +3,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import make_score, note_tuples
 from lstmidi.encodings import ENCODINGS, build_encoding
 from lstmidi.errors import LstmidiError
-
-from conftest import make_score, note_tuples
 
 C4 = 60  # key index 39 with low=21
 
@@ -86,24 +85,49 @@ ENCODING_VARIANTS = [
     {"name": "pianoroll", "steps_per_quarter": 3, "low": 36, "keys": 49},
     {"name": "notes"},
     {"name": "notes", "fields": ["pitch", "velocity", "step"]},
-    {"name": "notes", "fields": ["pitch", "step", "duration", "velocity"], "resolution": 0.01, "max_step": 1.0, "low": 36, "high": 96},
+    {
+        "name": "notes",
+        "fields": ["pitch", "step", "duration", "velocity"],
+        "resolution": 0.01,
+        "max_step": 1.0,
+        "low": 36,
+        "high": 96,
+    },
     {"name": "pseudonotes"},
     {"name": "pseudonotes", "velocity_bins": 2, "duration_bins": 3, "low": 36, "high": 96},
     {"name": "events"},
     {"name": "events", "tokenizer": "TSD", "programs": True, "drums": True},
     {"name": "events", "tokenizer": "MIDILike"},
-    {"name": "events", "tokenizer": "MIDILike", "programs": True, "steps_per_quarter": 4, "num_velocities": 8, "rests": False},
-    {"name": "events", "steps_per_quarter": 6, "tempos": False, "time_signatures": False, "pitch_low": 36, "pitch_high": 96},
+    {
+        "name": "events",
+        "tokenizer": "MIDILike",
+        "programs": True,
+        "steps_per_quarter": 4,
+        "num_velocities": 8,
+        "rests": False,
+    },
+    {
+        "name": "events",
+        "steps_per_quarter": 6,
+        "tempos": False,
+        "time_signatures": False,
+        "pitch_low": 36,
+        "pitch_high": 96,
+    },
 ]
 assert {v["name"] for v in ENCODING_VARIANTS} == set(ENCODINGS), "every registered encoding needs variants here"
 
 notes_strategy = st.lists(
     st.tuples(st.integers(0, 4000), st.integers(1, 1500), st.integers(15, 115), st.integers(1, 127)),
-    min_size=1, max_size=40)
+    min_size=1,
+    max_size=40,
+)
 pedal_strategy = st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 1500)), max_size=3)
 
 
-@pytest.mark.parametrize("spec", ENCODING_VARIANTS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items() if k != "name"))
+@pytest.mark.parametrize(
+    "spec", ENCODING_VARIANTS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items() if k != "name")
+)
 @settings(max_examples=60, deadline=None)
 @given(notes=notes_strategy, pedals=pedal_strategy, qpm=st.sampled_from([60.0, 97.0, 120.0, 150.0]))
 def test_decode_encode_equals_quantize(spec, notes, pedals, qpm):
@@ -138,8 +162,8 @@ def test_piano_roll_augmentation_transposes_and_never_leaves_the_keyboard():
 
 
 def test_piano_roll_refuses_tempo_stretch():
-    from lstmidi.config import AugmentConfig
     from lstmidi.batches import make_augmenter
+    from lstmidi.config import AugmentConfig
 
     enc = build_encoding({"name": "pianoroll"})
     assert make_augmenter(enc, AugmentConfig(transpose=3)) is not None

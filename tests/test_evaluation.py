@@ -3,9 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from lstmidi.evaluation import markov_baseline_nll, music_cost_baselines, note_features, repeat_nll, unigram_nll
-
 from conftest import make_score
+from lstmidi.evaluation import markov_baseline_nll, music_cost_baselines, note_features, repeat_nll, unigram_nll
 
 
 def test_unigram_nll_hand_computed():

@@ -6,18 +6,27 @@ import numpy as np
 import pytest
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
+from conftest import chorale_like, make_score, note_tuples
 from lstmidi.encodings import build_encoding
 from lstmidi.errors import LstmidiError
-
-from conftest import chorale_like, make_score, note_tuples
 
 TOKENIZERS = ["REMI", "TSD", "MIDILike"]
 
 # (start, duration, pitch, velocity) at 480 ticks per quarter: a chord, overlapping notes, a repeated pitch,
 # a note shorter than one step, one longer than 12 beats, two out of range, and two overlapping notes of
 # one pitch (which MIDI-Like's NoteOn/NoteOff pairing cannot keep apart).
-NOTES = [(0, 480, 60, 90), (0, 480, 64, 90), (240, 960, 67, 50), (480, 120, 60, 100), (500, 7, 72, 30),
-         (960, 480 * 14, 48, 70), (1000, 480, 15, 90), (1440, 240, 120, 90), (2000, 900, 62, 64), (2100, 300, 62, 64)]
+NOTES = [
+    (0, 480, 60, 90),
+    (0, 480, 64, 90),
+    (240, 960, 67, 50),
+    (480, 120, 60, 100),
+    (500, 7, 72, 30),
+    (960, 480 * 14, 48, 70),
+    (1000, 480, 15, 90),
+    (1440, 240, 120, 90),
+    (2000, 900, 62, 64),
+    (2100, 300, 62, 64),
+]
 
 
 def events(**params):
@@ -28,9 +37,11 @@ def multi_track_score() -> Score:
     """Piano (program 0), bass (33) and drums, 480 ticks per quarter."""
     score = Score(480)
     score.tempos.append(Tempo(0, qpm=100))
-    for program, drum, notes in [(0, False, [(0, 480, 60), (480, 480, 64), (960, 960, 67)]),
-                                 (33, False, [(0, 960, 36), (960, 960, 43)]),
-                                 (0, True, [(0, 120, 36), (480, 120, 38), (960, 120, 42)])]:
+    for program, drum, notes in [
+        (0, False, [(0, 480, 60), (480, 480, 64), (960, 960, 67)]),
+        (33, False, [(0, 960, 36), (960, 960, 43)]),
+        (0, True, [(0, 120, 36), (480, 120, 38), (960, 120, 42)]),
+    ]:
         track = Track(name="t", program=program, is_drum=drum)
         for start, dur, pitch in notes:
             track.notes.append(Note(start, dur, pitch, 80))
@@ -85,8 +96,16 @@ def test_without_velocity_tokens_every_note_decodes_at_100(tokenizer):
 def test_quantize_values():
     # 16 ticks per quarter; velocity bins 7, 15, ..., 127; shortest duration one step (2 ticks); notes
     # longer than 12 beats cut to 12 (192 ticks); pitches outside 21..108 dropped
-    expected = [(0, 16, 60, 87), (0, 16, 64, 87), (8, 32, 67, 47), (16, 2, 72, 31), (16, 4, 60, 103),
-                (32, 192, 48, 71), (66, 30, 62, 63), (70, 10, 62, 63)]
+    expected = [
+        (0, 16, 60, 87),
+        (0, 16, 64, 87),
+        (8, 32, 67, 47),
+        (16, 2, 72, 31),
+        (16, 4, 60, 103),
+        (32, 192, 48, 71),
+        (66, 30, 62, 63),
+        (70, 10, 62, 63),
+    ]
     assert note_tuples(events().quantize(make_score(NOTES))) == expected
     assert note_tuples(events(tokenizer="TSD").quantize(make_score(NOTES))) == expected
     # MIDI-Like: no duration tokens (the long note keeps 14 beats); the two overlapping D4s (66..96 and
@@ -119,8 +138,11 @@ def test_bos_first_eos_last():
 
 def test_to_dict_rebuilds_identical_vocabulary_and_ids():
     score = make_score(NOTES)
-    for params in ({}, {"tokenizer": "TSD", "programs": True, "drums": True, "steps_per_quarter": 12},
-                   {"tokenizer": "MIDILike", "num_velocities": 8, "rests": False, "tempos": False}):
+    for params in (
+        {},
+        {"tokenizer": "TSD", "programs": True, "drums": True, "steps_per_quarter": 12},
+        {"tokenizer": "MIDILike", "num_velocities": 8, "rests": False, "tempos": False},
+    ):
         enc = events(**params)
         spec = json.loads(json.dumps(enc.to_dict()))  # JSON-safe
         again = build_encoding(spec)
@@ -165,7 +187,11 @@ def test_programs_keep_instruments_and_drums_only_when_asked():
 
     assert tracks(events(programs=True)) == [(0, False, 3), (33, False, 2)]
     assert tracks(events(programs=True, drums=True)) == [(0, False, 3), (0, True, 3), (33, False, 2)]
-    assert tracks(events(tokenizer="MIDILike", programs=True, drums=True)) == [(0, False, 3), (0, True, 3), (33, False, 2)]
+    assert tracks(events(tokenizer="MIDILike", programs=True, drums=True)) == [
+        (0, False, 3),
+        (0, True, 3),
+        (33, False, 2),
+    ]
     assert tracks(events(tokenizer="TSD", programs=True)) == [(0, False, 3), (33, False, 2)]
     assert tracks(events()) == [(0, False, 5)]  # programs off: the non-drum tracks merged into one
 
@@ -180,8 +206,15 @@ def test_bad_parameters_name_the_field():
 
 
 # ---- decoding anything a sampler may emit ------------------------------------------------------------
-@pytest.mark.parametrize("params", [{}, {"tokenizer": "TSD", "programs": True, "drums": True},
-                                    {"tokenizer": "MIDILike"}, {"tokenizer": "MIDILike", "programs": True, "drums": True}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"tokenizer": "TSD", "programs": True, "drums": True},
+        {"tokenizer": "MIDILike"},
+        {"tokenizer": "MIDILike", "programs": True, "drums": True},
+    ],
+)
 def test_decode_never_raises_on_in_vocabulary_ids(params):
     enc = events(**params)
     rng = np.random.default_rng(0)
@@ -226,10 +259,13 @@ def random_walk(enc, steps: int, seed: int, first_order_only: bool = False) -> n
     return np.array(ids, np.int64)
 
 
-@pytest.mark.parametrize("params", [{"tokenizer": t} for t in TOKENIZERS]
-                         + [{"tokenizer": t, "programs": True, "drums": True} for t in TOKENIZERS]
-                         + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "steps_per_quarter": 4}]
-                         + [{"tokenizer": t, "velocities": False, "programs": True} for t in TOKENIZERS])
+@pytest.mark.parametrize(
+    "params",
+    [{"tokenizer": t} for t in TOKENIZERS]
+    + [{"tokenizer": t, "programs": True, "drums": True} for t in TOKENIZERS]
+    + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "steps_per_quarter": 4}]
+    + [{"tokenizer": t, "velocities": False, "programs": True} for t in TOKENIZERS],
+)
 def test_grammar_random_walks_decode_without_token_errors(params):
     enc = events(**params)
     for seed in range(2):
@@ -276,7 +312,8 @@ def test_transition_matrix_shape_and_rules():
     np.testing.assert_array_equal(enc.allowed_next(vocab["Bar_None"]), m[vocab["Bar_None"]])
     # REMI: positions only move forward within a bar
     g = enc.grammar([enc.bos, vocab["Bar_None"], vocab["TimeSig_3/4"], vocab["Position_8"]])
-    g.push(vocab["Program_0"]); g.push(vocab["Pitch_60"]); g.push(vocab["Velocity_87"]); g.push(vocab["Duration_1.0.8"])
+    for token in ("Program_0", "Pitch_60", "Velocity_87", "Duration_1.0.8"):
+        g.push(vocab[token])
     allowed = g.allowed()
     assert not allowed[vocab["Position_8"]] and allowed[vocab["Position_9"]] and allowed[vocab["Position_23"]]
     assert not allowed[vocab["Position_24"]]  # a 3/4 bar has 24 positions
@@ -405,14 +442,13 @@ def test_data_drums_keeps_drum_tracks_through_encode_and_decode(tokenizer, tmp_p
     """`--set data.drums=true` on the flagship preset: the drum track (200 notes) is read, and the
     encoding (whose drums follow data.drums) keeps every one of them through encode -> decode."""
     from conftest import chorale_like, make_score
-
     from lstmidi.config import load_preset
     from lstmidi.midi import load_score
 
     score = chorale_like(1, bars=4)
     score.tracks.append(make_score([(i * 120, 60, 36 + (i % 3) * 2) for i in range(200)], drum=True).tracks[0])
     score.dump_midi(tmp_path / "drums.mid")
-    preset = load_preset("default", ["data.drums=true", f"encoding.tokenizer={tokenizer}"])
+    preset = load_preset("flagship", ["data.drums=true", f"encoding.tokenizer={tokenizer}"])
     assert preset.encoding["drums"] is True
     read = load_score(tmp_path / "drums.mid", preset.data.tracks, preset.data.drums)
     enc = build_encoding(preset.encoding)

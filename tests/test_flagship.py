@@ -3,18 +3,25 @@
 import numpy as np
 import pytest
 
+from conftest import make_score, note_tuples, run, write_corpus
+from lstmidi.batches import WindowDataset, make_augmenter
 from lstmidi.config import load_preset
 from lstmidi.corpus import load_corpus
 from lstmidi.errors import LstmidiError
 from lstmidi.modelfile import load_model
 from lstmidi.sampling import generate
-from lstmidi.batches import WindowDataset, make_augmenter
 from lstmidi.training import train
 
-from conftest import make_score, note_tuples, run, write_corpus
-
-TINY = ["model.embed=16", "model.hidden=32", "model.layers=1", "train.window=48", "train.hop=24",
-        "train.batch_size=16", "train.primer_steps=16", "train.lr=0.01"]
+TINY = [
+    "model.embed=16",
+    "model.hidden=32",
+    "model.layers=1",
+    "train.window=48",
+    "train.hop=24",
+    "train.batch_size=16",
+    "train.primer_steps=16",
+    "train.lr=0.01",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +31,7 @@ def flagship(tmp_path_factory):
     root = tmp_path_factory.mktemp("flagship")
     os.environ["LSTMIDI_CACHE"] = str(root / "cache")
     write_corpus(root / "data", n=10, bars=4)
-    result = train(load_preset("default", [*TINY, "train.epochs=6"]), [root / "data"], root / "run", progress=False)
+    result = train(load_preset("flagship", [*TINY, "train.epochs=6"]), [root / "data"], root / "run", progress=False)
     return result, root
 
 
@@ -59,7 +66,9 @@ def test_held_out_nll_by_token_type_adds_up(flagship):
     types = set(loaded.encoding.token_types())
     assert {"Pitch", "Duration", "EOS"} <= set(by_type) <= types
     assert list(by_type) == sorted(by_type, key=lambda t: -by_type[t]["per_note"])  # largest share first
-    assert by_type["Pitch"]["per_token"] == pytest.approx(by_type["Pitch"]["per_note"] * 100 / by_type["Pitch"]["tokens"])
+    assert by_type["Pitch"]["per_token"] == pytest.approx(
+        by_type["Pitch"]["per_note"] * 100 / by_type["Pitch"]["tokens"]
+    )
 
 
 def test_key_range_and_repeat_constraints_hold(flagship):
@@ -98,7 +107,7 @@ def test_augmentation_transposes_training_windows_only_and_stays_in_range(flagsh
     loaded = load_model(flagship[0].model_path)
     enc = loaded.encoding
     piece = enc.encode(make_score([(i * 240, 240, 100 + i % 8) for i in range(40)]))  # near the top of the range
-    aug = make_augmenter(enc, load_preset("default").train.augment)
+    aug = make_augmenter(enc, load_preset("flagship").train.augment)
     ds = WindowDataset([piece], 32, 8, aug, seed=0)
     plain = WindowDataset([piece], 32, 8)
     pitch_of = enc.pitch_of_token()
@@ -110,17 +119,22 @@ def test_augmentation_transposes_training_windows_only_and_stays_in_range(flagsh
             assert all(21 <= p <= 108 for p in pitch_of[x] if p >= 0)
             changed |= not np.array_equal(x, plain[i][0].numpy())
     assert changed
-    assert load_preset("default").train.augment.transpose == 5
+    assert load_preset("flagship").train.augment.transpose == 5
 
 
 def test_fine_tuning_keeps_the_tokenizer(flagship, tmp_path):
     result, root = flagship
     write_corpus(tmp_path / "new", n=6, bars=2)
     base = load_model(result.model_path)
-    tuned = train(base.preset.model_copy(update={"train": base.preset.train.model_copy(update={"epochs": 1})}),
-                  [tmp_path / "new"], tmp_path / "tuned", progress=False, init=result.model_path)
+    tuned = train(
+        base.preset.model_copy(update={"train": base.preset.train.model_copy(update={"epochs": 1})}),
+        [tmp_path / "new"],
+        tmp_path / "tuned",
+        progress=False,
+        init=result.model_path,
+    )
     assert load_model(tuned.model_path).encoding.to_dict() == base.encoding.to_dict()
-    other = load_preset("default", [*TINY, "encoding.tokenizer=TSD"])
+    other = load_preset("flagship", [*TINY, "encoding.tokenizer=TSD"])
     with pytest.raises(LstmidiError, match="fine-tuning keeps the model's encoding"):
         train(other, [tmp_path / "new"], tmp_path / "bad", progress=False, init=result.model_path)
 
@@ -136,8 +150,12 @@ def test_programs_mode_writes_multi_track_pieces_with_chosen_instruments(tmp_pat
         strings = make_score([(i * 960, 960, 48 + (i + k) % 7) for i in range(8)], program=40).tracks[0]
         score.tracks.append(strings)
         score.dump_midi(data / f"duet{k}.mid")
-    result = train(load_preset("default", [*TINY, "encoding.programs=true", "train.epochs=4"]), [data],
-                   tmp_path / "run", progress=False)
+    result = train(
+        load_preset("flagship", [*TINY, "encoding.programs=true", "train.epochs=4"]),
+        [data],
+        tmp_path / "run",
+        progress=False,
+    )
     loaded = load_model(result.model_path)
     programs = loaded.encoding.program_of_token()
     corpus = load_corpus([data], loaded.encoding, loaded.preset.data, cache_dir=tmp_path / "cache")
@@ -152,9 +170,15 @@ def test_programs_mode_writes_multi_track_pieces_with_chosen_instruments(tmp_pat
 
 
 def test_constraint_options_need_an_event_model(tmp_path, corpus_dir):
-    result = train(load_preset("musicgenerator", ["model.hidden=8", "train.epochs=1", "train.window=8"]),
-                   [corpus_dir], tmp_path / "r", progress=False)
-    with pytest.raises(LstmidiError, match=r"--key needs an event-token model \(preset default\); this model uses .pianoroll."):
+    result = train(
+        load_preset("musicgenerator", ["model.hidden=8", "train.epochs=1", "train.window=8"]),
+        [corpus_dir],
+        tmp_path / "r",
+        progress=False,
+    )
+    with pytest.raises(
+        LstmidiError, match=r"--key needs an event-token model \(preset flagship\); this model uses .pianoroll."
+    ):
         generate(load_model(result.model_path), seconds=1, key="C major")
 
 

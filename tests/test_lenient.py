@@ -7,10 +7,9 @@ import os
 import signal
 
 import pytest
-from conftest import note_tuples, run, write_corpus
-from midibytes import BASS, EOT, MELODY, chunk, notes, piece, program, smf, tempo, vlq
 from symusic import Score
 
+from conftest import note_tuples, run, write_corpus
 from lstmidi import smf as smf_reader
 from lstmidi.config import DataConfig
 from lstmidi.corpus import bundled_corpus, load_corpus
@@ -18,6 +17,7 @@ from lstmidi.encodings import build_encoding
 from lstmidi.errors import MidiError
 from lstmidi.inspection import FIELDS
 from lstmidi.midi import Limits, load_score, read_score_bytes, read_score_lenient, score_seconds
+from midibytes import BASS, EOT, MELODY, chunk, notes, piece, program, smf, tempo, vlq
 
 GOOD = piece()
 GOOD_NOTES = len(MELODY) + len(BASS)
@@ -48,27 +48,62 @@ CASES = {
     "RIFF RMID wrapper": ("wrapped.rmi", riff_rmid(GOOD), "recovered", "RIFF RMID wrapper removed"),
     ".kar name": ("karaoke.kar", GOOD, "loaded", ""),
     "data byte > 127": ("highbit.mid", high_pitch_byte(), "recovered", "2 data bytes > 127 clipped"),
-    "truncated track": ("truncated.mid", GOOD[:-7], "recovered",
-                        "track 3 truncated (72 of 79 bytes present), 1 note without note-off ended at the end of the track"),
-    "wrong chunk length": ("length.mid", wrong_length(GOOD), "recovered",
-                           "track 2 chunk length wrong (146 bytes announced, 151 read)"),
-    "missing end-of-track": ("no-eot.mid", smf([chunk(tempo(120)), chunk(notes(MELODY), eot=False)]), "recovered",
-                             "track 2: no end-of-track event"),
-    "bad running status": ("stray.mid", smf([chunk(b"\x00\x3c" + notes(MELODY))]), "recovered",
-                           "1 data byte without a status byte skipped"),
+    "truncated track": (
+        "truncated.mid",
+        GOOD[:-7],
+        "recovered",
+        "track 3 truncated (72 of 79 bytes present), 1 note without note-off ended at the end of the track",
+    ),
+    "wrong chunk length": (
+        "length.mid",
+        wrong_length(GOOD),
+        "recovered",
+        "track 2 chunk length wrong (146 bytes announced, 151 read)",
+    ),
+    "missing end-of-track": (
+        "no-eot.mid",
+        smf([chunk(tempo(120)), chunk(notes(MELODY), eot=False)]),
+        "recovered",
+        "track 2: no end-of-track event",
+    ),
+    "bad running status": (
+        "stray.mid",
+        smf([chunk(b"\x00\x3c" + notes(MELODY))]),
+        "recovered",
+        "1 data byte without a status byte skipped",
+    ),
     "format 2": ("format2.mid", piece(fmt=2), "loaded", ""),
     "zero notes": ("silent.mid", smf([chunk(tempo(120)), chunk(program(0))]), "skipped", "no notes"),
-    "drums only": ("drums.mid", smf([chunk(notes([36, 38] * 4, channel=9))]), "skipped", "only drum notes (drums are off)"),
-    "too long": ("endless.mid", smf([chunk(notes([60]) + vlq(0x0FFFFFFF) + b"\x90\x3e\x50" + vlq(240) + b"\x80\x3e\x00")]),
-                 "recovered", "truncated to the first 50,000 quarter notes (the file has 559,242 quarter notes)"),
+    "drums only": (
+        "drums.mid",
+        smf([chunk(notes([36, 38] * 4, channel=9))]),
+        "skipped",
+        "only drum notes (drums are off)",
+    ),
+    "too long": (
+        "endless.mid",
+        smf([chunk(notes([60]) + vlq(0x0FFFFFFF) + b"\x90\x3e\x50" + vlq(240) + b"\x80\x3e\x00")]),
+        "recovered",
+        "truncated to the first 50,000 quarter notes (the file has 559,242 quarter notes)",
+    ),
     "too long, no note inside the limit": (
-        "late.mid", smf([chunk(vlq(0x0FFFFFFF) + b"\x90\x3e\x50" + vlq(240) + b"\x80\x3e\x00")]), "skipped",
-        "too long (559,241 quarter notes; no notes in the first 50,000 quarter notes, the limit)"),
+        "late.mid",
+        smf([chunk(vlq(0x0FFFFFFF) + b"\x90\x3e\x50" + vlq(240) + b"\x80\x3e\x00")]),
+        "skipped",
+        "too long (559,241 quarter notes; no notes in the first 50,000 quarter notes, the limit)",
+    ),
     "notes after an early end-of-track": (
-        "early-eot.mid", smf([chunk(notes(MELODY[:4]) + EOT + notes(MELODY[4:]))]), "recovered",
-        "12 notes after an early end-of-track event read"),
-    "no MThd header": ("headless.mid", GOOD[14:], "recovered",
-                       "no MThd header: its 3 track chunks read as format 1 at 480 ticks per quarter (a guess)"),
+        "early-eot.mid",
+        smf([chunk(notes(MELODY[:4]) + EOT + notes(MELODY[4:]))]),
+        "recovered",
+        "12 notes after an early end-of-track event read",
+    ),
+    "no MThd header": (
+        "headless.mid",
+        GOOD[14:],
+        "recovered",
+        "no MThd header: its 3 track chunks read as format 1 at 480 ticks per quarter (a guess)",
+    ),
     "oversize": ("huge.mid", None, "skipped", "too large (16.0 MB; the limit is 16 MB)"),
     "text file": ("readme.mid", b"These are my favourite songs.\n", "skipped", "not a MIDI file (no MThd header)"),
     "empty file": ("empty.mid", b"", "skipped", "empty file (0 bytes)"),
@@ -127,7 +162,9 @@ def test_limits_against_hostile_files(tmp_path):
     with pytest.raises(MidiError, match=r"^x: too large \(0\.0 MB; the limit is "):
         read_score_bytes(GOOD, "x", Limits(max_bytes=100))
     # past a limit, the part inside it is kept and the file counts as recovered
-    with pytest.raises(MidiError, match=r"^x: too long \(more than 20 events; no notes in the first 20 events, the limit\)$"):
+    with pytest.raises(
+        MidiError, match=r"^x: too long \(more than 20 events; no notes in the first 20 events, the limit\)$"
+    ):
         read_score_bytes(smf([chunk(tempo(120) * 30 + notes(MELODY))]), "x", Limits(max_events=20))
     two = smf([chunk(notes(MELODY)), chunk(notes(BASS, step=480))])  # 33 + 17 events
     score, note, _ = read_score_bytes(two, "x", Limits(max_events=40))
@@ -137,7 +174,9 @@ def test_limits_against_hostile_files(tmp_path):
     assert read_score_bytes(slow, "x").score.note_num() == len(MELODY)
     score, note, _ = read_score_bytes(slow, "x", Limits(max_seconds=60))
     assert note == "truncated to the first 60 seconds (the file has 134)"
-    assert score.note_num() == 8 and 0 <= 60 - score_seconds(score) < 0.035  # 8.4 s per note; the 8th cut at 60 s (a tick is 35 ms)
+    assert (
+        score.note_num() == 8 and 0 <= 60 - score_seconds(score) < 0.035
+    )  # 8.4 s per note; the 8th cut at 60 s (a tick is 35 ms)
     with pytest.raises(MidiError, match="is a folder"):
         read_score_lenient(tmp_path)
     os.mkfifo(tmp_path / "pipe.mid")  # reading a named pipe would wait forever
@@ -162,12 +201,15 @@ def test_fallback_reader_agrees_with_symusic_on_clean_files():
         parsed, reference = smf_reader.parse(data), Score.from_midi(data)
         assert smf_reader.parse(data, build=False).problems == {}, path.name
         assert [(t.time, t.mspq) for t in parsed.score.tempos] == [(t.time, t.mspq) for t in reference.tempos]
-        assert ([(t.time, t.numerator, t.denominator) for t in parsed.score.time_signatures]
-                == [(t.time, t.numerator, t.denominator) for t in reference.time_signatures])
-        assert ([(k.time, k.key, k.tonality) for k in parsed.score.key_signatures]
-                == [(k.time, k.key, k.tonality) for k in reference.key_signatures])
-        assert ([(t.name, t.program, t.is_drum) for t in parsed.score.tracks]
-                == [(t.name, t.program, t.is_drum) for t in reference.tracks])
+        assert [(t.time, t.numerator, t.denominator) for t in parsed.score.time_signatures] == [
+            (t.time, t.numerator, t.denominator) for t in reference.time_signatures
+        ]
+        assert [(k.time, k.key, k.tonality) for k in parsed.score.key_signatures] == [
+            (k.time, k.key, k.tonality) for k in reference.key_signatures
+        ]
+        assert [(t.name, t.program, t.is_drum) for t in parsed.score.tracks] == [
+            (t.name, t.program, t.is_drum) for t in reference.tracks
+        ]
         # symusic drops notes that never end; this reader ends them with their track and says so
         ours, theirs = note_tuples(parsed.score), note_tuples(reference)
         extra = sum(n for text, n in parsed.problems.items() if "without note-off" in text)
@@ -194,8 +236,9 @@ def test_a_crashing_parser_skips_only_that_file(tmp_path, monkeypatch):
         pytest.skip("the crash is injected by patching the parent, which only forked workers inherit")
     write_corpus(tmp_path / "data", n=40)
     monkeypatch.setattr("lstmidi.corpus.read_score_lenient", crash_on("piece17.mid", os.getpid()))
-    corpus = load_corpus([tmp_path / "data"], build_encoding({"name": "pianoroll"}), DataConfig(workers=2),
-                         cache_dir=tmp_path / "cache")
+    corpus = load_corpus(
+        [tmp_path / "data"], build_encoding({"name": "pianoroll"}), DataConfig(workers=2), cache_dir=tmp_path / "cache"
+    )
     statuses = {r["name"]: (r["status"], r.get("reason", "")) for r in corpus.report}
     assert statuses.pop("piece17.mid") == ("skipped", "parser crashed")
     assert set(statuses.values()) == {("loaded", "")} and len(statuses) == 39
@@ -223,18 +266,32 @@ def test_damaged_corpus_through_prepare_and_inspect(tmp_path):
     printed = run(["inspect", folder, "--json", tmp_path / "inspect.json"]).output
     result = json.loads((tmp_path / "inspect.json").read_text())
     entries = {e["name"]: e for e in result["files"]}
-    assert ({n: (e["status"], e["reason"]) for n, e in entries.items()}
-            == {n: (r["status"], r["reason"]) for n, r in report.items()})
+    assert {n: (e["status"], e["reason"]) for n, e in entries.items()} == {
+        n: (r["status"], r["reason"]) for n, r in report.items()
+    }
     assert all(set(e) == {"name", "path", "status", "reason", *FIELDS} for e in entries.values())
     assert {k: entries["karaoke.kar"][k] for k in FIELDS} == {
-        "format": 1, "tracks": 2, "instruments": [0, 32], "drums": False, "notes": GOOD_NOTES, "duration": 4.0,
-        "tempo_changes": 0, "time_signature": "4/4"}
+        "format": 1,
+        "tracks": 2,
+        "instruments": [0, 32],
+        "drums": False,
+        "notes": GOOD_NOTES,
+        "duration": 4.0,
+        "tempo_changes": 0,
+        "time_signature": "4/4",
+    }
     assert entries["format2.mid"]["format"] == 2 and entries["format2.mid"]["duration"] == 8.0  # one after the other
     assert entries["drums.mid"]["drums"] is True and entries["drums.mid"]["instruments"] == []
     assert entries["readme.mid"]["format"] is None and entries["readme.mid"]["notes"] is None
     summary = result["summary"]
-    assert summary["skipped_by_reason"] == {"no notes": 1, "only drum notes": 1, "too long": 1, "too large": 1,
-                                            "not a MIDI file": 1, "empty file": 1}
+    assert summary["skipped_by_reason"] == {
+        "no notes": 1,
+        "only drum notes": 1,
+        "too long": 1,
+        "too large": 1,
+        "not a MIDI file": 1,
+        "empty file": 1,
+    }
     counts = (summary["files"], summary["loaded"], summary["recovered"], summary["skipped"])
     assert counts == (4 + len(CASES), loaded, recovered, skipped)
     assert f"{4 + len(CASES)} files: {loaded} loaded, {recovered} recovered, {skipped} skipped" in printed
@@ -253,8 +310,17 @@ def random_track(rng, events: int) -> bytes:
         status = status if carried else rng.choice([0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0]) | rng.randrange(16)
         running = carried or rng.random() < 0.3
         for i in range(block):
-            delta = rng.choice([0, 0, rng.randrange(128), rng.randrange(128, 2**14), rng.randrange(8192, 12288),
-                                rng.randrange(2**14, 2**21), rng.randrange(2**21, 2**23)])
+            delta = rng.choice(
+                [
+                    0,
+                    0,
+                    rng.randrange(128),
+                    rng.randrange(128, 2**14),
+                    rng.randrange(8192, 12288),
+                    rng.randrange(2**14, 2**21),
+                    rng.randrange(2**21, 2**23),
+                ]
+            )
             data = bytes(rng.randrange(128) for _ in range(1 if 0xC0 <= status < 0xE0 else 2))
             body += vlq(delta) + (b"" if running and (i or carried) else bytes([status])) + data
         events -= block
@@ -266,6 +332,7 @@ def random_track(rng, events: int) -> bytes:
 
 def parse_both(data: bytes, max_events: int = 1_000_000, monkeypatch=None):
     """smf.parse(build=False) as it runs (the quick check first) and with the event loop only."""
+
     def outcome():
         try:
             p = smf_reader.parse(data, build=False, max_events=max_events)
@@ -305,8 +372,13 @@ def test_quick_check_agrees_with_the_event_loop(monkeypatch):
             quick, loop = parse_both(data, limit, monkeypatch)
             assert quick == loop and (quick == "too many events") == (limit < reader.events)
     # damaged: the loop decides, the same way
-    for name in ("data byte > 127", "truncated track", "wrong chunk length", "missing end-of-track",
-                 "bad running status"):
+    for name in (
+        "data byte > 127",
+        "truncated track",
+        "wrong chunk length",
+        "missing end-of-track",
+        "bad running status",
+    ):
         quick, loop = parse_both(CASES[name][1], monkeypatch=monkeypatch)
         assert quick == loop and quick[3], name
 
@@ -321,13 +393,17 @@ def test_recovery_finds_at_least_the_notes_mido_finds():
     long_piece = smf([chunk(tempo(480) + notes([60, 64, 67] * 17_206 + [60], step=480))])
     early_eot = smf([chunk(notes(MELODY[:4]) + EOT + notes([67] * 3113))])
     headless = GOOD[14:]
-    for data, expected, words in ((long_piece, 50_000, "truncated to the first 50,000 quarter notes (the file has 51,619"),
-                                  (early_eot, 3117, "3113 notes after an early end-of-track event read"),
-                                  (headless, GOOD_NOTES, "no MThd header")):
+    for data, expected, words in (
+        (long_piece, 50_000, "truncated to the first 50,000 quarter notes (the file has 51,619"),
+        (early_eot, 3117, "3113 notes after an early end-of-track event read"),
+        (headless, GOOD_NOTES, "no MThd header"),
+    ):
         score, note, _ = read_score_bytes(data)
         assert words in note and score.note_num() == expected, note
         try:
-            found = sum(m.type == "note_on" and m.velocity > 0 for t in mido.MidiFile(file=io.BytesIO(data)).tracks for m in t)
+            found = sum(
+                m.type == "note_on" and m.velocity > 0 for t in mido.MidiFile(file=io.BytesIO(data)).tracks for m in t
+            )
         except (OSError, EOFError, ValueError):
             found = 0  # mido refuses the headless file
         within = min(found, expected) if data is long_piece else found

@@ -145,8 +145,11 @@ def test_mse_positive_pressure_hand_values():
 
 
 def test_combine_fields():
-    losses = {"pitch": (torch.tensor(1.0), torch.tensor(3.0)), "velocity": (torch.tensor(2.0), torch.tensor(3.0)),
-              "time": (torch.tensor(4.0), torch.tensor(3.0))}
+    losses = {
+        "pitch": (torch.tensor(1.0), torch.tensor(3.0)),
+        "velocity": (torch.tensor(2.0), torch.tensor(3.0)),
+        "time": (torch.tensor(4.0), torch.tensor(3.0)),
+    }
     assert combine_fields(losses, {}).item() == pytest.approx(7.0)
     assert combine_fields(losses, {"velocity": 0.2, "time": 0.2}).item() == pytest.approx(1.0 + 0.4 + 0.8)
     with pytest.raises(ValueError, match="unknown fields.*duration"):

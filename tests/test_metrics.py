@@ -7,10 +7,19 @@ import pytest
 from scipy.stats import gaussian_kde
 from symusic import TimeSignature
 
-from lstmidi.metrics import (SCALARS, compare_sets, densities, ioi_histogram, kl_divergence, mean_histograms,
-                             note_length_histogram, overlap_area, pitch_class_histogram, piece_metrics)
-
 from conftest import make_score
+from lstmidi.metrics import (
+    SCALARS,
+    compare_sets,
+    densities,
+    ioi_histogram,
+    kl_divergence,
+    mean_histograms,
+    note_length_histogram,
+    overlap_area,
+    piece_metrics,
+    pitch_class_histogram,
+)
 
 Q = 480  # ticks per quarter note (= one beat) in make_score
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71]
@@ -57,7 +66,9 @@ def test_groove_consistency():
     waltz = make_score([(b * Q, Q, 60) for b in range(6)])
     waltz.time_signatures.append(TimeSignature(0, 3, 4))  # two bars of three beats, identical
     assert piece_metrics(waltz)["groove_consistency"] == 1.0
-    assert piece_metrics(make_score([(b * Q, Q, 60) for b in range(6)]))["groove_consistency"] == pytest.approx(1 - 2 / 16)
+    assert piece_metrics(make_score([(b * Q, Q, 60) for b in range(6)]))["groove_consistency"] == pytest.approx(
+        1 - 2 / 16
+    )
 
 
 def test_polyphony_counts_notes_sounding_at_each_onset():
@@ -107,7 +118,9 @@ def test_kde_is_scipys_gaussian_kde():
 
 def test_zero_variance_sets_do_not_crash():
     ones, twos = np.ones(10), np.full(5, 2.0)
-    assert overlap_area(ones, ones) == pytest.approx(1, abs=1e-3) and kl_divergence(ones, ones) == pytest.approx(0, abs=1e-9)
+    assert overlap_area(ones, ones) == pytest.approx(1, abs=1e-3) and kl_divergence(ones, ones) == pytest.approx(
+        0, abs=1e-9
+    )
     assert overlap_area(ones, twos) < 1e-3
     mostly_zero = np.array([0, 0, 0, 0, 0.1, 0, 0, 0.3])
     assert 0.4 < overlap_area(np.zeros(6), mostly_zero) < 1  # a point mass takes the other set's bandwidth

@@ -1,9 +1,8 @@
 import pytest
 
+from conftest import make_score, note_tuples
 from lstmidi.errors import MidiError
 from lstmidi.midi import load_score
-
-from conftest import make_score, note_tuples
 
 
 def two_tracks_and_drums():
@@ -41,11 +40,14 @@ def test_choose_one_track(tmp_path):
         load_score(path, tracks=7)
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "empty file"),
-    (b"hello, I am a text file", "not a MIDI file"),
-    (None, "truncated MIDI file"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty file"),
+        (b"hello, I am a text file", "not a MIDI file"),
+        (None, "truncated MIDI file"),
+    ],
+)
 def test_bad_files_raise_midierror_naming_file_and_reason(tmp_path, content, reason):
     path = tmp_path / "bad.mid"
     if content is None:

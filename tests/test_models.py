@@ -13,8 +13,10 @@ VARIANTS = [
     ({"name": "rollnet", "hidden": 16, "layers": 2, "output": "lstm"}, ROLL),
     ({"name": "endecell", "embed": 8, "hidden": 16, "layers": 2, "decoder_hidden": 6}, ROLL),
     ({"name": "notenet", "hidden": 16, "layers": 2, "dense": [8]}, NOTES),
-    ({"name": "notenet", "hidden": 16, "dense": [24], "pitch_head": "regression"},
-     {**NOTES, "fields": ["pitch", "velocity", "step"]}),
+    (
+        {"name": "notenet", "hidden": 16, "dense": [24], "pitch_head": "regression"},
+        {**NOTES, "fields": ["pitch", "velocity", "step"]},
+    ),
     ({"name": "seq2seq", "hidden": 16, "layers": 2, "context": 4}, TOKENS),
     ({"name": "seq2seq", "hidden": 16, "layers": 1, "embed": 8, "context": 4}, TOKENS),
     ({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 3}, TOKENS),
@@ -41,12 +43,16 @@ def flat(out):
     return out
 
 
-@pytest.mark.parametrize("spec, sizes", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) and "name" in v else "")
+@pytest.mark.parametrize(
+    "spec, sizes",
+    VARIANTS,
+    ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) and "name" in v else "",
+)
 def test_step_by_step_equals_whole_sequence(spec, sizes):
     torch.manual_seed(0)
     model = build_model(spec, sizes).eval()
     x = make_input(sizes)
-    state0 = model.encode(make_input(sizes, time=4)) if hasattr(model, "encode") else None
+    state0 = model.encode(make_input(sizes, time=4)) if model.context else None
     whole, _ = model(x, state0)
     state, steps = state0, []
     for t in range(10):
@@ -58,7 +64,11 @@ def test_step_by_step_equals_whole_sequence(spec, sizes):
     torch.testing.assert_close(torch.cat([flat(a), flat(b)], 1), flat(whole), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("spec, sizes", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) and "name" in v else "")
+@pytest.mark.parametrize(
+    "spec, sizes",
+    VARIANTS,
+    ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) and "name" in v else "",
+)
 def test_fast_generation_step_equals_whole_sequence(spec, sizes, monkeypatch):
     """Generation (eval, no gradients, one step per call) runs the LSTM's own step path, never nn.LSTM's
     per-call kernel, and gives the full-sequence outputs."""
@@ -66,7 +76,7 @@ def test_fast_generation_step_equals_whole_sequence(spec, sizes, monkeypatch):
     model = build_model(spec, sizes).eval()
     x = make_input(sizes)
     with torch.no_grad():
-        state0 = model.encode(make_input(sizes, time=4)) if hasattr(model, "encode") else None
+        state0 = model.encode(make_input(sizes, time=4)) if model.context else None
         whole, _ = model(x, state0)
         steps, state = [], state0
         calls = []
@@ -108,8 +118,10 @@ def test_fast_step_follows_weight_changes_and_training_uses_the_full_path():
 
 def test_output_shapes_match_the_originals():
     # DeepLearning4Music: LSTM 48 -> Dense 24 -> Dense 3 (9984 + 1176 + 75 parameters in Keras)
-    dl4m = build_model({"name": "notenet", "hidden": 48, "dense": [24], "pitch_head": "regression", "pitch_input": "scalar"},
-                       {**NOTES, "fields": ["pitch", "velocity", "step"]})
+    dl4m = build_model(
+        {"name": "notenet", "hidden": 48, "dense": [24], "pitch_head": "regression", "pitch_input": "scalar"},
+        {**NOTES, "fields": ["pitch", "velocity", "step"]},
+    )
     sizes = [p.numel() for p in dl4m.parameters()]
     assert sum(sizes) == 9984 + 48 * 4 + 1176 + 75  # PyTorch has two LSTM bias vectors, Keras one
     out, _ = dl4m(make_input({**NOTES, "fields": ["pitch", "velocity", "step"]}))

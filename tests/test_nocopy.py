@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import run_main, write_corpus
 from lstmidi.config import load_preset
 from lstmidi.modelfile import load_model
 from lstmidi.nocopy import generate_without_copies
@@ -10,17 +11,26 @@ from lstmidi.originality import NgramIndex, longest_copy, note_symbols
 from lstmidi.sampling import generate
 from lstmidi.training import train
 
-from conftest import run_main, write_corpus
-
-TINY = ["model.embed=16", "model.hidden=32", "model.layers=1", "train.window=48", "train.hop=24",
-        "train.batch_size=16", "train.primer_steps=16", "train.lr=0.01", "train.epochs=3"]
+TINY = [
+    "model.embed=16",
+    "model.hidden=32",
+    "model.layers=1",
+    "train.window=48",
+    "train.hop=24",
+    "train.batch_size=16",
+    "train.primer_steps=16",
+    "train.lr=0.01",
+    "train.epochs=3",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("nocopy")
     write_corpus(root / "data", n=10, bars=4)
-    result = train(load_preset("default", TINY), [root / "data"], root / "run", progress=False, cache_dir=root / "cache")
+    result = train(
+        load_preset("flagship", TINY), [root / "data"], root / "run", progress=False, cache_dir=root / "cache"
+    )
     return load_model(result.model_path), root
 
 
@@ -43,8 +53,20 @@ def test_copied_stretches_are_resampled(tiny):
 
 def test_max_copy_from_the_command_line(tiny, tmp_path, monkeypatch, capsys):
     loaded, root = tiny
-    args = ["generate", root / "run" / "model.lstmidi", "-o", tmp_path / "x.mid", "--seconds", "4", "--no-wav",
-            "--no-png", "--max-copy", "3", "--copy-data", root / "data"]
+    args = [
+        "generate",
+        root / "run" / "model.lstmidi",
+        "-o",
+        tmp_path / "x.mid",
+        "--seconds",
+        "4",
+        "--no-wav",
+        "--no-png",
+        "--max-copy",
+        "3",
+        "--copy-data",
+        root / "data",
+    ]
     monkeypatch.setenv("LSTMIDI_CACHE", str(root / "cache"))
     code, err = run_main(args, monkeypatch, capsys)
     assert code == 0

@@ -8,13 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from symusic import Tempo
 
+from conftest import make_score, note_tuples
 from lstmidi.encodings import build_encoding
 from lstmidi.errors import LstmidiError
 
-from conftest import make_score, note_tuples
-
 # 120 qpm, 480 ticks per quarter: 1 s = 960 ticks, the same clock the decoders write
-CHORD_AND_MELODY = [(0, 480, 60, 70), (0, 480, 64, 90), (0, 480, 67, 100), (480, 240, 72, 50), (720, 240, 71, 60), (960, 960, 72, 110)]
+CHORD_AND_MELODY = [
+    (0, 480, 60, 70),
+    (0, 480, 64, 90),
+    (0, 480, 67, 100),
+    (480, 240, 72, 50),
+    (720, 240, 71, 60),
+    (960, 960, 72, 110),
+]
 
 
 def notes_enc(**params):
@@ -29,8 +35,10 @@ def test_notes_exact_rows_for_chord_and_melody():
     assert rows.dtype == np.float32
     np.testing.assert_array_equal(rows, np.array(expected, np.float32))
     with_velocity = notes_enc(fields=["pitch", "velocity", "step"]).encode(score)  # DeepLearning4Music's columns
-    np.testing.assert_array_equal(with_velocity, np.array(
-        [[60, 70, 0], [64, 90, 0], [67, 100, 0], [72, 50, 0.5], [71, 60, 0.25], [72, 110, 0.25]], np.float32))
+    np.testing.assert_array_equal(
+        with_velocity,
+        np.array([[60, 70, 0], [64, 90, 0], [67, 100, 0], [72, 50, 0.5], [71, 60, 0.25], [72, 110, 0.25]], np.float32),
+    )
 
 
 def test_notes_decode_keeps_real_velocities_or_uses_the_constant():
@@ -57,13 +65,23 @@ def test_notes_round_clip_and_drop():
 
 def test_notes_decode_accepts_raw_model_output():
     enc = notes_enc(fields=["pitch", "step", "duration", "velocity"])
-    raw = np.array([[60.4, -0.3, 0.0, 64.6],   # negative step -> 0, zero duration -> one resolution step
-                    [61.7, 0.5, -1.0, 300.0],  # velocity clipped to 127
-                    [200.0, 0.25, 0.3, -5.0],  # pitch clipped to high=108, velocity to 1
-                    [30.0, 9.0, 9.0, 80.0],    # step and duration clipped to 4 s
-                    [np.nan, np.nan, np.nan, np.nan]], np.float32)  # NaN counts as 0
+    raw = np.array(
+        [
+            [60.4, -0.3, 0.0, 64.6],  # negative step -> 0, zero duration -> one resolution step
+            [61.7, 0.5, -1.0, 300.0],  # velocity clipped to 127
+            [200.0, 0.25, 0.3, -5.0],  # pitch clipped to high=108, velocity to 1
+            [30.0, 9.0, 9.0, 80.0],  # step and duration clipped to 4 s
+            [np.nan, np.nan, np.nan, np.nan],
+        ],
+        np.float32,
+    )  # NaN counts as 0
     assert note_tuples(enc.decode(raw)) == [
-        (0, 1, 60, 65), (480, 1, 62, 127), (720, 288, 108, 1), (4560, 1, 21, 1), (4560, 3840, 30, 80)]
+        (0, 1, 60, 65),
+        (480, 1, 62, 127),
+        (720, 288, 108, 1),
+        (4560, 1, 21, 1),
+        (4560, 3840, 30, 80),
+    ]
     with pytest.raises(ValueError, match=r"expected \(notes, 4\)"):
         enc.decode(np.zeros((3, 3)))
 
@@ -92,14 +110,25 @@ def test_notes_params_sizes_and_errors():
 
 notes_strategy = st.lists(
     st.tuples(st.integers(0, 4000), st.integers(1, 1500), st.integers(15, 115), st.integers(1, 127)),
-    min_size=0, max_size=30)
-FIELD_SETS = [["pitch", "step", "duration"], ["pitch", "velocity", "step"], ["pitch", "step", "duration", "velocity"],
-              ["velocity", "pitch"], ["duration", "pitch", "step"]]
+    min_size=0,
+    max_size=30,
+)
+FIELD_SETS = [
+    ["pitch", "step", "duration"],
+    ["pitch", "velocity", "step"],
+    ["pitch", "step", "duration", "velocity"],
+    ["velocity", "pitch"],
+    ["duration", "pitch", "step"],
+]
 
 
 @settings(max_examples=80, deadline=None)
-@given(notes=notes_strategy, fields=st.sampled_from(FIELD_SETS), resolution=st.sampled_from([0.001, 0.01, 0.0137]),
-       tempo=st.tuples(st.integers(1, 3000), st.sampled_from([45.0, 97.0, 180.0])))
+@given(
+    notes=notes_strategy,
+    fields=st.sampled_from(FIELD_SETS),
+    resolution=st.sampled_from([0.001, 0.01, 0.0137]),
+    tempo=st.tuples(st.integers(1, 3000), st.sampled_from([45.0, 97.0, 180.0])),
+)
 def test_notes_decode_encode_equals_quantize(notes, fields, resolution, tempo):
     score = make_score(notes, qpm=110)
     score.tempos.append(Tempo(tempo[0], qpm=tempo[1]))
@@ -109,7 +138,16 @@ def test_notes_decode_encode_equals_quantize(notes, fields, resolution, tempo):
 
 # ---- pseudonotes ---------------------------------------------------------------------------------
 # velocities 10..80 and durations 0.25/0.5/1/2 s in pairs, split over two scores
-TRAIN = [(60, 10, 240), (62, 20, 240), (64, 30, 480), (65, 40, 480), (67, 50, 960), (69, 60, 960), (71, 70, 1920), (72, 80, 1920)]
+TRAIN = [
+    (60, 10, 240),
+    (62, 20, 240),
+    (64, 30, 480),
+    (65, 40, 480),
+    (67, 50, 960),
+    (69, 60, 960),
+    (71, 70, 1920),
+    (72, 80, 1920),
+]
 
 
 def training_scores():
@@ -119,6 +157,7 @@ def training_scores():
             out.append((t, dur, pitch, vel))
             t += dur
         return make_score(out)
+
     return [one(TRAIN[:4]), one(TRAIN[4:])]
 
 
@@ -144,11 +183,13 @@ def test_pseudonotes_one_velocity_gives_one_bin():
     assert enc.params.duration_edges == [0.25] and enc.params.duration_values == [0.25, 0.5]
 
 
-TEST_SCORE = [(0, 480, 65, 40),     # (65, v1, d1) -> 4; sorted after 60 at the same onset
-              (0, 240, 60, 15),     # (60, v0, d0) -> 1
-              (480, 1920, 72, 127),  # above the last edges: (72, v3, d3) -> 8
-              (2400, 240, 72, 80),  # (72, v3, d0) never seen -> 0
-              (2640, 100, 10, 80)]  # below low: dropped
+TEST_SCORE = [
+    (0, 480, 65, 40),  # (65, v1, d1) -> 4; sorted after 60 at the same onset
+    (0, 240, 60, 15),  # (60, v0, d0) -> 1
+    (480, 1920, 72, 127),  # above the last edges: (72, v3, d3) -> 8
+    (2400, 240, 72, 80),  # (72, v3, d0) never seen -> 0
+    (2640, 100, 10, 80),
+]  # below low: dropped
 
 
 def test_pseudonotes_encode_decode_exact():
@@ -180,8 +221,12 @@ def test_pseudonotes_to_dict_restores_bins():
 def test_pseudonotes_unfitted_is_a_clear_error():
     enc = build_encoding({"name": "pseudonotes"})
     assert enc.needs_fit
-    for use in (lambda: enc.encode(make_score(TEST_SCORE)), lambda: enc.decode([1]),
-                lambda: enc.quantize(make_score(TEST_SCORE)), lambda: enc.sizes):
+    for use in (
+        lambda: enc.encode(make_score(TEST_SCORE)),
+        lambda: enc.decode([1]),
+        lambda: enc.quantize(make_score(TEST_SCORE)),
+        lambda: enc.sizes,
+    ):
         with pytest.raises(LstmidiError, match="not fitted; call fit"):
             use()
     with pytest.raises(LstmidiError, match="no notes in"):

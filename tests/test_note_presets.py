@@ -3,15 +3,20 @@
 import numpy as np
 import pytest
 
+from conftest import make_score, note_tuples
 from lstmidi.config import load_preset
 from lstmidi.modelfile import load_model
 from lstmidi.sampling import generate
 from lstmidi.training import train
 
-from conftest import make_score, note_tuples
-
 SMALL = {
-    "tutorial": ["model.hidden=32", "train.loss.weights.pitch=1.0", "train.window=12", "train.hop=4", "train.primer_steps=8"],
+    "tutorial": [
+        "model.hidden=32",
+        "train.loss.weights.pitch=1.0",
+        "train.window=12",
+        "train.hop=4",
+        "train.primer_steps=8",
+    ],
     "dl4music": ["model.hidden=16", "train.window=12", "train.hop=4", "train.primer_steps=8"],
     "seq2seq": ["model.hidden=32", "model.context=6", "train.window=6", "train.hop=3", "train.primer_steps=10"],
 }
@@ -36,7 +41,9 @@ def runs(tmp_path_factory):
     data = melody_corpus(root / "data")
     results = {}
     for name, extra in SMALL.items():
-        preset = load_preset(name, [*extra, "train.epochs=40", "train.lr=0.01", "data.valid_fraction=0.25", "data.test_fraction=0"])
+        preset = load_preset(
+            name, [*extra, "train.epochs=40", "train.lr=0.01", "data.valid_fraction=0.25", "data.test_fraction=0"]
+        )
         results[name] = train(preset, [data], root / name, progress=False)
     return results, data
 
@@ -83,8 +90,14 @@ def test_overfit_models_continue_the_phrase(runs):
     phrase = [60, 62, 64, 65, 67, 65, 64, 62]
     data = runs[1]
     for name, need in (("tutorial", 8), ("seq2seq", 6)):
-        piece = generate(load_model(runs[0][name].model_path), steps=8, num=1, greedy=True,
-                         primer=data / "m0.mid", primer_seconds=4.0)[0]
+        piece = generate(
+            load_model(runs[0][name].model_path),
+            steps=8,
+            num=1,
+            greedy=True,
+            primer=data / "m0.mid",
+            primer_seconds=4.0,
+        )[0]
         pitches = [n[2] for n in note_tuples(piece.score)]
         expected = [phrase[i % 8] for i in range(len(pitches) - 8, len(pitches))]
         matched = sum(b.size for b in SequenceMatcher(None, pitches[-8:], expected).get_matching_blocks())

@@ -9,23 +9,42 @@ from lstmidi.options import GenerationLimits, _program_list, check_options, mode
 
 
 def test_good_options_pass_and_none_means_not_given():
-    check_options({"seconds": 30, "steps": None, "num": 4, "temperature": 0.8, "top_k": 5, "top_p": 1.0,
-                   "threshold": 0.5, "beam": 4, "repetition_penalty": 1.2, "max_repeat": 3, "mode": "threshold",
-                   "primer_seconds": 0, "pitch_range": (48, 84), "programs": [-1, 0, 127], "seed": 2**63})
+    check_options(
+        {
+            "seconds": 30,
+            "steps": None,
+            "num": 4,
+            "temperature": 0.8,
+            "top_k": 5,
+            "top_p": 1.0,
+            "threshold": 0.5,
+            "beam": 4,
+            "repetition_penalty": 1.2,
+            "max_repeat": 3,
+            "mode": "threshold",
+            "primer_seconds": 0,
+            "pitch_range": (48, 84),
+            "programs": [-1, 0, 127],
+            "seed": 2**63,
+        }
+    )
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"temperature": math.inf}, r"^--temperature inf: a finite number above 0"),
-    ({"temperature": True}, r"^--temperature True"),
-    ({"top_k": 2.5}, r"^--top-k 2.5: a whole number"),
-    ({"steps": 250_001}, r"^--steps 250001: 1 to 250,000 steps \(set LSTMIDI_MAX_STEPS for more\)"),
-    ({"num": 257}, r"^--num 257: pieces: 1 to 256"),
-    ({"seed": 2**64}, r"^--seed 18446744073709551616: a whole number \(64 bits\)"),
-    ({"pitch_range": (90, 80)}, r"^--pitch-range \(90, 80\): LOW-HIGH MIDI pitches"),
-    ({"programs": []}, r"^--programs '': no programs given"),
-    ({"programs": [0, 128, -2]}, r"^--programs 0,128,-2: 128, -2 are not General MIDI programs"),
-    ({"tempo": 1}, r"^unknown generation option tempo"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"temperature": math.inf}, r"^--temperature inf: a finite number above 0"),
+        ({"temperature": True}, r"^--temperature True"),
+        ({"top_k": 2.5}, r"^--top-k 2.5: a whole number"),
+        ({"steps": 250_001}, r"^--steps 250001: 1 to 250,000 steps \(set LSTMIDI_MAX_STEPS for more\)"),
+        ({"num": 257}, r"^--num 257: pieces: 1 to 256"),
+        ({"seed": 2**64}, r"^--seed 18446744073709551616: a whole number \(64 bits\)"),
+        ({"pitch_range": (90, 80)}, r"^--pitch-range \(90, 80\): LOW-HIGH MIDI pitches"),
+        ({"programs": []}, r"^--programs '': no programs given"),
+        ({"programs": [0, 128, -2]}, r"^--programs 0,128,-2: 128, -2 are not General MIDI programs"),
+        ({"tempo": 1}, r"^unknown generation option tempo"),
+    ],
+)
 def test_bad_options_name_the_option_and_the_rule(options, message):
     with pytest.raises(LstmidiError, match=message):
         check_options(options)
@@ -57,7 +76,9 @@ def test_resolve_fills_the_model_defaults_and_checks_them_against_the_model(tmp_
     with pytest.raises(LstmidiError, match=r"--seconds 60: 2,466 steps of this model; the limit is 1,000"):
         resolve_options(loaded, {"seconds": 60})
     monkeypatch.delenv("LSTMIDI_MAX_STEPS")
-    loaded.preset.sample.temperature = math.inf  # pydantic's gt=0 lets inf through: the model's defaults are checked too
+    loaded.preset.sample.temperature = (
+        math.inf
+    )  # pydantic's gt=0 lets inf through: the model's defaults are checked too
     with pytest.raises(LstmidiError, match=r"default.lstmidi: the model's sample defaults: --temperature inf"):
         resolve_options(loaded, {})
     assert resolve_options(loaded, {"temperature": 0.5})["temperature"] == 0.5

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
+from conftest import make_score
 from lstmidi.errors import LstmidiError
 from lstmidi.originality import MAX_DELTA, NgramIndex, note_symbols, piece_originality, set_originality
-
-from conftest import make_score
 
 Q = 480
 
@@ -28,7 +27,10 @@ def test_symbols_are_interval_and_onset_delta_with_chords_low_to_high():
     expected = [(4, 0), (3, 0), (-5, 12)]  # C->E, E->G in the chord, then G->D one beat (12 steps) later
     assert note_symbols(chord_then_note).tolist() == [(i + 127) * (MAX_DELTA + 1) + d for i, d in expected]
     notes = random_piece(3)
-    assert note_symbols(make_score([(t, d, p + 7) for t, d, p in notes])).tolist() == note_symbols(make_score(notes)).tolist()
+    assert (
+        note_symbols(make_score([(t, d, p + 7) for t, d, p in notes])).tolist()
+        == note_symbols(make_score(notes)).tolist()
+    )
     assert len(note_symbols(make_score([]))) == 0
 
 
@@ -43,8 +45,9 @@ def test_a_shared_ten_note_stretch():
     index = NgramIndex.build([make_score([(t * 2, d, p) for t, d, p in training])])  # deltas of 1, 2 or 3 beats
     own = random_piece(99, notes=30)  # deltas of 1/2, 1 or 3/2 beats
     start = own[-1][0] + Q // 2
-    stretch = [(t - training[12][0] * 2 + start, d, p - 3) for t, d, p in
-               [(t * 2, d, p) for t, d, p in training[12:22]]]  # notes 12..21 of the training piece, 3 semitones down
+    stretch = [
+        (t - training[12][0] * 2 + start, d, p - 3) for t, d, p in [(t * 2, d, p) for t, d, p in training[12:22]]
+    ]  # notes 12..21 of the training piece, 3 semitones down
     after = [(t + stretch[-1][0] + Q // 2, d, p) for t, d, p in random_piece(7, notes=20)]
     piece = make_score(own + stretch + after)  # entered and left with a 1/2-beat delta that training never has
     result = piece_originality(piece, index)
@@ -53,7 +56,9 @@ def test_a_shared_ten_note_stretch():
 
 
 def test_random_notes_share_almost_nothing(index):
-    shares = [piece_originality(make_score(random_piece(seed, low=50)), index)["ngram8_share"] for seed in range(100, 105)]
+    shares = [
+        piece_originality(make_score(random_piece(seed, low=50)), index)["ngram8_share"] for seed in range(100, 105)
+    ]
     assert max(shares) < 0.02
 
 

@@ -27,8 +27,10 @@ def bce(p, on):
 def hand_endecell(keys=2):
     """An endecell whose time state does not matter (zero weights into the decoder), with NADE weights set
     so that p(key 0) = sig(1) and p(key 1 | key 0 = v) = sig(-2 + 4 * sig(6 v))."""
-    model = build_model({"name": "endecell", "embed": 4, "hidden": 4, "decoder_hidden": 1, "dropout": 0.0},
-                        {"input_size": keys, "output_size": keys}).eval()
+    model = build_model(
+        {"name": "endecell", "embed": 4, "hidden": 4, "decoder_hidden": 1, "dropout": 0.0},
+        {"input_size": keys, "output_size": keys},
+    ).eval()
     with torch.no_grad():
         for lin in (model.to_bv, model.to_bh):
             lin.weight.zero_()
@@ -58,8 +60,9 @@ def test_endecell_nll_by_hand_on_three_frames_two_keys():
 
 
 def test_rollnet_nll_by_hand_on_three_frames_two_keys():
-    model = build_model({"name": "rollnet", "hidden": 4, "layers": 1, "dropout": 0.0},
-                        {"input_size": 2, "output_size": 2}).eval()
+    model = build_model(
+        {"name": "rollnet", "hidden": 4, "layers": 1, "dropout": 0.0}, {"input_size": 2, "output_size": 2}
+    ).eval()
     with torch.no_grad():  # p(key on) fixed at 0.2 and 0.7, whatever the past
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([math.log(0.2 / 0.8), math.log(0.7 / 0.3)]))
@@ -74,8 +77,9 @@ def test_rollnet_nll_by_hand_on_three_frames_two_keys():
 def test_endecell_joint_probabilities_sum_to_one():
     torch.manual_seed(0)
     keys = 5
-    model = build_model({"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3},
-                        {"input_size": keys, "output_size": keys}).eval()
+    model = build_model(
+        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3}, {"input_size": keys, "output_size": keys}
+    ).eval()
     frames = torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))  # all 2^k frames
     with torch.no_grad():
         model.W.normal_()
@@ -118,13 +122,47 @@ def write_mat(path, pieces_per_split=6, frames=24, seed=0):
 def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypatch, capsys):
     mat = tmp_path / "JSB_Chorales.mat"
     write_mat(mat)
-    result = run("jsb", load_preset("endecell", ["model.hidden=32", "model.embed=16", "model.decoder_hidden=16",
-                                                 "train.epochs=40", "train.window=16", "train.hop=4", "train.lr=0.02",
-                                                 "model.dropout=0"]), tmp_path / "run", data=mat, progress=False)
+    result = run(
+        "jsb",
+        load_preset(
+            "endecell",
+            [
+                "model.hidden=32",
+                "model.embed=16",
+                "model.decoder_hidden=16",
+                "train.epochs=40",
+                "train.window=16",
+                "train.hop=4",
+                "train.lr=0.02",
+                "model.dropout=0",
+            ],
+        ),
+        tmp_path / "run",
+        data=mat,
+        progress=False,
+    )
     assert result.test_nll < 0.5 * result.markov_nll  # the progression is learnt far beyond the per-key baseline
     assert result.frame_accuracy > 0.8
-    args = ["benchmark", "polyphonic", "--dataset", "jsb", "--preset", "musicgenerator", "--data", mat, "--out",
-            tmp_path / "cli", "--epochs", "1", "--set", "model.hidden=8", "--set", "train.window=16", "--json", tmp_path / "fig.json"]
+    args = [
+        "benchmark",
+        "polyphonic",
+        "--dataset",
+        "jsb",
+        "--preset",
+        "musicgenerator",
+        "--data",
+        mat,
+        "--out",
+        tmp_path / "cli",
+        "--epochs",
+        "1",
+        "--set",
+        "model.hidden=8",
+        "--set",
+        "train.window=16",
+        "--json",
+        tmp_path / "fig.json",
+    ]
     monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
     with pytest.raises(SystemExit) as exit_info:
         main()

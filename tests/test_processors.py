@@ -97,21 +97,26 @@ def test_top_p_sampling_respects_nucleus():
 
 def test_seeded_generator_reproduces():
     logits = torch.randn(8, 30, generator=torch.Generator().manual_seed(6))
-    a = [sample(logits, temperature=1.3, top_k=10, top_p=0.9, generator=torch.Generator().manual_seed(7))
-         for _ in range(2)]
+    a = [
+        sample(logits, temperature=1.3, top_k=10, top_p=0.9, generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
     assert torch.equal(a[0], a[1])
     b = sample(logits, temperature=1.3, top_k=10, top_p=0.9, generator=torch.Generator().manual_seed(8))
     assert not torch.equal(a[0], b)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"temperature": 0.0}, "temperature must be > 0"),
-    ({"temperature": -1.0}, "temperature must be > 0"),
-    ({"top_k": 0}, "top_k must be >= 1"),
-    ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
-    ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
-    ({"temperature": 0.0, "greedy": True}, "temperature must be > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"temperature": -1.0}, "temperature must be > 0"),
+        ({"top_k": 0}, "top_k must be >= 1"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ({"temperature": 0.0, "greedy": True}, "temperature must be > 0"),
+    ],
+)
 def test_sample_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         sample(torch.zeros(2, 5), **kwargs)

@@ -3,12 +3,11 @@ tell-apart score and the gate's verdict on real music and on random pitches."""
 
 import numpy as np
 import pytest
-from symusic import Note, Score, Tempo, TimeSignature, Track
-
-from lstmidi import quality
-from lstmidi.metrics import note_arrays
+from symusic import Score
 
 from conftest import chorale_like, make_score, note_tuples
+from lstmidi import quality
+from lstmidi.metrics import note_arrays
 
 Q = 480  # ticks per quarter
 
@@ -55,8 +54,19 @@ def test_harmony_of_a_cadence():
 def test_minor_keys_allow_both_sixths_and_sevenths_and_the_picardy_third():
     # A minor with G# and F#, ending on A major: only the final C# (of 30 notes) is outside the minor key's
     # scale, and the ending counts as tonic
-    h = quality.harmony(chords((57, 60, 64), (50, 57, 65), (57, 60, 64), (53, 57, 60), (52, 56, 59, 64), (57, 60, 64),
-                               (54, 57, 62), (52, 56, 59, 64), (45, 57, 61, 64)))
+    h = quality.harmony(
+        chords(
+            (57, 60, 64),
+            (50, 57, 65),
+            (57, 60, 64),
+            (53, 57, 60),
+            (52, 56, 59, 64),
+            (57, 60, 64),
+            (54, 57, 62),
+            (52, 56, 59, 64),
+            (45, 57, 61, 64),
+        )
+    )
     assert h["key"] == "A minor" and h["in_scale"] == pytest.approx(29 / 30) and h["tonic_ending"] == 1.0
 
 
@@ -99,7 +109,9 @@ def real_like(seed: int) -> Score:
     """A diatonic four-voice progression in C major ending on the tonic (I IV V7 I ...)."""
     rng = np.random.default_rng(seed)
     bank = [(48, 64, 67, 72), (53, 65, 69, 72), (55, 65, 71, 74), (57, 64, 69, 72), (50, 65, 69, 74), (43, 62, 65, 71)]
-    seq = [bank[0], bank[1], bank[2], bank[0]] + [bank[i] for i in rng.integers(0, len(bank), 8)] + [bank[2], bank[0]] * 2
+    seq = (
+        [bank[0], bank[1], bank[2], bank[0]] + [bank[i] for i in rng.integers(0, len(bank), 8)] + [bank[2], bank[0]] * 2
+    )
     return chords(*seq, beats=1)
 
 

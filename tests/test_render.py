@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import symusic
 
-from lstmidi import render
+from lstmidi import files, render
 from lstmidi.errors import LstmidiError, OutputExistsError
 
 TPQ = 480
@@ -90,7 +90,7 @@ def test_midi_round_trip(tmp_path):
     assert [t.program for t in back.tracks] == [0, 32]
     assert [round(t.qpm, 3) for t in back.tempos] == [120.0]
     assert [p.name for p in out.parent.iterdir()] == ["song.mid"]  # no temp file left behind
-    assert out.stat().st_mode & 0o777 == 0o666 & ~render._UMASK  # not mkstemp's private 0600
+    assert out.stat().st_mode & 0o777 == 0o666 & ~files._UMASK  # not mkstemp's private 0600 (lstmidi.files writes it)
 
 
 # ---------------------------------------------------------------------------------------------- audio
@@ -348,4 +348,6 @@ def test_a_piece_without_notes_is_written_with_its_events_in_order(tmp_path):
     data = (tmp_path / "empty.mid").read_bytes()
     assert b"\xff\xff\xff" not in data
     parsed = smf.parse(data, build=False)
-    assert parsed.ticks in (83, 84) and not parsed.problems  # the last tempo change (symusic ends the track a tick later)
+    assert (
+        parsed.ticks in (83, 84) and not parsed.problems
+    )  # the last tempo change (symusic ends the track a tick later)

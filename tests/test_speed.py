@@ -6,10 +6,9 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import make_score, run, run_main
 from lstmidi import speed
 from lstmidi.models import build_model
-
-from conftest import make_score, run, run_main
 
 
 def test_flops_count_every_lstm_and_linear_layer():
@@ -23,7 +22,9 @@ def test_tutorial_note_extraction_reads_the_notes(tmp_path):
     path = tmp_path / "a.mid"
     make_score([(0, 480, 60, 90), (480, 240, 64, 80), (960, 960, 67, 70)]).dump_midi(path)  # 120 bpm: 0.5 s a beat
     notes = speed.tutorial_notes(path)
-    np.testing.assert_allclose(notes, [[60, 0.0, 0.5, 0.0, 0.5], [64, 0.5, 0.75, 0.5, 0.25], [67, 1.0, 2.0, 0.5, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        notes, [[60, 0.0, 0.5, 0.0, 0.5], [64, 0.5, 0.75, 0.5, 0.25], [67, 1.0, 2.0, 0.5, 1.0]], atol=1e-6
+    )
 
 
 def test_samplers_measured_on_a_small_model():
@@ -46,7 +47,9 @@ def test_markdown_section_is_replaced_and_the_rest_kept(tmp_path):
 def test_benchmark_speed_cli_writes_json_and_markdown(tmp_path):
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\nKept.\n")
-    out = run(["benchmark", "speed", "--suite", "train", "--quick", "--json", tmp_path / "speed.json", "--markdown", doc]).output
+    out = run(
+        ["benchmark", "speed", "--suite", "train", "--quick", "--json", tmp_path / "speed.json", "--markdown", doc]
+    ).output
     result = json.loads((tmp_path / "speed.json").read_text())
     assert result["machine"]["cores"] >= 1 and result["quick"] is True
     names = [r["name"] for r in result["rows"]]
@@ -63,4 +66,8 @@ def test_unknown_suite_is_named(monkeypatch, capsys):
 
 
 def test_peak_memory_of_a_process():
-    assert 60 < speed.peak_rss_mb([sys.executable, "-c", "b = bytearray(80 * 2**20); b[::4096] = b'x' * len(b[::4096])"]) < 400
+    assert (
+        60
+        < speed.peak_rss_mb([sys.executable, "-c", "b = bytearray(80 * 2**20); b[::4096] = b'x' * len(b[::4096])"])
+        < 400
+    )

@@ -19,12 +19,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import write_corpus
 from symusic import Note, Score, Tempo, Track
 
+from conftest import write_corpus
 from lstmidi.errors import LstmidiError
 from lstmidi.studio import UploadError, run_name, safe_name, stage_uploads
-
 
 
 def screenshot(page, name: str, tmp_path: Path) -> None:
@@ -32,6 +31,8 @@ def screenshot(page, name: str, tmp_path: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / name), full_page=True)
     assert (folder / name).stat().st_size > 10_000
+
+
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]  # the primer: a C major scale in quarter notes at 120 qpm (4 s)
 
 
@@ -47,6 +48,7 @@ def scale_midi(path: Path) -> Path:
 
 
 # ---- safety helpers (no browser) ----------------------------------------------------------------------
+
 
 def test_safe_names_never_leave_the_folder():
     assert safe_name("../../etc/passwd") == "passwd"
@@ -124,23 +126,29 @@ def test_uploaded_model_files_are_checked(tmp_path):
         studio.model_path("../../etc/passwd")
 
 
-
 def test_uploaded_zip_bomb_and_nan_models_are_refused(tmp_path):
     """The studio's model upload goes through the same bounded loader: a 1 MB zip bomb (1 GB config.json)
     and a model with NaN weights are refused with the reason, and nothing is kept."""
-    from modelbytes import members, nan_model_weights, zip_with_bomb
-
     from lstmidi.config import load_preset
     from lstmidi.encodings import build_encoding
     from lstmidi.modelfile import save_model
     from lstmidi.models import build_model
     from lstmidi.studio import Studio
+    from modelbytes import members, nan_model_weights, zip_with_bomb
 
     preset = load_preset("musicgenerator", ["model.hidden=8", "model.layers=1"])
     encoding = build_encoding(preset.encoding)
-    good = save_model(tmp_path / "good.lstmidi", encoding=encoding, model=build_model(preset.model, encoding.sizes),
-                      preset=preset, metrics={}, command="test")
-    bomb = zip_with_bomb(tmp_path / "bomb.lstmidi", {"weights.safetensors": members(good)["weights.safetensors"]}, "config.json", 1024)
+    good = save_model(
+        tmp_path / "good.lstmidi",
+        encoding=encoding,
+        model=build_model(preset.model, encoding.sizes),
+        preset=preset,
+        metrics={},
+        command="test",
+    )
+    bomb = zip_with_bomb(
+        tmp_path / "bomb.lstmidi", {"weights.safetensors": members(good)["weights.safetensors"]}, "config.json", 1024
+    )
     studio = Studio(tmp_path / "runs")
     with pytest.raises(UploadError, match=r"^bomb.lstmidi: refused: config.json would unpack to 1,024 MB"):
         studio.add_uploaded_model(bomb)
@@ -154,21 +162,48 @@ def test_studio_generation_options_are_checked_before_loading(tmp_path, monkeypa
 
     studio = Studio(tmp_path / "runs")
     monkeypatch.setattr(Studio, "load", lambda *a: pytest.fail("a model was loaded before the options were checked"))
-    base = dict(model="bundled", model_upload=None, primer=None, primer_seconds=None, seconds=10, temperature=1.0,
-                top_p=0.9, key=None, programs=None, seed=0, num=1)
-    for change, message in (({"temperature": float("nan")}, r"--temperature nan: a finite number above 0"),
-                            ({"top_p": 0.0}, r"--top-p 0: a probability mass above 0"),
-                            ({"programs": [999]}, r"--programs 999: 999 is not a General MIDI program")):
+    base = dict(
+        model="bundled",
+        model_upload=None,
+        primer=None,
+        primer_seconds=None,
+        seconds=10,
+        temperature=1.0,
+        top_p=0.9,
+        key=None,
+        programs=None,
+        seed=0,
+        num=1,
+    )
+    for change, message in (
+        ({"temperature": float("nan")}, r"--temperature nan: a finite number above 0"),
+        ({"top_p": 0.0}, r"--top-p 0: a probability mass above 0"),
+        ({"programs": [999]}, r"--programs 999: 999 is not a General MIDI program"),
+    ):
         with pytest.raises(LstmidiError, match=message):
             generate_pieces(studio, **{**base, **change})
 
 
 # ---- the page in Chromium ------------------------------------------------------------------------------
 
-CHROMIUM = next((p for p in (os.environ.get("LSTMIDI_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
-                             shutil.which("chromium-browser")) if p and Path(p).is_file()), None)
-browser_test = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is missing: apt-get install chromium "
-                                  "(make install does it when run as root), or set LSTMIDI_CHROMIUM")
+CHROMIUM = next(
+    (
+        p
+        for p in (
+            os.environ.get("LSTMIDI_CHROMIUM"),
+            shutil.which("chromium"),
+            "/usr/bin/chromium",
+            shutil.which("chromium-browser"),
+        )
+        if p and Path(p).is_file()
+    ),
+    None,
+)
+browser_test = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is missing: apt-get install chromium "
+    "(make install does it when run as root), or set LSTMIDI_CHROMIUM",
+)
 
 
 def _free_port() -> int:
@@ -181,11 +216,22 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("studio")
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-           "LSTMIDI_CACHE": str(tmp / "cache"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+        "LSTMIDI_CACHE": str(tmp / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "lstmidi.cli", "serve", "--port", str(port), "--runs", str(tmp / "runs")],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstmidi.cli", "serve", "--port", str(port), "--runs", str(tmp / "runs")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 90
     while True:
@@ -209,19 +255,30 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("the studio tests need playwright: pip install -c constraints.txt -e '.[dev,studio]' (make install)")
+        pytest.fail(
+            "the studio tests need playwright: pip install -c constraints.txt -e '.[dev,studio]' (make install)"
+        )
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(60_000)
-        page.goto(server["url"])
-        page.wait_for_selector("#gen-button")
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page for every test (the server, and so its runs folder and training job, is shared): no test
+    depends on what an earlier one left in the page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server["url"])
+    page.wait_for_selector("#gen-button")
+    yield page
+    context.close()
 
 
 def _fetch(page, url: str):
@@ -231,8 +288,11 @@ def _fetch(page, url: str):
 
 
 def _midi_links(page, piece: int = 1) -> list[str]:
-    return [a.get_attribute("href") for a in page.query_selector_all(f"#piece-{piece}-files a")
-            if (a.get_attribute("href") or "").endswith(".mid")]
+    return [
+        a.get_attribute("href")
+        for a in page.query_selector_all(f"#piece-{piece}-files a")
+        if (a.get_attribute("href") or "").endswith(".mid")
+    ]
 
 
 def _set_number(page, selector: str, value) -> None:
@@ -247,9 +307,12 @@ def _fill_text(page, selector: str, text: str) -> None:
 
 def _generate(page, previous: list[str]) -> tuple[str, Score]:
     page.click("#gen-button")
-    page.wait_for_function("prev => { const a = [...document.querySelectorAll('#piece-1-files a')]"
-                           ".map(x => x.getAttribute('href') || '').filter(h => h.endsWith('.mid'));"
-                           " return a.length > 0 && !prev.includes(a[0]); }", arg=previous)
+    page.wait_for_function(
+        "prev => { const a = [...document.querySelectorAll('#piece-1-files a')]"
+        ".map(x => x.getAttribute('href') || '').filter(h => h.endsWith('.mid'));"
+        " return a.length > 0 && !prev.includes(a[0]); }",
+        arg=previous,
+    )
     url = _midi_links(page)[0]
     body = _fetch(page, url).body()
     assert body[:4] == b"MThd"
@@ -318,8 +381,18 @@ def test_train_tiny_model_and_use_it(page, server, tmp_path):
     page.wait_for_selector("#train-report-summary :text('3 files')")
     assert page.inner_text("#train-report").count("loaded") >= 3
     _set_number(page, "#train-epochs", 2)
-    tiny = ["model.hidden=16", "model.layers=1", "train.window=16", "train.hop=8", "train.batch_size=8",
-            "train.primer_steps=8", "train.primers=2"]
+    assert page.input_value("#train-preset input") == "flagship"  # the default preset, as in `lstmidi train`
+    page.click("#train-preset input")
+    page.get_by_role("option", name="musicgenerator").click()  # a tiny piano-roll model trains in seconds
+    tiny = [
+        "model.hidden=16",
+        "model.layers=1",
+        "train.window=16",
+        "train.hop=8",
+        "train.batch_size=8",
+        "train.primer_steps=8",
+        "train.primers=2",
+    ]
     _fill_text(page, "#train-settings", "\n".join(tiny))
     _fill_text(page, "#train-name", "tiny")
     page.click("#train-start")
@@ -340,8 +413,14 @@ def test_train_tiny_model_and_use_it(page, server, tmp_path):
 
 
 @browser_test
-def test_one_training_run_at_a_time_cancel_and_bad_settings(page, server):
+def test_one_training_run_at_a_time_cancel_and_bad_settings(page, server, tmp_path):
+    files = write_corpus(tmp_path / "corpus", n=3)
     page.get_by_role("tab", name="Train").click()
+    page.set_input_files("#train-files input[type=file]", [str(f) for f in files])
+    page.wait_for_selector("#train-report-summary :text('3 files')")
+    page.click("#train-preset input")
+    page.get_by_role("option", name="musicgenerator").click()
+    _fill_text(page, "#train-settings", "model.hidden=16\nmodel.layers=1\ntrain.window=16")
     _set_number(page, "#train-epochs", 1000)
     _fill_text(page, "#train-name", "long")
     page.click("#train-start")

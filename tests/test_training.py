@@ -5,15 +5,22 @@ import numpy as np
 import pytest
 import torch
 
+from lstmidi.batches import WindowDataset
 from lstmidi.config import load_preset
 from lstmidi.errors import LstmidiError, ModelFileError
 from lstmidi.modelfile import load_model
 from lstmidi.sampling import generate
-from lstmidi.batches import WindowDataset
 from lstmidi.training import train
 
-TINY = ["model.hidden=24", "model.layers=1", "train.window=16", "train.hop=8", "train.batch_size=16",
-        "train.primers=4", "train.primer_steps=8"]
+TINY = [
+    "model.hidden=24",
+    "model.layers=1",
+    "train.window=16",
+    "train.hop=8",
+    "train.batch_size=16",
+    "train.primers=4",
+    "train.primer_steps=8",
+]
 
 
 def tiny(epochs=2, extra=()):
@@ -85,7 +92,9 @@ def test_broken_files_are_skipped_and_reported_by_name(trained):
     assert "not a MIDI file" in skipped["notes.txt.mid"]
     assert "empty file" in skipped["empty.mid"]
     recovered = {r["name"]: r["reason"] for r in report["files"] if r["status"] == "recovered"}
-    assert set(recovered) == {"cut.mid"} and "track 1 truncated" in recovered["cut.mid"]  # the notes before the cut are kept
+    assert (
+        set(recovered) == {"cut.mid"} and "track 1 truncated" in recovered["cut.mid"]
+    )  # the notes before the cut are kept
     assert report["summary"]["loaded"] == 10 and report["summary"]["recovered"] == 1
 
 
@@ -151,7 +160,9 @@ def test_step_limit_stops_cleanly_after_exactly_that_many_steps(tmp_path, corpus
 
 
 def test_time_limit_stops_cleanly_and_writes_the_model(tmp_path, corpus_dir):
-    result = train(tiny(epochs=10_000, extra=["train.max_minutes=0.05"]), [corpus_dir], tmp_path / "run", progress=False)
+    result = train(
+        tiny(epochs=10_000, extra=["train.max_minutes=0.05"]), [corpus_dir], tmp_path / "run", progress=False
+    )
     assert 1 <= result.epochs < 10_000
     load_model(result.model_path)
 

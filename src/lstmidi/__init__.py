@@ -9,10 +9,19 @@ Names are imported on first use, so `import lstmidi` is cheap and generating nev
 from importlib import import_module
 
 _API = {
-    "demo": "api", "generate_files": "api", "prepare": "api", "render_file": "api",
-    "load_preset": "config", "load_model": "modelfile", "save_model": "modelfile",
-    "generate": "sampling", "train": "training",
-    "LstmidiError": "errors", "MidiError": "errors", "ModelFileError": "errors", "OutputExistsError": "errors",
+    "demo": "api",
+    "generate_files": "api",
+    "prepare": "api",
+    "render_file": "api",
+    "load_preset": "config",
+    "load_model": "modelfile",
+    "save_model": "modelfile",
+    "generate": "sampling",
+    "train": "training",
+    "LstmidiError": "errors",
+    "MidiError": "errors",
+    "ModelFileError": "errors",
+    "OutputExistsError": "errors",
 }
 __all__ = sorted(_API)
 

@@ -10,21 +10,67 @@ from pathlib import Path
 from .config import Preset, load_preset
 from .corpus import Corpus, file_progress, load_corpus, refuse_overwrite, write_report
 from .encodings import build_encoding
+from .encodings.base import TokenStream
 from .errors import LstmidiError, OutputExistsError
 
 
-def prepare(data: list[str | Path] | None, out: str | Path, preset: Preset | None = None,
-            cache_dir: Path | None = None, progress: bool = True, force: bool = False) -> Corpus:
+def prepare(
+    data: list[str | Path] | None,
+    out: str | Path,
+    preset: Preset | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> Corpus:
     """Load, encode, split and cache a corpus (default: bundled Bach chorales); writes OUT/report.json,
     refusing an existing one unless `force`."""
     if Path(out).exists() and not Path(out).is_dir():
         raise LstmidiError(f"{out}: exists and is not a folder")
     refuse_overwrite([Path(out) / "report.json"], force)
     preset = preset or load_preset("musicgenerator")
-    corpus = load_corpus(data, build_encoding(preset.encoding), preset.data, cache_dir=cache_dir,
-                         progress=file_progress() if progress else None)
+    corpus = load_corpus(
+        data,
+        build_encoding(preset.encoding),
+        preset.data,
+        cache_dir=cache_dir,
+        progress=file_progress() if progress else None,
+    )
     write_report(corpus, Path(out) / "report.json")
     return corpus
+
+
+DEFAULT_PRESET = "flagship"  # what `lstmidi train` trains when no preset is named: the quality gate rates it best
+
+
+def train_overrides(
+    sets: list[str] | None = None, epochs: int | None = None, max_minutes: float | None = None
+) -> list[str]:
+    """`--set key=value` overrides plus --epochs and --max-minutes as train.* overrides."""
+    overrides = list(sets or [])
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    if max_minutes is not None:
+        overrides.append(f"train.max_minutes={max_minutes}")
+    return overrides
+
+
+def training_preset(
+    preset: str | None = None, *, init=None, overrides: list[str] = (), where: str | None = None
+) -> Preset:
+    """The preset a training run uses, with `key=value` `overrides` applied and checked: the preset named
+    (configs/NAME.yaml or a YAML path; default: DEFAULT_PRESET), or, with `init` and no preset, the preset
+    that model was trained with (fine-tuning keeps the model's encoding). `init` is a model file or a loaded
+    model (`lstmidi.modelfile.LoadedModel`); `where` names it in errors (default: its path)."""
+    if init is None or preset is not None:
+        return load_preset(preset or DEFAULT_PRESET, list(overrides))
+    from .config import apply_overrides, validate_preset
+    from .modelfile import LoadedModel, load_model
+
+    loaded = init if isinstance(init, LoadedModel) else load_model(init)
+    return validate_preset(
+        apply_overrides(loaded.preset.model_dump(), list(overrides)),
+        where=where or str(init if not isinstance(init, LoadedModel) else loaded.path),
+    )
 
 
 BUNDLED_MODEL_DATA = ("bach", "quartets")  # the bundled corpora pretrained/default.lstmidi was trained on
@@ -58,11 +104,22 @@ def output_paths(out: str | Path, num: int) -> list[Path]:
     return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, num + 1)]
 
 
-def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, wav: bool = True, png: bool = True,
-                   force: bool = False, soundfont: str | None = None, max_copy: int | None = None,
-                   copy_data: list[str | Path] | None = None, **sample_options) -> list[dict[str, str]]:
-    """Generate `num` pieces with the model file `model` (None: the bundled pretrained model) and write
-    MIDI (+ WAV + PNG beside each).
+def generate_files(
+    model,
+    out: str | Path,
+    *,
+    num: int = 1,
+    wav: bool = True,
+    png: bool = True,
+    force: bool = False,
+    soundfont: str | None = None,
+    max_copy: int | None = None,
+    copy_data: list[str | Path] | None = None,
+    **sample_options,
+) -> list[dict[str, str]]:
+    """Generate `num` pieces with `model` (a model file, a loaded model (`lstmidi.modelfile.LoadedModel`), or
+    None: the bundled pretrained model) and write MIDI (+ WAV + PNG beside each); returns the files of each
+    piece ({"midi", "wav", "png"}).
 
     Refuses before writing anything if any output exists and `force` is False.
     `sample_options` go to `lstmidi.sampling.generate` (seconds, steps, seed, primer, temperature, ...).
@@ -74,14 +131,18 @@ def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, w
     check_options({"num": num, **sample_options})  # before anything is loaded or written
     if max_copy is not None and (isinstance(max_copy, bool) or not isinstance(max_copy, int) or max_copy < 1):
         raise LstmidiError(f"--max-copy {max_copy!r}: a whole number of notes, at least 1")
-    from .modelfile import load_model  # torch: imported by the functions that need it, so `prepare` starts fast
+    from .modelfile import (  # torch: imported by the functions that need it, so `prepare` starts fast
+        LoadedModel,
+        load_model,
+    )
     from .render import render_all
     from .sampling import generate
 
     paths = output_paths(out, num)
-    refuse_overwrite([p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on],
-                     force)
-    loaded = load_model(model if model is not None else bundled_model())
+    refuse_overwrite(
+        [p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on], force
+    )
+    loaded = model if isinstance(model, LoadedModel) else load_model(model if model is not None else bundled_model())
     if max_copy is None:
         pieces = generate(loaded, num=num, **sample_options)
     else:
@@ -90,15 +151,29 @@ def generate_files(model: str | Path | None, out: str | Path, *, num: int = 1, w
         index = training_index(loaded, model_corpus(loaded, model_data(copy_data, bundled=model is None))[1]["train"])
         pieces, reports = generate_without_copies(loaded, index, max_copy, num=num, **sample_options)
         for path, r in zip(paths, reports):
-            print(f"{path.name}: longest run copied from the training data {r.longest_copy} notes"
-                  f" ({r.resampled} stretches resampled)", file=sys.stderr)
+            print(
+                f"{path.name}: longest run copied from the training data {r.longest_copy} notes"
+                f" ({r.resampled} stretches resampled)",
+                file=sys.stderr,
+            )
     written = []
     for piece, path in zip(pieces, paths):
         if not piece.score.note_num():
-            print(f"warning: {path}: the model wrote no notes (try another --seed, a longer piece or other options)",
-                  file=sys.stderr)
-        written.append(render_all(piece.score, path, wav=wav, png=png, primer_seconds=piece.primer_seconds,
-                                  soundfont=soundfont, force=force))
+            print(
+                f"warning: {path}: the model wrote no notes (try another --seed, a longer piece or other options)",
+                file=sys.stderr,
+            )
+        written.append(
+            render_all(
+                piece.score,
+                path,
+                wav=wav,
+                png=png,
+                primer_seconds=piece.primer_seconds,
+                soundfont=soundfont,
+                force=force,
+            )
+        )
     return written
 
 
@@ -119,8 +194,7 @@ def model_corpus(loaded, data: list[Path] | None, *, progress: bool = True):
     paths by split: (corpus, {split: [Path]})."""
     from .corpus import SPLITS
 
-    corpus = load_corpus(data, loaded.encoding, loaded.preset.data,
-                         progress=file_progress() if progress else None)
+    corpus = load_corpus(data, loaded.encoding, loaded.preset.data, progress=file_progress() if progress else None)
     return corpus, {s: [Path(r["path"]) for r in corpus.report if r.get("split") == s] for s in SPLITS}
 
 
@@ -133,8 +207,15 @@ def training_index(loaded, train_paths: list[Path]):
     return NgramIndex.build([load_score(p, d.tracks, d.drums) for p in train_paths])
 
 
-def render_file(midi: str | Path, out: str | Path | None = None, *, wav: bool = True, png: bool = True,
-                force: bool = False, soundfont: str | None = None) -> dict[str, str]:
+def render_file(
+    midi: str | Path,
+    out: str | Path | None = None,
+    *,
+    wav: bool = True,
+    png: bool = True,
+    force: bool = False,
+    soundfont: str | None = None,
+) -> dict[str, str]:
     """Render an existing MIDI file to WAV and/or a piano-roll PNG (beside it, or named after `out`)."""
     from .midi import read_score
     from .render import render_pianoroll_png, render_wav
@@ -153,8 +234,15 @@ def render_file(midi: str | Path, out: str | Path | None = None, *, wav: bool = 
     return written
 
 
-def demo(out: str | Path = "lstmidi-demo", *, minutes: float = 2.0, num: int = 3, seed: int = 0,
-         force: bool = False, progress: bool = True):
+def demo(
+    out: str | Path = "lstmidi-demo",
+    *,
+    minutes: float = 2.0,
+    num: int = 3,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+):
     """The main job on the bundled defaults, in two parts, written into `out`:
     1. `num` pieces from the bundled pretrained flagship model, at once (out/pretrained-N.mid/.wav/.png);
     2. a short training run of the `musicgenerator` preset on the bundled Bach chorales (`minutes`),
@@ -169,17 +257,28 @@ def demo(out: str | Path = "lstmidi-demo", *, minutes: float = 2.0, num: int = 3
     pretrained = generate_files(None, out / "pretrained.mid", num=num, seed=seed, seconds=30, force=True)
     print(f"pretrained model: {num} pieces in {time.time() - started:.0f} s", file=sys.stderr)
     preset = load_preset("musicgenerator", [f"train.max_minutes={minutes}", "train.epochs=1000"])
-    result = train(preset, None, out / "run", force=True, progress=progress,
-                   command=f"lstmidi demo --minutes {minutes}")
+    result = train(
+        preset, None, out / "run", force=True, progress=progress, command=f"lstmidi demo --minutes {minutes}"
+    )
     trained = generate_files(result.model_path, out / "trained.mid", num=num, seed=seed, force=True)
     print(f"demo finished in {time.time() - started:.0f} s", file=sys.stderr)
     return result, pretrained, trained
 
 
-def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, num: int = 20,
-             seconds: float | None = None, seed: int = 0, out: str | Path | None = None,
-             json_path: str | Path | None = None, force: bool = False, progress: bool = True,
-             split: str = "test", **sampling) -> dict:
+def evaluate(
+    model: str | Path | None,
+    data: list[str | Path] | None = None,
+    *,
+    num: int = 20,
+    seconds: float | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    json_path: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    split: str = "test",
+    **sampling,
+) -> dict:
     """Measure a model file (None: the bundled pretrained model) against held-out music.
 
     The corpus under `data` (default: the bundled model's training corpora for the bundled model, else the
@@ -236,41 +335,57 @@ def evaluate(model: str | Path | None, data: list[str | Path] | None = None, *, 
         corpus.pieces[split] = corpus.pieces["test"] + corpus.pieces["valid"]
         paths[split] = paths["test"] + paths["valid"]
     if not corpus.pieces[split]:
-        raise LstmidiError(f"{where}: every usable file falls in the training split; evaluation needs held-out "
-                           "(test or validation) files: add files")
+        raise LstmidiError(
+            f"{where}: every usable file falls in the training split; evaluation needs held-out "
+            "(test or validation) files: add files"
+        )
     trained_on = loaded.config.get("corpus", {}).get("pieces")
     if trained_on and trained_on != corpus.summary["pieces"]:
-        say(f"warning: {where} splits into {corpus.summary['pieces']} pieces, the model was trained on {trained_on}: "
-            "the NLL is held-out only if the model never saw these files")
+        say(
+            f"warning: {where} splits into {corpus.summary['pieces']} pieces, the model was trained on {trained_on}: "
+            "the NLL is held-out only if the model never saw these files"
+        )
     real = [load_score(p, d.tracks, d.drums) for p in paths[split]]
     say(f"held-out NLL on {len(real)} {split} pieces ...")
     notes = sum(s.note_num() for s in real)
     nll = held_out_nll(loaded, corpus.pieces[split], notes)
-    if loaded.encoding.kind == "tokens":
+    stream = isinstance(loaded.encoding, TokenStream)  # event tokens: by token type, and miditok's grammar check
+    if stream:
         nll["by_type"] = token_type_nll(loaded, corpus.pieces[split], notes)
     say(f"generating {num} pieces of {seconds:g} s (seed {seed}) ...")
     pieces = generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False, **sampling)
     generated = [p.score for p in pieces]
-    token_errors = getattr(loaded.encoding, "token_errors", None)  # event tokens: miditok's grammar check
     endings = [last_seconds(s, seconds) for s in real]
     real = [first_seconds(s, seconds) for s in real]
     say(f"musical metrics, and originality against {len(paths['train'])} training pieces ...")
     index = training_index(loaded, paths["train"])
     results = {
-        "model": str(model_path), "encoding": loaded.encoding.name, "data": where,
+        "model": str(model_path),
+        "encoding": loaded.encoding.name,
+        "data": where,
         "corpus": {s: len(corpus.pieces[s]) for s in SPLITS},
         "held_out": {"split": split, "pieces": len(real), "seconds": seconds},
-        "generated": {"pieces": num, "seconds": seconds, "seed": seed,
-                      "sampling": {k: v for k, v in sampling.items() if v is not None},
-                      "music_seconds": [float(g.to("second").end()) for g in generated],
-                      "token_errors": sum(token_errors(p.frames) for p in pieces) if token_errors else None},
+        "generated": {
+            "pieces": num,
+            "seconds": seconds,
+            "seed": seed,
+            "sampling": {k: v for k, v in sampling.items() if v is not None},
+            "music_seconds": [float(g.to("second").end()) for g in generated],
+            "token_errors": sum(loaded.encoding.token_errors(p.frames) for p in pieces) if stream else None,
+        },
         "nll": nll,
         "quality": gate(generated, endings, seed),
         "metrics": compare_sets(generated, real),
-        "histograms": {"generated": mean_histograms(generated), "real": mean_histograms(real),
-                       "duration_bins": list(DURATION_LABELS)},
-        "originality": {"training_pieces": index.pieces, "generated": set_originality(generated, index),
-                        "real": set_originality(real, index)},
+        "histograms": {
+            "generated": mean_histograms(generated),
+            "real": mean_histograms(real),
+            "duration_bins": list(DURATION_LABELS),
+        },
+        "originality": {
+            "training_pieces": index.pieces,
+            "generated": set_originality(generated, index),
+            "real": set_originality(real, index),
+        },
     }
     for i, score in enumerate(generated, 1):
         write_midi(score, out / "generated" / f"generated-{i:02d}.mid", force=True)

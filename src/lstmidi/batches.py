@@ -8,9 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from . import losses
 from .corpus import concatenate
+from .encodings.base import Encoding
 from .errors import LstmidiError
+from .kinds import KINDS
+from .models.base import Model
 
 
 class WindowDataset(Dataset):
@@ -22,8 +24,14 @@ class WindowDataset(Dataset):
     exactly once (every predicted step counted once, for validation).
     """
 
-    def __init__(self, pieces: list[np.ndarray] | tuple[np.ndarray, np.ndarray], window: int, hop: int | None,
-                 augment=None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        pieces: list[np.ndarray] | tuple[np.ndarray, np.ndarray],
+        window: int,
+        hop: int | None,
+        augment=None,
+        seed: int = 0,
+    ) -> None:
         self.window = window
         self.augment, self.seed, self.epoch = augment, seed, 0  # augment(steps, rng) -> steps; epoch set each epoch
         # a tuple is (data, offsets) as `Corpus.concatenated` gives it: the cache's memory map, read without a copy
@@ -60,63 +68,26 @@ class WindowDataset(Dataset):
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
 
 
-def batch_objective(model: torch.nn.Module, batch, kind: str, loss_cfg, step_weights=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """The training loss of one batch for any encoding kind -> (loss, weight, extra metrics).
-
-    multihot: BCE summed over keys (nats per frame), or the model's own exact `frame_nll` when it predicts
-    the keys of a frame jointly (endecell). tokens: CE (nats per token). notes: per-field
-    losses combined with `loss_cfg.weights` (pitch: CE, music-aware cost, or both; step/duration: MSE
-    with positive pressure; velocity: MSE on velocity/128). A model with a `context` (seq2seq) reads
-    the first `context` steps with its encoder and is scored on the rest.
+def batch_objective(
+    model: Model, batch, kind: str, loss_cfg, step_weights=None
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The training loss of one batch for any encoding kind -> (loss, weight, extra metrics): the kind's
+    `objective` (lstmidi.kinds: BCE or the model's joint frame NLL in nats per frame, CE in nats per token,
+    per-field note losses combined with `loss_cfg.weights`). A model with a `context` (seq2seq) reads the
+    first `context` steps with its encoder and is scored on the rest.
     """
     x, y, mask = batch
     mask = mask.float()
-    context = getattr(model, "context", 0)
-    if context:
-        state = model.encode(x[:, :context])
-        x, y, mask = x[:, context:], y[:, context:], mask[:, context:]
+    entry = KINDS[kind]
+    if model.context:
+        state = model.encode(x[:, : model.context])
+        x, y, mask = x[:, model.context :], y[:, model.context :], mask[:, model.context :]
         out, _ = model(x, state)
     else:
-        out, _ = model(x.float() if kind != "tokens" else x)
+        out, _ = model(entry.inputs(x))
     if step_weights is not None:
         step_weights = step_weights[: mask.shape[1]]
-    if kind == "multihot" and hasattr(model, "frame_nll"):
-        loss, weight = losses.weighted_mean(model.frame_nll(out, y.float()), mask, step_weights)
-        return loss, weight, {}
-    if kind == "multihot":
-        loss, weight = losses.multihot_nll(out, y.float(), mask, step_weights)
-        return loss, weight, {}
-    if kind == "tokens":
-        loss, weight = losses.token_nll(out, y.long(), mask, step_weights)
-        return loss, weight, {}
-    parts, extras = {}, {}
-    fields = list(model.fields)
-    for i, field in enumerate(fields):
-        target = y[..., i].float()  # (batch, time)
-        if field == "pitch" and out["pitch"].dim() == 3:  # categorical head
-            target_class = target.round().long().clamp(0, out["pitch"].shape[-1] - 1)
-            ce = losses.token_nll(out["pitch"], target_class, mask, step_weights)
-            extras["pitch_nll"] = ce[0].detach()
-            if loss_cfg.pitch == "ce":
-                parts[field] = ce
-            else:
-                music = losses.music_pitch_loss_expected(out["pitch"], target_class, mask, step_weights)
-                parts[field] = music if loss_cfg.pitch == "music" else (ce[0] + music[0], ce[1])
-        elif field == "pitch":  # regression head: the music-aware cost, optionally plus squared error in octaves
-            mse = losses.mse_positive_pressure(out[field] / 12, target / 12, mask, step_weights, pressure=0.0)
-            if loss_cfg.pitch == "ce":
-                parts[field] = mse
-            else:
-                music = losses.music_pitch_loss_regression(out[field], target, mask, step_weights)
-                parts[field] = (music[0] + loss_cfg.pitch_mse * mse[0], music[1])
-                extras["pitch_music_cost"] = music[0].detach()
-        elif field == "velocity":
-            parts[field] = losses.mse_positive_pressure(out[field] / 128, target / 128, mask, step_weights, pressure=0.0)
-        else:
-            parts[field] = losses.mse_positive_pressure(out[field], target, mask, step_weights, pressure=loss_cfg.positive_pressure)
-        extras[f"{field}_loss"] = parts[field][0].detach()
-    loss = losses.combine_fields(parts, loss_cfg.weights)
-    return loss, parts[fields[0]][1], extras
+    return entry.objective(model, out, y, mask, step_weights, loss_cfg)
 
 
 class EpochSampler(Sampler):
@@ -151,7 +122,9 @@ class EpochSampler(Sampler):
     def __iter__(self):
         n = len(self.dataset)
         if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist()
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            ).tolist()
         else:
             order = list(range(n))
         if self.world > 1 and order:
@@ -181,18 +154,24 @@ class ResumableLoader(DataLoader):
         self.sampler.resume_at = (state["epoch"], state["batches_done"] * self.batch_size)
 
 
-def make_augmenter(encoding, cfg):
+def make_augmenter(encoding: Encoding, cfg):
     """augment(steps, rng) for the training windows, or None when augmentation is off."""
     if not (cfg.transpose or cfg.stretch):
         return None
-    if not hasattr(encoding, "augment"):
-        raise LstmidiError(f"train.augment: encoding {encoding.name!r} does not support augmentation (events and pianoroll do)")
-    if cfg.stretch and not getattr(encoding, "augment_stretch", True):
+    if not encoding.augments:
+        raise LstmidiError(
+            f"train.augment: encoding {encoding.name!r} does not support augmentation (events and pianoroll do)"
+        )
+    if cfg.stretch and not encoding.stretches:
         raise LstmidiError(f"train.augment.stretch: encoding {encoding.name!r} has no tempo to stretch; set it to 0")
 
     def augment(steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return encoding.augment(steps, rng, int(rng.integers(-cfg.transpose, cfg.transpose + 1)),
-                                float(rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)))
+        return encoding.augment(
+            steps,
+            rng,
+            int(rng.integers(-cfg.transpose, cfg.transpose + 1)),
+            float(rng.uniform(1 - cfg.stretch, 1 + cfg.stretch)),
+        )
 
     return augment
 
@@ -202,8 +181,13 @@ def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None) ->
     (seed, epoch) only (see EpochSampler). The generator keeps DataLoader from drawing its worker seed
     from the global RNG."""
     ds = WindowDataset(pieces, window, hop, augment, seed)
-    return ResumableLoader(ds, batch_size=batch_size, sampler=EpochSampler(ds, shuffle, seed),
-                           generator=torch.Generator().manual_seed(seed), drop_last=False)
+    return ResumableLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=EpochSampler(ds, shuffle, seed),
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=False,
+    )
 
 
 @torch.no_grad()

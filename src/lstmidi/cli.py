@@ -5,14 +5,17 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from .errors import LstmidiError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train LSTM networks on folders of MIDI files and generate new music.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train LSTM networks on folders of MIDI files and generate new music.",
+)
 
 PRESET = typer.Option("musicgenerator", "--preset", "-p", help="preset name (configs/*.yaml) or a YAML path")
 SET = typer.Option(None, "--set", help="override a preset value, e.g. --set train.lr=0.001 (repeatable)")
@@ -25,10 +28,10 @@ def _command() -> str:
 
 @app.command()
 def prepare(
-    data: Optional[List[Path]] = typer.Argument(None, help="MIDI files or folders (default: bundled Bach chorales)"),
+    data: list[Path] | None = typer.Argument(None, help="MIDI files or folders (default: bundled Bach chorales)"),
     out: Path = typer.Option(Path("lstmidi-data"), "--out", "-o", help="folder for report.json"),
     preset: str = PRESET,
-    set_: Optional[List[str]] = SET,
+    set_: list[str] | None = SET,
     force: bool = typer.Option(False, "--force", help="overwrite an existing OUT/report.json"),
 ):
     """Load, encode and split a corpus; print the per-file summary and write OUT/report.json."""
@@ -36,7 +39,9 @@ def prepare(
     from .config import load_preset
     from .corpus import count_line
 
-    corpus = run(data, out, load_preset(preset, set_ or [], check_model=False), force=force)  # no model: no torch import
+    corpus = run(
+        data, out, load_preset(preset, set_ or [], check_model=False), force=force
+    )  # no model: no torch import
     s = corpus.summary
     typer.echo(f"{s['files']} files: {count_line(s)}{' (from cache)' if corpus.cached else ''}")
     for split in ("train", "valid", "test"):
@@ -49,10 +54,12 @@ def prepare(
 
 @app.command("inspect")
 def inspect_command(
-    data: List[Path] = typer.Argument(..., help="MIDI files or folders"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the per-file report to this JSON file"),
-    preset: str = typer.Option("musicgenerator", "--preset", "-p", help="preset whose data settings (tracks, drums) decide what is skipped"),
-    set_: Optional[List[str]] = SET,
+    data: list[Path] = typer.Argument(..., help="MIDI files or folders"),
+    json_path: Path | None = typer.Option(None, "--json", help="also write the per-file report to this JSON file"),
+    preset: str = typer.Option(
+        "musicgenerator", "--preset", "-p", help="preset whose data settings (tracks, drums) decide what is skipped"
+    ),
+    set_: list[str] | None = SET,
     force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
 ):
     """Read MIDI files without encoding them: per file its status (loaded / recovered / skipped) and
@@ -75,34 +82,53 @@ def inspect_command(
 
 @app.command()
 def train(
-    data: Optional[List[Path]] = typer.Argument(None, help="MIDI files or folders (default: bundled Bach chorales)"),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="preset name (configs/*.yaml) or a YAML path [default: musicgenerator, or the --init model's]"),
+    data: list[Path] | None = typer.Argument(None, help="MIDI files or folders (default: bundled Bach chorales)"),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help="preset name (configs/*.yaml) or a YAML path [default: flagship, or the --init model's]",
+    ),
     out: Path = typer.Option(Path("lstmidi-run"), "--out", "-o", help="run folder; the model is OUT/model.lstmidi"),
-    init: Optional[Path] = typer.Option(None, "--init", help="fine-tune: start from this .lstmidi model and keep its encoding"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs (default: the preset's)"),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop cleanly after this many minutes"),
-    set_: Optional[List[str]] = SET,
+    init: Path | None = typer.Option(
+        None, "--init", help="fine-tune: start from this .lstmidi model and keep its encoding"
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", help="number of epochs (default: the preset's)"),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="stop cleanly after this many minutes"),
+    set_: list[str] | None = SET,
     resume: bool = typer.Option(False, "--resume", help="continue the run in OUT from its last checkpoint"),
     force: bool = typer.Option(False, "--force", help="start over in a non-empty OUT"),
-    devices: int = typer.Option(1, "--devices", min=1, help="processes per machine: GPUs, or CPU processes without a GPU (batch size is per process)"),
-    strategy: str = typer.Option("auto", "--strategy", help="'auto' (one process, or ddp when devices x nodes > 1) or 'ddp'"),
-    num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="machines, each running --devices processes (launch with torchrun or srun)"),
+    devices: int = typer.Option(
+        1,
+        "--devices",
+        min=1,
+        help="processes per machine: GPUs, or CPU processes without a GPU (batch size is per process)",
+    ),
+    strategy: str = typer.Option(
+        "auto", "--strategy", help="'auto' (one process, or ddp when devices x nodes > 1) or 'ddp'"
+    ),
+    num_nodes: int = typer.Option(
+        1, "--num-nodes", min=1, help="machines, each running --devices processes (launch with torchrun or srun)"
+    ),
 ):
     """Train a model; writes OUT/model.lstmidi, checkpoints, logs/metrics.csv and loss.png."""
-    from .config import load_preset
+    from .api import train_overrides, training_preset
 
-    overrides = _train_overrides(set_, epochs, max_minutes)
-    if init is not None and preset is None:
-        from .config import apply_overrides, validate_preset
-        from .modelfile import load_model
+    chosen = training_preset(preset, init=init, overrides=train_overrides(set_, epochs, max_minutes))  # a bad preset
+    from .training import train as run  # fails above, before Lightning loads
 
-        chosen = validate_preset(apply_overrides(load_model(init).preset.model_dump(), overrides), where=f"{init}")
-    else:
-        chosen = load_preset(preset or "musicgenerator", overrides)  # a bad preset fails here, before Lightning loads
-    from .training import train as run
-
-    result = run(chosen, data, out, resume=resume, force=force, command=_command(), init=init,
-                 devices=devices, strategy=strategy, num_nodes=num_nodes)
+    result = run(
+        chosen,
+        data,
+        out,
+        resume=resume,
+        force=force,
+        command=_command(),
+        init=init,
+        devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+    )
     if result is None:  # a DDP process other than global rank 0: rank 0 reports
         return
     typer.echo(_summary(result))
@@ -112,61 +138,96 @@ def train(
 
         typer.echo(summary_line(q))
         if q["near_random"]:
-            typer.echo("warning: the pitch content of the generated pieces is closer to random pitches than to the "
-                       "training music: train longer (--epochs, --max-minutes) or with more data, then check with "
-                       "`lstmidi evaluate`", err=True)
+            typer.echo(
+                "warning: the pitch content of the generated pieces is closer to random pitches than to the "
+                "training music: train longer (--epochs, --max-minutes) or with more data, then check with "
+                "`lstmidi evaluate`",
+                err=True,
+            )
     typer.echo(f"model: {result.model_path}")
-
-
-def _train_overrides(set_: list[str] | None, epochs: int | None, max_minutes: float | None) -> list[str]:
-    """--set values plus --epochs and --max-minutes as train.* overrides."""
-    overrides = list(set_ or [])
-    if epochs is not None:
-        overrides.append(f"train.epochs={epochs}")
-    if max_minutes is not None:
-        overrides.append(f"train.max_minutes={max_minutes}")
-    return overrides
 
 
 def _summary(result) -> str:
     m = result.metrics
-    extra = "".join(f", {k.removeprefix('valid_').replace('_', ' ')} {v:.3f}" for k, v in m.items()
-                    if k.startswith("valid_") and k != "valid_loss")
+    extra = "".join(
+        f", {k.removeprefix('valid_').replace('_', ' ')} {v:.3f}"
+        for k, v in m.items()
+        if k.startswith("valid_") and k != "valid_loss"
+    )
     base = ", ".join(f"{k} {v:.3f}" for k, v in m["baselines"].items())
-    return (f"validation loss {m['valid_loss']:.3f} {m['unit']}{extra} (baselines: {base})"
-            f" after {result.epochs} epochs in {result.seconds:.0f} s")
+    return (
+        f"validation loss {m['valid_loss']:.3f} {m['unit']}{extra} (baselines: {base})"
+        f" after {result.epochs} epochs in {result.seconds:.0f} s"
+    )
 
 
 @app.command()
 def generate(
-    model: Optional[Path] = typer.Argument(None, help="a .lstmidi model file (default: the bundled pretrained model)"),
-    out: str = typer.Option("generated.mid", "--out", "-o", help="output MIDI; with --num N: OUT-1.mid .. OUT-N.mid; "
-                            "a folder (existing, or ending in '/'): FOLDER/generated.mid"),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="length of the new part in seconds (default: the model's)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="length of the new part in encoding steps (overrides --seconds)"),
+    model: Path | None = typer.Argument(None, help="a .lstmidi model file (default: the bundled pretrained model)"),
+    out: str = typer.Option(
+        "generated.mid",
+        "--out",
+        "-o",
+        help="output MIDI; with --num N: OUT-1.mid .. OUT-N.mid; "
+        "a folder (existing, or ending in '/'): FOLDER/generated.mid",
+    ),
+    seconds: float | None = typer.Option(
+        None, "--seconds", help="length of the new part in seconds (default: the model's)"
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", help="length of the new part in encoding steps (overrides --seconds)"
+    ),
     num: int = typer.Option(1, "--num", "-n", help="pieces to generate (in one batch)"),
     seed: int = typer.Option(0, "--seed", help="random seed; the same seed gives the same music"),
-    primer: Optional[Path] = typer.Option(None, "--primer", help="MIDI file to continue (default: held-out excerpt stored in the model)"),
-    primer_seconds: Optional[float] = typer.Option(None, "--primer-seconds", help="use only the first S seconds of the primer; 0 = start from silence"),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="> 1 bolder, < 1 safer"),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="note/token models: sample among the k most likely (1 = greedy)"),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="note/token models: nucleus sampling mass (0..1]"),
-    greedy: Optional[bool] = typer.Option(None, "--greedy/--no-greedy", help="note/token models: always take the most likely"),
-    beam: Optional[int] = typer.Option(None, "--beam", help="event models: beam search with N beams"),
-    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", help="event models: > 1 discourages repeated tokens"),
-    max_repeat: Optional[int] = typer.Option(None, "--max-repeat", help="event models: no pitch more than N times in a row"),
-    key: Optional[str] = typer.Option(None, "--key", help='event models: only pitches of this key, e.g. "D minor"'),
-    pitch_range: Optional[str] = typer.Option(None, "--pitch-range", help="event models: LOW-HIGH MIDI pitches, e.g. 48-84"),
-    programs: Optional[str] = typer.Option(None, "--programs", help="multi-instrument event models: allowed GM programs, e.g. 0,40,42"),
-    bars: Optional[float] = typer.Option(None, "--bars", help="length in 4/4 bars at 120 qpm (= 2 s per bar); alternative to --seconds"),
-    primer_output: bool = typer.Option(True, "--primer-output/--no-primer-output", help="include the primer in the output"),
-    max_copy: Optional[int] = typer.Option(None, "--max-copy", min=1, help="resample any stretch that repeats more than N notes of a training piece"),
-    copy_data: Optional[List[Path]] = typer.Option(None, "--copy-data", help="training MIDI for --max-copy (repeatable; default: the bundled model's corpora, or the bundled chorales)"),
-    mode: Optional[str] = typer.Option(None, "--mode", help="piano-roll models: bernoulli or threshold (default: the model's)"),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="key-on probability for --mode threshold"),
+    primer: Path | None = typer.Option(
+        None, "--primer", help="MIDI file to continue (default: held-out excerpt stored in the model)"
+    ),
+    primer_seconds: float | None = typer.Option(
+        None, "--primer-seconds", help="use only the first S seconds of the primer; 0 = start from silence"
+    ),
+    temperature: float | None = typer.Option(None, "--temperature", "-t", help="> 1 bolder, < 1 safer"),
+    top_k: int | None = typer.Option(
+        None, "--top-k", help="note/token models: sample among the k most likely (1 = greedy)"
+    ),
+    top_p: float | None = typer.Option(None, "--top-p", help="note/token models: nucleus sampling mass (0..1]"),
+    greedy: bool | None = typer.Option(
+        None, "--greedy/--no-greedy", help="note/token models: always take the most likely"
+    ),
+    beam: int | None = typer.Option(None, "--beam", help="event models: beam search with N beams"),
+    repetition_penalty: float | None = typer.Option(
+        None, "--repetition-penalty", help="event models: > 1 discourages repeated tokens"
+    ),
+    max_repeat: int | None = typer.Option(
+        None, "--max-repeat", help="event models: no pitch more than N times in a row"
+    ),
+    key: str | None = typer.Option(None, "--key", help='event models: only pitches of this key, e.g. "D minor"'),
+    pitch_range: str | None = typer.Option(
+        None, "--pitch-range", help="event models: LOW-HIGH MIDI pitches, e.g. 48-84"
+    ),
+    programs: str | None = typer.Option(
+        None, "--programs", help="multi-instrument event models: allowed GM programs, e.g. 0,40,42"
+    ),
+    bars: float | None = typer.Option(
+        None, "--bars", help="length in 4/4 bars at 120 qpm (= 2 s per bar); alternative to --seconds"
+    ),
+    primer_output: bool = typer.Option(
+        True, "--primer-output/--no-primer-output", help="include the primer in the output"
+    ),
+    max_copy: int | None = typer.Option(
+        None, "--max-copy", min=1, help="resample any stretch that repeats more than N notes of a training piece"
+    ),
+    copy_data: list[Path] | None = typer.Option(
+        None,
+        "--copy-data",
+        help="training MIDI for --max-copy (repeatable; default: the bundled model's corpora, or the bundled chorales)",
+    ),
+    mode: str | None = typer.Option(
+        None, "--mode", help="piano-roll models: bernoulli or threshold (default: the model's)"
+    ),
+    threshold: float | None = typer.Option(None, "--threshold", help="key-on probability for --mode threshold"),
     wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
     png: bool = typer.Option(True, "--png/--no-png", help="write the piano roll OUT.png"),
-    soundfont: Optional[str] = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
+    soundfont: str | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
     force: bool = FORCE,
 ):
     """Generate music with a trained model: MIDI, plus WAV and a piano-roll PNG beside it."""
@@ -174,12 +235,35 @@ def generate(
 
     if bars is not None:
         seconds = bars * 2.0
-    written = generate_files(model, out, num=num, wav=wav, png=png, force=force, soundfont=soundfont,
-                             seconds=seconds, steps=steps, seed=seed, primer=primer, primer_seconds=primer_seconds,
-                             temperature=temperature, mode=mode, threshold=threshold, top_k=top_k, top_p=top_p,
-                             greedy=greedy, beam=beam, repetition_penalty=repetition_penalty, max_repeat=max_repeat,
-                             key=key, pitch_range=_pitch_range(pitch_range), programs=_int_list(programs, "--programs"),
-                             include_primer=primer_output, max_copy=max_copy, copy_data=copy_data)
+    written = generate_files(
+        model,
+        out,
+        num=num,
+        wav=wav,
+        png=png,
+        force=force,
+        soundfont=soundfont,
+        seconds=seconds,
+        steps=steps,
+        seed=seed,
+        primer=primer,
+        primer_seconds=primer_seconds,
+        temperature=temperature,
+        mode=mode,
+        threshold=threshold,
+        top_k=top_k,
+        top_p=top_p,
+        greedy=greedy,
+        beam=beam,
+        repetition_penalty=repetition_penalty,
+        max_repeat=max_repeat,
+        key=key,
+        pitch_range=_pitch_range(pitch_range),
+        programs=_int_list(programs, "--programs"),
+        include_primer=primer_output,
+        max_copy=max_copy,
+        copy_data=copy_data,
+    )
     for files in written:
         typer.echo("  ".join(files.values()))
 
@@ -193,7 +277,9 @@ def _pitch_range(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         lo = hi = -1
     if not sep or not 0 <= lo <= hi <= 127:
-        raise LstmidiError(f"--pitch-range {text!r}: expected LOW-HIGH MIDI pitches with 0 <= LOW <= HIGH <= 127, e.g. 48-84")
+        raise LstmidiError(
+            f"--pitch-range {text!r}: expected LOW-HIGH MIDI pitches with 0 <= LOW <= HIGH <= 127, e.g. 48-84"
+        )
     return lo, hi
 
 
@@ -209,10 +295,10 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @app.command()
 def render(
     midi: Path = typer.Argument(..., help="a MIDI file"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output name (default: beside the MIDI file)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="output name (default: beside the MIDI file)"),
     wav: bool = typer.Option(True, "--wav/--no-wav"),
     png: bool = typer.Option(True, "--png/--no-png"),
-    soundfont: Optional[str] = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
+    soundfont: str | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
     force: bool = FORCE,
 ):
     """Render a MIDI file to WAV audio and a piano-roll PNG."""
@@ -247,16 +333,33 @@ def demo(
 
 @app.command()
 def evaluate(
-    model: Optional[Path] = typer.Argument(None, help="a .lstmidi model file (default: the bundled pretrained model)"),
-    data: Optional[List[Path]] = typer.Option(None, "--data", "-d", help="the MIDI files or folders the model was trained on (repeatable; default: the bundled corpora for the bundled model, else the bundled Bach chorales)"),
+    model: Path | None = typer.Argument(None, help="a .lstmidi model file (default: the bundled pretrained model)"),
+    data: list[Path] | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="the MIDI files or folders the model was trained on (repeatable; default: the bundled corpora for "
+        "the bundled model, else the bundled Bach chorales)",
+    ),
     num: int = typer.Option(20, "--num", "-n", help="pieces to generate"),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="length of the generated pieces and of the real excerpts (default: the model's)"),
+    seconds: float | None = typer.Option(
+        None, "--seconds", help="length of the generated pieces and of the real excerpts (default: the model's)"
+    ),
     seed: int = typer.Option(0, "--seed", help="random seed of the generated pieces"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="report folder (default: MODEL-STEM-eval)"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="sampling temperature of the generated pieces (default: the model's)"),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="nucleus sampling mass of the generated pieces (default: the model's)"),
-    programs: Optional[str] = typer.Option(None, "--programs", help="event-token models: the instruments of the generated pieces, e.g. 0 (piano: the chorales of the bundled model)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="report folder (default: MODEL-STEM-eval)"),
+    json_path: Path | None = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+    temperature: float | None = typer.Option(
+        None, "--temperature", "-t", help="sampling temperature of the generated pieces (default: the model's)"
+    ),
+    top_p: float | None = typer.Option(
+        None, "--top-p", help="nucleus sampling mass of the generated pieces (default: the model's)"
+    ),
+    programs: str | None = typer.Option(
+        None,
+        "--programs",
+        help="event-token models: the instruments of the generated pieces, e.g. 0 (piano: the chorales of the "
+        "bundled model)",
+    ),
     split: str = typer.Option("test", "--split", help="the held-out pieces: test (default), valid, or held-out (both)"),
     force: bool = FORCE,
 ):
@@ -266,24 +369,46 @@ def evaluate(
     from .api import evaluate as run
     from .quality import gate_table, summary_line
 
-    r = run(model, data, num=num, seconds=seconds, seed=seed, out=out, json_path=json_path, force=force,
-            split=split, temperature=temperature, top_p=top_p, programs=_int_list(programs, "--programs"))
+    r = run(
+        model,
+        data,
+        num=num,
+        seconds=seconds,
+        seed=seed,
+        out=out,
+        json_path=json_path,
+        force=force,
+        split=split,
+        temperature=temperature,
+        top_p=top_p,
+        programs=_int_list(programs, "--programs"),
+    )
     nll, held = r["nll"], r["held_out"]
-    typer.echo(f"held-out NLL ({held['pieces']} {held['split']} pieces): {nll['per_step']:.4f} {nll['unit']}, "
-               f"{nll['per_note']:.4f} per note")
+    typer.echo(
+        f"held-out NLL ({held['pieces']} {held['split']} pieces): {nll['per_step']:.4f} {nll['unit']}, "
+        f"{nll['per_note']:.4f} per note"
+    )
     if nll.get("by_type"):
-        typer.echo("  by token type, nats per note: " + ", ".join(f"{t} {v['per_note']:.3f}" for t, v in nll["by_type"].items()))
+        typer.echo(
+            "  by token type, nats per note: "
+            + ", ".join(f"{t} {v['per_note']:.3f}" for t, v in nll["by_type"].items())
+        )
     for line in gate_table(r["quality"]):
         typer.echo(line)
     typer.echo(summary_line(r["quality"]))
     typer.echo(f"{'metric (mean)':22s} {'generated':>10s} {'real':>10s} {'overlap':>8s} {'KL':>7s}")
     for name, m in r["metrics"].items():
-        typer.echo(f"{name:22s} {m['generated']['mean']:10.3f} {m['real']['mean']:10.3f} "
-                   f"{m['overlap_area']:8.3f} {m['kl_real_generated']:7.3f}")
+        typer.echo(
+            f"{name:22s} {m['generated']['mean']:10.3f} {m['real']['mean']:10.3f} "
+            f"{m['overlap_area']:8.3f} {m['kl_real_generated']:7.3f}"
+        )
     for key in ("generated", "real"):
         o = r["originality"][key]
-        typer.echo(f"originality, {key}: longest copy {o['longest_copy']['mean']:.1f} notes (max {o['longest_copy']['max']:.0f}), "
-                   f"8-note n-grams in training {o['ngram8_share']['mean']:.3f}")
+        typer.echo(
+            f"originality, {key}: longest copy {o['longest_copy']['mean']:.1f} notes (max "
+            f"{o['longest_copy']['max']:.0f}), "
+            f"8-note n-grams in training {o['ngram8_share']['mean']:.3f}"
+        )
     typer.echo(f"report: {r['report']}" + (f"   figures: {json_path}" if json_path else ""))
 
 
@@ -291,7 +416,9 @@ def evaluate(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (default: this machine only)"),
     port: int = typer.Option(7860, "--port", help="port to listen on"),
-    runs: Path = typer.Option(Path("lstmidi-runs"), "--runs", help="folder for training runs, uploads and generated pieces"),
+    runs: Path = typer.Option(
+        Path("lstmidi-runs"), "--runs", help="folder for training runs, uploads and generated pieces"
+    ),
 ):
     """Start lstmidi studio, a web page to generate, listen, look and train (needs the 'studio' extra of lstmidi)."""
     from .studio import serve as run
@@ -299,7 +426,9 @@ def serve(
     run(host=host, port=port, runs=runs)
 
 
-benchmark_app = typer.Typer(no_args_is_help=True, help="Measure models against published numbers, and this machine's speed.")
+benchmark_app = typer.Typer(
+    no_args_is_help=True, help="Measure models against published numbers, and this machine's speed."
+)
 app.add_typer(benchmark_app, name="benchmark")
 
 
@@ -307,27 +436,38 @@ app.add_typer(benchmark_app, name="benchmark")
 def benchmark_polyphonic(
     dataset: str = typer.Option("jsb", "--dataset", "-d", help="jsb or nottingham"),
     preset: str = PRESET,
-    data: Optional[Path] = typer.Option(None, "--data", help="a .mat file of the benchmark layout or its folder "
-                                        "(default: $LSTMIDI_POLYPHONIC or shared/data/polyphonic)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default: bench-DATASET-PRESET)"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs (default: the preset's)"),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop training after this many minutes"),
-    set_: Optional[List[str]] = SET,
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures to this JSON file"),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="a .mat file of the benchmark layout or its folder "
+        "(default: $LSTMIDI_POLYPHONIC or shared/data/polyphonic)",
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run folder (default: bench-DATASET-PRESET)"),
+    epochs: int | None = typer.Option(None, "--epochs", help="number of epochs (default: the preset's)"),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="stop training after this many minutes"),
+    set_: list[str] | None = SET,
+    json_path: Path | None = typer.Option(None, "--json", help="write the figures to this JSON file"),
     force: bool = typer.Option(False, "--force", help="start over in a non-empty OUT"),
 ):
     """Train a piano-roll preset on JSB Chorales or Nottingham; print test NLL (nats per frame) and frame
     accuracy beside the published results."""
     import json
 
+    from .api import train_overrides
     from .config import load_preset
     from .corpus import atomic_write_text, refuse_overwrite
     from .polyphonic import run, table
 
     if json_path:
         refuse_overwrite([json_path], force)
-    result = run(dataset, load_preset(preset, _train_overrides(set_, epochs, max_minutes)), out or Path(f"bench-{dataset}-{Path(preset).stem}"),
-                 data=data, force=force, command=_command())
+    result = run(
+        dataset,
+        load_preset(preset, train_overrides(set_, epochs, max_minutes)),
+        out or Path(f"bench-{dataset}-{Path(preset).stem}"),
+        data=data,
+        force=force,
+        command=_command(),
+    )
     typer.echo(table(result))
     if json_path:
         atomic_write_text(json_path, json.dumps(result.as_json(), indent=1))
@@ -336,11 +476,18 @@ def benchmark_polyphonic(
 
 @benchmark_app.command("speed")
 def benchmark_speed(
-    suite: Optional[List[str]] = typer.Option(None, "--suite", "-s", help="ingest, train, generate or memory (repeatable; default: all)"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the figures to this JSON file"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the tables into this Markdown file "
-                                            "(between its speed markers; the rest of the file is kept)"),
-    quick: bool = typer.Option(False, "--quick", help="tiny sizes: checks that the suites run (the figures are not the benchmark's)"),
+    suite: list[str] | None = typer.Option(
+        None, "--suite", "-s", help="ingest, train, generate or memory (repeatable; default: all)"
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="write the figures to this JSON file"),
+    markdown: Path | None = typer.Option(
+        None,
+        "--markdown",
+        help="write the tables into this Markdown file (between its speed markers; the rest of the file is kept)",
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="tiny sizes: checks that the suites run (the figures are not the benchmark's)"
+    ),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
 ):
     """Measure ingest, training, generation and memory on this machine, each beside the method it replaces;

@@ -7,6 +7,7 @@ A preset has five sections. `data`, `train` and `sample` are fixed models below;
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import LstmidiError, format_validation_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# Old preset names that still work, with a note: scripts written for 0.1 say `--preset default`.
+RENAMED = {"default": "flagship"}
 
 
 class Strict(BaseModel):
@@ -26,7 +29,10 @@ class DataConfig(Strict):
     """How MIDI files become scores and how the corpus is split."""
 
     tracks: Literal["merge", "all", "melody"] | int = Field(
-        "merge", description="'merge' all pitched tracks into one, keep 'all' tracks apart, 'melody' = the pitched track with the most notes, or the index of one track")
+        "merge",
+        description="'merge' all pitched tracks into one, keep 'all' tracks apart, 'melody' = the pitched track "
+        "with the most notes, or the index of one track",
+    )
     drums: bool = Field(False, description="keep drum tracks (channel 10)")
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="share of files in the validation split")
     test_fraction: float = Field(0.1, ge=0, lt=1, description="share of files in the test split")
@@ -37,16 +43,26 @@ class LossConfig(Strict):
     """How note-level models are scored (multihot and token models use BCE / CE and ignore this)."""
 
     pitch: Literal["ce", "music", "ce+music"] = Field(
-        "ce", description="pitch loss: cross-entropy, DeepLearning4Music's music-aware interval cost, or both")
+        "ce", description="pitch loss: cross-entropy, DeepLearning4Music's music-aware interval cost, or both"
+    )
     positive_pressure: float = Field(10.0, ge=0, description="penalty on negative step/duration predictions (tutorial)")
-    pitch_mse: float = Field(0.0, ge=0, description="regressed pitch: add this weight x squared error in octaves to the music-aware cost (a convex pull towards the true pitch)")
-    weights: dict[str, float] = Field(default_factory=dict, description="per-field loss weights, default 1 (e.g. pitch: 0.05)")
+    pitch_mse: float = Field(
+        0.0,
+        ge=0,
+        description="regressed pitch: add this weight x squared error in octaves to the music-aware cost (a "
+        "convex pull towards the true pitch)",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="per-field loss weights, default 1 (e.g. pitch: 0.05)"
+    )
 
 
 class AugmentConfig(Strict):
     """Data augmentation of the training split (never validation or test), drawn afresh each epoch."""
 
-    transpose: int = Field(0, ge=0, le=12, description="transpose each window by a random k in [-k, k] semitones (kept in range)")
+    transpose: int = Field(
+        0, ge=0, le=12, description="transpose each window by a random k in [-k, k] semitones (kept in range)"
+    )
     stretch: float = Field(0.0, ge=0, lt=0.5, description="stretch the tempo by a random factor in [1-x, 1+x]")
 
 
@@ -59,16 +75,43 @@ class TrainConfig(Strict):
     window: int = Field(64, ge=2, description="steps per training window (input); the target is shifted by one step")
     hop: int = Field(16, ge=1, description="steps between the starts of overlapping windows")
     grad_clip: float = Field(1.0, ge=0, description="gradient norm clip; 0 = off")
-    lr_decay: float = Field(1.0, gt=0, le=1, description="multiply the learning rate by this factor after every epoch whose validation loss is not a new best (1 = constant rate)")
-    progressive_ramp: int = Field(0, ge=0, description="loss weight grows linearly from 0 to 1 over this many steps of each window; 0 = off")
-    max_minutes: float | None = Field(None, gt=0, description="stop cleanly after this many minutes and still write the model file")
-    max_steps: int | None = Field(None, ge=1, description="stop cleanly after this many optimizer steps (e.g. to compare settings at equal compute) and still write the model file")
+    lr_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="multiply the learning rate by this factor after every epoch whose validation loss is not a "
+        "new best (1 = constant rate)",
+    )
+    progressive_ramp: int = Field(
+        0, ge=0, description="loss weight grows linearly from 0 to 1 over this many steps of each window; 0 = off"
+    )
+    max_minutes: float | None = Field(
+        None, gt=0, description="stop cleanly after this many minutes and still write the model file"
+    )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="stop cleanly after this many optimizer steps (e.g. to compare settings at equal compute) "
+        "and still write the model file",
+    )
     seed: int = 0
     primers: int = Field(16, ge=0, description="validation excerpts stored in the model file as default primers")
     primer_steps: int = Field(32, ge=1, description="length of each stored primer, in steps")
-    quality_pieces: int = Field(8, ge=0, description="after training, generate this many pieces and rate them with the quality gate against the validation pieces (lstmidi.quality); 0 = off")
-    sample_every: int = Field(0, ge=0, description="write a generated sample (MIDI + PNG) to RUN/samples every N epochs; 0 = off")
-    checkpoint_every_steps: int = Field(200, ge=0, description="also write RUN/checkpoints/last.ckpt every N training steps, so a run killed mid-epoch resumes losing at most N steps; 0 = only at the end of each epoch")
+    quality_pieces: int = Field(
+        8,
+        ge=0,
+        description="after training, generate this many pieces and rate them with the quality gate against the "
+        "validation pieces (lstmidi.quality); 0 = off",
+    )
+    sample_every: int = Field(
+        0, ge=0, description="write a generated sample (MIDI + PNG) to RUN/samples every N epochs; 0 = off"
+    )
+    checkpoint_every_steps: int = Field(
+        200,
+        ge=0,
+        description="also write RUN/checkpoints/last.ckpt every N training steps, so a run killed mid-epoch "
+        "resumes losing at most N steps; 0 = only at the end of each epoch",
+    )
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
 
@@ -83,7 +126,9 @@ class SampleConfig(Strict):
     top_k: int | None = Field(None, ge=1, description="tokens/notes: sample among the k most likely (1 = greedy)")
     top_p: float | None = Field(None, gt=0, le=1, description="tokens/notes: nucleus sampling mass")
     greedy: bool = Field(False, description="tokens/notes: always take the most likely choice")
-    temperatures: dict[str, float] = Field(default_factory=dict, description="per-head temperature for note models, e.g. {pitch: 0.8}")
+    temperatures: dict[str, float] = Field(
+        default_factory=dict, description="per-head temperature for note models, e.g. {pitch: 0.8}"
+    )
 
 
 class Preset(Strict):
@@ -137,23 +182,32 @@ def _settle_drums(preset: Preset, where: str) -> None:
     encoding's follows data.drums unless given; a contradiction, or drums the encoding cannot hold, is an error."""
     from .encodings import ENCODINGS
 
-    params = getattr(ENCODINGS.get(preset.encoding.get("name")), "Params", None)
-    if params is None:
+    encoding = ENCODINGS.get(preset.encoding.get("name"))
+    if encoding is None:
         return  # an unknown encoding: build_encoding names it
+    params = encoding.Params
     if "drums" not in params.model_fields:
         if preset.data.drums:
-            raise LstmidiError(f"{where}: data.drums=true, but the {preset.encoding['name']!r} encoding has no drums (it "
-                               "leaves drum tracks out); drums need the events encoding with programs (preset default)")
+            raise LstmidiError(
+                f"{where}: data.drums=true, but the {preset.encoding['name']!r} encoding has no drums (it "
+                "leaves drum tracks out); drums need the events encoding with programs (preset flagship)"
+            )
         return
     given = preset.encoding.get("drums")
     if preset.data.drums and given is None:
-        if not preset.encoding.get("programs", params.model_fields["programs"].default if "programs" in params.model_fields else True):
-            raise LstmidiError(f"{where}: data.drums=true, but encoding {preset.encoding['name']!r} keeps drum tracks only "
-                               "with encoding.programs=true (else they are dropped): set encoding.programs=true")
+        if not preset.encoding.get(
+            "programs", params.model_fields["programs"].default if "programs" in params.model_fields else True
+        ):
+            raise LstmidiError(
+                f"{where}: data.drums=true, but encoding {preset.encoding['name']!r} keeps drum tracks only "
+                "with encoding.programs=true (else they are dropped): set encoding.programs=true"
+            )
         preset.encoding = {**preset.encoding, "drums": True}
     elif given and not preset.data.drums:
-        raise LstmidiError(f"{where}: encoding.drums=true, but data.drums=false drops drum tracks when the files are "
-                           "read: set data.drums=true")
+        raise LstmidiError(
+            f"{where}: encoding.drums=true, but data.drums=false drops drum tracks when the files are "
+            "read: set data.drums=true"
+        )
 
 
 def validate_preset(raw: dict, where: str = "preset", *, check_model: bool = True) -> Preset:
@@ -168,8 +222,10 @@ def validate_preset(raw: dict, where: str = "preset", *, check_model: bool = Tru
     _settle_drums(preset, where)
     build_encoding(preset.encoding, where=f"{where}: encoding")
     if preset.encoding.get("programs") and preset.data.tracks == "merge":
-        raise LstmidiError(f"{where}: encoding.programs=true keeps instruments apart, but data.tracks=merge "
-                           "merges them into one before encoding: set data.tracks=all")
+        raise LstmidiError(
+            f"{where}: encoding.programs=true keeps instruments apart, but data.tracks=merge "
+            "merges them into one before encoding: set data.tracks=all"
+        )
     if check_model:
         from .models import model_params
 
@@ -185,8 +241,9 @@ def read_preset_file(path: Path) -> dict:
     except OSError as err:
         raise LstmidiError(f"{path}: cannot read the preset ({err.strerror or err})") from None
     except UnicodeDecodeError as err:
-        raise LstmidiError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.object[err.start]:#04x}); "
-                           "save the preset as UTF-8") from None
+        raise LstmidiError(
+            f"{path}: not a UTF-8 text file (byte {err.start}: {err.object[err.start]:#04x}); save the preset as UTF-8"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -194,14 +251,22 @@ def read_preset_file(path: Path) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise LstmidiError(f"{path}: a preset is a mapping of sections (data, encoding, model, train, sample), "
-                           f"not a {type(raw).__name__}")
+        raise LstmidiError(
+            f"{path}: a preset is a mapping of sections (data, encoding, model, train, sample), "
+            f"not a {type(raw).__name__}"
+        )
     return raw
 
 
 def load_preset(name_or_path: str, overrides: list[str] = (), *, check_model: bool = True) -> Preset:
     """Read a preset by name (`configs/NAME.yaml`) or path and apply `key=value` overrides (see
     `validate_preset` for `check_model`)."""
+    if name_or_path in RENAMED:
+        print(
+            f"note: preset {name_or_path!r} is now named {RENAMED[name_or_path]!r}; the old name still works for now",
+            file=sys.stderr,
+        )
+        name_or_path = RENAMED[name_or_path]
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.yaml"

@@ -22,17 +22,18 @@ import json
 import os
 import stat
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .config import DataConfig
 from .encodings import Encoding, build_encoding
 from .errors import LstmidiError, MidiError, OutputExistsError
+from .files import atomic_path, atomic_write_text  # atomic_write_text: also public here
 from .midi import LIMITS, MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
 
 SPLITS = ("train", "valid", "test")
@@ -234,7 +235,7 @@ def file_digest(path: Path) -> str:
 def load_corpus(
     paths: list[str | Path] | None,
     encoding: Encoding,
-    data: DataConfig = DataConfig(),
+    data: DataConfig | None = None,
     *,
     cache_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -244,6 +245,7 @@ def load_corpus(
     Raises LstmidiError if no file could be used; otherwise skipped files are only reported.
     `progress(done, total)` is called as files finish.
     """
+    data = DataConfig() if data is None else data
     files = find_midi_files(list(paths) if paths else [bundled_corpus()])
     key = _manifest_hash(files, encoding, data)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -268,8 +270,16 @@ def load_corpus(
         split = split_of(rel, data.valid_fraction, data.test_fraction)
         pieces[split].append(array)
         names[split].append(rel)
-        report.append({"path": str(path), "name": rel, "status": "recovered" if reason else "loaded", "reason": reason,
-                       "split": split, "steps": len(array)})
+        report.append(
+            {
+                "path": str(path),
+                "name": rel,
+                "status": "recovered" if reason else "loaded",
+                "reason": reason,
+                "split": split,
+                "steps": len(array),
+            }
+        )
     if not pieces["train"]:
         raise LstmidiError(
             f"no usable training files among {len(files)} found "
@@ -323,26 +333,17 @@ def status_counts(report: list[dict]) -> dict:
     the kind of a reason is its text before any details in parentheses ("truncated MIDI file")."""
     statuses = Counter(r["status"] for r in report)
     kinds = Counter(r["reason"].split(" (", 1)[0] for r in report if r["status"] == "skipped")
-    return {"loaded": statuses["loaded"], "recovered": statuses["recovered"], "skipped": statuses["skipped"],
-            "skipped_by_reason": dict(kinds.most_common())}
+    return {
+        "loaded": statuses["loaded"],
+        "recovered": statuses["recovered"],
+        "skipped": statuses["skipped"],
+        "skipped_by_reason": dict(kinds.most_common()),
+    }
 
 
 def write_report(corpus: Corpus, path: Path) -> None:
     """Write the summary and per-file report as JSON (atomically)."""
     atomic_write_text(Path(path), json.dumps({"summary": corpus.summary, "files": corpus.report}, indent=1))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file and a rename; LstmidiError naming the file if it cannot."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise LstmidiError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def refuse_overwrite(paths, force: bool = False) -> None:
@@ -378,19 +379,28 @@ def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
         for split, path in arrays_paths.items():
             pieces = corpus.pieces[split]
             offsets[split] = piece_offsets(pieces).tolist()
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            if offsets[split][-1]:
-                flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(offsets[split][-1], *inner))
-                for piece, start in zip(pieces, offsets[split]):
-                    flat[start : start + len(piece)] = piece
-                flat.flush()
-                del flat
-            else:  # an empty split: numpy cannot map 0 bytes
-                with tmp.open("wb") as f:
-                    np.save(f, np.zeros((0, *inner), dtype))
-            os.replace(tmp, path)
-        atomic_write_text(meta_path, json.dumps({"names": corpus.names, "offsets": offsets, "report": corpus.report,
-                                                 "summary": corpus.summary, "encoding": corpus.encoding.to_dict()}))
+            with atomic_path(path) as tmp:
+                if offsets[split][-1]:
+                    flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(offsets[split][-1], *inner))
+                    for piece, start in zip(pieces, offsets[split]):
+                        flat[start : start + len(piece)] = piece
+                    flat.flush()
+                    del flat
+                else:  # an empty split: numpy cannot map 0 bytes
+                    with tmp.open("wb") as f:
+                        np.save(f, np.zeros((0, *inner), dtype))
+        atomic_write_text(
+            meta_path,
+            json.dumps(
+                {
+                    "names": corpus.names,
+                    "offsets": offsets,
+                    "report": corpus.report,
+                    "summary": corpus.summary,
+                    "encoding": corpus.encoding.to_dict(),
+                }
+            ),
+        )
     except OSError:
         pass  # a cache we cannot write only costs time next run
 

@@ -7,97 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .baselines import markov_baseline_nll, music_cost_baselines, repeat_nll, unigram_nll  # noqa: F401 (public here)
 from .encodings import Encoding
-
-
-def markov_baseline_nll(train: list[np.ndarray], held_out: list[np.ndarray], smoothing: float = 1.0) -> float:
-    """Per-key Markov baseline in nats per frame: P(key on at t+1 | same key on/off at t), fitted on
-    `train` (add-`smoothing` counts) and scored on every consecutive pair of frames of `held_out`."""
-    on_after = np.zeros((2, train[0].shape[1]))  # [prev state, key] -> count of "on" next
-    seen = np.zeros((2, train[0].shape[1]))
-    for piece in train:
-        prev, cur = piece[:-1].astype(bool), piece[1:].astype(np.float64)
-        for s in (0, 1):
-            sel = prev == s
-            seen[s] += sel.sum(0)
-            on_after[s] += (cur * sel).sum(0)
-    p_on = (on_after + smoothing) / (seen + 2 * smoothing)  # (2, keys)
-    total, frames = 0.0, 0
-    for piece in held_out:
-        prev, cur = piece[:-1].astype(np.int64), piece[1:].astype(bool)
-        p = np.take_along_axis(p_on, prev, axis=0)  # (frames-1, keys): P(on) for each key given its previous state
-        total += -np.where(cur, np.log(p), np.log1p(-p)).sum()
-        frames += len(cur)
-    return float(total / max(frames, 1))
-
-
-def unigram_nll(train: list[np.ndarray], held_out: list[np.ndarray], classes: int, smoothing: float = 1.0) -> float:
-    """Nats per symbol of held-out symbols (after the first of each piece) under the training frequencies."""
-    counts = np.full(classes, smoothing)
-    for seq in train:
-        counts += np.bincount(seq, minlength=classes)[:classes]
-    logp = np.log(counts / counts.sum())
-    scored = [seq[1:] for seq in held_out]
-    n = sum(len(s) for s in scored)
-    return float(-sum(logp[s].sum() for s in scored) / max(n, 1))
-
-
-def repeat_nll(train: list[np.ndarray], held_out: list[np.ndarray], classes: int, smoothing: float = 1.0) -> float:
-    """"Repeat the previous symbol" as a probability model: P(same as previous) = r (fitted on train),
-    otherwise the unigram distribution over the other symbols. Nats per symbol."""
-    counts = np.full(classes, smoothing)
-    same = total = 0
-    for seq in train:
-        counts += np.bincount(seq, minlength=classes)[:classes]
-        same += int((seq[1:] == seq[:-1]).sum())
-        total += len(seq) - 1
-    r = (same + smoothing) / (total + 2 * smoothing)
-    p = counts / counts.sum()
-    nll, n = 0.0, 0
-    for seq in held_out:
-        prev, cur = seq[:-1], seq[1:]
-        other = (1 - r) * p[cur] / (1 - p[prev])
-        nll -= np.log(np.where(cur == prev, r, other)).sum()
-        n += len(cur)
-    return float(nll / max(n, 1))
+from .files import figure, save_figure
+from .kinds import kind_of
 
 
 def baselines(encoding: Encoding, train: list[np.ndarray], held_out: list[np.ndarray]) -> dict[str, float]:
-    """The baselines for this encoding's kind, in the unit its models report.
-
-    multihot: the per-key Markov baseline (nats per frame). tokens: unigram and repeat-previous (nats
-    per token). notes: the same two on the pitch column (nats per note), to compare with `pitch_nll`,
-    and the music-aware cost of two trivial guesses, to compare with a regressed pitch's cost.
-    """
-    if encoding.kind == "multihot":
-        return {"per-key Markov": markov_baseline_nll(train, held_out)}
-    if encoding.kind == "tokens":
-        v = encoding.sizes["vocab_size"]
-        tr, ho = [t.astype(np.int64) for t in train], [t.astype(np.int64) for t in held_out]
-    else:
-        v = 128
-        col = encoding.field_index["pitch"]
-        tr = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in train]
-        ho = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in held_out]
-    if encoding.kind == "tokens":
-        return {"unigram": unigram_nll(tr, ho, v), "repeat previous": repeat_nll(tr, ho, v)}
-    return {"pitch unigram": unigram_nll(tr, ho, v), "pitch repeat previous": repeat_nll(tr, ho, v),
-            **music_cost_baselines(tr, ho)}
-
-
-def music_cost_baselines(train: list[np.ndarray], held_out: list[np.ndarray]) -> dict[str, float]:
-    """Mean music-aware interval cost (lstmidi.losses.interval_cost) of two trivial pitch guesses on
-    held-out notes: the previous note's pitch, and the most common training pitch. These are what a
-    regressed pitch (DeepLearning4Music) must beat."""
-    import torch
-
-    from .losses import interval_cost
-
-    mode = int(np.bincount(np.concatenate(train), minlength=128).argmax())
-    cur = np.concatenate([p[1:] for p in held_out])
-    prev = np.concatenate([p[:-1] for p in held_out])
-    cost = lambda guess: float(interval_cost(torch.from_numpy((guess - cur).astype(np.float32))).mean())  # noqa: E731
-    return {"pitch repeat previous (music cost)": cost(prev), "pitch mode (music cost)": cost(np.full_like(cur, mode))}
+    """The baselines for this encoding's kind, in the unit its models report (`lstmidi.kinds`)."""
+    return kind_of(encoding).baselines(encoding, train, held_out)
 
 
 def note_features(score) -> dict[str, np.ndarray]:
@@ -109,9 +27,11 @@ def note_features(score) -> dict[str, np.ndarray]:
     time = np.concatenate([r["time"] for r in rows])
     order = np.argsort(time, kind="stable")
     time = time[order]
-    return {"pitch": np.concatenate([r["pitch"] for r in rows])[order].astype(np.float64),
-            "step": np.diff(time, prepend=time[:1]),
-            "duration": np.concatenate([r["duration"] for r in rows])[order].astype(np.float64)}
+    return {
+        "pitch": np.concatenate([r["pitch"] for r in rows])[order].astype(np.float64),
+        "step": np.diff(time, prepend=time[:1]),
+        "duration": np.concatenate([r["duration"] for r in rows])[order].astype(np.float64),
+    }
 
 
 def held_out_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int = 64) -> dict:
@@ -124,19 +44,25 @@ def held_out_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int =
     the held-out files, given by the caller), `per_note` = total loss / `notes`, which compares models
     with different encodings, and the extra per-step metrics of note models (e.g. `pitch_nll`).
     """
-    from .errors import LstmidiError
     from .batches import evaluate_loader, make_loader
+    from .errors import LstmidiError
 
     if not pieces:
         raise LstmidiError("no held-out pieces to score")
     cfg = loaded.preset.train
-    span = cfg.window + getattr(loaded.model, "context", 0)  # a seq2seq encoder reads `context` steps first
-    means, steps = evaluate_loader(loaded.model, make_loader(pieces, span, None, batch_size, False, cfg.seed),
-                                   loaded.encoding.kind, cfg.loss)
+    span = cfg.window + loaded.model.context  # a seq2seq encoder reads `context` steps first
+    means, steps = evaluate_loader(
+        loaded.model, make_loader(pieces, span, None, batch_size, False, cfg.seed), loaded.encoding.kind, cfg.loss
+    )
     total = means.pop("loss") * steps
-    return {"per_step": total / steps, "per_note": total / notes if notes else float("nan"), "steps": round(steps),
-            "notes": int(notes), "unit": loaded.config.get("metrics", {}).get("unit", "loss per step"),
-            **means}
+    return {
+        "per_step": total / steps,
+        "per_note": total / notes if notes else float("nan"),
+        "steps": round(steps),
+        "notes": int(notes),
+        "unit": loaded.config.get("metrics", {}).get("unit", "loss per step"),
+        **means,
+    }
 
 
 def token_type_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int = 64) -> dict[str, dict]:
@@ -164,9 +90,15 @@ def token_type_nll(loaded, pieces: list[np.ndarray], notes: int, batch_size: int
         count += np.bincount(t, minlength=len(names))
     loaded.model.train(was_training)
     order = np.argsort(-total)
-    return {str(names[i]): {"tokens": int(count[i]), "per_token": float(total[i] / count[i]),
-                            "per_note": float(total[i] / notes) if notes else float("nan")}
-            for i in order if count[i]}
+    return {
+        str(names[i]): {
+            "tokens": int(count[i]),
+            "per_token": float(total[i] / count[i]),
+            "per_note": float(total[i] / notes) if notes else float("nan"),
+        }
+        for i in order
+        if count[i]
+    }
 
 
 # ---- the evaluation report (lstmidi evaluate) ------------------------------------------------------
@@ -202,8 +134,10 @@ def render_report(results: dict) -> str:
     lines = [
         f"# lstmidi evaluation of `{r['model']}`",
         "",
-        f"Encoding `{r['encoding']}`; data {r['data']} ({r['corpus']['train']} training, {r['corpus']['valid']} validation, "
-        f"{r['corpus']['test']} test pieces). Generated: {gen['pieces']} pieces of {gen['seconds']:g} s, seed {gen['seed']}, "
+        f"Encoding `{r['encoding']}`; data {r['data']} ({r['corpus']['train']} training, {r['corpus']['valid']} "
+        "validation, "
+        f"{r['corpus']['test']} test pieces). Generated: {gen['pieces']} pieces of {gen['seconds']:g} s, seed "
+        f"{gen['seed']}, "
         f"without primer. Real: the {held['pieces']} {held['split']} pieces, cut to their first {held['seconds']:g} s. "
         f"Evaluated in {r['seconds']:.0f} s.",
         "",
@@ -211,15 +145,22 @@ def render_report(results: dict) -> str:
         "",
         f"| split | pieces | steps scored | notes | {nll['unit']} | per note |",
         "|---|---|---|---|---|---|",
-        f"| {held['split']} | {held['pieces']} | {nll['steps']} | {nll['notes']} | {nll['per_step']:.4f} | {nll['per_note']:.4f} |",
+        f"| {held['split']} | {held['pieces']} | {nll['steps']} | {nll['notes']} | {nll['per_step']:.4f} | "
+        f"{nll['per_note']:.4f} |",
         "",
         "Per note = the total loss over the held-out files / their notes, so models with different encodings compare.",
         "",
     ]
     if nll.get("by_type"):
-        lines += ["By the type of the predicted token:", "", "| token type | tokens | nats per token | nats per note |",
-                  "|---|---|---|---|"]
-        lines += [f"| {t} | {v['tokens']} | {v['per_token']:.3f} | {v['per_note']:.3f} |" for t, v in nll["by_type"].items()]
+        lines += [
+            "By the type of the predicted token:",
+            "",
+            "| token type | tokens | nats per token | nats per note |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t} | {v['tokens']} | {v['per_token']:.3f} | {v['per_note']:.3f} |" for t, v in nll["by_type"].items()
+        ]
         lines += [""]
     from .quality import gate_table
 
@@ -227,7 +168,8 @@ def render_report(results: dict) -> str:
     lines += [
         "## Quality gate",
         "",
-        f"Generated pieces against the last {held['seconds']:g} s of the {held['pieces']} held-out pieces (so that both "
+        f"Generated pieces against the last {held['seconds']:g} s of the {held['pieces']} held-out pieces (so "
+        "that both "
         "end where a piece ends) and a random-pitch control (the same real pieces, every pitch drawn at random from "
         "the piece's range): the floor and the ceiling of each figure. Means over pieces; "
         f"N = {q['voices']}, the real pieces' usual most notes at once. "
@@ -246,7 +188,10 @@ def render_report(results: dict) -> str:
     ]
     for name, what in SCALARS.items():
         m = r["metrics"][name]
-        lines.append(f"| {what} | {_pm(m['generated'])} | {_pm(m['real'])} | {m['overlap_area']:.3f} | {m['kl_real_generated']:.3f} |")
+        lines.append(
+            f"| {what} | {_pm(m['generated'])} | {_pm(m['real'])} | {m['overlap_area']:.3f} | "
+            f"{m['kl_real_generated']:.3f} |"
+        )
     lines += [
         "",
         "Mean ± sd over pieces. Overlap area: of the two sets' Gaussian kernel-density estimates "
@@ -263,7 +208,9 @@ def render_report(results: dict) -> str:
     ]
     for key, label in (("generated", "generated"), ("real", f"real ({held['split']})")):
         o = orig[key]
-        lines.append(f"| {label} | {_pm(o['longest_copy'], 1)} | {o['longest_copy']['max']:.0f} | {_pm(o['ngram8_share'])} |")
+        lines.append(
+            f"| {label} | {_pm(o['longest_copy'], 1)} | {o['longest_copy']['max']:.0f} | {_pm(o['ngram8_share'])} |"
+        )
     lines += [
         "",
         "Notes are compared transposition-invariantly (pitch interval and onset delta, in 1/12 beat, from the "
@@ -276,31 +223,14 @@ def render_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_value_histograms(values: dict[str, dict[str, list[float]]], titles: dict[str, str], path: Path, columns: int = 4) -> None:
+def plot_value_histograms(
+    values: dict[str, dict[str, list[float]]], titles: dict[str, str], path: Path, columns: int = 4
+) -> None:
     """One panel per name: histograms of the generated and the real per-piece values, on shared bins."""
     import textwrap
 
-    plt = _pyplot()
     rows = -(-len(values) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), squeeze=False)
+    fig, axes = figure((3.4 * columns, 2.9 * rows), dpi=90, nrows=rows, ncols=columns, squeeze=False)
     for ax, (name, sets) in zip(axes.flat, values.items()):
         g = np.array([v for v in sets["generated"] if v is not None and np.isfinite(v)])
         r = np.array([v for v in sets["real"] if v is not None and np.isfinite(v)])
@@ -310,21 +240,23 @@ def plot_value_histograms(values: dict[str, dict[str, list[float]]], titles: dic
         ax.hist(g, bins=bins, alpha=0.55, density=True, label="generated")
         ax.set_title(textwrap.fill(titles[name], 42), fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(values):]:
+    for ax in list(axes.flat)[len(values) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_mean_histograms(histograms: dict[str, dict[str, list[float]]], path: Path) -> None:
     """Side-by-side bars of the mean pitch-class, note-length and inter-onset-interval histograms."""
     from .metrics import DURATION_LABELS
 
-    plt = _pyplot()
-    panels = [("pitch_class", "pitch classes", ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]),
-              ("note_length", "note lengths", DURATION_LABELS), ("ioi", "inter-onset intervals", DURATION_LABELS)]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    panels = [
+        ("pitch_class", "pitch classes", ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]),
+        ("note_length", "note lengths", DURATION_LABELS),
+        ("ioi", "inter-onset intervals", DURATION_LABELS),
+    ]
+    fig, axes = figure((14, 3.4), dpi=90, ncols=3)
     for ax, (key, title, labels) in zip(axes, panels):
         x = np.arange(len(labels))
         for shift, name in ((-0.2, "real"), (0.2, "generated")):
@@ -333,7 +265,7 @@ def plot_mean_histograms(histograms: dict[str, dict[str, list[float]]], path: Pa
         ax.set_title(f"{title} (share, mean over pieces)", fontsize=9)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def write_report(results: dict, folder: Path) -> Path:
@@ -345,8 +277,11 @@ def write_report(results: dict, folder: Path) -> Path:
     plot_value_histograms({k: m["values"] for k, m in results["metrics"].items()}, SCALARS, folder / "metrics.png")
     plot_mean_histograms(results["histograms"], folder / "histograms.png")
     orig = results["originality"]
-    plot_value_histograms({k: {s: orig[s]["values"][k] for s in ("generated", "real")} for k in ("longest_copy", "ngram8_share")},
-                          {"longest_copy": "longest copied stretch (notes)", "ngram8_share": "share of 8-note n-grams in training"},
-                          folder / "originality.png", columns=2)
+    plot_value_histograms(
+        {k: {s: orig[s]["values"][k] for s in ("generated", "real")} for k in ("longest_copy", "ngram8_share")},
+        {"longest_copy": "longest copied stretch (notes)", "ngram8_share": "share of 8-note n-grams in training"},
+        folder / "originality.png",
+        columns=2,
+    )
     atomic_write_text(folder / "report.md", render_report(results))
     return folder / "report.md"

@@ -13,8 +13,8 @@ and `time_signature` (the first one, e.g. "3/4"; None if the file has none).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from symusic import Score
 
@@ -26,10 +26,13 @@ from .midi import read_score_lenient, score_seconds, select_tracks
 FIELDS = ("format", "tracks", "instruments", "drums", "notes", "duration", "tempo_changes", "time_signature")
 
 
-def inspect_files(paths: list[str | Path], data: DataConfig = DataConfig(),
-                  progress: Callable[[int, int], None] | None = None) -> dict:
+def inspect_files(
+    paths: list[str | Path], data: DataConfig | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict:
     """{'summary': {files, loaded, recovered, skipped, skipped_by_reason}, 'files': [per-file entries]} for
-    the MIDI files under `paths` (see the module doc), read in `data.workers` processes."""
+    the MIDI files under `paths` (see the module doc), read in `data.workers` processes (`data`: default
+    DataConfig())."""
+    data = DataConfig() if data is None else data
     files = find_midi_files(paths)
     jobs = [(str(path), name, data.tracks, data.drums) for path, name in files]
     results = map_files(inspect_file, jobs, data.workers or os.cpu_count() or 1, progress)
@@ -91,7 +94,18 @@ def table(result: dict) -> str:
 
 
 def _row(e: dict) -> tuple[str, ...]:
-    content = ("",) * 8 if e["format"] is None else (
-        str(e["format"]), str(e["tracks"]), ",".join(map(str, e["instruments"])) or "-", "yes" if e["drums"] else "no",
-        str(e["notes"]), f"{e['duration']:.1f}", str(e["tempo_changes"]), e["time_signature"] or "-")
+    content = (
+        ("",) * 8
+        if e["format"] is None
+        else (
+            str(e["format"]),
+            str(e["tracks"]),
+            ",".join(map(str, e["instruments"])) or "-",
+            "yes" if e["drums"] else "no",
+            str(e["notes"]),
+            f"{e['duration']:.1f}",
+            str(e["tempo_changes"]),
+            e["time_signature"] or "-",
+        )
+    )
     return (e["name"], e["status"], *content, e["reason"])

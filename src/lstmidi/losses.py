@@ -9,7 +9,7 @@ returns (weighted mean per step, total weight), so callers can average exactly a
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +22,9 @@ def progressive_weights(window: int, ramp: int, device=None) -> torch.Tensor:
     return (torch.arange(window, device=device, dtype=torch.float32) / ramp).clamp(max=1.0)
 
 
-def multihot_nll(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                 step_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def multihot_nll(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, step_weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """logits, target: (batch, time, keys); mask: (batch, time) 1 for real frames.
 
     Returns (weighted mean nats per frame, total weight); with no weights this is exactly the
@@ -35,8 +36,9 @@ def multihot_nll(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return (per_frame * w).sum() / total.clamp(min=1e-8), total
 
 
-def weighted_mean(per_step: torch.Tensor, mask: torch.Tensor,
-                   step_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_mean(
+    per_step: torch.Tensor, mask: torch.Tensor, step_weights: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(batch, time) per-step losses -> (weighted mean over real steps, total weight)."""
     w = mask.to(per_step.dtype) if step_weights is None else mask * step_weights  # (batch, time)
     per_step = torch.where(w > 0, per_step, torch.zeros_like(per_step))  # padding never leaks NaN/inf
@@ -44,8 +46,9 @@ def weighted_mean(per_step: torch.Tensor, mask: torch.Tensor,
     return (per_step * w).sum() / total.clamp(min=1e-8), total
 
 
-def token_nll(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-              step_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def token_nll(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, step_weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy for categorical outputs. logits: (batch, time, vocab); target: (batch, time) long
     token ids (any value, even -100, at masked steps); mask: (batch, time) 1 for real steps;
     step_weights: (time,) or None (= all ones).
@@ -57,9 +60,13 @@ def token_nll(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return weighted_mean(per_step, mask, step_weights)
 
 
-def mse_positive_pressure(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                          step_weights: torch.Tensor | None = None,
-                          pressure: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+def mse_positive_pressure(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    step_weights: torch.Tensor | None = None,
+    pressure: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The TensorFlow music tutorial's `mse_with_positive_pressure` for step/duration heads:
     per step (pred - target)**2 + pressure * max(-pred, 0), so negative times are penalised.
 
@@ -112,8 +119,9 @@ def interval_cost(semitones: torch.Tensor) -> torch.Tensor:
     return table[i] * (1 - frac) + table[(i + 1) % 12] * frac + OCTAVE_COST * d.abs() / 12
 
 
-def music_pitch_loss_regression(pred_pitch: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor,
-                                step_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def music_pitch_loss_regression(
+    pred_pitch: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor, step_weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """DeepLearning4Music pitch loss on a regression output: interval_cost(pred - target) per step.
 
     pred_pitch: (batch, time) float MIDI pitch; target_pitch: (batch, time) MIDI pitch; mask: (batch, time);
@@ -123,15 +131,16 @@ def music_pitch_loss_regression(pred_pitch: torch.Tensor, target_pitch: torch.Te
     return weighted_mean(per_step, mask, step_weights)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cost_matrix(vocab: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(vocab, vocab) matrix C[t, p] = interval_cost(p - t); built once per (vocab, device, dtype)."""
     p = torch.arange(vocab, dtype=torch.float64)
     return interval_cost(p[None, :] - p[:, None]).to(device=device, dtype=dtype)  # (truth, guess)
 
 
-def music_pitch_loss_expected(logits: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor,
-                              step_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def music_pitch_loss_expected(
+    logits: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor, step_weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Music-aware pitch loss for a categorical pitch head: the expected interval cost under the softmax,
     sum_p softmax(logits)_p * interval_cost(p - target).
 

@@ -24,8 +24,9 @@ DURATION_LABELS = ("< 3/16", "16th", "8th", "quarter", "half", "whole", "longer"
 GROOVE_GRID = 4  # onset slots per beat for groove consistency (16th notes)
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)  # natural minor
-SCALES = np.array([[(pc - tonic) % 12 in steps for pc in range(12)]
-                   for steps in (MAJOR, MINOR) for tonic in range(12)], np.float64)  # (24, 12) scale membership
+SCALES = np.array(
+    [[(pc - tonic) % 12 in steps for pc in range(12)] for steps in (MAJOR, MINOR) for tonic in range(12)], np.float64
+)  # (24, 12) scale membership
 
 SCALARS = {  # name -> what it is, in which unit
     "pitch_range": "pitch range (highest - lowest, semitones)",
@@ -213,15 +214,24 @@ def compare_sets(generated: list[Score], real: list[Score]) -> dict[str, dict]:
     out = {}
     for name in SCALARS:
         g, r = np.array([m[name] for m in gen]), np.array([m[name] for m in ref])
-        out[name] = {"generated": describe(g), "real": describe(r), "overlap_area": overlap_area(g, r),
-                     "kl_real_generated": kl_divergence(r, g), "values": {"generated": g.tolist(), "real": r.tolist()}}
+        out[name] = {
+            "generated": describe(g),
+            "real": describe(r),
+            "overlap_area": overlap_area(g, r),
+            "kl_real_generated": kl_divergence(r, g),
+            "values": {"generated": g.tolist(), "real": r.tolist()},
+        }
     return out
 
 
 def mean_histograms(scores: list[Score]) -> dict[str, list[float]]:
     """Pitch-class, note-length and IOI histograms averaged over pieces (each piece weighs the same)."""
+
     def mean(f):
         return np.mean([f(s) for s in scores], axis=0).tolist() if scores else []
 
-    return {"pitch_class": mean(pitch_class_histogram), "note_length": mean(note_length_histogram),
-            "ioi": mean(ioi_histogram)}
+    return {
+        "pitch_class": mean(pitch_class_histogram),
+        "note_length": mean(note_length_histogram),
+        "ioi": mean(ioi_histogram),
+    }

@@ -41,9 +41,9 @@ class Limits:
     """Bounds against hostile files; a file past one is truncated to the part inside it (skipped when no
     note is left there)."""
 
-    max_bytes: int = 16 * 2**20      # file size
-    max_events: int = 1_000_000      # MIDI events (plus skipped junk bytes)
-    max_quarters: int = 50_000       # length in quarter notes (keeps ticks inside symusic's int32)
+    max_bytes: int = 16 * 2**20  # file size
+    max_events: int = 1_000_000  # MIDI events (plus skipped junk bytes)
+    max_quarters: int = 50_000  # length in quarter notes (keeps ticks inside symusic's int32)
     max_seconds: float = 3 * 3600.0  # length in seconds
 
 
@@ -114,8 +114,11 @@ def read_score_bytes(data: bytes, source: str = "<bytes>", limits: Limits = LIMI
         parsed.score = _truncate(parsed.score, max_ticks)  # format 2's tracks in a row can reach past it
     how = parsed.describe() or (f"symusic: {rejected}" if rejected else "")
     if over:
-        kept = (f"the first {limits.max_quarters:,} quarter notes" if max_ticks is not None else
-                f"the first {limits.max_events:,} events")
+        kept = (
+            f"the first {limits.max_quarters:,} quarter notes"
+            if max_ticks is not None
+            else f"the first {limits.max_events:,} events"
+        )
         if not parsed.score.note_num():
             raise MidiError(f"{source}: too long ({over}; no notes in {kept}, the limit)")
         how = "; ".join(filter(None, [f"truncated to {kept} (the file has {over})", how]))
@@ -144,11 +147,18 @@ def _midi_part(data: bytes, source: str) -> tuple[bytes, str]:
         if track < 0 or len(data) - track < 8:
             raise MidiError(f"{source}: not a MIDI file (no MThd header)")
         count = min(data.count(b"MTrk", track), 0xFFFF)
-        header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big") + count.to_bytes(2, "big") \
+        header = (
+            b"MThd"
+            + (6).to_bytes(4, "big")
+            + (1).to_bytes(2, "big")
+            + count.to_bytes(2, "big")
             + GUESSED_DIVISION.to_bytes(2, "big")
+        )
         skipped = f", {track} bytes before them cut" if track else ""
-        return header + data[track:], (f"no MThd header: its {count} track chunk{'s' * (count != 1)} read as format 1 "
-                                       f"at {GUESSED_DIVISION} ticks per quarter (a guess){skipped}")
+        return header + data[track:], (
+            f"no MThd header: its {count} track chunk{'s' * (count != 1)} read as format 1 "
+            f"at {GUESSED_DIVISION} ticks per quarter (a guess){skipped}"
+        )
     if data.startswith(b"RIFF") and data[8:12] == b"RMID":
         size = int.from_bytes(data[16:20], "little")
         end = start + size if data[12:16] == b"data" and start == 20 and start + size <= len(data) else len(data)
@@ -191,7 +201,8 @@ def _truncate(score: Score, end: int) -> Score:
 
 
 def tick_at_seconds(score: Score, seconds: float) -> int:
-    """The tick of a tick Score that is `seconds` from its start, through its tempo map (120 qpm before the first tempo)."""
+    """The tick of a tick Score that is `seconds` from its start, through its tempo map (120 qpm before the
+    first tempo)."""
     tpq, elapsed, time, mspq = score.ticks_per_quarter, 0.0, 0, 500_000
     for tempo in score.tempos:
         step = (tempo.time - time) * mspq / tpq / 1e6
@@ -202,7 +213,8 @@ def tick_at_seconds(score: Score, seconds: float) -> int:
 
 
 def score_seconds(score: Score) -> float:
-    """Length of a tick Score in seconds (its last note or event end), through its tempo map (120 qpm before the first tempo)."""
+    """Length of a tick Score in seconds (its last note or event end), through its tempo map (120 qpm before
+    the first tempo)."""
     end, tpq = score.end(), score.ticks_per_quarter
     seconds, time, mspq = 0.0, 0, 500_000
     for tempo in score.tempos:

@@ -15,7 +15,6 @@ decompressed, config.json's size and nesting before it is parsed, and every tens
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import zipfile
@@ -33,6 +32,7 @@ from safetensors.torch import save as st_save
 from .config import Preset
 from .encodings import Encoding, build_encoding
 from .errors import ModelFileError, OutputExistsError
+from .files import atomic_path
 from .models import build_model
 
 FORMAT = "lstmidi-model"
@@ -48,14 +48,14 @@ class ModelFileLimits:
     ratio limit a file of S MB costs at most ~2 x 4 x S MB on top of torch itself (~300 MB): a 64 MB file
     (the studio's upload limit) stays below 1 GB. Real weights hardly compress (float32: ~1.1:1)."""
 
-    max_members: int = 16                 # entries in the zip (a model file has 4)
+    max_members: int = 16  # entries in the zip (a model file has 4)
     max_directory_bytes: int = 64 * 2**10  # the zip's central directory, read before the zip is opened
-    max_config_bytes: int = 4 * 2**20     # config.json, uncompressed
-    max_card_bytes: int = 2**20           # card.md, uncompressed
-    max_tensor_bytes: int = 2**30         # weights + primers, uncompressed
-    max_ratio: float = 4.0                # uncompressed / compressed size of any member over `ratio_from` bytes
+    max_config_bytes: int = 4 * 2**20  # config.json, uncompressed
+    max_card_bytes: int = 2**20  # card.md, uncompressed
+    max_tensor_bytes: int = 2**30  # weights + primers, uncompressed
+    max_ratio: float = 4.0  # uncompressed / compressed size of any member over `ratio_from` bytes
     ratio_from: int = 2**20
-    max_json_depth: int = 32              # nesting of config.json (a real one has 6 levels)
+    max_json_depth: int = 32  # nesting of config.json (a real one has 6 levels)
 
 
 LIMITS = ModelFileLimits()
@@ -91,14 +91,18 @@ def render_card(config: dict[str, Any]) -> str:
         "",
         f"Trained with:\n\n```\n{config['command']}\n```",
         "",
-        f"- encoding: `{config['encoding']['name']}` {json.dumps({k: v for k, v in config['encoding'].items() if k != 'name'})}",
+        f"- encoding: `{config['encoding']['name']}` "
+        f"{json.dumps({k: v for k, v in config['encoding'].items() if k != 'name'})}",
         f"- model: `{config['model']['name']}` {json.dumps({k: v for k, v in config['model'].items() if k != 'name'})}"
         f" ({config['parameters']:,} parameters)",
         f"- data: {json.dumps(config.get('corpus', {}))}",
         f"- epochs: {m.get('epochs')}, training time: {m.get('train_seconds')} s",
         f"- validation loss: {_fmt(m.get('valid_loss'))} {m.get('unit', '')}"
-        + "".join(f", {k.removeprefix('valid_').replace('_', ' ')} {_fmt(v)}" for k, v in m.items()
-                  if k.startswith("valid_") and k != "valid_loss"),
+        + "".join(
+            f", {k.removeprefix('valid_').replace('_', ' ')} {_fmt(v)}"
+            for k, v in m.items()
+            if k.startswith("valid_") and k != "valid_loss"
+        ),
         "- baselines on the same validation split: "
         + (", ".join(f"{k} {_fmt(v)}" for k, v in m.get("baselines", {}).items()) or "none"),
         f"- final training loss: {_fmt(m.get('final_train_loss'))}",
@@ -114,18 +118,33 @@ def _quality_lines(q: dict | None) -> list[str]:
         return []
     from .quality import gate_table
 
-    return ["", f"Quality gate after training ({q['pieces']} pieces of {q['seconds']:g} s against the validation "
-            f"pieces and a random-pitch control; see `lstmidi evaluate`): **{'passed' if q['passed'] else 'not passed'}**",
-            "", *gate_table(q), ""]
+    return [
+        "",
+        f"Quality gate after training ({q['pieces']} pieces of {q['seconds']:g} s against the validation "
+        f"pieces and a random-pitch control; see `lstmidi evaluate`): **{'passed' if q['passed'] else 'not passed'}**",
+        "",
+        *gate_table(q),
+        "",
+    ]
 
 
 def _fmt(x) -> str:
     return f"{x:.4f}" if isinstance(x, float) else str(x)
 
 
-def save_model(path: str | Path, *, encoding: Encoding, model: torch.nn.Module, preset: Preset,
-               metrics: dict[str, Any], command: str, primers: np.ndarray | None = None,
-               corpus_summary: dict | None = None, history: list | None = None, force: bool = False) -> Path:
+def save_model(
+    path: str | Path,
+    *,
+    encoding: Encoding,
+    model: torch.nn.Module,
+    preset: Preset,
+    metrics: dict[str, Any],
+    command: str,
+    primers: np.ndarray | None = None,
+    corpus_summary: dict | None = None,
+    history: list | None = None,
+    force: bool = False,
+) -> Path:
     """Write a `.lstmidi` file atomically (temp file + rename); refuses to overwrite unless `force`."""
     import datetime
 
@@ -148,18 +167,12 @@ def save_model(path: str | Path, *, encoding: Encoding, model: torch.nn.Module, 
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("config.json", json.dumps(config, indent=1))
-            z.writestr("weights.safetensors", st_save(weights))
-            if primers is not None:
-                z.writestr("primers.safetensors", st_save({"primers": torch.from_numpy(np.ascontiguousarray(primers))}))
-            z.writestr("card.md", render_card(config))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", json.dumps(config, indent=1))
+        z.writestr("weights.safetensors", st_save(weights))
+        if primers is not None:
+            z.writestr("primers.safetensors", st_save({"primers": torch.from_numpy(np.ascontiguousarray(primers))}))
+        z.writestr("card.md", render_card(config))
     return path
 
 
@@ -185,8 +198,10 @@ def load_model(path: str | Path, limits: ModelFileLimits = LIMITS) -> LoadedMode
     if config.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an lstmidi model file (format {config.get('format')!r})")
     if config.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model file format version {config.get('format_version')!r} is not supported "
-                             f"by this lstmidi (reads version {FORMAT_VERSION}); upgrade lstmidi")
+        raise ModelFileError(
+            f"{path}: model file format version {config.get('format_version')!r} is not supported "
+            f"by this lstmidi (reads version {FORMAT_VERSION}); upgrade lstmidi"
+        )
     missing = [k for k in ("encoding", "model", "preset") if not isinstance(config.get(k), dict)]
     if missing:
         raise ModelFileError(f"{path}: damaged model file (config.json lacks {', '.join(missing)})")
@@ -224,8 +239,10 @@ def _read_members(path: Path, limits: ModelFileLimits) -> dict[str, bytes]:
             raise zipfile.BadZipFile("no end of central directory")
         entries, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
         if entries > limits.max_members or directory > limits.max_directory_bytes:
-            raise ModelFileError(f"{path}: refused: not an lstmidi model file ({entries:,} zip entries, "
-                                 f"{directory:,}-byte directory; a model file has 4)")
+            raise ModelFileError(
+                f"{path}: refused: not an lstmidi model file ({entries:,} zip entries, "
+                f"{directory:,}-byte directory; a model file has 4)"
+            )
     with zipfile.ZipFile(path) as z:
         infos = {i.filename: i for i in z.infolist()}  # a repeated name: the last one, as z.read would
         missing = {CONFIG, WEIGHTS} - set(infos)
@@ -237,15 +254,20 @@ def _read_members(path: Path, limits: ModelFileLimits) -> dict[str, bytes]:
             size, packed = info.file_size, max(info.compress_size, 1)
             cap = caps.get(info.filename)
             if cap is not None and size > cap:
-                raise ModelFileError(f"{path}: refused: {info.filename} would unpack to {_mb(size)} "
-                                     f"(the limit is {_mb(cap)})")
+                raise ModelFileError(
+                    f"{path}: refused: {info.filename} would unpack to {_mb(size)} (the limit is {_mb(cap)})"
+                )
             if size > limits.ratio_from and size > limits.max_ratio * packed and info.filename not in caps:
-                raise ModelFileError(f"{path}: refused: {info.filename} is compressed {size / packed:,.0f}:1 "
-                                     f"(the limit is {limits.max_ratio:g}:1 for members over {_mb(limits.ratio_from)}; a zip bomb?)")
+                raise ModelFileError(
+                    f"{path}: refused: {info.filename} is compressed {size / packed:,.0f}:1 "
+                    f"(the limit is {limits.max_ratio:g}:1 for members over {_mb(limits.ratio_from)}; a zip bomb?)"
+                )
         tensors = sum(i.file_size for i in wanted if i.filename not in caps)
         if tensors > limits.max_tensor_bytes:
-            raise ModelFileError(f"{path}: refused: its tensors would unpack to {_mb(tensors)} "
-                                 f"(the limit is {_mb(limits.max_tensor_bytes)})")
+            raise ModelFileError(
+                f"{path}: refused: its tensors would unpack to {_mb(tensors)} "
+                f"(the limit is {_mb(limits.max_tensor_bytes)})"
+            )
         members = {}
         for info in wanted:
             with z.open(info) as member:
@@ -265,8 +287,9 @@ def _parse_config(path: Path, data: bytes, limits: ModelFileLimits):
     depth = np.frombuffer(_STRING.sub(b'""', data), np.uint8)
     depth = np.cumsum(np.isin(depth, (0x5B, 0x7B)).astype(np.int32) - np.isin(depth, (0x5D, 0x7D)))
     if depth.size and depth.max() > limits.max_json_depth:
-        raise ModelFileError(f"{path}: refused: config.json is nested {depth.max():,} levels deep "
-                             f"(the limit is {limits.max_json_depth})")
+        raise ModelFileError(
+            f"{path}: refused: config.json is nested {depth.max():,} levels deep (the limit is {limits.max_json_depth})"
+        )
     try:
         return json.loads(data)
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, ints over Python's digit limit
@@ -289,10 +312,16 @@ def _weights_problem(expected: dict[str, torch.Tensor], got: dict[str, torch.Ten
     """What is wrong with the stored tensors for this model (missing, unknown, wrong shape), or None."""
     problems = [f"missing {k}" for k in expected if k not in got]
     problems += [f"unexpected {k}" for k in got if k not in expected]
-    problems += [f"{k} has shape {tuple(got[k].shape)}, the model needs {tuple(v.shape)}"
-                 for k, v in expected.items() if k in got and got[k].shape != v.shape]
-    problems += [f"{k} is {got[k].dtype}, not a floating-point tensor" for k, v in expected.items()
-                 if k in got and v.is_floating_point() and not got[k].is_floating_point()]
+    problems += [
+        f"{k} has shape {tuple(got[k].shape)}, the model needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in got and got[k].shape != v.shape
+    ]
+    problems += [
+        f"{k} is {got[k].dtype}, not a floating-point tensor"
+        for k, v in expected.items()
+        if k in got and v.is_floating_point() and not got[k].is_floating_point()
+    ]
     if not problems:
         return None
     return "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")

@@ -3,8 +3,8 @@
 A piece is generated as usual; then, while some run of more than `max_copy` consecutive notes also
 occurs in a training piece (transposition-invariant, as `lstmidi.originality` counts it), the piece is
 cut just after the first note (or chord) of the earliest such run and continued from there with fresh random
-draws, up to `tries` times per piece (notes starting with the run's first note are kept). A piece that still copies after the last try is kept, and its
-`longest_copy` says so.
+draws, up to `tries` times per piece (notes starting with the run's first note are kept). A piece that still
+copies after the last try is kept, and its `longest_copy` says so.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ class CopyReport:
     resampled: int  # stretches resampled
 
 
-def generate_without_copies(loaded: LoadedModel, index: NgramIndex, max_copy: int, *, tries: int = 8,
-                            seed: int = 0, **options) -> tuple[list[Piece], list[CopyReport]]:
+def generate_without_copies(
+    loaded: LoadedModel, index: NgramIndex, max_copy: int, *, tries: int = 8, seed: int = 0, **options
+) -> tuple[list[Piece], list[CopyReport]]:
     """`sampling.generate(loaded, seed=seed, **options)` with every copy of more than `max_copy` notes
     resampled (see module doc). Returns the pieces and, per piece, its longest copy and resample count."""
     if max_copy < 1:

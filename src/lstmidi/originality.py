@@ -14,7 +14,6 @@ does this n-gram occur in some training piece (`contains`), what share of a piec
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,9 @@ class _Hashes:
         with np.errstate(over="ignore"):
             inv_powers = np.cumprod(np.full(len(symbols), _BASE_INV, np.uint64)) * np.uint64(_BASE)  # BASE^-j
             self.prefix = np.concatenate([[np.uint64(0)], np.cumsum(_mix(symbols) * inv_powers, dtype=np.uint64)])
-            self.powers = np.concatenate([[np.uint64(1)], np.cumprod(np.full(len(symbols), _BASE, np.uint64))])  # BASE^i
+            self.powers = np.concatenate(
+                [[np.uint64(1)], np.cumprod(np.full(len(symbols), _BASE, np.uint64))]
+            )  # BASE^i
 
     def at(self, starts: np.ndarray, n: int) -> np.ndarray:
         """uint64 hashes of the n-grams starting at `starts`."""
@@ -70,7 +71,9 @@ class NgramIndex:
 
     def __init__(self, sequences: list[np.ndarray]) -> None:
         lengths = np.array([len(s) for s in sequences], np.int64)
-        self.symbols = np.concatenate([np.asarray(s, np.int64) for s in sequences]) if sequences else np.zeros(0, np.int64)
+        self.symbols = (
+            np.concatenate([np.asarray(s, np.int64) for s in sequences]) if sequences else np.zeros(0, np.int64)
+        )
         self.offsets = np.concatenate([[0], np.cumsum(lengths)])  # piece k = symbols[offsets[k]:offsets[k+1]]
         self.piece_end = np.repeat(self.offsets[1:], lengths)  # (symbols,) end of the piece of each position
         self.longest = int(lengths.max()) if len(lengths) else 0
@@ -134,16 +137,19 @@ class NgramIndex:
 
     def save(self, path: str | Path) -> Path:
         """Write the index as a compressed .npz (the symbol sequences; hash sets are rebuilt on use), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-        try:
-            np.savez_compressed(tmp, format=np.array(_FORMAT), version=np.array(_VERSION), rhythm_grid=np.array(RHYTHM_GRID),
-                                symbols=self.symbols.astype(np.int32), offsets=self.offsets)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        from .files import atomic_write
+
+        return atomic_write(
+            path,
+            lambda f: np.savez_compressed(
+                f,
+                format=np.array(_FORMAT),
+                version=np.array(_VERSION),
+                rhythm_grid=np.array(RHYTHM_GRID),
+                symbols=self.symbols.astype(np.int32),
+                offsets=self.offsets,
+            ),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> NgramIndex:
@@ -170,8 +176,10 @@ def longest_copy(score: Score, index: NgramIndex) -> int:
 def piece_originality(score: Score, index: NgramIndex) -> dict[str, float]:
     """`longest_copy` (see the function of that name); `ngram8_share`: share of its 8-note n-grams that
     occur in the training pieces (NaN for a piece of fewer than 8 notes)."""
-    return {"longest_copy": float(longest_copy(score, index)),
-            "ngram8_share": index.share(note_symbols(score), NGRAM_NOTES - 1)}
+    return {
+        "longest_copy": float(longest_copy(score, index)),
+        "ngram8_share": index.share(note_symbols(score), NGRAM_NOTES - 1),
+    }
 
 
 def set_originality(scores: list[Score], index: NgramIndex) -> dict:

@@ -67,8 +67,10 @@ def mat_path(dataset: str, data: str | Path | None = None) -> Path:
     name = DATASETS[dataset][0]
     folder = Path(data) if data else default_data_dir()
     if folder is None:
-        raise LstmidiError(f"no polyphonic benchmark data found: give --data PATH (a {name} file or its folder), "
-                           "or set LSTMIDI_POLYPHONIC")
+        raise LstmidiError(
+            f"no polyphonic benchmark data found: give --data PATH (a {name} file or its folder), "
+            "or set LSTMIDI_POLYPHONIC"
+        )
     path = folder / name if folder.is_dir() else folder
     if not path.is_file():
         raise LstmidiError(f"{path}: file not found")
@@ -98,10 +100,14 @@ def load_mat(path: str | Path) -> dict[str, list[np.ndarray]]:
 def benchmark_preset(preset: Preset, dataset: str) -> Preset:
     """The preset with its piano roll set to the benchmark's grid: 88 keys from A0, no onset columns."""
     if preset.encoding.get("name") != "pianoroll":
-        raise LstmidiError(f"preset {preset.name!r} uses encoding {preset.encoding.get('name')!r}; the polyphonic "
-                           "benchmark needs a piano-roll preset (musicgenerator, midinet, endecell)")
+        raise LstmidiError(
+            f"preset {preset.name!r} uses encoding {preset.encoding.get('name')!r}; the polyphonic "
+            "benchmark needs a piano-roll preset (musicgenerator, midinet, endecell)"
+        )
     raw = preset.model_dump()
-    raw["encoding"].update(timing="beats", steps_per_quarter=DATASETS[dataset][1], low=LOW_PITCH, keys=KEYS, onsets=False)
+    raw["encoding"].update(
+        timing="beats", steps_per_quarter=DATASETS[dataset][1], low=LOW_PITCH, keys=KEYS, onsets=False
+    )
     return validate_preset(raw, where=f"preset {preset.name!r} for the {dataset} benchmark")
 
 
@@ -120,12 +126,8 @@ def score_pieces(model: torch.nn.Module, pieces: list[np.ndarray], batch_size: i
             mask[i, : len(p) - 1] = True
         out, _ = model(x[:, :-1])  # predictions for frames 1..T-1
         target = x[:, 1:]
-        if hasattr(model, "frame_nll"):
-            per_frame = model.frame_nll(out, target)
-            guess = model.sample_frame(out[mask], mode="threshold")
-        else:
-            per_frame = torch.nn.functional.binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
-            guess = (torch.sigmoid(out[mask]) >= 0.5).float()
+        per_frame = model.frame_nll(out, target)  # independent keys, or the model's joint NLL (endecell)
+        guess = model.sample_frame(out[mask], mode="threshold")
         nll += float(per_frame[mask].sum())
         frames += int(mask.sum())
         truth = target[mask]
@@ -147,13 +149,29 @@ class BenchmarkResult:
     model_path: Path
 
     def as_json(self) -> dict:
-        return {"dataset": self.dataset, "preset": self.preset, "test_nll": self.test_nll, "valid_nll": self.valid_nll,
-                "frame_accuracy": self.frame_accuracy, "markov_test_nll": self.markov_nll, "seconds": self.seconds,
-                "epochs": self.epochs, "model": str(self.model_path)}
+        return {
+            "dataset": self.dataset,
+            "preset": self.preset,
+            "test_nll": self.test_nll,
+            "valid_nll": self.valid_nll,
+            "frame_accuracy": self.frame_accuracy,
+            "markov_test_nll": self.markov_nll,
+            "seconds": self.seconds,
+            "epochs": self.epochs,
+            "model": str(self.model_path),
+        }
 
 
-def run(dataset: str, preset: Preset, out: str | Path, *, data: str | Path | None = None, force: bool = False,
-        progress: bool = True, command: str | None = None) -> BenchmarkResult:
+def run(
+    dataset: str,
+    preset: Preset,
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> BenchmarkResult:
     """Train `preset` on the benchmark's train split in run folder `out` and score valid and test."""
     from .training import train  # Lightning is imported only when a benchmark runs
 
@@ -163,16 +181,28 @@ def run(dataset: str, preset: Preset, out: str | Path, *, data: str | Path | Non
     preset = benchmark_preset(preset, dataset)
     encoding = build_encoding(preset.encoding)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
-    corpus = Corpus(pieces=splits, names={s: [f"{path.name}:{s}[{i}]" for i in range(len(p))] for s, p in splits.items()},
-                    report=[{"name": path.name, "path": str(path), "status": "loaded", "reason": ""}],
-                    manifest_hash=digest, encoding=encoding)
+    corpus = Corpus(
+        pieces=splits,
+        names={s: [f"{path.name}:{s}[{i}]" for i in range(len(p))] for s, p in splits.items()},
+        report=[{"name": path.name, "path": str(path), "status": "loaded", "reason": ""}],
+        manifest_hash=digest,
+        encoding=encoding,
+    )
     corpus.summary = summarize(corpus)
     result = train(preset, [path], out, force=force, progress=progress, command=command, corpus=corpus)
     model = load_model(result.model_path).model
     valid, test = score_pieces(model, splits["valid"]), score_pieces(model, splits["test"])
-    return BenchmarkResult(dataset, preset.name, test["nll"], valid["nll"], test["frame_accuracy"],
-                           markov_baseline_nll(splits["train"], splits["test"]), round(time.time() - started, 1),
-                           result.epochs, result.model_path)
+    return BenchmarkResult(
+        dataset,
+        preset.name,
+        test["nll"],
+        valid["nll"],
+        test["frame_accuracy"],
+        markov_baseline_nll(splits["train"], splits["test"]),
+        round(time.time() - started, 1),
+        result.epochs,
+        result.model_path,
+    )
 
 
 def table(result: BenchmarkResult) -> str:
@@ -181,6 +211,8 @@ def table(result: BenchmarkResult) -> str:
     lines = [f"| model ({result.dataset}) | test NLL (nats/frame) | valid NLL | frame accuracy |", "|---|---|---|---|"]
     lines += [f"| {row[0]} (published) | {row[col]:.2f} | | |" for row in PUBLISHED]
     lines.append(f"| per-key Markov baseline (this run) | {result.markov_nll:.2f} | | |")
-    lines.append(f"| **lstmidi {result.preset}** ({result.epochs} epochs, {result.seconds:.0f} s) | **{result.test_nll:.2f}** "
-                 f"| {result.valid_nll:.2f} | {result.frame_accuracy:.3f} |")
+    lines.append(
+        f"| **lstmidi {result.preset}** ({result.epochs} epochs, {result.seconds:.0f} s) | **{result.test_nll:.2f}** "
+        f"| {result.valid_nll:.2f} | {result.frame_accuracy:.3f} |"
+    )
     return "\n".join(lines)

@@ -59,17 +59,24 @@ def mask_tokens(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     if allowed.dtype != torch.bool:
         raise ValueError(f"allowed must be a bool tensor, got {allowed.dtype}")
     if allowed.shape not in (logits.shape[-1:], logits.shape):
-        raise ValueError(f"allowed must have shape {tuple(logits.shape[-1:])} or {tuple(logits.shape)}, "
-                         f"got {tuple(allowed.shape)}")
+        raise ValueError(
+            f"allowed must have shape {tuple(logits.shape[-1:])} or {tuple(logits.shape)}, got {tuple(allowed.shape)}"
+        )
     return logits.masked_fill(~allowed.to(logits.device), NEG_INF)  # (batch, vocab)
 
 
 _temperature, _top_k, _top_p = temperature, top_k, top_p  # sample's keywords shadow these names
 
 
-def sample(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
-           top_p: float | None = None, greedy: bool = False,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Draw one token per row of (batch, vocab) logits -> (batch,) long.
 
     greedy=True takes the argmax (other options are still validated). Otherwise: temperature
@@ -111,7 +118,6 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
     return torch.minimum(index, last)
 
 
-
 def sample_regression(value: torch.Tensor, *, low: float | None = None, high: float | None = None) -> torch.Tensor:
     """Clamp a regression head's output into its valid range (same shape, same unit as the head).
 
@@ -131,8 +137,9 @@ def sample_regression(value: torch.Tensor, *, low: float | None = None, high: fl
 
 def _check_pitch_table(logits: torch.Tensor, pitch_of_token: torch.Tensor) -> torch.Tensor:
     if pitch_of_token.shape != logits.shape[-1:]:
-        raise ValueError(f"pitch_of_token must have shape {tuple(logits.shape[-1:])}, "
-                         f"got {tuple(pitch_of_token.shape)}")
+        raise ValueError(
+            f"pitch_of_token must have shape {tuple(logits.shape[-1:])}, got {tuple(pitch_of_token.shape)}"
+        )
     if pitch_of_token.numel() and not (-1 <= int(pitch_of_token.min()) and int(pitch_of_token.max()) <= 127):
         raise ValueError("pitch_of_token entries must be MIDI pitches 0..127 or -1 (not a Pitch token)")
     return pitch_of_token.to(logits.device).long()  # (vocab,)
@@ -156,8 +163,12 @@ def repetition_penalty(logits: torch.Tensor, history: torch.Tensor, penalty: flo
     return torch.where(seen, penalized, logits)  # (batch, vocab)
 
 
-def cap_pitch_repeats(logits: torch.Tensor, history_pitches: torch.Tensor | Sequence[Sequence[int]],
-                      pitch_of_token: torch.Tensor, max_repeats: int) -> torch.Tensor:
+def cap_pitch_repeats(
+    logits: torch.Tensor,
+    history_pitches: torch.Tensor | Sequence[Sequence[int]],
+    pitch_of_token: torch.Tensor,
+    max_repeats: int,
+) -> torch.Tensor:
     """Forbid (-inf) the Pitch tokens of a pitch already played `max_repeats` times in a row.
 
     "In a row" means consecutive Pitch tokens of the row's history, ignoring every non-pitch token:
@@ -179,8 +190,9 @@ def cap_pitch_repeats(logits: torch.Tensor, history_pitches: torch.Tensor | Sequ
         for i, r in enumerate(rows):
             h[i, : len(r)] = torch.tensor(r, dtype=torch.long)
     if h.dim() != 2 or h.shape[0] != logits.shape[0]:
-        raise ValueError(f"history_pitches must have {logits.shape[0]} rows (one per batch row), "
-                         f"got shape {tuple(h.shape)}")
+        raise ValueError(
+            f"history_pitches must have {logits.shape[0]} rows (one per batch row), got shape {tuple(h.shape)}"
+        )
     h = torch.cat([h.new_full((h.shape[0], 1), -1), h], 1)  # (batch, t + 1): never empty
     played = h >= 0  # (batch, t + 1)
     from_end = played.flip(-1).cumsum(-1).flip(-1)  # (batch, t + 1) played pitches at or after each position
@@ -200,9 +212,11 @@ _SCALES = {  # semitones above the tonic
     "harmonic minor": (0, 2, 3, 5, 7, 8, 11),
     "melodic minor": (0, 2, 3, 5, 7, 9, 11),  # ascending form
 }
-KEY_FORMS = ("'<tonic> <scale>', case-insensitive: tonic one of C D E F G A B with an optional '#' (sharp) or "
-             "'b' (flat); scale one of " + ", ".join(_SCALES) + ". Examples: 'C major', 'D minor', 'F# major', "
-             "'Bb minor', 'A harmonic minor'")
+KEY_FORMS = (
+    "'<tonic> <scale>', case-insensitive: tonic one of C D E F G A B with an optional '#' (sharp) or "
+    "'b' (flat); scale one of " + ", ".join(_SCALES) + ". Examples: 'C major', 'D minor', 'F# major', "
+    "'Bb minor', 'A harmonic minor'"
+)
 
 
 def scale_mask(key: str) -> torch.Tensor:
@@ -237,15 +251,17 @@ def mask_pitches(logits: torch.Tensor, pitch_of_token: torch.Tensor, allowed_pit
     bool, e.g. `scale_mask("D minor") & pitch_range_mask(48, 84)`.
     """
     if allowed_pitches.dtype != torch.bool or allowed_pitches.shape != (128,):
-        raise ValueError(f"allowed_pitches must be a (128,) bool tensor, "
-                         f"got {allowed_pitches.dtype} {tuple(allowed_pitches.shape)}")
+        raise ValueError(
+            f"allowed_pitches must be a (128,) bool tensor, got {allowed_pitches.dtype} {tuple(allowed_pitches.shape)}"
+        )
     table = _check_pitch_table(logits, pitch_of_token)  # (vocab,)
     ok = allowed_pitches.to(logits.device)[table.clamp(min=0)] | (table < 0)  # (vocab,)
     return logits.masked_fill(~ok, NEG_INF)  # (batch, vocab)
 
 
-def steer_length(logits: torch.Tensor, eos_id: int, position: int | torch.Tensor, target: int, window: int,
-                 strength: float = 2.0) -> torch.Tensor:
+def steer_length(
+    logits: torch.Tensor, eos_id: int, position: int | torch.Tensor, target: int, window: int, strength: float = 2.0
+) -> torch.Tensor:
     """Steer each row to end (emit `eos_id`) near `target` tokens.
 
     position: the index the token being chosen will take (tokens the row already has, counted as the
@@ -287,10 +303,17 @@ StepFn = Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]
 
 
 @torch.no_grad()
-def beam_search(step_fn: StepFn, init_state: State, first_logits: torch.Tensor, steps: int, beam: int, *,
-                eos_id: int | None = None, length_penalty: float = 1.0,
-                logit_processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                ) -> tuple[torch.Tensor, float]:
+def beam_search(
+    step_fn: StepFn,
+    init_state: State,
+    first_logits: torch.Tensor,
+    steps: int,
+    beam: int,
+    *,
+    eos_id: int | None = None,
+    length_penalty: float = 1.0,
+    logit_processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, float]:
     """Beam search over a stateful model -> (best sequence (t,) long, its log-probability in nats).
 
     step_fn(tokens (beams,) long, state) -> (logits (beams, vocab), state) feeds one token per beam; state

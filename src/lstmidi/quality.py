@@ -109,8 +109,15 @@ def harmony(score: Score) -> dict[str, float]:
     onsets, durations, pitches = note_arrays(score)
     tonic, mode, fit = find_key(pitches, durations)
     if not len(pitches):
-        return {"key_fit": 0.0, "in_scale": 0.0, "consonance": 0.0, "tonic_ending": 0.0, "max_sounding": 0.0,
-                "key": key_name(tonic, mode), "sounding_time": [0.0]}
+        return {
+            "key_fit": 0.0,
+            "in_scale": 0.0,
+            "consonance": 0.0,
+            "tonic_ending": 0.0,
+            "max_sounding": 0.0,
+            "key": key_name(tonic, mode),
+            "sounding_time": [0.0],
+        }
     scale = np.zeros(12, bool)
     scale[[(tonic + s) % 12 for s in (MAJOR_SCALE if mode == "major" else MINOR_SCALE)]] = True
     good, pairs = consonance(onsets, durations, pitches)
@@ -118,10 +125,15 @@ def harmony(score: Score) -> dict[str, float]:
     final = set((pitches[last] % 12).tolist())
     triad = {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
     profile = sounding_time(onsets, durations)
-    return {"key_fit": fit, "in_scale": float(scale[pitches % 12].mean()),
-            "consonance": good / pairs if pairs else 0.0,
-            "tonic_ending": float(tonic in final and final <= triad),
-            "max_sounding": float(len(profile) - 1), "key": key_name(tonic, mode), "sounding_time": profile.tolist()}
+    return {
+        "key_fit": fit,
+        "in_scale": float(scale[pitches % 12].mean()),
+        "consonance": good / pairs if pairs else 0.0,
+        "tonic_ending": float(tonic in final and final <= triad),
+        "max_sounding": float(len(profile) - 1),
+        "key": key_name(tonic, mode),
+        "sounding_time": profile.tolist(),
+    }
 
 
 def share_within(profile: list[float], n: int) -> float:
@@ -133,8 +145,10 @@ def share_within(profile: list[float], n: int) -> float:
 
 def first_seconds(score: Score, seconds: float) -> Score:
     """`score` (ticks) cut to the notes that start within its first `seconds`, following its tempo changes."""
-    kept = [tick["time"][sec["time"] < seconds] for tick, sec in
-            ((t.notes.numpy(), s.notes.numpy()) for t, s in zip(score.tracks, score.to("second").tracks))]
+    kept = [
+        tick["time"][sec["time"] < seconds]
+        for tick, sec in ((t.notes.numpy(), s.notes.numpy()) for t, s in zip(score.tracks, score.to("second").tracks))
+    ]
     return score.clip(0, max((int(k.max()) for k in kept if len(k)), default=-1) + 1)
 
 
@@ -142,8 +156,10 @@ def last_seconds(score: Score, seconds: float) -> Score:
     """`score` (ticks) cut to the notes that start within its last `seconds` (before the end of its last
     note), moved to start at tick 0: an excerpt that ends where the piece ends."""
     end = score.to("second").end()
-    starts = [tick["time"][sec["time"] >= end - seconds] for tick, sec in
-              ((t.notes.numpy(), s.notes.numpy()) for t, s in zip(score.tracks, score.to("second").tracks))]
+    starts = [
+        tick["time"][sec["time"] >= end - seconds]
+        for tick, sec in ((t.notes.numpy(), s.notes.numpy()) for t, s in zip(score.tracks, score.to("second").tracks))
+    ]
     start = min((int(k.min()) for k in starts if len(k)), default=0)
     return score.clip(start, score.end() + 1).shift_time(-start)
 
@@ -204,8 +220,11 @@ def gate(generated: list[Score], real: list[Score], seed: int = 0) -> dict:
     Returns {"rows": {name: {"what", "generated", "real", "random", "op", "target", "rule", "passed"}},
     "voices": N, "passed": all rows passed, "near_random": the pitch content is closer to the random
     control than to real music, "keys": {set: [key names]}}. Means over pieces; see the module doc."""
-    sets = {"generated": measure_set(generated), "real": measure_set(real),
-            "random": measure_set(random_pitch_control(real, seed))}
+    sets = {
+        "generated": measure_set(generated),
+        "real": measure_set(real),
+        "random": measure_set(random_pitch_control(real, seed)),
+    }
 
     def mean(set_name: str, key: str) -> float:
         return float(np.mean([p[key] for p in sets[set_name]["pieces"]])) if sets[set_name]["pieces"] else float("nan")
@@ -214,28 +233,66 @@ def gate(generated: list[Score], real: list[Score], seed: int = 0) -> dict:
     for name, reach in REACH.items():
         g, r, c = mean("generated", name), mean("real", name), mean("random", name)
         target = c + reach * (r - c)
-        rows[name] = {"what": MEASURES[name], "generated": g, "real": r, "random": c, "op": ">=", "target": target,
-                      "rule": f"at least {reach:g} of the way from random to real", "passed": bool(g >= target)}
+        rows[name] = {
+            "what": MEASURES[name],
+            "generated": g,
+            "real": r,
+            "random": c,
+            "op": ">=",
+            "target": target,
+            "rule": f"at least {reach:g} of the way from random to real",
+            "passed": bool(g >= target),
+        }
     voices = int(np.median([p["max_sounding"] for p in sets["real"]["pieces"]])) if real else 0
-    within = {k: float(np.mean([share_within(p["sounding_time"], voices) for p in v["pieces"]])) if v["pieces"] else float("nan")
-              for k, v in sets.items()}
-    rows["max_sounding"] = {"what": MEASURES["max_sounding"], "generated": mean("generated", "max_sounding"),
-                            "real": mean("real", "max_sounding"), "random": mean("random", "max_sounding"),
-                            "op": None, "target": None, "rule": "shown, not gated", "passed": True}
+    within = {
+        k: float(np.mean([share_within(p["sounding_time"], voices) for p in v["pieces"]]))
+        if v["pieces"]
+        else float("nan")
+        for k, v in sets.items()
+    }
+    rows["max_sounding"] = {
+        "what": MEASURES["max_sounding"],
+        "generated": mean("generated", "max_sounding"),
+        "real": mean("real", "max_sounding"),
+        "random": mean("random", "max_sounding"),
+        "op": None,
+        "target": None,
+        "rule": "shown, not gated",
+        "passed": True,
+    }
     rows["time_within_voices"] = {
-        "what": f"share of time with at most {voices} notes sounding", **within,
-        "op": ">=", "target": within["real"] - POLYPHONY_SLACK, "rule": f"at least real's share - {POLYPHONY_SLACK:g}",
-        "passed": bool(within["generated"] >= within["real"] - POLYPHONY_SLACK)}
-    ta = {"generated": tell_apart(sets["generated"]["features"], sets["real"]["features"], seed), "real": 0.5,
-          "random": tell_apart(sets["random"]["features"], sets["real"]["features"], seed)}
-    rows["tell_apart"] = {"what": "tell-apart accuracy against real (0.5 = cannot be told apart)", **ta,
-                          "op": "<=", "target": TELL_APART_MAX, "rule": f"at most {TELL_APART_MAX:g}",
-                          "passed": bool(ta["generated"] <= TELL_APART_MAX)}
-    position = [(rows[k]["generated"] - rows[k]["random"]) / (rows[k]["real"] - rows[k]["random"])
-                for k in ("in_scale", "consonance", "key_fit") if rows[k]["real"] - rows[k]["random"] > 1e-9]
-    return {"rows": rows, "voices": voices, "passed": all(r["passed"] for r in rows.values()),
-            "near_random": bool(position) and float(np.mean(position)) < 0.5,
-            "keys": {k: [p["key"] for p in v["pieces"]] for k, v in sets.items()}}
+        "what": f"share of time with at most {voices} notes sounding",
+        **within,
+        "op": ">=",
+        "target": within["real"] - POLYPHONY_SLACK,
+        "rule": f"at least real's share - {POLYPHONY_SLACK:g}",
+        "passed": bool(within["generated"] >= within["real"] - POLYPHONY_SLACK),
+    }
+    ta = {
+        "generated": tell_apart(sets["generated"]["features"], sets["real"]["features"], seed),
+        "real": 0.5,
+        "random": tell_apart(sets["random"]["features"], sets["real"]["features"], seed),
+    }
+    rows["tell_apart"] = {
+        "what": "tell-apart accuracy against real (0.5 = cannot be told apart)",
+        **ta,
+        "op": "<=",
+        "target": TELL_APART_MAX,
+        "rule": f"at most {TELL_APART_MAX:g}",
+        "passed": bool(ta["generated"] <= TELL_APART_MAX),
+    }
+    position = [
+        (rows[k]["generated"] - rows[k]["random"]) / (rows[k]["real"] - rows[k]["random"])
+        for k in ("in_scale", "consonance", "key_fit")
+        if rows[k]["real"] - rows[k]["random"] > 1e-9
+    ]
+    return {
+        "rows": rows,
+        "voices": voices,
+        "passed": all(r["passed"] for r in rows.values()),
+        "near_random": bool(position) and float(np.mean(position)) < 0.5,
+        "keys": {k: [p["key"] for p in v["pieces"]] for k, v in sets.items()},
+    }
 
 
 def format_value(value) -> str:
@@ -250,16 +307,20 @@ def gate_table(result: dict) -> list[str]:
     for row in result["rows"].values():
         target = "—" if row["op"] is None else f"{'≥' if row['op'] == '>=' else '≤'} {format_value(row['target'])}"
         mark = "—" if row["op"] is None else ("yes" if row["passed"] else "**no**")
-        lines.append(f"| {row['what']} | {format_value(row['generated'])} | {format_value(row['real'])} | "
-                     f"{format_value(row['random'])} | {target} | {mark} |")
+        lines.append(
+            f"| {row['what']} | {format_value(row['generated'])} | {format_value(row['real'])} | "
+            f"{format_value(row['random'])} | {target} | {mark} |"
+        )
     return lines
 
 
 def summary_line(result: dict) -> str:
     """One line: the pitch measures against real music and the random control, and the verdict."""
     r = result["rows"]
-    parts = [f"{name} {r[name]['generated']:.2f} (real {r[name]['real']:.2f}, random {r[name]['random']:.2f})"
-             for name in ("in_scale", "consonance", "key_fit")]
+    parts = [
+        f"{name} {r[name]['generated']:.2f} (real {r[name]['real']:.2f}, random {r[name]['random']:.2f})"
+        for name in ("in_scale", "consonance", "key_fit")
+    ]
     verdict = "passed" if result["passed"] else "not passed: " + ", ".join(k for k, v in r.items() if not v["passed"])
     return "quality: " + "; ".join(parts) + f"; tell-apart {format_value(r['tell_apart']['generated'])}; gate {verdict}"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 import warnings
 import wave
 from collections.abc import Iterator
@@ -24,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from lstmidi.errors import LstmidiError, OutputExistsError
+from .errors import LstmidiError, OutputExistsError
+from .files import atomic_path, atomic_write, figure
 
 __all__ = [
     "SOUNDFONT_ENV",
@@ -61,15 +61,10 @@ _SYSTEM_SOUNDFONTS: tuple[str, ...] = (
 _NO_SOUNDFONT_MESSAGE = (
     "lstmidi: no SoundFont found, so audio is rendered with the plain built-in synth. For realistic "
     "instruments install one (Debian/Ubuntu: `apt-get install fluid-soundfont-gm`, or the small "
-    "`timgm6mb-soundfont`) or point the {env} environment variable (or --soundfont) at an .sf2/.sf3 file."
-).format(env=SOUNDFONT_ENV)
+    f"`timgm6mb-soundfont`) or point the {SOUNDFONT_ENV} environment variable (or --soundfont) at an .sf2/.sf3 file."
+)
 
 _warned_no_soundfont = False
-
-# mkstemp creates files as 0600; outputs should get the usual 0666 & ~umask like open() gives. Read the
-# umask once at import (reading it means setting it, which is not thread-safe later on).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 # Below this peak amplitude (float audio in [-1, 1]) a render of a score with notes counts as silent.
 _SILENCE_PEAK = 1e-4
@@ -134,20 +129,10 @@ def _check_target(path: Path, force: bool) -> None:
 def _atomic_target(path: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary path in `path`'s folder; on success move it onto `path`, else delete it."""
     _check_target(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the real suffix last: some writers pick the format from it.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    try:
+    with atomic_path(path) as tmp:
         yield tmp
         # Re-check: another process may have created the file while we rendered.
         _check_target(path, force)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _as_path(path: str | os.PathLike[str]) -> Path:
@@ -166,7 +151,7 @@ def write_midi(score: symusic.Score, path: str | os.PathLike[str], *, force: boo
     """
     path = _as_path(path)
     if not len(score.tracks):  # symusic 0.5.8 writes a track-less score's tempos and time signatures
-        score = score.copy()   # out of order (negative delta times: a file millions of seconds long)
+        score = score.copy()  # out of order (negative delta times: a file millions of seconds long)
         score.tracks.append(symusic.Track())
     with _atomic_target(path, force) as tmp:
         score.dump_midi(str(tmp))
@@ -205,8 +190,15 @@ def _synth_builtin(score: symusic.Score, sample_rate: int) -> np.ndarray:
     notes: list[tuple[float, float, int, int, bool]] = []  # (start s, duration s, pitch, velocity, drum)
     for track in sec.tracks:
         for note in track.notes:
-            notes.append((float(note.time), max(float(note.duration), 0.0), int(note.pitch), int(note.velocity),
-                          bool(track.is_drum)))
+            notes.append(
+                (
+                    float(note.time),
+                    max(float(note.duration), 0.0),
+                    int(note.pitch),
+                    int(note.velocity),
+                    bool(track.is_drum),
+                )
+            )
     end_s = max((start + dur for start, dur, *_ in notes), default=0.0)
     total = int(np.ceil((end_s + _RELEASE_S + _TAIL_S) * sample_rate)) + 1
     out = np.zeros(total, dtype=np.float64)  # (samples,)
@@ -300,13 +292,17 @@ def render_wav(
         try:
             audio = _render_soundfont(score, sf, sample_rate, quality)
         except Exception as exc:  # e.g. symusic 0.6.0: "Unable to convert function return value"
-            _warn(f"lstmidi: the SoundFont synthesizer failed ({type(exc).__name__}: {exc}); "
-                  "using the built-in synth instead")
+            _warn(
+                f"lstmidi: the SoundFont synthesizer failed ({type(exc).__name__}: {exc}); "
+                "using the built-in synth instead"
+            )
             audio = None
         else:
             if audio.size == 0 or not np.all(np.isfinite(audio)) or float(np.max(np.abs(audio))) < _SILENCE_PEAK:
-                _warn(f"lstmidi: the SoundFont synthesizer returned silence for a score with "
-                      f"{_note_count(score)} notes (SoundFont {str(sf)!r}); using the built-in synth instead")
+                _warn(
+                    f"lstmidi: the SoundFont synthesizer returned silence for a score with "
+                    f"{_note_count(score)} notes (SoundFont {str(sf)!r}); using the built-in synth instead"
+                )
                 audio = None
             else:
                 engine = f"soundfont:{sf}"
@@ -354,11 +350,8 @@ def render_pianoroll_png(
 
     Refuses to overwrite an existing file unless `force=True` (default False).
     """
-    # Figure + Agg canvas, not pyplot: no global state, no GUI backend, safe in threads/servers.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_rgb
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     path = _as_path(path)
@@ -384,13 +377,19 @@ def render_pianoroll_png(
 
     width = float(np.clip(6.0 + 0.5 * duration, 8.0, 24.0))  # inches
     height = float(np.clip(2.5 + 0.09 * (hi - lo + 1), 4.0, 9.0))
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = figure((width, height))  # a Figure on the Agg canvas, not pyplot: safe in threads and servers
 
     palette = [
-        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-        "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+        "#1f77b4",
+        "#d62728",
+        "#2ca02c",
+        "#ff7f0e",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#17becf",
+        "#bcbd22",
+        "#7f7f7f",
     ]
 
     legend: list = []
@@ -433,13 +432,50 @@ def render_pianoroll_png(
         title = f"{path.stem} — {n_notes} notes, {end_s:.1f} s"
     ax.set_title(title)
     if legend:
-        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small",
-                  frameon=False)
+        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
 
     with _atomic_target(path, force) as tmp:
         fig.savefig(str(tmp), format="png")
     return str(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sheet music
+
+
+def render_sheet_music(midi: str | os.PathLike[str], pages: int = 3) -> tuple[list[Path], Path]:
+    """Sheet music of a MIDI file, beside it: MusicXML (music21, quantized) and the first `pages` pages as SVG
+    (verovio) -> ([page SVGs], MusicXML path). Needs the `studio` extra (music21, verovio); raises whatever
+    they raise."""
+    import music21
+    import verovio
+
+    midi = Path(midi)
+    xml = midi.with_suffix(".musicxml")
+    with atomic_path(xml) as tmp:
+        music21.converter.parse(str(midi), format="midi", quantizePost=True).write("musicxml", fp=str(tmp))
+    toolkit = verovio.toolkit()
+    toolkit.setOptions(
+        {
+            "pageWidth": 2100,
+            "pageHeight": 2970,
+            "scale": 40,
+            "adjustPageHeight": True,
+            "footer": "none",
+            "header": "none",
+        }
+    )
+    if not toolkit.loadFile(str(xml)):
+        raise LstmidiError("verovio could not read the MusicXML")
+    svgs = []
+    for page in range(1, min(toolkit.getPageCount(), pages) + 1):
+        svg = midi.with_name(f"{midi.stem}-sheet-{page}.svg")
+        atomic_write(svg, toolkit.renderToSVG(page))
+        svgs.append(svg)
+    if not svgs:
+        raise LstmidiError("verovio produced no page")
+    return svgs, xml
 
 
 # --------------------------------------------------------------------------------------------------

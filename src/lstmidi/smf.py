@@ -57,17 +57,19 @@ class Parsed:
 
     format: int
     ticks_per_quarter: int
-    ticks: int            # length: the end of the longest track (format 2: of all tracks in a row)
-    problems: Counter     # problem text -> times seen; "{n}" in a text becomes the count, "{s}" its plural s
-    truncated: bool       # the file ends inside a track, or before all announced tracks
+    ticks: int  # length: the end of the longest track (format 2: of all tracks in a row)
+    problems: Counter  # problem text -> times seen; "{n}" in a text becomes the count, "{s}" its plural s
+    truncated: bool  # the file ends inside a track, or before all announced tracks
     score: Score | None = None
     cut_at_events: bool = False  # keep_within: reading stopped at max_events
-    note_ons: int = 0     # note-on events (velocity > 0) read: symusic drops the notes that never end
+    note_ons: int = 0  # note-on events (velocity > 0) read: symusic drops the notes that never end
 
     def describe(self) -> str:
         """The problems as one phrase, e.g. '3 data bytes > 127 clipped, track 2: no end-of-track event'."""
-        return ", ".join(text.format(n=n, s="s" * (n != 1)) if "{n}" in text else text if n == 1 else f"{text} ({n} times)"
-                         for text, n in self.problems.items())
+        return ", ".join(
+            text.format(n=n, s="s" * (n != 1)) if "{n}" in text else text if n == 1 else f"{text} ({n} times)"
+            for text, n in self.problems.items()
+        )
 
 
 @dataclass
@@ -75,16 +77,22 @@ class _Track:
     """Notes, controls and meta events of one MIDI track, in ticks from the track's start."""
 
     name: str = ""
-    notes: dict = field(default_factory=dict)     # (channel, program) -> [(start, duration, pitch, velocity)]
+    notes: dict = field(default_factory=dict)  # (channel, program) -> [(start, duration, pitch, velocity)]
     controls: dict = field(default_factory=dict)  # (channel, program) -> [(time, number, value)]
-    tempos: list = field(default_factory=list)    # (time, microseconds per quarter)
+    tempos: list = field(default_factory=list)  # (time, microseconds per quarter)
     time_signatures: list = field(default_factory=list)  # (time, numerator, denominator)
-    key_signatures: list = field(default_factory=list)   # (time, sharps (< 0: flats), minor 0/1)
+    key_signatures: list = field(default_factory=list)  # (time, sharps (< 0: flats), minor 0/1)
     end: int = 0
 
 
-def parse(data: bytes, *, build: bool = True, max_events: int = 1_000_000, max_ticks: int | None = None,
-          keep_within: bool = False) -> Parsed:
+def parse(
+    data: bytes,
+    *,
+    build: bool = True,
+    max_events: int = 1_000_000,
+    max_ticks: int | None = None,
+    keep_within: bool = False,
+) -> Parsed:
     """Read SMF bytes that start with `MThd` and hold the 14-byte header.
 
     build=False only checks: `problems` lists everything this reader would repair, and `ticks` is
@@ -96,7 +104,9 @@ def parse(data: bytes, *, build: bool = True, max_events: int = 1_000_000, max_t
 
 
 class _Reader:
-    def __init__(self, data: bytes, build: bool, max_events: int, max_ticks: int | None = None, keep_within: bool = False):
+    def __init__(
+        self, data: bytes, build: bool, max_events: int, max_ticks: int | None = None, keep_within: bool = False
+    ):
         self.data, self.build, self.max_events, self.events = data, build, max_events, 0
         self.max_ticks, self.keep_within = max_ticks, keep_within
         self.problems: Counter = Counter()
@@ -146,7 +156,9 @@ class _Reader:
                 pass  # max_ticks or the event budget ended it: the caller reports the truncation
             elif ending == "end-of-track":
                 if not fits and stop != end:
-                    problems[f"track {number} chunk length wrong ({length} bytes announced, {stop - pos - 8} read)"] += 1
+                    problems[
+                        f"track {number} chunk length wrong ({length} bytes announced, {stop - pos - 8} read)"
+                    ] += 1
             elif end > len(data) and nxt < 0:
                 self.truncated = True
                 problems[f"track {number} truncated ({len(data) - pos - 8} of {length} bytes present)"] += 1
@@ -252,7 +264,10 @@ class _Reader:
                     if not past_eot or pos >= end or after_eot is not None:
                         break
                     # read on (do notes follow?), able to go back to here
-                    after_eot = (self._save(track, time, pos, clipped, count), {k: deque(q) for k, q in sounding.items()})
+                    after_eot = (
+                        self._save(track, time, pos, clipped, count),
+                        {k: deque(q) for k, q in sounding.items()},
+                    )
                     continue
                 self.meta(track, kind, data[body:pos], time)
             elif byte == 0xF0 or byte == 0xF7:
@@ -302,7 +317,7 @@ class _Reader:
         for table, lengths in ((track.notes, notes), (track.controls, controls)):
             for key in list(table):
                 if key in lengths:
-                    del table[key][lengths[key]:]
+                    del table[key][lengths[key] :]
                 else:
                     del table[key]
         return time, pos, clipped, count
@@ -416,7 +431,9 @@ _RUNNING = {need: re.compile(rb"(?:" + _V + _D * need + rb")*") for need in (1, 
 _DELTAS = {need: re.compile(rb"(" + _V + rb")" + (_D * need if need else _EVENT)) for need in (0, 1, 2)}
 # an explicit-status run's events -> the velocity of each note-on, b"" for other events
 _NOTE_ON_VELOCITY = re.compile(rb"(?:" + _V + rb")(?:[\x90-\x9f]" + _D + rb"(" + _D + rb")|" + _EVENT + rb")")
-_RUNNING_VELOCITY = re.compile(rb"(?:" + _V + rb")" + _D + rb"(" + _D + rb")")  # running 2-byte events -> their second data byte
+_RUNNING_VELOCITY = re.compile(
+    rb"(?:" + _V + rb")" + _D + rb"(" + _D + rb")"
+)  # running 2-byte events -> their second data byte
 _META = re.compile(rb"(" + _V + rb")(?:\xff(.)|[\xf0\xf7])(" + _V + rb")", re.DOTALL)  # delta, meta kind, length
 _WINDOW = 1 << 16  # bytes per match: the regex engine's memory grows with the events of one match
 _NUMPY_FROM = 4096  # bytes of channel events with status bytes in a track from which _explicit_sum pays off
@@ -495,8 +512,9 @@ def _vlq(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return value, pos
 
 
-def _channel_event(track: _Track, status: int, d1: int, d2: int, time: int, programs: list[int],
-                   sounding: dict) -> None:
+def _channel_event(
+    track: _Track, status: int, d1: int, d2: int, time: int, programs: list[int], sounding: dict
+) -> None:
     kind, channel = status & 0xF0, status & 0x0F
     if kind == 0x90 and d2 > 0:
         sounding.setdefault((channel, d1), deque()).append((time, d2, programs[channel]))

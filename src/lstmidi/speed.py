@@ -8,7 +8,7 @@ Suites (`SUITES`), each returning table rows and the project's targets (issue 7)
   event-token preset, beside the TensorFlow tutorial's note extraction with pretty_midi on the same
   files; files/s and notes/s.
 * **train**: tokens (frames) per second and achieved GFLOP/s of a real training step (forward, loss,
-  backward, gradient clipping, Adam) of the `musicgenerator` and `default` presets as they are, and of
+  backward, gradient clipping, Adam) of the `musicgenerator` and `flagship` presets as they are, and of
   the flagship at 2 x 512 with batch 64 x 128 steps (the bundled model's size), against the float32
   matrix-multiply rate measured in the same run.
 * **generate**: steps/s of the stateful sampler at batch 1 and 32 against re-running a 25- and a
@@ -53,15 +53,21 @@ def timed_run(cmd: list[str], env: dict | None = None) -> float:
     proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd[3:] if cmd[:3] == CLI else cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd[3:] if cmd[:3] == CLI else cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
     return seconds
 
 
 def peak_rss_mb(cmd: list[str], env: dict | None = None) -> float:
     """Run `cmd` in a process of its own -> the peak resident memory (MB) of its largest process."""
-    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r)")
-    proc = subprocess.run([sys.executable, "-c", probe, *cmd], env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    probe = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *cmd], env={**os.environ, **(env or {})}, capture_output=True, text=True
+    )
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     return int(proc.stdout.split()[-1]) / 1024  # Linux reports kB
@@ -73,11 +79,17 @@ def row(suite: str, name: str, value: float, unit: str, note: str = "") -> dict:
 
 def target(name: str, measured: float, goal: float, unit: str = "x", *, below: bool = False) -> dict:
     """A figure against its target (at least `goal`, or at most with `below`)."""
-    return {"target": name, "measured": float(measured), "goal": goal, "unit": unit,
-            "met": bool(measured <= goal if below else measured >= goal)}
+    return {
+        "target": name,
+        "measured": float(measured),
+        "goal": goal,
+        "unit": unit,
+        "met": bool(measured <= goal if below else measured >= goal),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- ingest
+
 
 def tutorial_notes(path: Path) -> np.ndarray:
     """The TensorFlow tutorial's `midi_to_notes` (pretty_midi; every instrument rather than the first)
@@ -116,15 +128,22 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     n = len(files)
     rows, targets = [], []
     if pretty is not None:
-        rows.append(row("ingest", "pretty_midi note extraction (the tutorial's midi_to_notes)", n / pretty, "files/s",
-                        f"{n} files, {notes / pretty:,.0f} notes/s, {pretty:.2f} s, in-process"))
+        rows.append(
+            row(
+                "ingest",
+                "pretty_midi note extraction (the tutorial's midi_to_notes)",
+                n / pretty,
+                "files/s",
+                f"{n} files, {notes / pretty:,.0f} notes/s, {pretty:.2f} s, in-process",
+            )
+        )
     else:
         rows.append(row("ingest", "pretty_midi not installed (pip install pretty_midi): no comparison", 0, "files/s"))
     from .config import load_preset
     from .corpus import load_corpus
     from .encodings import build_encoding
 
-    for preset, what in (("musicgenerator", "piano roll, the CLI's default preset"), ("default", "event tokens, the flagship")):
+    for preset, what in (("musicgenerator", "piano roll"), ("flagship", "event tokens, the default preset")):
         # in this process (as pretty_midi is measured): parallel reading and encoding, then the cached load
         config = load_preset(preset, check_model=False)
         cache = work / f"ingest-cache-{preset}"
@@ -132,7 +151,7 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
 
         def load():
             started = time.perf_counter()
-            load_corpus(folders, build_encoding(config.encoding), config.data, cache_dir=cache)
+            load_corpus(folders, build_encoding(config.encoding), config.data, cache_dir=cache)  # noqa: B023 (called in this iteration)
             return time.perf_counter() - started
 
         cold, warm = load(), statistics.median(load() for _ in range(3))
@@ -142,19 +161,41 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
         env = {"LSTMIDI_CACHE": str(cache)}
         cli_cold = timed_run(cmd, env)
         cli_warm = statistics.median(timed_run(cmd, env) for _ in range(3))
-        for label, seconds in (("empty cache, in-process", cold), ("warm cache, in-process", warm),
-                               ("empty cache, `lstmidi prepare` from process start", cli_cold),
-                               ("warm cache, `lstmidi prepare` from process start", cli_warm)):
-            rows.append(row("ingest", f"--preset {preset} ({what}), {label}", n / seconds, "files/s",
-                            f"{notes / seconds:,.0f} notes/s, {seconds:.2f} s" + (f"; {pretty / seconds:.1f}x pretty_midi" if pretty else "")))
+        for label, seconds in (
+            ("empty cache, in-process", cold),
+            ("warm cache, in-process", warm),
+            ("empty cache, `lstmidi prepare` from process start", cli_cold),
+            ("warm cache, `lstmidi prepare` from process start", cli_warm),
+        ):
+            rows.append(
+                row(
+                    "ingest",
+                    f"--preset {preset} ({what}), {label}",
+                    n / seconds,
+                    "files/s",
+                    f"{notes / seconds:,.0f} notes/s, {seconds:.2f} s"
+                    + (f"; {pretty / seconds:.1f}x pretty_midi" if pretty else ""),
+                )
+            )
         if pretty is not None:
-            targets += [target(f"ingest --preset {preset}, empty cache: files/s vs pretty_midi (in-process)", pretty / cold, 100),
-                        target(f"ingest --preset {preset}, warm cache: files/s vs pretty_midi (in-process)", pretty / warm, 100)]
-        targets.append(target(f"`lstmidi prepare --preset {preset}` of the bundled corpus, warm cache", cli_warm, 2.0, "s", below=True))
+            targets += [
+                target(
+                    f"ingest --preset {preset}, empty cache: files/s vs pretty_midi (in-process)", pretty / cold, 100
+                ),
+                target(
+                    f"ingest --preset {preset}, warm cache: files/s vs pretty_midi (in-process)", pretty / warm, 100
+                ),
+            ]
+        targets.append(
+            target(
+                f"`lstmidi prepare --preset {preset}` of the bundled corpus, warm cache", cli_warm, 2.0, "s", below=True
+            )
+        )
     return rows, targets
 
 
 # ----------------------------------------------------------------------------------------------- train
+
 
 def matmul_gflops(seconds: float = 2.0, n: int = 2048) -> float:
     """The machine's float32 matrix-multiply rate (GFLOP/s) with the threads torch uses."""
@@ -183,11 +224,12 @@ def flops_per_step_forward(model: torch.nn.Module) -> int:
 def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     """Tokens (frames) per second and GFLOP/s of real training steps of a preset on random data of its
     shape (forward, loss, backward counted as 3 forward passes, gradient clipping, Adam)."""
+    from .batches import batch_objective
     from .config import load_preset
     from .encodings import build_encoding
+    from .kinds import kind_of
     from .losses import progressive_weights
     from .models import build_model
-    from .batches import batch_objective
 
     preset = load_preset(preset_name, sets)
     enc = build_encoding(preset.encoding)
@@ -195,12 +237,10 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     cfg = preset.train
     batch, window = cfg.batch_size, cfg.window
     g = torch.Generator().manual_seed(0)
-    if enc.kind == "tokens":
-        x = torch.randint(enc.sizes["vocab_size"], (batch, window + 1), generator=g)
-    else:
-        x = (torch.rand(batch, window + 1, enc.sizes["input_size"], generator=g) > 0.9).to(torch.uint8)
+    kind = kind_of(enc)
+    x = kind.random_batch(enc, batch, window + 1, g)
     data = (x[:, :-1], x[:, 1:], torch.ones(batch, window, dtype=torch.uint8))
-    weights = progressive_weights(window, cfg.progressive_ramp) if enc.kind == "multihot" else None
+    weights = progressive_weights(window, cfg.progressive_ramp)  # as training weighs the steps of a window
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     def step():
@@ -217,29 +257,47 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     seconds = (time.perf_counter() - started) / steps
     flops = 3 * flops_per_step_forward(model) * batch * window
     spec = preset.model
-    return {"tokens_per_s": batch * window / seconds, "gflops": flops / seconds / 1e9, "seconds_per_step": seconds,
-            "shape": f"{spec.get('layers')} x {spec.get('hidden')}, batch {batch} x {window}", "unit": "tokens" if enc.kind == "tokens" else "frames"}
+    return {
+        "tokens_per_s": batch * window / seconds,
+        "gflops": flops / seconds / 1e9,
+        "seconds_per_step": seconds,
+        "shape": f"{spec.get('layers')} x {spec.get('hidden')}, batch {batch} x {window}",
+        "unit": kind.step_unit,
+    }
 
 
 def train(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     peak = matmul_gflops(0.3 if quick else 3.0, 512 if quick else 2048)
     rows = [row("train", f"float32 matmul (2048 x 2048, {torch.get_num_threads()} threads)", peak, "GFLOP/s")]
     targets = []
-    for name, preset, sets in (("musicgenerator", "musicgenerator", []), ("default (flagship preset)", "default", []),
-                               ("flagship 2 x 512", "default", FLAGSHIP_2X512)):
+    for name, preset, sets in (
+        ("musicgenerator", "musicgenerator", []),
+        ("flagship (the default preset)", "flagship", []),
+        ("flagship 2 x 512", "flagship", FLAGSHIP_2X512),
+    ):
         is_target = sets == FLAGSHIP_2X512
         if quick:
             sets = [*sets, "train.batch_size=4", "train.window=8", "model.hidden=32"]
         r = train_rate(preset, sets, 1 if quick else 4)
-        rows.append(row("train", f"{name} ({r['shape']})", r["tokens_per_s"], f"{r['unit']}/s",
-                        f"{r['gflops']:.1f} GFLOP/s = {r['gflops'] / peak:.0%} of matmul; {r['seconds_per_step']:.2f} s/step"))
+        rows.append(
+            row(
+                "train",
+                f"{name} ({r['shape']})",
+                r["tokens_per_s"],
+                f"{r['unit']}/s",
+                f"{r['gflops']:.1f} GFLOP/s = {r['gflops'] / peak:.0%} of matmul; {r['seconds_per_step']:.2f} s/step",
+            )
+        )
         rows.append(row("train", f"{name}: share of the matmul rate", 100 * r["gflops"] / peak, "%"))
         if is_target:
-            targets.append(target("training 2 x 512, batch 64 x 128: share of matmul GFLOP/s", 100 * r["gflops"] / peak, 60, "%"))
+            targets.append(
+                target("training 2 x 512, batch 64 x 128: share of matmul GFLOP/s", 100 * r["gflops"] / peak, 60, "%")
+            )
     return rows, targets
 
 
 # -------------------------------------------------------------------------------------------- generate
+
 
 @torch.no_grad()
 def rerun_rate(model: torch.nn.Module, vocab: int, batch: int, window: int, steps: int) -> float:
@@ -298,28 +356,65 @@ def generate(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     rows, rates = [], {}
     for batch, steps in ((1, n1), (32, n32)):
         rates[("stateful", batch)] = statistics.median(stateful_rate(model, enc.bos, batch, steps) for _ in range(3))
-        rows.append(row("generate", f"stateful sampler, batch {batch} ({shape})", rates[("stateful", batch)], "steps/s",
-                        f"{rates[('stateful', batch)] * batch:,.0f} tokens/s over the batch"))
+        rows.append(
+            row(
+                "generate",
+                f"stateful sampler, batch {batch} ({shape})",
+                rates[("stateful", batch)],
+                "steps/s",
+                f"{rates[('stateful', batch)] * batch:,.0f} tokens/s over the batch",
+            )
+        )
         for window in (25, 100):
-            rates[(window, batch)] = statistics.median(rerun_rate(model, vocab, batch, window, nr if batch == 1 else max(nr // 4, 2))
-                                                       for _ in range(3))
-            rows.append(row("generate", f"re-run a {window}-step window per step, batch {batch}", rates[(window, batch)], "steps/s",
-                            f"stateful is {rates[('stateful', batch)] / rates[(window, batch)]:.0f}x faster"))
+            rates[(window, batch)] = statistics.median(
+                rerun_rate(model, vocab, batch, window, nr if batch == 1 else max(nr // 4, 2)) for _ in range(3)
+            )
+            rows.append(
+                row(
+                    "generate",
+                    f"re-run a {window}-step window per step, batch {batch}",
+                    rates[(window, batch)],
+                    "steps/s",
+                    f"stateful is {rates[('stateful', batch)] / rates[(window, batch)]:.0f}x faster",
+                )
+            )
     seconds = 3 if quick else 30
     notes1, steps1 = pieces_rate(loaded, 1, seconds)
     notes32, _ = pieces_rate(loaded, 4 if quick else 32, seconds)
-    rows += [row("generate", f"{seconds}-s pieces with grammar and ending, batch 1", notes1, "notes/s", f"{steps1:,.0f} steps/s"),
-             row("generate", f"{seconds}-s pieces with grammar and ending, batch {4 if quick else 32}", notes32, "notes/s",
-                 f"{notes32 / notes1:.1f}x batch 1")]
+    rows += [
+        row(
+            "generate",
+            f"{seconds}-s pieces with grammar and ending, batch 1",
+            notes1,
+            "notes/s",
+            f"{steps1:,.0f} steps/s",
+        ),
+        row(
+            "generate",
+            f"{seconds}-s pieces with grammar and ending, batch {4 if quick else 32}",
+            notes32,
+            "notes/s",
+            f"{notes32 / notes1:.1f}x batch 1",
+        ),
+    ]
     out = work / "e2e"
     out.mkdir(parents=True, exist_ok=True)
     cli = {}
     for label, extra in (("MIDI + WAV", ["--no-png"]), ("MIDI + WAV + PNG", [])):
-        cmd = lstmidi_command("generate", "-o", str(out / "piece.mid"), "--seconds", str(seconds), "--seed", "1", "--force", *extra)
+        cmd = lstmidi_command(
+            "generate", "-o", str(out / "piece.mid"), "--seconds", str(seconds), "--seed", "1", "--force", *extra
+        )
         runs = 1 if quick else 3
         cli[label] = statistics.median(timed_run(cmd) for _ in range(runs))
-        rows.append(row("generate", f"`lstmidi generate --seconds {seconds}` -> {label}, from process start", cli[label], "s",
-                        f"median of {runs}"))
+        rows.append(
+            row(
+                "generate",
+                f"`lstmidi generate --seconds {seconds}` -> {label}, from process start",
+                cli[label],
+                "s",
+                f"median of {runs}",
+            )
+        )
     targets = [
         target(f"stateful sampler, batch 1 ({shape})", rates[("stateful", 1)], 1000, "steps/s"),
         target("stateful vs re-running a 100-step window, batch 1", rates[("stateful", 1)] / rates[(100, 1)], 30),
@@ -331,21 +426,50 @@ def generate(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
 
 # ---------------------------------------------------------------------------------------------- memory
 
+
 def memory(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     from .corpus import bundled_corpus
 
     bach, quartets = str(bundled_corpus("bach")), str(bundled_corpus("quartets"))
     env = {"LSTMIDI_CACHE": str(work / "memory-cache")}
     shutil.rmtree(work / "memory-cache", ignore_errors=True)
-    rows = [row("memory", "lstmidi prepare, bundled corpora, empty cache", peak_rss_mb(
-        lstmidi_command("prepare", bach, quartets, "--preset", "default", "--out", str(work / "mem-prepare")), env), "MB peak RSS",
-        "largest process")]
+    rows = [
+        row(
+            "memory",
+            "lstmidi prepare, bundled corpora, empty cache",
+            peak_rss_mb(
+                lstmidi_command("prepare", bach, quartets, "--preset", "flagship", "--out", str(work / "mem-prepare")),
+                env,
+            ),
+            "MB peak RSS",
+            "largest process",
+        )
+    ]
     minutes = "0.05" if quick else "0.5"
     for label, data in (("Bach chorales", [bach]), ("Bach chorales + quartets", [bach, quartets])):
-        cmd = lstmidi_command("train", *data, "--preset", "default", *[a for s in FLAGSHIP_2X512 for a in ("--set", s)],
-                              "--max-minutes", minutes, "--epochs", "1", "--out", str(work / "mem-train"), "--force")
-        rows.append(row("memory", f"lstmidi train, flagship 2 x 512, {label}", peak_rss_mb(cmd, env), "MB peak RSS",
-                        f"{minutes} min of training"))
+        cmd = lstmidi_command(
+            "train",
+            *data,
+            "--preset",
+            "flagship",
+            *[a for s in FLAGSHIP_2X512 for a in ("--set", s)],
+            "--max-minutes",
+            minutes,
+            "--epochs",
+            "1",
+            "--out",
+            str(work / "mem-train"),
+            "--force",
+        )
+        rows.append(
+            row(
+                "memory",
+                f"lstmidi train, flagship 2 x 512, {label}",
+                peak_rss_mb(cmd, env),
+                "MB peak RSS",
+                f"{minutes} min of training",
+            )
+        )
     return rows, []
 
 
@@ -358,8 +482,14 @@ def machine() -> dict:
         cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
     except (OSError, AttributeError):
         pass
-    return {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": cpu, "torch": torch.__version__,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    return {
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def run(suites: list[str] | None = None, *, quick: bool = False, work: Path | None = None, progress=print) -> dict:
@@ -380,7 +510,13 @@ def run(suites: list[str] | None = None, *, quick: bool = False, work: Path | No
             rows += r
             targets += t
             progress(f"{name}: {time.time() - t0:.0f} s")
-    return {"machine": machine(), "quick": quick, "rows": rows, "targets": targets, "seconds": round(time.time() - started, 1)}
+    return {
+        "machine": machine(),
+        "quick": quick,
+        "rows": rows,
+        "targets": targets,
+        "seconds": round(time.time() - started, 1),
+    }
 
 
 def _fmt(value: float) -> str:
@@ -396,26 +532,43 @@ def table(result: dict) -> str:
     lines.append("\ntargets")
     for t in result["targets"]:
         goal = f"<= {t['goal']}" if t["unit"] == "s" else f">= {t['goal']}"
-        lines.append(f"  {t['target']:<68s} {_fmt(t['measured']):>10s} {t['unit']:<8s} target {goal} {'met' if t['met'] else 'NOT met'}")
+        lines.append(
+            f"  {t['target']:<68s} {_fmt(t['measured']):>10s} {t['unit']:<8s} target {goal} "
+            f"{'met' if t['met'] else 'NOT met'}"
+        )
     m = result["machine"]
-    lines.append(f"\nmachine: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with {m['torch_threads']} threads; {result['seconds']:.0f} s")
+    lines.append(
+        f"\nmachine: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with {m['torch_threads']} threads; "
+        f"{result['seconds']:.0f} s"
+    )
     return "\n".join(lines)
 
 
 def markdown(result: dict, command: str) -> str:
     m = result["machine"]
-    out = [BEGIN, "## Speed and memory", "",
-           f"Written by `{command}` on {m['date']}: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with "
-           f"{m['torch_threads']} threads, Python {m['python']}; the whole run took {result['seconds']:.0f} s. "
-           "Every ratio compares two figures of this same run.", ""]
+    out = [
+        BEGIN,
+        "## Speed and memory",
+        "",
+        f"Written by `{command}` on {m['date']}: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with "
+        f"{m['torch_threads']} threads, Python {m['python']}; the whole run took {result['seconds']:.0f} s. "
+        "Every ratio compares two figures of this same run.",
+        "",
+    ]
     for suite in dict.fromkeys(r["suite"] for r in result["rows"]):
         out += [f"### {suite}", "", "| measure | value | unit | notes |", "|---|---|---|---|"]
-        out += [f"| {r['name']} | {_fmt(r['value'])} | {r['unit']} | {r['note']} |" for r in result["rows"] if r["suite"] == suite]
+        out += [
+            f"| {r['name']} | {_fmt(r['value'])} | {r['unit']} | {r['note']} |"
+            for r in result["rows"]
+            if r["suite"] == suite
+        ]
         out.append("")
     out += ["### Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
     for t in result["targets"]:
         goal = f"≤ {t['goal']} {t['unit']}" if t["unit"] == "s" else f"≥ {t['goal']} {t['unit']}"
-        out.append(f"| {t['target']} | {_fmt(t['measured'])} {t['unit']} | {goal} | {'yes' if t['met'] else '**no**'} |")
+        out.append(
+            f"| {t['target']} | {_fmt(t['measured'])} {t['unit']} | {goal} | {'yes' if t['met'] else '**no**'} |"
+        )
     out += ["", END]
     return "\n".join(out)
 
@@ -426,7 +579,7 @@ def update_markdown(path: Path, section: str) -> None:
 
     text = path.read_text() if path.is_file() else "# Benchmarks\n"
     if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     atomic_write_text(path, text)

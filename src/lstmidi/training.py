@@ -1,9 +1,9 @@
 """Training: a thin LightningModule over `batches`, its callbacks, and `train()` which runs a whole job
 (corpus -> Trainer -> model file) in a run folder:
 
-    RUN/config.json        the resolved preset and the command        RUN/report.json   per-file corpus report
-    RUN/checkpoints/       last.ckpt (for --resume) and best.ckpt     RUN/logs/metrics.csv (logs/resumeN/ after --resume)
-    RUN/loss.png           loss curves with the baseline              RUN/model.lstmidi the model file
+    RUN/config.json        the resolved preset and the command     RUN/report.json       per-file corpus report
+    RUN/checkpoints/       last.ckpt (for --resume) and best.ckpt  RUN/logs/metrics.csv  (logs/resumeN/ after --resume)
+    RUN/loss.png           loss curves with the baseline           RUN/model.lstmidi     the model file
 """
 
 from __future__ import annotations
@@ -26,9 +26,13 @@ from .batches import ResumableLoader, batch_objective, evaluate_loader, make_aug
 from .config import Preset, validate_preset
 from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
 from .encodings import build_encoding
+from .encodings.base import TokenStream
 from .errors import LstmidiError
-from .models import build_model
+from .files import atomic_write
+from .kinds import kind_of
 from .modelfile import LoadedModel, load_model, save_model
+from .models import build_model
+from .monitoring import LossPlot, SampleWriter, plot_distributions
 
 
 class LitModel(L.LightningModule):
@@ -39,10 +43,13 @@ class LitModel(L.LightningModule):
         self.model = model
         self.kind = kind
         self.cfg = preset.train
-        self.register_buffer("step_weights", losses.progressive_weights(self.cfg.window, self.cfg.progressive_ramp), persistent=False)
+        self.register_buffer(
+            "step_weights", losses.progressive_weights(self.cfg.window, self.cfg.progressive_ramp), persistent=False
+        )
         self.history: list[dict] = []
         self._val: dict[str, list[float]] = {}
         self._train = [0.0, 0.0]
+        self._rng_to_restore = None  # RNG states from a checkpoint, restored when training starts
 
     def training_step(self, batch, _):
         loss, weight, _ = batch_objective(self.model, batch, self.kind, self.cfg.loss, self.step_weights)
@@ -82,7 +89,9 @@ class LitModel(L.LightningModule):
         """The epoch's running (loss x weight, weight) over all processes (a collective when distributed)."""
         if not self._distributed():
             return list(self._train)
-        sums = self.trainer.strategy.reduce(torch.tensor(self._train, dtype=torch.float64, device=self.device), reduce_op="sum")
+        sums = self.trainer.strategy.reduce(
+            torch.tensor(self._train, dtype=torch.float64, device=self.device), reduce_op="sum"
+        )
         return [float(v) for v in sums]
 
     def configure_optimizers(self):
@@ -90,7 +99,10 @@ class LitModel(L.LightningModule):
         if self.cfg.lr_decay == 1.0:
             return optimizer
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=self.cfg.lr_decay, patience=0)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"},
+        }
 
     def on_save_checkpoint(self, checkpoint):  # keep the epoch history so --resume can plot all of it
         checkpoint["lstmidi_history"] = self.history
@@ -105,7 +117,7 @@ class LitModel(L.LightningModule):
         self._rng_to_restore = checkpoint.get("lstmidi_rng")
 
     def on_train_start(self):  # restored here, after Lightning's own setup, right before the first batch
-        if getattr(self, "_rng_to_restore", None):
+        if self._rng_to_restore:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
 
@@ -114,8 +126,11 @@ def rng_states() -> dict:
     """The torch, numpy and python global RNG states as tensors and plain values (loadable with weights_only)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-            "python": [version, list(internal), gauss]}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss],
+    }
 
 
 def set_rng_states(states: dict) -> None:
@@ -124,52 +139,6 @@ def set_rng_states(states: dict) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-class LossPlot(L.Callback):
-    """Keeps RUN/loss.png (train and validation loss per epoch, with the baselines) up to date:
-    redrawn at most every `every` seconds during training (plotting costs ~0.3 s) and at the end."""
-
-    def __init__(self, path: Path, baselines: dict[str, float], unit: str, every: float = 15.0) -> None:
-        self.path, self.baselines, self.unit, self.every, self.last = path, baselines, unit, every, 0.0
-
-    def on_train_epoch_end(self, trainer, module):
-        if trainer.is_global_zero and time.time() - self.last >= self.every:
-            self.on_train_end(trainer, module)
-
-    def on_train_end(self, trainer, module):
-        if trainer.is_global_zero and module.history:
-            plot_losses(module.history, self.path, self.baselines, self.unit)
-            self.last = time.time()
-
-
-def plot_losses(history: list[dict], path: Path, baselines: dict[str, float], unit: str) -> None:
-    """Loss curves per epoch; validation metrics other than val_loss are drawn dotted; baselines dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (weighted)")
-    names = sorted({k for h in history for k in h if k.startswith("val_")}, key=lambda k: (k != "val_loss", k))
-    for name in names:
-        pts = [(h["epoch"], h[name]) for h in history if name in h]
-        ax.plot(*zip(*pts), "s-" if name == "val_loss" else "^:", label=name.removeprefix("val_").replace("_", " ")
-                if name != "val_loss" else "validation")
-    for i, (name, value) in enumerate(baselines.items()):
-        ax.axhline(value, color=f"C{i + 4}", ls="--", lw=1, label=f"{name} baseline ({value:.2f})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(unit)
-    ax.set_title("lstmidi training loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
 
 
 @dataclass
@@ -198,7 +167,9 @@ def prepare_run_dir(out: Path, resume: bool, force: bool) -> None:
             raise LstmidiError(f"{out}: nothing to resume (no checkpoints/last.ckpt)")
     elif out.exists() and any(out.iterdir()):
         if not force:
-            raise LstmidiError(f"{out}: run folder exists and is not empty; use --resume to continue it or --force to start over")
+            raise LstmidiError(
+                f"{out}: run folder exists and is not empty; use --resume to continue it or --force to start over"
+            )
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +185,12 @@ def process_rank(devices: int = 1) -> int:
     will (torchrun/TorchElastic: RANK; SLURM srun: SLURM_PROCID; LSF; MPI; Lightning's own launcher,
     which re-runs the command for each local rank: NODE_RANK x `devices` + LOCAL_RANK); 0 when alone.
     Needed before the Trainer exists: only rank 0 may check and fill the run folder."""
-    from lightning.fabric.plugins.environments import LSFEnvironment, MPIEnvironment, SLURMEnvironment, TorchElasticEnvironment
+    from lightning.fabric.plugins.environments import (
+        LSFEnvironment,
+        MPIEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
 
     for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):  # Lightning's order
         if env.detect():
@@ -231,8 +207,10 @@ def check_free_space(out: Path, model: torch.nn.Module) -> None:
     need = 3 * size + 50 * 2**20
     free = shutil.disk_usage(out).free
     if free < need:
-        raise LstmidiError(f"{out}: not enough free disk space for training ({free / 2**20:.0f} MB free, "
-                           f"about {need / 2**20:.0f} MB needed for checkpoints and the model file)")
+        raise LstmidiError(
+            f"{out}: not enough free disk space for training ({free / 2**20:.0f} MB free, "
+            f"about {need / 2**20:.0f} MB needed for checkpoints and the model file)"
+        )
 
 
 class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
@@ -240,17 +218,7 @@ class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
     one: a run killed while saving keeps its previous last.ckpt intact."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(path, lambda f: torch.save(checkpoint, f), durable=True)
 
 
 class ResumeState(L.Callback):
@@ -285,8 +253,17 @@ class ShardLog(L.Callback):
     def on_train_epoch_end(self, trainer, module):
         sampler = self.loader.sampler
         self.epochs[str(sampler.epoch)] = list(sampler.served)
-        atomic_write_text(Path(f"{self.path}.rank{trainer.global_rank}.json"), json.dumps(
-            {"rank": trainer.global_rank, "world": trainer.world_size, "windows": len(sampler.dataset), "epochs": self.epochs}))
+        atomic_write_text(
+            Path(f"{self.path}.rank{trainer.global_rank}.json"),
+            json.dumps(
+                {
+                    "rank": trainer.global_rank,
+                    "world": trainer.world_size,
+                    "windows": len(sampler.dataset),
+                    "epochs": self.epochs,
+                }
+            ),
+        )
 
 
 def train(
@@ -347,9 +324,18 @@ def train(
             preset.train.epochs, preset.train.max_minutes = epochs, minutes
             data, init = saved["data"], saved.get("init")  # a fine-tuned run keeps its base model's encoding
         elif lead:
-            atomic_write_text(out / "config.json", json.dumps(
-                {"preset": preset.model_dump(), "data": [str(Path(d).resolve()) for d in data or []], "command": command,
-                 "init": str(Path(init).resolve()) if init else None}, indent=1))
+            atomic_write_text(
+                out / "config.json",
+                json.dumps(
+                    {
+                        "preset": preset.model_dump(),
+                        "data": [str(Path(d).resolve()) for d in data or []],
+                        "command": command,
+                        "init": str(Path(init).resolve()) if init else None,
+                    },
+                    indent=1,
+                ),
+            )
 
         _quiet_lightning()
         started = time.time()
@@ -357,22 +343,32 @@ def train(
         base = load_model(init) if init else None
         encoding = base.encoding if base else build_encoding(preset.encoding)
         if base and build_encoding(preset.encoding).to_dict() != build_encoding(base.preset.encoding).to_dict():
-            raise LstmidiError(f"--init {init}: fine-tuning keeps the model's encoding ({base.encoding.name}, "
-                               f"{base.encoding.sizes}); the preset asks for a different one — drop --preset or --set encoding.*")
+            raise LstmidiError(
+                f"--init {init}: fine-tuning keeps the model's encoding ({base.encoding.name}, "
+                f"{base.encoding.sizes}); the preset asks for a different one — drop --preset or --set encoding.*"
+            )
         if corpus is None:
-            corpus = load_corpus(data, encoding, preset.data, cache_dir=cache_dir,
-                                 progress=file_progress() if progress and lead else None)
+            corpus = load_corpus(
+                data,
+                encoding,
+                preset.data,
+                cache_dir=cache_dir,
+                progress=file_progress() if progress and lead else None,
+            )
         encoding = corpus.encoding  # fitted (bins, vocabulary) where the encoding learns from the corpus
         s = corpus.summary
         if lead:
             write_report(corpus, out / "report.json")
-            print(f"corpus: {s['files']} files, {count_line(s)}"
-                  f" (train {s['pieces']['train']} / valid {s['pieces']['valid']} / test {s['pieces']['test']} pieces)"
-                  + (" [cached]" if corpus.cached else ""), file=sys.stderr)
+            print(
+                f"corpus: {s['files']} files, {count_line(s)}"
+                f" (train {s['pieces']['train']} / valid {s['pieces']['valid']} / test {s['pieces']['test']} pieces)"
+                + (" [cached]" if corpus.cached else ""),
+                file=sys.stderr,
+            )
             for status in ("recovered", "skipped"):
                 for name, reason in s[f"{status}_files"].items():
                     print(f"  {status} {name}: {reason}", file=sys.stderr)
-            if hasattr(encoding, "describe"):
+            if encoding.describe():
                 print(f"encoding: {encoding.describe()}", file=sys.stderr)
 
         cfg = preset.train
@@ -381,31 +377,48 @@ def train(
             try:
                 model.load_state_dict(base.model.state_dict())
             except RuntimeError as err:
-                raise LstmidiError(f"--init {init}: its weights do not fit the model {preset.model} "
-                                   f"({str(err).splitlines()[-1].strip()})") from None
+                raise LstmidiError(
+                    f"--init {init}: its weights do not fit the model {preset.model} "
+                    f"({str(err).splitlines()[-1].strip()})"
+                ) from None
         if lead:
             check_free_space(out, model)
-        span = cfg.window + getattr(model, "context", 0)  # a seq2seq model's encoder reads `context` steps first
+        span = cfg.window + model.context  # a seq2seq model's encoder reads `context` steps first
         valid_split = next(name for name in ("valid", "test", "train") if corpus.pieces[name])
         valid = corpus.pieces[valid_split]
-        train_loader = make_loader(corpus.concatenated("train"), span, cfg.hop, cfg.batch_size, True, cfg.seed,
-                                   make_augmenter(encoding, cfg.augment))
+        train_loader = make_loader(
+            corpus.concatenated("train"),
+            span,
+            cfg.hop,
+            cfg.batch_size,
+            True,
+            cfg.seed,
+            make_augmenter(encoding, cfg.augment),
+        )
         valid_loader = make_loader(corpus.concatenated(valid_split), span, None, cfg.batch_size, False, cfg.seed)
         baselines = evaluation.baselines(encoding, corpus.pieces["train"], valid)
-        unit = {"multihot": "nats per frame", "tokens": "nats per token"}.get(encoding.kind, "weighted loss per note")
+        unit = kind_of(encoding).unit
 
         module = LitModel(model, preset, encoding.kind)
         ckpt_dir = out / "checkpoints"
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1, save_last=True,
-            enable_version_counter=False)
-        callbacks = [ResumeState(train_loader, ckpt_dir / "last.ckpt", cfg.checkpoint_every_steps), checkpoint,
-                     LossPlot(out / "loss.png", baselines, unit), *(callbacks or [])]
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor="val_loss",
+            mode="min",
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,
+        )
+        callbacks = [
+            ResumeState(train_loader, ckpt_dir / "last.ckpt", cfg.checkpoint_every_steps),
+            checkpoint,
+            LossPlot(out / "loss.png", baselines, unit),
+            *(callbacks or []),
+        ]
         if os.environ.get("LSTMIDI_SHARD_LOG"):
             callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
         if cfg.sample_every:
-            from .monitoring import SampleWriter
-
             callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
         trainer = L.Trainer(
             max_epochs=cfg.epochs,
@@ -414,7 +427,9 @@ def train(
             gradient_clip_val=cfg.grad_clip or None,
             callbacks=callbacks,
             # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
-            logger=L.pytorch.loggers.CSVLogger(out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""),
+            logger=L.pytorch.loggers.CSVLogger(
+                out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""
+            ),
             enable_progress_bar=progress,
             enable_model_summary=False,
             log_every_n_steps=10,
@@ -422,7 +437,7 @@ def train(
             devices=devices,
             num_nodes=num_nodes,
             strategy="ddp" if world > 1 else strategy,
-            use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup) and keeps its resumable order
+            use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup), keeps its resumable order
             num_sanity_val_steps=0,
             deterministic=True,
             plugins=[AtomicCheckpointIO()],
@@ -441,18 +456,31 @@ def train(
     held_out, _ = evaluate_loader(model, valid_loader, encoding.kind, cfg.loss)
     seconds = time.time() - started
     epochs_done = module.history[-1]["epoch"] if module.history else 0
-    metrics = {"valid_loss": held_out.pop("loss"), **{f"valid_{k}": v for k, v in held_out.items()},
-               "baselines": baselines, "unit": unit, "epochs": epochs_done, "train_seconds": round(seconds, 1),
-               "final_train_loss": module.history[-1]["train_loss"] if module.history else None}
+    metrics = {
+        "valid_loss": held_out.pop("loss"),
+        **{f"valid_{k}": v for k, v in held_out.items()},
+        "baselines": baselines,
+        "unit": unit,
+        "epochs": epochs_done,
+        "train_seconds": round(seconds, 1),
+        "final_train_loss": module.history[-1]["train_loss"] if module.history else None,
+    }
     model_path = out / "model.lstmidi"
     primers = primer_bank(valid, cfg.primers, cfg.primer_steps, cfg.seed) if cfg.primers else None
     if cfg.quality_pieces:
         if progress:
-            print(f"quality gate: {cfg.quality_pieces} pieces of {min(preset.sample.seconds, 20.0):g} s "
-                  f"against the {len(valid)} {valid_split} pieces ...", file=sys.stderr)
-        metrics["quality"] = quality_check(LoadedModel(model.eval(), encoding, preset, {}, "", primers, model_path),
-                                           [encoding.decode(p) for p in valid], num=cfg.quality_pieces,
-                                           seconds=min(preset.sample.seconds, 20.0), seed=cfg.seed)
+            print(
+                f"quality gate: {cfg.quality_pieces} pieces of {min(preset.sample.seconds, 20.0):g} s "
+                f"against the {len(valid)} {valid_split} pieces ...",
+                file=sys.stderr,
+            )
+        metrics["quality"] = quality_check(
+            LoadedModel(model.eval(), encoding, preset, {}, "", primers, model_path),
+            [encoding.decode(p) for p in valid],
+            num=cfg.quality_pieces,
+            seconds=min(preset.sample.seconds, 20.0),
+            seed=cfg.seed,
+        )
     save_model(
         model_path,
         encoding=encoding,
@@ -461,14 +489,15 @@ def train(
         metrics=metrics,
         primers=primers,
         command=command,
-        corpus_summary={**{k: s[k] for k in ("files", "loaded", "recovered", "skipped", "pieces", "steps")},
-                        "manifest": corpus.manifest_hash, **known_programs(encoding, corpus, base)},
+        corpus_summary={
+            **{k: s[k] for k in ("files", "loaded", "recovered", "skipped", "pieces", "steps")},
+            "manifest": corpus.manifest_hash,
+            **known_programs(encoding, corpus, base),
+        },
         history=module.history,
         force=True,
     )
-    if cfg.sample_every or encoding.kind == "notes":
-        from .monitoring import plot_distributions
-
+    if cfg.sample_every or kind_of(encoding).distributions:
         plot_distributions(encoding, model_path, valid, out / "distributions.png")
     return TrainResult(model_path, out, metrics, epochs_done, seconds, corpus)
 
@@ -481,7 +510,11 @@ def quality_check(loaded: LoadedModel, real: list, *, num: int = 8, seconds: flo
     from .sampling import generate
 
     generated = [p.score for p in generate(loaded, seconds=seconds, num=num, seed=seed, include_primer=False)]
-    return {**compact(gate(generated, [last_seconds(s, seconds) for s in real], seed)), "pieces": num, "seconds": seconds}
+    return {
+        **compact(gate(generated, [last_seconds(s, seconds) for s in real], seed)),
+        "pieces": num,
+        "seconds": seconds,
+    }
 
 
 def _take_back(out: Path, existed: bool) -> None:
@@ -500,7 +533,7 @@ def _take_back(out: Path, existed: bool) -> None:
 def known_programs(encoding, corpus: Corpus, base=None) -> dict:
     """{"programs": [...]}: the instruments of the training split (and of the --init model) for a
     multi-instrument event encoding, which `generate --programs` accepts; {} for other encodings."""
-    if not getattr(getattr(encoding, "params", None), "programs", False) or not hasattr(encoding, "programs_in"):
+    if not (isinstance(encoding, TokenStream) and encoding.programs):
         return {}
     programs = set(encoding.programs_in(corpus.pieces["train"]))
     if base is not None:
@@ -515,6 +548,11 @@ def _quiet_lightning() -> None:
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*does not have many workers.*",
-                    ".*litlogger.*", ".*Checkpoint directory .* exists and is not empty.*"):
+    for pattern in (
+        ".*LeafSpec.*",
+        ".*smaller than the logging interval.*",
+        ".*does not have many workers.*",
+        ".*litlogger.*",
+        ".*Checkpoint directory .* exists and is not empty.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)

@@ -25,7 +25,9 @@ def build_encoding(spec: dict[str, Any], where: str = "encoding") -> Encoding:
     try:
         return ENCODINGS[name](**params)
     except ValidationError as err:
-        raise LstmidiError(format_validation_error(err, f"{where} {name!r}", getattr(ENCODINGS[name], "Params", None))) from None
+        raise LstmidiError(
+            format_validation_error(err, f"{where} {name!r}", getattr(ENCODINGS[name], "Params", None))
+        ) from None
 
 
 __all__ = ["ENCODINGS", "Encoding", "build_encoding"]

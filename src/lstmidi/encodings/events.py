@@ -26,7 +26,8 @@ Times: `decode` and `quantize` return scores in ticks at the tokenizer's time di
 (`time_division`: 2 x steps_per_quarter ticks per quarter with time signatures on, since x/8 bars need
 twice the grid; steps_per_quarter with them off).
 `quantize(s)` is miditok's own preprocessing of `s` (after the track merge / drum filter above),
-resampled to that time division (velocities set to 100 without Velocity tokens), so `decode(encode(s)) == quantize(s)` note for note. For MIDI-Like,
+resampled to that time division (velocities set to 100 without Velocity tokens), so
+`decode(encode(s)) == quantize(s)` note for note. For MIDI-Like,
 `quantize` also re-pairs the note-offs of overlapping notes of one pitch first-in-first-out, which is
 what the NoteOn/NoteOff tokens can say: the k-th onset of a pitch ends at the k-th offset of that pitch.
 One exception is miditok's and left as is: TSD with rests counts a Rest from the previous note's end;
@@ -51,9 +52,9 @@ from pydantic import Field, model_validator
 from symusic import Note, Score, Tempo, TimeSignature, Track
 from symusic.core import ScoreTick
 
-from .base import Encoding, EncodingParams
+from .base import EncodingParams, TokenStream
+from .grammar import SPECIAL_TOKENS, EventGrammar, grammar_tables, transition_matrix
 
-SPECIAL_TOKENS = ("PAD", "BOS", "EOS")  # ids 0, 1, 2 (miditok adds special tokens first, in this order)
 NUM_TEMPOS = 32
 TEMPO_RANGE = (40, 250)
 TIME_SIGNATURE_RANGE = {8: [3, 12, 6], 4: [5, 6, 3, 2, 1, 4]}  # miditok's default
@@ -63,45 +64,64 @@ DEFAULT_VELOCITY = 100  # miditok's velocity of decoded notes without Velocity t
 # Tokens per second of music, measured on the 406 bundled Bach chorales (all defaults but the tokenizer
 # and `programs`; see `Events.steps_for_seconds`).
 TOKENS_PER_SECOND = {
-    ("REMI", False): 27.9, ("REMI", True): 35.8,
-    ("TSD", False): 26.9, ("TSD", True): 34.9,
-    ("MIDILike", False): 26.9, ("MIDILike", True): 42.9,
+    ("REMI", False): 27.9,
+    ("REMI", True): 35.8,
+    ("TSD", False): 26.9,
+    ("TSD", True): 34.9,
+    ("MIDILike", False): 26.9,
+    ("MIDILike", True): 42.9,
 }
-
-# Note tokens of pitched instruments and of drums (Program_-1 is followed by drum ones only).
-MELODIC_TYPES = {"Pitch", "NoteOn", "NoteOff"}
-DRUM_TYPES = {"PitchDrum", "DrumOn", "DrumOff"}
-# Types after which a piece may end (EOS): a complete note, a Bar (REMI), or a tempo or time signature
-# change (miditok writes those after the last note when the file has them there).
-END_TYPES = {"REMI": {"Duration", "Bar", "Tempo", "TimeSig"}, "TSD": {"Duration", "Tempo", "TimeSig"},
-             "MIDILike": {"NoteOff", "DrumOff", "Tempo", "TimeSig"}}
 
 
 class EventsParams(EncodingParams):
     tokenizer: Literal["REMI", "TSD", "MIDILike"] = Field(
-        "REMI", description="miditok tokenizer: REMI (Bar/Position), TSD (TimeShift/Duration) or MIDILike (NoteOn/NoteOff/TimeShift)")
-    steps_per_quarter: int = Field(8, ge=1, le=64, description="time grid: positions per beat (miditok beat_res {(0,4): s, (4,12): s/2})")
+        "REMI",
+        description="miditok tokenizer: REMI (Bar/Position), TSD (TimeShift/Duration) or MIDILike "
+        "(NoteOn/NoteOff/TimeShift)",
+    )
+    steps_per_quarter: int = Field(
+        8, ge=1, le=64, description="time grid: positions per beat (miditok beat_res {(0,4): s, (4,12): s/2})"
+    )
     num_velocities: int = Field(16, ge=1, le=127, description="velocity bins, equally spaced in 0..127")
-    velocities: bool = Field(True, description="Velocity tokens; off: every note decodes at velocity 100 (for music with one dynamic, e.g. the chorales)")
+    velocities: bool = Field(
+        True,
+        description="Velocity tokens; off: every note decodes at velocity 100 (for music with one dynamic, e.g. "
+        "the chorales)",
+    )
     rests: bool = Field(True, description="Rest tokens for silences")
     tempos: bool = Field(True, description="Tempo tokens (32 bins in 40..250 qpm)")
     time_signatures: bool = Field(True, description="TimeSig tokens")
-    programs: bool = Field(False, description="multi-instrument: Program tokens, one stream; off = all non-drum tracks merged into one")
+    programs: bool = Field(
+        False, description="multi-instrument: Program tokens, one stream; off = all non-drum tracks merged into one"
+    )
     drums: bool = Field(False, description="keep drum tracks (needs programs=True)")
-    pitch_low: int = Field(21, ge=0, le=127, description="lowest kept MIDI pitch (notes outside [pitch_low, pitch_high] are dropped)")
+    pitch_low: int = Field(
+        21, ge=0, le=127, description="lowest kept MIDI pitch (notes outside [pitch_low, pitch_high] are dropped)"
+    )
     pitch_high: int = Field(108, ge=0, le=127, description="highest kept MIDI pitch")
     tokens_per_second: float | None = Field(
-        None, gt=0, description="for steps_for_seconds; default: measured on the bundled chorales for this tokenizer and programs setting")
-    vocab_sha1: str | None = Field(None, description="set automatically: fingerprint of the vocabulary, checked when the tokenizer is rebuilt")
+        None,
+        gt=0,
+        description="for steps_for_seconds; default: measured on the bundled chorales for this tokenizer and "
+        "programs setting",
+    )
+    vocab_sha1: str | None = Field(
+        None, description="set automatically: fingerprint of the vocabulary, checked when the tokenizer is rebuilt"
+    )
 
     @model_validator(mode="after")
     def _check(self):
         if self.pitch_low >= self.pitch_high:
             raise ValueError(f"pitch_low ({self.pitch_low}) must be below pitch_high ({self.pitch_high})")
         if self.drums and not self.programs:
-            raise ValueError("drums=True needs programs=True (without Program tokens drums would be merged into the piano)")
+            raise ValueError(
+                "drums=True needs programs=True (without Program tokens drums would be merged into the piano)"
+            )
         if self.drums and max(DRUM_PITCH_RANGE[0], self.pitch_low) >= min(DRUM_PITCH_RANGE[1], self.pitch_high):
-            raise ValueError(f"drums=True needs a pitch range overlapping the drum pitches {DRUM_PITCH_RANGE[0]}..{DRUM_PITCH_RANGE[1]}")
+            raise ValueError(
+                "drums=True needs a pitch range overlapping the drum pitches "
+                f"{DRUM_PITCH_RANGE[0]}..{DRUM_PITCH_RANGE[1]}"
+            )
         return self
 
 
@@ -114,11 +134,10 @@ def _sha1(vocab: dict[str, int]) -> str:
     return hashlib.sha1(json.dumps(sorted(vocab.items(), key=lambda kv: kv[1])).encode()).hexdigest()
 
 
-class Events(Encoding):
+class Events(TokenStream):
     name = "events"
-    kind = "tokens"
     Params = EventsParams
-    DRUM_PROGRAM = 128  # program_of_token() value of Program_-1 (drums); -1 means "not a Program token"
+    augments = stretches = True  # transposes pitches, stretches Tempo tokens
 
     # ---- the miditok tokenizer, built once per instance ------------------------------------------
     def tokenizer_config(self) -> dict[str, Any]:
@@ -127,23 +146,45 @@ class Events(Encoding):
         p = self.params
         s = p.steps_per_quarter
         half, quarter = _divisor_at_most(s, s / 2), _divisor_at_most(s, s / 4)
-        drum_range = (max(DRUM_PITCH_RANGE[0], p.pitch_low), min(DRUM_PITCH_RANGE[1], p.pitch_high)) if p.drums else DRUM_PITCH_RANGE
+        drum_range = (
+            (max(DRUM_PITCH_RANGE[0], p.pitch_low), min(DRUM_PITCH_RANGE[1], p.pitch_high))
+            if p.drums
+            else DRUM_PITCH_RANGE
+        )
         return dict(
-            pitch_range=(p.pitch_low, p.pitch_high), beat_res={(0, 4): s, (4, 12): half},
-            num_velocities=p.num_velocities, special_tokens=list(SPECIAL_TOKENS), use_velocities=p.velocities,
-            use_note_duration_programs=list(range(-1, 128)), use_chords=False, use_rests=p.rests,
-            use_tempos=p.tempos, use_time_signatures=p.time_signatures, use_key_signatures=False,
-            use_sustain_pedals=False, use_pitch_bends=False, use_control_changes=False,
-            use_programs=p.programs, use_pitch_intervals=False, use_pitchdrum_tokens=p.drums,
+            pitch_range=(p.pitch_low, p.pitch_high),
+            beat_res={(0, 4): s, (4, 12): half},
+            num_velocities=p.num_velocities,
+            special_tokens=list(SPECIAL_TOKENS),
+            use_velocities=p.velocities,
+            use_note_duration_programs=list(range(-1, 128)),
+            use_chords=False,
+            use_rests=p.rests,
+            use_tempos=p.tempos,
+            use_time_signatures=p.time_signatures,
+            use_key_signatures=False,
+            use_sustain_pedals=False,
+            use_pitch_bends=False,
+            use_control_changes=False,
+            use_programs=p.programs,
+            use_pitch_intervals=False,
+            use_pitchdrum_tokens=p.drums,
             beat_res_rest={(0, 1): s, (1, 2): half, (2, 12): quarter},
-            num_tempos=NUM_TEMPOS, tempo_range=TEMPO_RANGE, log_tempos=False,
-            remove_duplicated_notes=False, delete_equal_successive_tempo_changes=True,
+            num_tempos=NUM_TEMPOS,
+            tempo_range=TEMPO_RANGE,
+            log_tempos=False,
+            remove_duplicated_notes=False,
+            delete_equal_successive_tempo_changes=True,
             time_signature_range={k: list(v) for k, v in TIME_SIGNATURE_RANGE.items()},
             delete_equal_successive_time_sig_changes=False,
-            programs=list(range(-1 if p.drums else 0, 128)), one_token_stream_for_programs=p.programs,
-            program_changes=False, drums_pitch_range=drum_range,
+            programs=list(range(-1 if p.drums else 0, 128)),
+            one_token_stream_for_programs=p.programs,
+            program_changes=False,
+            drums_pitch_range=drum_range,
             # REMI's own options (additional_params), at their defaults
-            max_bar_embedding=None, use_bar_end_tokens=False, add_trailing_bars=False,
+            max_bar_embedding=None,
+            use_bar_end_tokens=False,
+            add_trailing_bars=False,
         )
 
     @cached_property
@@ -159,13 +200,15 @@ class Events(Encoding):
         elif self.params.vocab_sha1 != sha:
             from importlib.metadata import version
 
-            raise ValueError(f"events: miditok {version('miditok')} builds a different vocabulary from these parameters "
-                             f"than the one this encoding was saved with (sha1 {sha[:10]} != {self.params.vocab_sha1[:10]}); "
-                             "use the miditok version recorded in the model file")
+            raise ValueError(
+                f"events: miditok {version('miditok')} builds a different vocabulary from these parameters "
+                f"than the one this encoding was saved with (sha1 {sha[:10]} != {self.params.vocab_sha1[:10]}); "
+                "use the miditok version recorded in the model file"
+            )
         return tok
 
     def to_dict(self) -> dict[str, Any]:
-        self.tokenizer  # fills vocab_sha1
+        _ = self.tokenizer  # building the tokenizer fills vocab_sha1
         return super().to_dict()
 
     def cache_key(self) -> dict[str, Any]:
@@ -215,6 +258,14 @@ class Events(Encoding):
     @property
     def eos(self) -> int:
         return self.tokenizer.vocab["EOS_None"]
+
+    @property
+    def programs(self) -> bool:
+        return self.params.programs
+
+    @property
+    def drums(self) -> bool:
+        return self.params.drums
 
     def token_types(self) -> list[str]:
         """Type of each id: 'PAD', 'BOS', 'EOS', 'Bar', 'Position', 'Pitch', 'Velocity', 'Duration',
@@ -341,10 +392,12 @@ class Events(Encoding):
         return p.tokens_per_second or TOKENS_PER_SECOND[(p.tokenizer, p.programs)]
 
     def describe(self) -> str:
-        """One line for the CLI, e.g. 'REMI event tokens: 341 in vocabulary (one merged instrument, 8 steps per beat)'."""
+        """One line for the CLI, e.g.
+        'REMI event tokens: 341 in vocabulary (one merged instrument, 8 steps per beat)'."""
         p = self.params
         what = ("programs" + (" + drums" if p.drums else "")) if p.programs else "one merged instrument"
-        return f"{p.tokenizer} event tokens: {len(self.vocab)} in vocabulary ({what}, {p.steps_per_quarter} steps per beat)"
+        steps = f"{p.steps_per_quarter} steps per beat"
+        return f"{p.tokenizer} event tokens: {len(self.vocab)} in vocabulary ({what}, {steps})"
 
     def token_errors(self, ids: np.ndarray) -> float:
         """miditok's own grammar check (`tokens_errors`): the fraction of tokens (BOS/EOS included) that break
@@ -375,56 +428,18 @@ class Events(Encoding):
         Program_-1 (drums) is followed by drum note tokens only, other programs by melodic ones.
         Value rules that one previous token cannot carry (REMI: Position must move forward in its bar;
         MIDI-Like: a NoteOff needs a sounding note) are in `grammar()`; for TSD this matrix is exact."""
-        tok, types, p = self.tokenizer, self._types, self.params
-        graph = tok.tokens_types_graph
-        specials = set(SPECIAL_TOKENS)
-        present = set(types.tolist()) - specials
-        n = len(types)
-        m = np.zeros((n, n), bool)
-        by_type = {t: types == t for t in set(types.tolist())}
-        for a in present:
-            for b in graph.get(a, set()) & present:
-                m[np.ix_(by_type[a], by_type[b])] = True
-        # where a piece starts
-        if p.tokenizer == "REMI":
-            start = {"Bar"} if (p.time_signatures or p.tempos) else {"Bar", "Rest"}
-        elif p.time_signatures:
-            start = {"TimeSig"}
-        elif p.tempos:
-            start = {"Tempo"}
-        else:
-            start = {"Pitch", "NoteOn", "PitchDrum", "DrumOn", "Program", "TimeShift", "Rest"}
-        start_row = np.isin(types, list(start & present))
-        m[by_type["BOS"]] = start_row
-        m[by_type["PAD"]] = start_row
-        m[:, by_type["EOS"]] = np.isin(types, list(END_TYPES[p.tokenizer]))[:, None]
-        m[by_type["EOS"]] = False
-        m[self.eos, self.eos] = True
-        # Program_-1 -> drum notes; Program_k -> melodic notes
-        programs = self._program_of_token
-        drum_cols, melodic_cols = np.isin(types, list(DRUM_TYPES)), np.isin(types, list(MELODIC_TYPES))
-        m[np.ix_(programs == self.DRUM_PROGRAM, melodic_cols)] = False
-        m[np.ix_((programs >= 0) & (programs < self.DRUM_PROGRAM), drum_cols)] = False
-        assert m.any(axis=1).all(), "every token must have a successor"
-        m.flags.writeable = False
-        return m
+        return transition_matrix(self)
 
     @cached_property
     def _grammar_tables(self) -> dict[str, np.ndarray]:
-        off = {}
-        for kind in ("NoteOff", "DrumOff"):  # id of the NoteOff / DrumOff of each pitch, -1 if none
-            off[kind] = np.full(128, -1, np.int64)
-            sel = np.flatnonzero(self._types == kind)
-            off[kind][self._values(kind)[sel]] = sel
-        return {"position": self._values("Position"), "position_ids": np.flatnonzero(self._types == "Position"),
-                "off_ids": np.flatnonzero(np.isin(self._types, ["NoteOff", "DrumOff"])), **off}
+        return grammar_tables(self)
 
     def allowed_next(self, prev_id: int) -> np.ndarray:
         """(vocab,) bool: ids that may follow `prev_id` (a read-only row of `transitions`). Exact for TSD;
         for REMI and MIDI-Like use `grammar()` to also enforce Position order and NoteOff pairing."""
         return self.transitions[int(prev_id)]
 
-    def grammar(self, ids=()) -> "EventGrammar":
+    def grammar(self, ids=()) -> EventGrammar:
         """A per-sequence grammar state after `ids` (e.g. BOS + primer; with no ids only BOS is allowed):
         `.allowed()` gives the mask of the next id, `.push(id)` advances; see also `finish`."""
         g = EventGrammar(self)
@@ -436,9 +451,10 @@ class Events(Encoding):
         """A sequence cut short (e.g. at the generation length) made into a complete piece ending with EOS.
 
         Cuts back to the last point where the piece may end (after the last complete note, REMI's Bar or
-        a Tempo/TimeSig; BOS alone if none) and appends EOS. MIDI-Like with notes still sounding instead drops an unfinished NoteOn and
-        ends every sounding note (after one shortest TimeShift when needed). A sequence that followed
-        `grammar()` then decodes with 0 miditok token errors. Ids after a first EOS are dropped."""
+        a Tempo/TimeSig; BOS alone if none) and appends EOS. MIDI-Like with notes still sounding instead
+        drops an unfinished NoteOn and ends every sounding note (after one shortest TimeShift when needed). A
+        sequence that followed `grammar()` then decodes with 0 miditok token errors. Ids after a first EOS are
+        dropped."""
         ids = np.asarray(ids, np.int64).reshape(-1)
         ends = np.flatnonzero(ids == self.eos)
         if len(ends):
@@ -475,7 +491,9 @@ class Events(Encoding):
         ids = np.flatnonzero(self._types == "Tempo")
         return ids, np.array([float(self.vocab[i].split("_", 1)[1]) for i in ids])
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0) -> np.ndarray:
+    def augment(
+        self, ids: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0
+    ) -> np.ndarray:
         """Token-level training augmentation (pure; returns a new int64 array, same length).
 
         Transposes melodic pitch tokens (Pitch; NoteOn and NoteOff) by `semitones`, or, when some pitch would
@@ -532,125 +550,11 @@ def _fifo_pairs(notes):
     onsets = np.lexsort((idx, n["time"], n["pitch"]))  # grouped by pitch, in token order
     offsets = np.lexsort((ends, n["pitch"]))  # grouped by pitch, by offset
     time = n["time"][onsets]
-    out = {"time": time, "duration": ends[offsets] - time, "pitch": n["pitch"][onsets], "velocity": n["velocity"][onsets]}
+    out = {
+        "time": time,
+        "duration": ends[offsets] - time,
+        "pitch": n["pitch"][onsets],
+        "velocity": n["velocity"][onsets],
+    }
     order = np.lexsort((out["pitch"], out["time"]))
     return Note.from_numpy(**{k: v[order] for k, v in out.items()})
-
-
-class EventGrammar:
-    """Grammar state of one token sequence: the first-order `transitions` plus the value rules miditok's
-    token-error check applies and one previous token cannot carry.
-
-    REMI: a Position must be after the bar's last Position (unless right after a Rest, as miditok allows)
-    and inside the bar of the current time signature (numerator x steps_per_quarter positions).
-    MIDI-Like: NoteOff/DrumOff only for a pitch sounding in the current program and started before the
-    current time (no zero-length notes); EOS only when no note is sounding.
-    """
-
-    def __init__(self, enc: Events) -> None:
-        self.enc = enc
-        self.kind = enc.params.tokenizer
-        self.prev = -1  # nothing yet: only BOS may come
-        self.types = enc._types
-        self.prev_types: list[str] = ["BOS", "BOS"]
-        # REMI
-        self.pos = -1
-        self.bar_positions = 4 * enc.params.steps_per_quarter
-        # MIDI-Like: sounding notes (program, pitch) -> onset "time stamps" (count of time tokens so far)
-        self.program = 0
-        self.stamp = 0
-        self.sounding: dict[tuple[int, int], list[int]] = {}
-
-    def copy(self) -> "EventGrammar":
-        g = EventGrammar.__new__(EventGrammar)
-        g.__dict__.update({k: (v.copy() if isinstance(v, list) else v) for k, v in self.__dict__.items()})
-        g.sounding = {k: list(v) for k, v in self.sounding.items()}
-        return g
-
-    def push(self, token: int) -> None:
-        """Advance by one id (any id; out-of-grammar ids are recorded as they come)."""
-        token = int(token)
-        kind, value = self.enc.vocab[token].split("_", 1)
-        if self.kind == "REMI":
-            if kind == "Bar":
-                self.pos = -1
-            elif kind == "Position":
-                self.pos = int(value)
-            elif kind == "TimeSig":
-                self.bar_positions = int(value.split("/")[0]) * self.enc.params.steps_per_quarter
-        elif self.kind == "MIDILike":
-            if kind == "Program":
-                self.program = int(value)
-            elif kind in ("TimeShift", "Rest"):
-                self.stamp += 1
-            elif kind in ("NoteOn", "DrumOn"):
-                self.sounding.setdefault((self.program, int(value)), []).append(self.stamp)
-            elif kind in ("NoteOff", "DrumOff"):
-                started = self.sounding.get((self.program, int(value)))
-                if started:
-                    started.pop(0)
-                    if not started:
-                        del self.sounding[(self.program, int(value))]
-        self.prev_types = [self.prev_types[1], kind]
-        self.prev = token
-
-    def allowed(self) -> np.ndarray:
-        """(vocab,) bool mask of the ids that may come next."""
-        if self.prev < 0:
-            row = np.zeros(len(self.enc.vocab), bool)
-            row[self.enc.bos] = True
-            return row
-        row = self.enc.transitions[self.prev].copy()
-        t = self.enc._grammar_tables
-        if self.kind == "REMI":
-            ids = t["position_ids"]
-            if row[ids].any():
-                values = t["position"][ids]
-                free = self.prev_types[1] == "Rest" or self.prev_types == ["Rest", "TimeSig"]
-                bad = values >= self.bar_positions
-                if not free:
-                    bad |= values <= self.pos
-                row[ids[bad]] = False
-        elif self.kind == "MIDILike":
-            ids = t["off_ids"]
-            if row[ids].any():
-                table = t["DrumOff" if self.program == -1 else "NoteOff"]
-                closable = table[[p for (prog, p), started in self.sounding.items()
-                                  if prog == self.program and started[0] < self.stamp]]
-                keep = row[closable]
-                row[ids] = False
-                row[closable] = keep
-            if self.sounding:
-                row[self.enc.eos] = False
-        return row
-
-    @property
-    def can_end(self) -> bool:
-        """Whether EOS may come next."""
-        return bool(self.allowed()[self.enc.eos])
-
-    def closing(self) -> list[int]:
-        """Ids that end the piece from here: MIDI-Like ends every sounding note first (a shortest TimeShift
-        when a NoteOff cannot come next, then [Program_p] NoteOff_x for each) and then EOS; REMI/TSD give
-        [EOS] when the piece may end here, else [] (see `Events.finish`, which cuts back instead)."""
-        enc = self.enc
-        if self.kind != "MIDILike" or not self.sounding:
-            return [enc.eos] if self.can_end else []
-        vocab = enc.tokenizer.vocab
-        g, out = self.copy(), []
-
-        def emit(token: int) -> None:
-            out.append(token)
-            g.push(token)
-
-        (prog, pitch), _ = sorted(g.sounding.items())[0]
-        first = vocab[f"Program_{prog}"] if enc.params.programs else vocab[f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}"]
-        if not g.allowed()[first] or any(started[-1] >= g.stamp for started in g.sounding.values()):
-            emit(int(np.flatnonzero(enc._types == "TimeShift")[0]))  # the shortest time shift: no zero-length note
-        for (prog, pitch), started in sorted(g.sounding.items()):
-            for _ in range(len(started)):
-                if enc.params.programs:
-                    emit(vocab[f"Program_{prog}"])
-                emit(vocab[f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}"])
-        out.append(enc.eos)
-        return out

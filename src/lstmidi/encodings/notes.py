@@ -32,8 +32,10 @@ FieldName = Literal["pitch", "step", "duration", "velocity"]
 
 
 class NotesParams(EncodingParams):
-    fields: list[FieldName] = Field(default_factory=lambda: ["pitch", "step", "duration"],
-                                    description="columns of each row, in order; must include 'pitch'")
+    fields: list[FieldName] = Field(
+        default_factory=lambda: ["pitch", "step", "duration"],
+        description="columns of each row, in order; must include 'pitch'",
+    )
     low: int = Field(21, ge=0, le=127, description="lowest kept MIDI pitch (notes outside [low, high] are dropped)")
     high: int = Field(108, ge=0, le=127, description="highest kept MIDI pitch")
     velocity: int = Field(80, ge=1, le=127, description="velocity of decoded notes when 'velocity' is not a field")
@@ -42,8 +44,9 @@ class NotesParams(EncodingParams):
     resolution: float = Field(0.001, ge=1e-4, le=1, description="seconds: times are rounded to this grid")
     max_step: float = Field(4.0, gt=0, le=60, description="seconds: longer steps (rests) are clipped")
     max_duration: float = Field(4.0, gt=0, le=60, description="seconds: longer notes are clipped")
-    notes_per_second: float = Field(4.0, gt=0, le=100,
-                                    description="generation length estimate; generation stops on time anyway")
+    notes_per_second: float = Field(
+        4.0, gt=0, le=100, description="generation length estimate; generation stops on time anyway"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -149,7 +152,9 @@ class Notes(Encoding):
         p = self.params
         arr = np.nan_to_num(np.asarray(array, np.float64))
         if arr.ndim != 2 or arr.shape[1] != len(p.fields):
-            raise ValueError(f"notes.decode: expected (notes, {len(p.fields)}) with columns {p.fields}, got {arr.shape}")
+            raise ValueError(
+                f"notes.decode: expected (notes, {len(p.fields)}) with columns {p.fields}, got {arr.shape}"
+            )
         max_step, max_dur = self._limits()
         col = {f: arr[:, i] for i, f in enumerate(p.fields)}
         zeros = np.zeros(len(arr))

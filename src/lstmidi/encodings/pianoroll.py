@@ -25,10 +25,14 @@ SECONDS_STEPS_PER_QUARTER = 10
 
 
 class PianoRollParams(EncodingParams):
-    timing: Literal["beats", "seconds"] = Field("beats", description="beat grid (MusicGenerator) or equal steps in seconds (MIDInet)")
+    timing: Literal["beats", "seconds"] = Field(
+        "beats", description="beat grid (MusicGenerator) or equal steps in seconds (MIDInet)"
+    )
     steps_per_quarter: int = Field(4, ge=1, le=96, description="frames per quarter note (timing=beats); 4 = 16th notes")
     step_seconds: float = Field(0.05, gt=0, le=2, description="seconds per frame (timing=seconds)")
-    qpm: float = Field(120.0, gt=0, le=1000, description="tempo of decoded music, quarter notes per minute (timing=beats)")
+    qpm: float = Field(
+        120.0, gt=0, le=1000, description="tempo of decoded music, quarter notes per minute (timing=beats)"
+    )
     low: int = Field(21, ge=0, le=127, description="MIDI pitch of the first key (21 = A0)")
     keys: int = Field(88, ge=1, le=128, description="number of keys")
     sustain: bool = Field(False, description="extend notes held by the sustain pedal (CC 64)")
@@ -68,7 +72,7 @@ class PianoRoll(Encoding):
     name = "pianoroll"
     kind = "multihot"
     Params = PianoRollParams
-    augment_stretch = False  # `augment` transposes only
+    augments = True  # `augment` transposes only (`stretches` stays False)
 
     # ---- geometry -------------------------------------------------------------------------
     @property
@@ -127,11 +131,13 @@ class PianoRoll(Encoding):
             roll[a, k + key] = 1
         return roll
 
-    def augment(self, roll: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0) -> np.ndarray:
+    def augment(
+        self, roll: np.ndarray, rng: np.random.Generator, semitones: int = 0, stretch: float = 1.0
+    ) -> np.ndarray:
         """Training augmentation (pure; a new array of the same shape): every key column (and its onset
         column) moved by `semitones`, or, when some sounding key would leave the keyboard, by the largest
         shift of the same sign that keeps all on it (maybe 0). A piano roll has no tempo: `stretch` is
-        ignored (`augment_stretch` is False). `rng` is unused: the caller draws `semitones`."""
+        ignored (`stretches` is False). `rng` is unused: the caller draws `semitones`."""
         k = self.params.keys
         used = np.flatnonzero(roll[:, :k].any(0))
         if len(used):

@@ -34,8 +34,12 @@ class PseudoNotesParams(EncodingParams):
     velocity_edges: list[float] | None = Field(None, description="fitted: inner velocity bin edges, ascending")
     duration_edges: list[float] | None = Field(None, description="fitted: inner duration bin edges, seconds")
     velocity_values: list[float] | None = Field(None, description="fitted: decoded velocity of each bin (median)")
-    duration_values: list[float] | None = Field(None, description="fitted: decoded duration of each bin, seconds (median)")
-    vocab: list[list[int]] | None = Field(None, description="fitted: [pitch, velocity bin, duration bin] of token 1, 2, ...")
+    duration_values: list[float] | None = Field(
+        None, description="fitted: decoded duration of each bin, seconds (median)"
+    )
+    vocab: list[list[int]] | None = Field(
+        None, description="fitted: [pitch, velocity bin, duration bin] of token 1, 2, ..."
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -43,10 +47,14 @@ class PseudoNotesParams(EncodingParams):
             raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
         state = (self.velocity_edges, self.duration_edges, self.velocity_values, self.duration_values, self.vocab)
         if any(x is None for x in state) and any(x is not None for x in state):
-            raise ValueError("fitted state is partial: give all of velocity_edges, duration_edges, "
-                             "velocity_values, duration_values and vocab, or none")
-        if self.vocab is not None and (len(self.velocity_values) != len(self.velocity_edges) + 1
-                                       or len(self.duration_values) != len(self.duration_edges) + 1):
+            raise ValueError(
+                "fitted state is partial: give all of velocity_edges, duration_edges, "
+                "velocity_values, duration_values and vocab, or none"
+            )
+        if self.vocab is not None and (
+            len(self.velocity_values) != len(self.velocity_edges) + 1
+            or len(self.duration_values) != len(self.duration_edges) + 1
+        ):
             raise ValueError("each *_values list must have one more entry than its *_edges list")
         return self
 
@@ -76,8 +84,10 @@ class PseudoNotes(Encoding):
 
     def _fitted(self) -> PseudoNotesParams:
         if not self.is_fitted:
-            raise LstmidiError("pseudonotes: the encoding is not fitted; call fit(training scores) first "
-                               "(bins and vocabulary come from the corpus)")
+            raise LstmidiError(
+                "pseudonotes: the encoding is not fitted; call fit(training scores) first "
+                "(bins and vocabulary come from the corpus)"
+            )
         return self.params
 
     @property
@@ -91,8 +101,10 @@ class PseudoNotes(Encoding):
     def describe(self) -> str:
         """One line for the CLI, e.g. '580 pseudo-notes in vocabulary (88 pitches × 4 velocity bins × 4 ...)'."""
         p = self._fitted()
-        return (f"{len(p.vocab)} pseudo-notes in vocabulary ({p.high - p.low + 1} pitches × "
-                f"{len(p.velocity_values)} velocity bins × {len(p.duration_values)} duration bins possible)")
+        return (
+            f"{len(p.vocab)} pseudo-notes in vocabulary ({p.high - p.low + 1} pitches × "
+            f"{len(p.velocity_values)} velocity bins × {len(p.duration_values)} duration bins possible)"
+        )
 
     # ---- notes -> (pitch, velocity, duration seconds), the source of fit, encode and quantize ---------
     def _notes(self, score: Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,7 +116,11 @@ class PseudoNotes(Encoding):
         n = {k: np.concatenate([a[k] for a in arrays]) for k in ("time", "duration", "pitch", "velocity")}
         kept = np.flatnonzero((n["pitch"] >= p.low) & (n["pitch"] <= p.high))
         idx = kept[np.lexsort((n["pitch"][kept], n["time"][kept]))]  # onset, then pitch
-        return n["pitch"][idx].astype(np.int64), n["velocity"][idx].astype(np.float64), n["duration"][idx].astype(np.float64)
+        return (
+            n["pitch"][idx].astype(np.int64),
+            n["velocity"][idx].astype(np.float64),
+            n["duration"][idx].astype(np.float64),
+        )
 
     def _triples(self, score: Score) -> list[tuple[int, int, int]]:
         """(pitch, velocity bin, duration bin) of each kept note, in token order."""
@@ -131,7 +147,7 @@ class PseudoNotes(Encoding):
         return score
 
     # ---- the contract -----------------------------------------------------------------------------
-    def fit(self, scores: list[Score]) -> "PseudoNotes":
+    def fit(self, scores: list[Score]) -> PseudoNotes:
         """Learn bin edges, bin values (medians) and the vocabulary from training scores; returns self."""
         p = self.params
         parts = [self._notes(s) for s in scores]
@@ -141,13 +157,16 @@ class PseudoNotes(Encoding):
         v_edges, d_edges = _edges(vel, p.velocity_bins), _edges(dur, p.duration_bins)
         vb, db = _bin(vel, v_edges), _bin(dur, d_edges)
         vocab = sorted(set(zip(pitch.astype(int).tolist(), vb.tolist(), db.tolist())))
-        self.params = self.Params(**{
-            **p.model_dump(),
-            "velocity_edges": v_edges.tolist(), "duration_edges": d_edges.tolist(),
-            "velocity_values": [float(np.median(vel[vb == b])) for b in range(len(v_edges) + 1)],
-            "duration_values": [float(np.median(dur[db == b])) for b in range(len(d_edges) + 1)],
-            "vocab": [list(v) for v in vocab],
-        })
+        self.params = self.Params(
+            **{
+                **p.model_dump(),
+                "velocity_edges": v_edges.tolist(),
+                "duration_edges": d_edges.tolist(),
+                "velocity_values": [float(np.median(vel[vb == b])) for b in range(len(v_edges) + 1)],
+                "duration_values": [float(np.median(dur[db == b])) for b in range(len(d_edges) + 1)],
+                "vocab": [list(v) for v in vocab],
+            }
+        )
         return self
 
     def encode(self, score: Score) -> np.ndarray:

@@ -1,6 +1,8 @@
-"""Registry of models: MODELS = {name: nn.Module class with a `Spec` pydantic model}.
+"""Registry of models: MODELS = {name: `Model` class with a `Spec` pydantic model}. Adding one is one file
+plus one line here.
 
-Models are plain `nn.Module`s built from `(spec, sizes)`; they never import encodings or Lightning.
+Models are plain `nn.Module`s (`base.Model`: the contract and its optional capabilities) built from
+`(spec, sizes)`; they never import encodings or Lightning.
 """
 
 from __future__ import annotations
@@ -8,17 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from torch import nn
 
 from ..errors import LstmidiError, format_validation_error
+from .base import Model
 from .endecell import EnDeCell
 from .notenet import NoteNet
 from .rollnet import RollNet
 from .seq2seq import Seq2Seq
 from .tokennet import TokenNet
 
-MODELS: dict[str, type[nn.Module]] = {"rollnet": RollNet, "endecell": EnDeCell, "notenet": NoteNet, "seq2seq": Seq2Seq,
-                                      "tokennet": TokenNet}
+MODELS: dict[str, type[Model]] = {
+    "rollnet": RollNet,
+    "endecell": EnDeCell,
+    "notenet": NoteNet,
+    "seq2seq": Seq2Seq,
+    "tokennet": TokenNet,
+}
 
 
 def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseModel]:
@@ -33,9 +40,9 @@ def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseM
         raise LstmidiError(format_validation_error(err, f"{where} {name!r}", MODELS[name].Spec)) from None
 
 
-def build_model(spec: dict[str, Any], sizes: dict[str, int]) -> nn.Module:
+def build_model(spec: dict[str, Any], sizes: dict[str, int]) -> Model:
     name, params = model_params(spec)
     return MODELS[name](params, sizes)
 
 
-__all__ = ["MODELS", "build_model", "model_params"]
+__all__ = ["MODELS", "Model", "build_model", "model_params"]

@@ -18,20 +18,16 @@ sampling look for these two methods).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from .base import Model, ModelSpec, State
 from .steplstm import LSTM
 
-State = tuple[torch.Tensor, ...]
 
-
-class EnDeCellSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EnDeCellSpec(ModelSpec):
     embed: int = Field(256, ge=1, description="size of the per-frame keyboard encoding")
     hidden: int = Field(256, ge=1, description="time-LSTM units per layer")
     layers: int = Field(1, ge=1, le=8, description="stacked time-LSTM layers")
@@ -39,16 +35,16 @@ class EnDeCellSpec(BaseModel):
     decoder_hidden: int = Field(64, ge=1, description="hidden units of the key-by-key NADE decoder")
 
 
-class EnDeCell(nn.Module):
+class EnDeCell(Model):
     Spec = EnDeCellSpec
 
     def __init__(self, spec: EnDeCellSpec, sizes: dict[str, int]) -> None:
-        super().__init__()
-        self.spec = spec
+        super().__init__(spec)
         n_in, keys, hn = sizes["input_size"], sizes["output_size"], spec.decoder_hidden
         self.encoder = nn.Sequential(nn.Linear(n_in, spec.embed), nn.ReLU(), nn.Dropout(spec.dropout))
-        self.lstm = LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,
-                            dropout=spec.dropout if spec.layers > 1 else 0.0)
+        self.lstm = LSTM(
+            spec.embed, spec.hidden, spec.layers, batch_first=True, dropout=spec.dropout if spec.layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(spec.dropout)
         self.to_bv = nn.Linear(spec.hidden, keys)  # visible (key) biases from the time state
         self.to_bh = nn.Linear(spec.hidden, hn)  # NADE hidden biases from the time state
@@ -79,9 +75,7 @@ class EnDeCell(nn.Module):
         return F.binary_cross_entropy_with_logits(logits, frames.to(logits.dtype), reduction="none").sum(-1)
 
     @torch.no_grad()
-    def sample_frame(self, s: torch.Tensor, *, mode: Literal["bernoulli", "threshold"] = "bernoulli",
-                     temperature: float = 1.0, threshold: float = 0.5,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_frame(self, s, *, mode="bernoulli", temperature=1.0, threshold=0.5, generator=None):  # types: Model's
         """Draw one frame key by key: s (batch, hidden) -> (batch, keys) 0/1 floats.
 
         `threshold` mode decides each key by p >= threshold given the keys below it (greedy).

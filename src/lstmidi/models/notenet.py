@@ -17,33 +17,38 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from .base import Model, ModelSpec, State
 from .steplstm import LSTM
 
-State = tuple[torch.Tensor, ...]
 SCALE = {"pitch": 1 / 128, "velocity": 1 / 128, "step": 1.0, "duration": 1.0}
 
 
-class NoteNetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NoteNetSpec(ModelSpec):
     hidden: int = Field(128, ge=1, description="LSTM units per layer")
     layers: int = Field(1, ge=1, le=8, description="stacked LSTM layers")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout between layers and before the heads")
-    dense: list[int] = Field(default_factory=list, description="hidden Dense layers (ReLU) between the LSTM and the heads")
-    pitch_head: Literal["categorical", "regression"] = Field("categorical", description="softmax over 128 pitches, or one regressed number")
+    dense: list[int] = Field(
+        default_factory=list, description="hidden Dense layers (ReLU) between the LSTM and the heads"
+    )
+    pitch_head: Literal["categorical", "regression"] = Field(
+        "categorical", description="softmax over 128 pitches, or one regressed number"
+    )
     pitch_input: Literal["embedding", "scalar"] = Field(
-        "embedding", description="pitch fed as a learned embedding, or as pitch/128 (the originals; neighbouring pitches then differ by 0.008)")
+        "embedding",
+        description="pitch fed as a learned embedding, or as pitch/128 (the originals; neighbouring pitches "
+        "then differ by 0.008)",
+    )
     pitch_embed: int = Field(32, ge=1, description="size of the pitch embedding (pitch_input=embedding)")
 
 
-class NoteNet(nn.Module):
+class NoteNet(Model):
     Spec = NoteNetSpec
 
     def __init__(self, spec: NoteNetSpec, sizes: dict) -> None:
-        super().__init__()
-        self.spec = spec
+        super().__init__(spec)
         self.fields: list[str] = list(sizes["fields"])
         self.register_buffer("scale", torch.tensor([SCALE[f] for f in self.fields]), persistent=False)
         self.pitch_col = self.fields.index("pitch")
@@ -51,8 +56,9 @@ class NoteNet(nn.Module):
         if spec.pitch_input == "embedding":
             self.pitch_embedding = nn.Embedding(128, spec.pitch_embed)
             n_in += spec.pitch_embed - 1  # the pitch column is replaced by its embedding
-        self.lstm = LSTM(n_in, spec.hidden, spec.layers, batch_first=True,
-                            dropout=spec.dropout if spec.layers > 1 else 0.0)
+        self.lstm = LSTM(
+            n_in, spec.hidden, spec.layers, batch_first=True, dropout=spec.dropout if spec.layers > 1 else 0.0
+        )
         layers: list[nn.Module] = [nn.Dropout(spec.dropout)]
         width = spec.hidden
         for d in spec.dense:

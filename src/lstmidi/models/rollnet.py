@@ -11,31 +11,29 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from .base import Model, ModelSpec, State
 from .steplstm import LSTM
 
-State = tuple[torch.Tensor, ...]
 
-
-class RollNetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RollNetSpec(ModelSpec):
     hidden: int = Field(512, ge=1, description="LSTM units per layer")
     layers: int = Field(1, ge=1, le=8, description="stacked LSTM layers")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout between layers and before the output layer")
     output: Literal["linear", "lstm"] = Field("linear", description="output layer: linear head or an LSTM (MIDInet)")
 
 
-class RollNet(nn.Module):
+class RollNet(Model):
     Spec = RollNetSpec
 
     def __init__(self, spec: RollNetSpec, sizes: dict[str, int]) -> None:
-        super().__init__()
-        self.spec = spec
+        super().__init__(spec)
         n_in, n_out = sizes["input_size"], sizes["output_size"]
-        self.lstm = LSTM(n_in, spec.hidden, spec.layers, batch_first=True,
-                            dropout=spec.dropout if spec.layers > 1 else 0.0)
+        self.lstm = LSTM(
+            n_in, spec.hidden, spec.layers, batch_first=True, dropout=spec.dropout if spec.layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(spec.dropout)
         if spec.output == "lstm":
             self.out_lstm = LSTM(spec.hidden, n_out, 1, batch_first=True)

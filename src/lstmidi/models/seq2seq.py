@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from .base import Model, ModelSpec, State
 from .steplstm import LSTM
 
-State = tuple[torch.Tensor, ...]
 
-
-class Seq2SeqSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Seq2SeqSpec(ModelSpec):
     hidden: int = Field(1024, ge=1, description="LSTM units per layer (encoder and decoder)")
     layers: int = Field(2, ge=1, le=8, description="stacked LSTM layers in each of encoder and decoder")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout between stacked layers")
@@ -29,12 +27,11 @@ class Seq2SeqSpec(BaseModel):
     context: int = Field(32, ge=1, description="tokens the encoder reads before the decoder starts")
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(Model):
     Spec = Seq2SeqSpec
 
     def __init__(self, spec: Seq2SeqSpec, sizes: dict) -> None:
-        super().__init__()
-        self.spec = spec
+        super().__init__(spec)
         self.context = spec.context
         self.vocab = int(sizes["vocab_size"])
         width = spec.embed or self.vocab

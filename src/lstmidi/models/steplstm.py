@@ -20,8 +20,16 @@ State = tuple[torch.Tensor, torch.Tensor]
 
 class LSTM(nn.LSTM):
     def forward(self, x, hx=None):
-        if (isinstance(x, nn.utils.rnn.PackedSequence) or x.dim() != 3 or not self.batch_first or x.shape[1] != 1
-                or self.training or torch.is_grad_enabled() or self.bidirectional or self.proj_size):
+        if (
+            isinstance(x, nn.utils.rnn.PackedSequence)
+            or x.dim() != 3
+            or not self.batch_first
+            or x.shape[1] != 1
+            or self.training
+            or torch.is_grad_enabled()
+            or self.bidirectional
+            or self.proj_size
+        ):
             return super().forward(x, hx)
         return self.step(x, hx)
 
@@ -35,6 +43,7 @@ class LSTM(nn.LSTM):
 
     def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per layer ([W_ih | W_hh] transposed, W_hh transposed, b_ih + b_hh)."""
+
         def build():
             per, out = (4 if self.bias else 2), []
             for layer in range(self.num_layers):
@@ -50,11 +59,15 @@ class LSTM(nn.LSTM):
         this LSTM, so a token model's step looks its input gates up instead of multiplying."""
         w_ih = self._flat_weights[0]
         biases = self._flat_weights[2:4] if self.bias else []
-        return self._cached("table", [embedding, w_ih, *biases],
-                            lambda: torch.addmm(sum(biases) if biases else w_ih.new_zeros(w_ih.shape[0]), embedding, w_ih.t()))
+        return self._cached(
+            "table",
+            [embedding, w_ih, *biases],
+            lambda: torch.addmm(sum(biases) if biases else w_ih.new_zeros(w_ih.shape[0]), embedding, w_ih.t()),
+        )
 
-    def step(self, x: torch.Tensor | None, hx: State | None = None, *,
-             input_gates: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+    def step(
+        self, x: torch.Tensor | None, hx: State | None = None, *, input_gates: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """x: (batch, 1, input_size) -> output (batch, 1, hidden), (h, c) each (layers, batch, hidden):
         the same values as `nn.LSTM.forward` (up to float rounding). `input_gates` (batch, 4 * hidden), e.g.
         rows of `input_table`, replaces x's contribution to the first layer (x is then not used)."""

@@ -8,16 +8,14 @@ when `hidden != embed`), which saves parameters and often helps small corpora.
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from .base import Model, ModelSpec, State
 from .steplstm import LSTM
 
-State = tuple[torch.Tensor, ...]
 
-
-class TokenNetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TokenNetSpec(ModelSpec):
     embed: int = Field(256, ge=1, description="token embedding size")
     hidden: int = Field(512, ge=1, description="LSTM units per layer")
     layers: int = Field(3, ge=1, le=8, description="stacked LSTM layers")
@@ -25,16 +23,16 @@ class TokenNetSpec(BaseModel):
     tie_weights: bool = Field(False, description="share the embedding matrix with the output layer")
 
 
-class TokenNet(nn.Module):
+class TokenNet(Model):
     Spec = TokenNetSpec
 
     def __init__(self, spec: TokenNetSpec, sizes: dict) -> None:
-        super().__init__()
-        self.spec = spec
+        super().__init__(spec)
         vocab = int(sizes["vocab_size"])
         self.embed = nn.Embedding(vocab, spec.embed)
-        self.lstm = LSTM(spec.embed, spec.hidden, spec.layers, batch_first=True,
-                            dropout=spec.dropout if spec.layers > 1 else 0.0)
+        self.lstm = LSTM(
+            spec.embed, spec.hidden, spec.layers, batch_first=True, dropout=spec.dropout if spec.layers > 1 else 0.0
+        )
         self.drop = nn.Dropout(spec.dropout)
         if spec.tie_weights:
             self.proj = nn.Linear(spec.hidden, spec.embed) if spec.hidden != spec.embed else nn.Identity()

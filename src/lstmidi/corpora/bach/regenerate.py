@@ -33,7 +33,6 @@ file is then re-read with ``symusic.Score`` and must contain notes. Exit
 status 1 on any failure.
 """
 
-import argparse
 import os
 import re
 import sys
@@ -43,6 +42,8 @@ from pathlib import Path
 
 import symusic
 from music21 import corpus
+
+from lstmidi.corpora import output_folder, report_export
 
 FORMAT_PREFERENCE = (".mxl", ".xml", ".krn")  # first one present wins
 VOICE = re.compile(r"^(soprano|alto|tenor|bass)\b", re.IGNORECASE)
@@ -84,11 +85,7 @@ def notes_of(midi_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                    help="output folder (default: next to this script)")
-    out = ap.parse_args().out
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(__doc__, __file__)
 
     start = time.monotonic()
     chosen, skipped = select_files()
@@ -124,17 +121,9 @@ def main():
         if symusic.Score(str(dest)).note_num() == 0:
             failed.append((dest, "symusic reads 0 notes"))
 
-    size = sum(d.stat().st_size for d in written)
-    print(f"\nexported {len(written)} files ({size / 1e6:.2f} MB) to {out} in "
-          f"{time.monotonic() - start:.0f}s; files by number of voices: {dict(sorted(voice_counts.items()))}")
-    print(f"skipped {len(skipped)}:")
-    for path, reason in sorted(skipped):
-        print(f"  {path.name}: {reason}")
-    for path in sorted(set(out.glob("*.mid")) - set(written)):
-        print(f"warning: {path.name} in {out} was not written by this run (stale?)")
-    for path, reason in failed:
-        print(f"FAILED {path.name}: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+    outcome = {"written": written, "skipped": skipped, "failed": failed}
+    voices = dict(sorted(voice_counts.items()))
+    return report_export(out, outcome, start, after=f"; files by number of voices: {voices}")
 
 
 if __name__ == "__main__":

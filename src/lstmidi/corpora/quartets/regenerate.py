@@ -27,7 +27,6 @@ symusic; each file written atomically and re-read with ``symusic.Score``: it mus
 tracks with programs 40, 40, 41, 42. Exit status 1 on any failure.
 """
 
-import argparse
 import os
 import re
 import sys
@@ -38,11 +37,16 @@ from pathlib import Path
 import symusic
 from music21 import corpus, meter, repeat, tempo
 
+from lstmidi.corpora import output_folder, report_export
+
 COMPOSERS = ("haydn", "beethoven", "mozart")
 FORMAT_PREFERENCE = (".mxl", ".xml", ".krn")
 ORDINAL = r"^(\d+(st|nd|rd|th)\s+)?"  # "1st Violin"
-PROGRAMS = ((re.compile(ORDINAL + r"violin\b", re.IGNORECASE), 40), (re.compile(ORDINAL + r"viola\b", re.IGNORECASE), 41),
-            (re.compile(ORDINAL + r"(violon)?cello\b", re.IGNORECASE), 42))
+PROGRAMS = (
+    (re.compile(ORDINAL + r"violin\b", re.IGNORECASE), 40),
+    (re.compile(ORDINAL + r"viola\b", re.IGNORECASE), 41),
+    (re.compile(ORDINAL + r"(violon)?cello\b", re.IGNORECASE), 42),
+)
 
 
 def program_of(part_name: str) -> int | None:
@@ -75,7 +79,7 @@ def part_notes(part, tpq: int) -> list[tuple[int, int, int, int]]:
     for el in part.flatten().notes:
         start, length = round(float(el.offset) * tpq), round(float(el.quarterLength) * tpq)
         velocity = max(1, min(127, round(el.volume.getRealized() * 127)))
-        for n in (el.notes if el.isChord else [el]):
+        for n in el.notes if el.isChord else [el]:
             pitch, tie = n.pitch.midi, (n.tie or el.tie)
             kind = tie.type if tie is not None else None
             if kind in ("continue", "stop") and pitch in open_ties:
@@ -123,11 +127,7 @@ def export(src: Path, tmp: str) -> str | None:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                    help="output folder (default: next to this script)")
-    out = ap.parse_args().out
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(__doc__, __file__)
 
     start = time.monotonic()
     chosen, skipped = select_files()
@@ -158,17 +158,8 @@ def main():
         if sorted(t.program for t in tracks) != [40, 40, 41, 42]:
             failed.append((dest, f"programs {[t.program for t in tracks]}, expected 40, 40, 41, 42"))
 
-    size = sum(d.stat().st_size for d in written)
-    print(f"\nexported {len(written)} files ({size / 1e6:.2f} MB, {notes:,} notes) to {out} "
-          f"in {time.monotonic() - start:.0f}s")
-    print(f"skipped {len(skipped)}:")
-    for path, reason in sorted(skipped):
-        print(f"  {path.parent.name}/{path.name}: {reason}")
-    for path in sorted(set(out.glob("*.mid")) - set(written)):
-        print(f"warning: {path.name} in {out} was not written by this run (stale?)")
-    for path, reason in failed:
-        print(f"FAILED {path.name}: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+    outcome = {"written": written, "skipped": skipped, "failed": failed}
+    return report_export(out, outcome, start, details=f", {notes:,} notes", name=lambda p: f"{p.parent.name}/{p.name}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,263 @@
+"""What differs by encoding kind, in one table: KINDS = {kind: Kind}. Each entry holds the kind's training
+loss, its baselines, its unit, its neutral primer and its sampler; training, scoring, evaluation,
+generation and the speed benchmark look the entry up instead of asking `encoding.kind` themselves.
+
+A new kind is one class here (or in its own file) plus one line in KINDS; a new encoding of an existing
+kind is one file in `encodings/` plus one line in ENCODINGS, and a new model one file in `models/` plus one
+line in MODELS. Capabilities within a kind are declared on the contracts: `encodings.base` (`augments`,
+`unknown_token`, `finish`, the `TokenStream` sub-interface of event tokens) and `models.base` (`context`,
+`frame_nll`, `sample_frame`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from symusic import Score
+
+from . import losses, samplers
+from .baselines import markov_baseline_nll, music_cost_baselines, repeat_nll, unigram_nll
+from .encodings.base import Encoding, TokenStream
+
+
+class Kind:
+    """The behaviour shared by every encoding of one kind (see the module doc)."""
+
+    name: ClassVar[str]
+    unit: ClassVar[str]  # the unit of the training loss, as the model card and the loss plot name it
+    step_unit: ClassVar[str]  # what one encoding step is ("frames", "tokens", "notes")
+    distributions: ClassVar[bool] = False  # train always plots pitch/step/duration histograms (the tutorial's)
+    refused_options: ClassVar[tuple[str, ...]] = ()  # sampling options this kind's sampler has no use for
+    refusal: ClassVar[str] = ""  # the error's end when one is given ({name}: the encoding's name)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of encoded steps as the model takes them."""
+        return x.float()
+
+    def objective(
+        self, model, out, y: torch.Tensor, mask: torch.Tensor, step_weights, loss_cfg
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(loss, weight, extra metrics) of the model's output `out` for targets `y`; see `batches.batch_objective`."""
+        raise NotImplementedError
+
+    def baselines(self, encoding: Encoding, train: list[np.ndarray], held_out: list[np.ndarray]) -> dict[str, float]:
+        """{name: loss} of simple statistical models, in this kind's `unit`."""
+        raise NotImplementedError
+
+    def neutral_primer(self, encoding: Encoding, num: int) -> np.ndarray:
+        """(num, 1, ...) one neutral step to start from when there is no primer."""
+        raise NotImplementedError
+
+    def primer_seconds(self, encoding: Encoding, primer: np.ndarray) -> float:
+        """Seconds of music in one encoded primer (steps, ...)."""
+        raise NotImplementedError
+
+    def sample(self, loaded, prime: np.ndarray, steps: int, o: dict, generator: torch.Generator):
+        """New steps after each primer row: an array (num, steps, ...) or a list of rows. `o`: the resolved
+        sampling options (temperature, top_k, top_p, greedy, mode, threshold, target, beam, constraints ...)."""
+        raise NotImplementedError
+
+    def random_batch(self, encoding: Encoding, batch: int, steps: int, generator: torch.Generator) -> torch.Tensor:
+        """(batch, steps, ...) random steps of the right shape (the speed benchmark's data)."""
+        return (torch.rand(batch, steps, encoding.sizes["input_size"], generator=generator) > 0.9).to(torch.uint8)
+
+
+class Multihot(Kind):
+    """Frames x keys (piano rolls): BCE summed over keys, or the model's own joint frame NLL."""
+
+    name, unit, step_unit = "multihot", "nats per frame", "frames"
+    refused_options = ("top_k", "top_p", "greedy")  # every key is drawn on its own
+    refusal = (
+        ": for note and token models; this piano-roll model ({name!r}) draws every key on its own: use "
+        "--temperature, or --mode threshold --threshold P"
+    )
+
+    def objective(self, model, out, y, mask, step_weights, loss_cfg):
+        loss, weight = losses.weighted_mean(model.frame_nll(out, y.float()), mask, step_weights)
+        return loss, weight, {}
+
+    def baselines(self, encoding, train, held_out):
+        return {"per-key Markov": markov_baseline_nll(train, held_out)}
+
+    def neutral_primer(self, encoding, num):
+        return np.zeros((num, 1, encoding.sizes["input_size"]), np.uint8)  # a silent frame
+
+    def primer_seconds(self, encoding, primer):
+        return primer.shape[0] * encoding.seconds_per_step
+
+    def sample(self, loaded, prime, steps, o, generator):
+        p = loaded.encoding.params
+        onset_keys = p.keys if p.onsets else None  # features are [held keys | onsets]
+        new = samplers.sample_multihot(
+            loaded.model,
+            torch.from_numpy(prime).float(),
+            steps,
+            onset_keys=onset_keys,
+            mode=o["mode"],
+            temperature=o["temperature"],
+            threshold=o["threshold"],
+            generator=generator,
+        )
+        return new.numpy().astype(np.uint8)
+
+
+class Tokens(Kind):
+    """Token ids: cross-entropy in nats per token; event-token streams (`TokenStream`) add constraints and
+    beam search."""
+
+    name, unit, step_unit = "tokens", "nats per token", "tokens"
+    refused_options, refusal = (
+        ("mode", "threshold"),
+        (": for piano-roll models; this model uses {name!r}: use --temperature, --top-k, --top-p or --greedy"),
+    )
+
+    def inputs(self, x):
+        return x
+
+    def objective(self, model, out, y, mask, step_weights, loss_cfg):
+        loss, weight = losses.token_nll(out, y.long(), mask, step_weights)
+        return loss, weight, {}
+
+    def baselines(self, encoding, train, held_out):
+        v = encoding.sizes["vocab_size"]
+        tr, ho = [t.astype(np.int64) for t in train], [t.astype(np.int64) for t in held_out]
+        return {"unigram": unigram_nll(tr, ho, v), "repeat previous": repeat_nll(tr, ho, v)}
+
+    def neutral_primer(self, encoding, num):
+        return np.ones((num, 1), np.int64)  # the first token
+
+    def primer_seconds(self, encoding, primer):
+        return notes_end(encoding.decode(primer))
+
+    def sample(self, loaded, prime, steps, o, generator):
+        enc = loaded.encoding
+        allowed = None
+        if enc.unknown_token is not None:
+            allowed = torch.ones(enc.sizes["vocab_size"], dtype=torch.bool)
+            allowed[enc.unknown_token] = False
+        constrain, eos = None, None
+        if isinstance(enc, TokenStream):
+            eos = enc.eos
+            constrain = samplers.token_constraints(enc, prime.shape[1], o)
+        options = {k: o[k] for k in ("temperature", "top_k", "top_p", "greedy")}
+        if o["beam"] and o["beam"] > 1:
+            return samplers.beam_tokens(
+                loaded.model, torch.from_numpy(prime).long(), steps, o["beam"], enc.eos, constrain
+            )
+        return samplers.sample_tokens(
+            loaded.model,
+            torch.from_numpy(prime).long(),
+            steps,
+            window=loaded.preset.train.window,
+            allowed=allowed,
+            constrain=constrain,
+            eos=eos,
+            generator=generator,
+            **options,
+        ).numpy()
+
+    def random_batch(self, encoding, batch, steps, generator):
+        return torch.randint(encoding.sizes["vocab_size"], (batch, steps), generator=generator)
+
+
+class Notes(Kind):
+    """Notes x fields (pitch, step, duration, velocity): per-field losses combined with `loss.weights`."""
+
+    name, unit, step_unit, distributions = "notes", "weighted loss per note", "notes", True
+    refused_options, refusal = Tokens.refused_options, Tokens.refusal
+
+    def objective(self, model, out, y, mask, step_weights, loss_cfg):
+        """pitch: CE, the music-aware cost, or both (categorical head), or the music-aware cost plus squared
+        error in octaves (regression head); step/duration: MSE with positive pressure; velocity: MSE on
+        velocity/128."""
+        parts, extras = {}, {}
+        fields = list(model.fields)
+        for i, field in enumerate(fields):
+            target = y[..., i].float()  # (batch, time)
+            if field == "pitch" and out["pitch"].dim() == 3:  # categorical head
+                target_class = target.round().long().clamp(0, out["pitch"].shape[-1] - 1)
+                ce = losses.token_nll(out["pitch"], target_class, mask, step_weights)
+                extras["pitch_nll"] = ce[0].detach()
+                if loss_cfg.pitch == "ce":
+                    parts[field] = ce
+                else:
+                    music = losses.music_pitch_loss_expected(out["pitch"], target_class, mask, step_weights)
+                    parts[field] = music if loss_cfg.pitch == "music" else (ce[0] + music[0], ce[1])
+            elif field == "pitch":  # regression head: the music-aware cost, optionally plus squared error in octaves
+                mse = losses.mse_positive_pressure(out[field] / 12, target / 12, mask, step_weights, pressure=0.0)
+                if loss_cfg.pitch == "ce":
+                    parts[field] = mse
+                else:
+                    music = losses.music_pitch_loss_regression(out[field], target, mask, step_weights)
+                    parts[field] = (music[0] + loss_cfg.pitch_mse * mse[0], music[1])
+                    extras["pitch_music_cost"] = music[0].detach()
+            elif field == "velocity":
+                parts[field] = losses.mse_positive_pressure(
+                    out[field] / 128, target / 128, mask, step_weights, pressure=0.0
+                )
+            else:
+                parts[field] = losses.mse_positive_pressure(
+                    out[field], target, mask, step_weights, pressure=loss_cfg.positive_pressure
+                )
+            extras[f"{field}_loss"] = parts[field][0].detach()
+        loss = losses.combine_fields(parts, loss_cfg.weights)
+        return loss, parts[fields[0]][1], extras
+
+    def baselines(self, encoding, train, held_out):
+        """Unigram and repeat-previous on the pitch column (nats per note, to compare with `pitch_nll`), and the
+        music-aware cost of two trivial guesses (to compare with a regressed pitch's cost)."""
+        col = encoding.field_index["pitch"]
+        tr = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in train]
+        ho = [np.rint(p[:, col]).astype(np.int64).clip(0, 127) for p in held_out]
+        return {
+            "pitch unigram": unigram_nll(tr, ho, 128),
+            "pitch repeat previous": repeat_nll(tr, ho, 128),
+            **music_cost_baselines(tr, ho),
+        }
+
+    def neutral_primer(self, encoding, num):
+        neutral = {"pitch": 60.0, "step": 0.0, "duration": 0.5, "velocity": 80.0}  # a middle C
+        return np.tile(np.array([[neutral[f] for f in encoding.fields]], np.float32), (num, 1, 1))
+
+    def primer_seconds(self, encoding, primer):
+        return notes_end(encoding.decode(primer))
+
+    def sample(self, loaded, prime, steps, o, generator):
+        enc, p = loaded.encoding, loaded.encoding.params
+        timed = not o["steps_given"] and "step" in enc.fields  # --seconds: generate until that much music
+        wanted = o["seconds"]
+        options = {k: o[k] for k in ("temperature", "top_k", "top_p", "greedy")}
+        new = samplers.sample_notes(
+            loaded.model,
+            torch.from_numpy(prime).float(),
+            steps * 8 if timed else steps,
+            low=p.low,
+            high=p.high,
+            max_step=p.max_step,
+            max_duration=p.max_duration,
+            min_duration=max(p.resolution, 0.01),
+            temperatures=loaded.preset.sample.temperatures,
+            generator=generator,
+            seconds=wanted if timed else None,
+            **options,
+        ).numpy()
+        if timed:  # keep each row's notes that start within the requested time
+            col = enc.fields.index("step")
+            new = [row[: max(1, int((np.cumsum(row[:, col]) <= wanted).sum()))] for row in new]
+        return new
+
+
+def notes_end(score: Score) -> float:
+    """Seconds at which the last note of `score` ends (0 when it has none)."""
+    ends = [n["time"] + n["duration"] for n in (t.notes.numpy() for t in score.to("second").tracks) if len(n["time"])]
+    return float(max(e.max() for e in ends)) if ends else 0.0
+
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (Multihot(), Tokens(), Notes())}
+
+
+def kind_of(encoding: Encoding) -> Kind:
+    """The KINDS entry of an encoding."""
+    return KINDS[encoding.kind]
