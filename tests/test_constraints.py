@@ -349,3 +349,26 @@ def test_beam_search_errors():
         beam_search(step_fn, state[0], first, steps=2, beam=2)
     with pytest.raises(ValueError, match="length_penalty"):
         beam_search(step_fn, state, first, steps=2, beam=2, length_penalty=-1.0)
+
+
+def test_best_ending_keeps_the_most_likely_place_inside_the_window_and_cuts_only_unfinished_rows():
+    import numpy as np
+
+    from lstmidi.samplers import BestEnding
+
+    eos = 0
+    ending = BestEnding(start=2, end=5)
+
+    def logits(p_eos_row0, p_eos_row1):  # 3 tokens; EOS probability as given, the rest shared
+        rows = [[p, (1 - p) / 2, (1 - p) / 2] for p in (p_eos_row0, p_eos_row1)]
+        return torch.tensor(rows).log()
+
+    for position, (a, b) in enumerate([(0.9, 0.9), (0.9, 0.9), (0.1, 0.2), (0.4, 0.1), (0.2, 0.3), (0.99, 0.99)]):
+        ending.see(logits(a, b), position, eos)  # positions 0, 1 and 5 lie outside [2, 5): not recorded
+    assert ending.at.tolist() == [3, 4]
+    assert ending.score.tolist() == pytest.approx([math.log(0.4), math.log(0.3)])
+    tokens = np.array([[5, 6, 7, 8, 9, 10], [5, 6, 0, 0, 0, 0]])  # row 1 ended by itself at 2: kept
+    cut = ending.cut(tokens, eos)
+    assert cut.tolist() == [[5, 6, 7, 0, 0, 0], [5, 6, 0, 0, 0, 0]]
+    assert tokens[0].tolist() == [5, 6, 7, 8, 9, 10]  # not changed in place
+    assert BestEnding(2, 5).cut(tokens, eos).tolist() == tokens.tolist()  # nothing seen: nothing cut

@@ -146,7 +146,7 @@ class Tokens(Kind):
             return samplers.beam_tokens(
                 loaded.model, torch.from_numpy(prime).long(), steps, o["beam"], enc.eos, constrain
             )
-        return samplers.sample_tokens(
+        new = samplers.sample_tokens(
             loaded.model,
             torch.from_numpy(prime).long(),
             steps,
@@ -157,6 +157,9 @@ class Tokens(Kind):
             generator=generator,
             **options,
         ).numpy()
+        if constrain is not None and constrain.ending is not None:  # rows that reached the length limit
+            new = constrain.ending.cut(new, eos)
+        return new
 
     def random_batch(self, encoding, batch, steps, generator):
         return torch.randint(encoding.sizes["vocab_size"], (batch, steps), generator=generator)

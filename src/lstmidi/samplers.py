@@ -255,6 +255,9 @@ def token_constraints(enc: TokenStream, generated_from: int, o: dict):
         wanted = [enc.DRUM_PROGRAM if p == -1 else p for p in programs]  # -1: drums (Program_-1)
         program_ok = (of < 0) | torch.isin(of, torch.tensor(wanted))
 
+    window = max(4, target // 10) if target else 0
+    ending = BestEnding(target - window, target + window) if target else None
+
     def constrain(logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:  # (batch, vocab), (batch, t)
         if grammar is not None:
             logits = processors.mask_tokens(logits, grammar.allowed(seq))
@@ -268,10 +271,47 @@ def token_constraints(enc: TokenStream, generated_from: int, o: dict):
         if max_repeat:
             logits = processors.cap_pitch_repeats(logits, pitch_of[seq], pitch_of, max_repeat)
         if target:
-            logits = processors.steer_length(logits, enc.eos, new.shape[1], target, max(4, target // 10))
+            ending.see(logits, new.shape[1], enc.eos)
+            logits = processors.steer_length(logits, enc.eos, new.shape[1], target, window)
         return logits
 
+    constrain.ending = ending  # kinds.Tokens.sample ends the rows that reached the length limit at their best place
     return constrain
+
+
+class BestEnding:
+    """Where each row would best end: the position, inside the ending window [start, end) of the length
+    steering, with the highest log P(EOS) under the constraints (before the steering's own push). A row
+    that reaches the length limit without emitting EOS is ended there (`cut`) instead of being cut back
+    to its last complete note: the model's most ending-like place (e.g. after a long tonic chord)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+        self.score: torch.Tensor | None = None  # (batch,) best log P(EOS) so far
+        self.at: torch.Tensor | None = None  # (batch,) its position (index of the new token), -1 if none
+
+    def see(self, logits: torch.Tensor, position: int, eos: int) -> None:
+        """Record the EOS log-probability of the token at `position` (new tokens counted from 0)."""
+        if not self.start <= position < self.end:
+            return
+        score = torch.log_softmax(logits.float(), -1)[:, eos]  # (batch,)
+        if self.score is None:
+            self.score = torch.full_like(score, float("-inf"))
+            self.at = torch.full(score.shape, -1, dtype=torch.long)
+        better = score > self.score
+        self.score = torch.where(better, score, self.score)
+        self.at = torch.where(better, torch.full_like(self.at, position), self.at)
+
+    def cut(self, tokens: np.ndarray, eos: int) -> np.ndarray:
+        """(batch, steps) new tokens -> the same with every row that has no EOS ended at its best place."""
+        out = np.array(tokens, copy=True)
+        if self.at is None:
+            return out
+        for row in range(len(out)):
+            at = int(self.at[row])
+            if at >= 0 and np.isfinite(float(self.score[row])) and not (out[row] == eos).any():
+                out[row, at:] = eos
+        return out
 
 
 def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: int, eos: int, constrain) -> np.ndarray:
