@@ -57,12 +57,14 @@ def main() -> None:
         "per_note": held_out_nll(loaded, pieces, notes)["per_note"],
         "by_type": token_type_nll(loaded, pieces, notes),
     }
+    pitch_type = "NoteOn" if "NoteOn" in result["by_type"] else "Pitch"  # MIDI-Like's onsets carry the pitch
+    result["pitch_type"] = pitch_type
     rng = np.random.default_rng(0)
     transposed = {}
     for k in range(-5, 6):
         moved = [enc.augment(p, rng, k) for p in pieces]
         by_type = token_type_nll(loaded, moved, notes)
-        transposed[k] = by_type["Pitch"]["per_token"]
+        transposed[k] = by_type[pitch_type]["per_token"]
     result["pitch_nll_transposed"] = transposed
     per_position, key_mass, key_real = np.zeros(8), [], []
     counts = np.zeros(8)

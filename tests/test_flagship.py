@@ -199,7 +199,7 @@ def test_bundled_model_loads_and_writes_a_whole_piece():
 def test_bundled_model_writes_a_string_quartet_with_programs(tmp_path):
     from symusic import Score
 
-    run(["generate", "-o", tmp_path / "q.mid", "--programs", "40,41,42", "--seconds", "8", "--seed", "1"])
+    run(["generate", "quartets", "-o", tmp_path / "q.mid", "--programs", "40,41,42", "--seconds", "8", "--seed", "1"])
     assert {(tmp_path / f"q.{ext}").is_file() for ext in ("mid", "wav", "png")} == {True}
     tracks = [t for t in Score(str(tmp_path / "q.mid")).tracks if len(t.notes)]
     assert len(tracks) >= 2 and {t.program for t in tracks} <= {40, 41, 42}

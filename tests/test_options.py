@@ -67,7 +67,7 @@ def test_resolve_fills_the_model_defaults_and_checks_them_against_the_model(tmp_
     from lstmidi.api import bundled_model
     from lstmidi.modelfile import load_model
 
-    loaded = load_model(bundled_model())
+    loaded = load_model(bundled_model("quartets"))
     o = resolve_options(loaded, {"seconds": 10, "programs": [40, 41]})
     assert (o["temperature"], o["top_p"], o["greedy"]) == (1.0, 0.95, False)  # the model's sample section
     assert o["target"] == loaded.encoding.steps_for_seconds(10) and o["steps"] > o["target"]  # room to end with EOS
@@ -79,7 +79,7 @@ def test_resolve_fills_the_model_defaults_and_checks_them_against_the_model(tmp_
     loaded.preset.sample.temperature = (
         math.inf
     )  # pydantic's gt=0 lets inf through: the model's defaults are checked too
-    with pytest.raises(LstmidiError, match=r"default.lstmidi: the model's sample defaults: --temperature inf"):
+    with pytest.raises(LstmidiError, match=r"quartets.lstmidi: the model's sample defaults: --temperature inf"):
         resolve_options(loaded, {})
     assert resolve_options(loaded, {"temperature": 0.5})["temperature"] == 0.5
 

@@ -168,12 +168,12 @@ CASES = {
     ),
     "--programs 0,32,48 (bundled)": (
         gen("bundled", "--programs", "0,32,48"),
-        r"--programs 0,32,48: default.lstmidi does not know 32, 48; it knows 0, 6, 40-42, 52, 54, 68$",
+        r"--programs 0,32,48: quartets.lstmidi does not know 32, 48; it knows 0, 6, 40-42, 52, 54, 68$",
         (),
     ),
     "--programs=-1 without drums": (
         gen("bundled", "--programs=-1"),
-        r"--programs -1: default.lstmidi does not know -1 \(drums: the model was trained without data.drums=true\)",
+        r"--programs -1: quartets.lstmidi does not know -1 \(drums: the model was trained without data.drums=true\)",
         (),
     ),
     "--pitch-range outside the model's pitches": (
@@ -263,7 +263,7 @@ def test_bad_input_is_refused_cleanly(case, inputs, tmp_path, monkeypatch, capsy
     (tmp_path / "prep").mkdir()
     (tmp_path / "prep" / "report.json").write_text('{"mine": 2}')
     (tmp_path / "out.mid").write_bytes(b"mine") if case == "generate onto a file" else None
-    args = [str(bundled_model()) if a == "bundled" else str(inputs[a]) if a in inputs else a for a in args]
+    args = [str(bundled_model("quartets")) if a == "bundled" else str(inputs[a]) if a in inputs else a for a in args]
     if PRELOAD in flags:  # checked before any model is loaded
 
         def forbidden(*a, **k):

@@ -121,7 +121,8 @@ def test_uploaded_model_files_are_checked(tmp_path):
     with pytest.raises(UploadError, match="fake.lstmidi"):
         studio.add_uploaded_model(fake)
     assert not list((studio.home / "models").iterdir())
-    assert [v for _, v in studio.model_choices()] == ["bundled"]
+    assert [v for _, v in studio.model_choices()] == ["bundled", "bundled:quartets"]
+    assert studio.model_path("bundled:quartets").name == "quartets.lstmidi"
     with pytest.raises(LstmidiError, match="no such model"):
         studio.model_path("../../etc/passwd")
 

@@ -73,17 +73,39 @@ def training_preset(
     )
 
 
-BUNDLED_MODEL_DATA = ("bach", "quartets")  # the bundled corpora pretrained/default.lstmidi was trained on
 
 
-def bundled_model() -> Path:
-    """The pretrained flagship model shipped inside the package (see pretrained/README.md)."""
+BUNDLED = {  # name -> the bundled corpora the pretrained model was trained on (see pretrained/README.md)
+    "default": ("bach",),  # four-part chorales
+    "quartets": ("bach", "quartets"),  # string quartets (--programs 40,41,42) and piano (--programs 0)
+}
+
+
+def bundled_path(name: str) -> Path:
+    """Where the bundled model `name` lies in the package (whether or not it is there)."""
     from importlib import resources
 
-    path = Path(str(resources.files("lstmidi") / "pretrained" / "default.lstmidi"))
+    return Path(str(resources.files("lstmidi") / "pretrained" / f"{name}.lstmidi"))
+
+
+def bundled_model(name: str = "default") -> Path:
+    """A pretrained model shipped inside the package, by name (BUNDLED; see pretrained/README.md)."""
+    if name not in BUNDLED:
+        raise LstmidiError(f"{name}: no such bundled model (bundled: {', '.join(BUNDLED)})")
+    path = bundled_path(name)
     if not path.is_file():
         raise LstmidiError(f"{path}: the bundled model is missing from this installation; pass a model file")
     return path
+
+
+def model_path(model: str | Path | None) -> Path:
+    """The model file a user means: None -> the bundled default; a bundled model's name (e.g. "quartets")
+    when no file of that name exists; else the path as given."""
+    if model is None:
+        return bundled_model()
+    if str(model) in BUNDLED and not Path(model).exists():
+        return bundled_model(str(model))
+    return Path(model)
 
 
 DEFAULT_STEM = "generated"  # the file name in an output folder: FOLDER/generated.mid
@@ -142,13 +164,13 @@ def generate_files(
     refuse_overwrite(
         [p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on], force
     )
-    loaded = model if isinstance(model, LoadedModel) else load_model(model if model is not None else bundled_model())
+    loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
     if max_copy is None:
         pieces = generate(loaded, num=num, **sample_options)
     else:
         from .nocopy import generate_without_copies
 
-        index = training_index(loaded, model_corpus(loaded, model_data(copy_data, bundled=model is None))[1]["train"])
+        index = training_index(loaded, model_corpus(loaded, model_data(copy_data, model))[1]["train"])
         pieces, reports = generate_without_copies(loaded, index, max_copy, num=num, **sample_options)
         for path, r in zip(paths, reports):
             print(
@@ -177,15 +199,18 @@ def generate_files(
     return written
 
 
-def model_data(data: list[str | Path] | None, *, bundled: bool) -> list[Path] | None:
-    """The data a model is measured against: `data` if given; the bundled model's own corpora for the
-    bundled model; else None (the bundled Bach chorales, as `train` defaults to)."""
+def model_data(data: list[str | Path] | None, model: str | Path | None) -> list[Path] | None:
+    """The data a model is measured against: `data` if given; a bundled model's own corpora for a bundled
+    model (`model` None, a bundled name or its file); else None (the bundled Bach chorales, as `train`
+    defaults to)."""
     if data:
         return [Path(d) for d in data]
-    if bundled:
-        from .corpus import bundled_corpus
+    path = model_path(model)
+    for name, corpora in BUNDLED.items():
+        if path == bundled_path(name):
+            from .corpus import bundled_corpus
 
-        return [bundled_corpus(name) for name in BUNDLED_MODEL_DATA]
+            return [bundled_corpus(c) for c in corpora]
     return None
 
 
@@ -310,8 +335,8 @@ def evaluate(
 
     started = time.time()
     say = (lambda text: print(text, file=sys.stderr)) if progress else (lambda text: None)  # noqa: E731
-    model_path = Path(model) if model is not None else bundled_model()
-    out = Path(out) if out is not None else Path(f"{model_path.stem}-eval")
+    path = model_path(model)
+    out = Path(out) if out is not None else Path(f"{path.stem}-eval")
     if out.exists() and not out.is_dir():
         raise LstmidiError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not force:
@@ -321,10 +346,10 @@ def evaluate(
     from .options import check_options
 
     check_options({"num": num, "seconds": seconds, "seed": seed})  # before the model and the corpus are read
-    loaded = load_model(model_path)
+    loaded = load_model(path)
     seconds = seconds if seconds is not None else loaded.preset.sample.seconds
     d = loaded.preset.data
-    data = model_data(data, bundled=model is None)
+    data = model_data(data, model)
     where = ", ".join(map(str, data)) if data else "the bundled Bach chorales"
     corpus, paths = model_corpus(loaded, data, progress=progress)
     if split not in ("test", "valid", "held-out"):
@@ -360,7 +385,7 @@ def evaluate(
     say(f"musical metrics, and originality against {len(paths['train'])} training pieces ...")
     index = training_index(loaded, paths["train"])
     results = {
-        "model": str(model_path),
+        "model": str(path),
         "encoding": loaded.encoding.name,
         "data": where,
         "corpus": {s: len(corpus.pieces[s]) for s in SPLITS},

@@ -39,7 +39,7 @@ import torch
 
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
 CLI = [sys.executable, "-c", "from lstmidi.cli import main; main()"]
-FLAGSHIP_2X512 = ["model.layers=2", "train.batch_size=64", "train.window=128"]
+FLAGSHIP_2X512 = ["model.layers=2", "model.hidden=512", "train.batch_size=64", "train.window=128"]
 
 
 def lstmidi_command(*args: str) -> list[str]:

@@ -48,8 +48,9 @@ class Studio:
 
     # model list -----------------------------------------------------------------------------------------
     def model_choices(self) -> list[tuple[str, str]]:
-        """(label, value) for the model dropdowns: the bundled model, then every model file under RUNS."""
-        choices = [("bundled pretrained model (default)", BUNDLED)]
+        """(label, value) for the model dropdowns: the bundled models, then every model file under RUNS."""
+        choices = [("bundled pretrained model (default: chorales)", BUNDLED),
+                   ("bundled quartet model (instruments 40, 41, 42 or 0)", f"{BUNDLED}:quartets")]
         found = []
         for path in self.runs.rglob("*.lstmidi"):
             rel = path.relative_to(self.runs)
@@ -71,6 +72,8 @@ class Studio:
 
         if not choice or choice == BUNDLED:
             return bundled_model()
+        if choice.startswith(f"{BUNDLED}:"):
+            return bundled_model(choice.split(":", 1)[1])
         path = (self.runs / choice).resolve()
         if not path.is_relative_to(self.runs) or path.suffix != ".lstmidi" or not path.is_file():
             raise LstmidiError(f"{choice}: no such model in the runs folder; refresh the model list")
@@ -118,15 +121,14 @@ class Studio:
     def training_index(self, path: Path, loaded):
         """NgramIndex of the training split the model was trained on (None when that data is unknown):
         the bundled corpora for the bundled model, the data in the run's config.json for a run."""
-        from ..api import bundled_model, model_corpus, model_data, training_index
+        from ..api import model_corpus, model_data, training_index
 
         key = str(path)
         if key in self._indexes:
             return self._indexes[key]
         index = None
-        if path == bundled_model():
-            data = model_data(None, bundled=True)
-        else:
+        data = model_data(None, path)  # a bundled model's own corpora, else None
+        if data is None:
             config = path.parent / "config.json"
             data = json.loads(config.read_text()).get("data") if config.is_file() else None
             if data is None or any(not Path(d).exists() for d in data):
