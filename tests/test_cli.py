@@ -218,48 +218,22 @@ def test_note_presets_train_and_generate_from_the_command_line(preset, tmp_path,
 def test_train_rates_its_model_with_the_quality_gate(tmp_path, corpus_dir):
     from lstmidi.modelfile import load_model
 
-    out = run(
-        [
-            "train",
-            corpus_dir,
-            "--preset",
-            "musicgenerator",
-            "--out",
-            tmp_path / "run",
-            "--epochs",
-            "1",
-            *TINY,
-            "--set",
-            "train.quality_pieces=3",
-        ]
-    ).output
-    loaded = load_model(tmp_path / "run" / "model.lstmidi")
+    def train(name: str, pieces: int):
+        args = ["--preset", "musicgenerator", "--out", tmp_path / name, "--epochs", "1", *TINY]
+        out = run(["train", corpus_dir, *args, "--set", f"train.quality_pieces={pieces}"]).output
+        return out, load_model(tmp_path / name / "model.lstmidi")
+
+    out, loaded = train("run", 3)
     q = loaded.config["metrics"]["quality"]
     assert q["pieces"] == 3 and q["rows"]["in_scale"]["real"] == 1.0  # the corpus's chords are diatonic
     line = next(s for s in out.splitlines() if s.startswith("quality: "))
     assert f"in_scale {q['rows']['in_scale']['generated']:.2f} (real 1.00, random" in line and "gate " in line
     # one epoch of a 16-unit model: its pitches are no better than random ones, and the user is told
     assert q["near_random"] and "warning: the pitch content of the generated pieces is closer to random" in out
-    assert (
-        "Quality gate after training (3 pieces" in loaded.card
-        and "| share of notes in the key's scale |" in loaded.card
-    )
-    out = run(
-        [
-            "train",
-            corpus_dir,
-            "--preset",
-            "musicgenerator",
-            "--out",
-            tmp_path / "off",
-            "--epochs",
-            "1",
-            *TINY,
-            "--set",
-            "train.quality_pieces=0",
-        ]
-    ).output
-    assert "quality:" not in out and "quality" not in load_model(tmp_path / "off" / "model.lstmidi").config["metrics"]
+    assert "Quality gate after training (3 pieces" in loaded.card
+    assert "| share of notes in the key's scale |" in loaded.card
+    out, loaded = train("off", 0)
+    assert "quality:" not in out and "quality" not in loaded.config["metrics"]
 
 
 def test_demo_trains_and_writes_three_pieces(tmp_path, monkeypatch, capsys):

@@ -73,8 +73,6 @@ def training_preset(
     )
 
 
-
-
 BUNDLED = {  # name -> the bundled corpora the pretrained model was trained on (see pretrained/README.md)
     "default": ("bach",),  # four-part chorales
     "quartets": ("bach", "quartets"),  # string quartets (--programs 40,41,42) and piano (--programs 0)

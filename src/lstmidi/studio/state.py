@@ -49,8 +49,10 @@ class Studio:
     # model list -----------------------------------------------------------------------------------------
     def model_choices(self) -> list[tuple[str, str]]:
         """(label, value) for the model dropdowns: the bundled models, then every model file under RUNS."""
-        choices = [("bundled pretrained model (default: chorales)", BUNDLED),
-                   ("bundled quartet model (instruments 40, 41, 42 or 0)", f"{BUNDLED}:quartets")]
+        choices = [
+            ("bundled pretrained model (default: chorales)", BUNDLED),
+            ("bundled quartet model (instruments 40, 41, 42 or 0)", f"{BUNDLED}:quartets"),
+        ]
         found = []
         for path in self.runs.rglob("*.lstmidi"):
             rel = path.relative_to(self.runs)
