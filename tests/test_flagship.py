@@ -182,18 +182,29 @@ def test_constraint_options_need_an_event_model(tmp_path, corpus_dir):
         generate(load_model(result.model_path), seconds=1, key="C major")
 
 
-def test_bundled_model_loads_and_writes_a_whole_piece():
+@pytest.mark.parametrize("name", ["default", "quartets"])
+def test_bundled_models_load_and_write_a_whole_piece(name):
     from lstmidi.api import bundled_model
 
-    path = bundled_model()
+    path = bundled_model(name)
     assert path.stat().st_size < 25 * 2**20
     loaded = load_model(path)
-    assert loaded.encoding.name == "events" and "lstmidi train --preset default" in loaded.card
+    assert loaded.encoding.name == "events" and "lstmidi train " in loaded.card and "--preset default" in loaded.card
     assert loaded.config["metrics"]["valid_loss"] < min(loaded.config["metrics"]["baselines"].values())
     piece = generate(loaded, seconds=3, num=1, seed=0)[0]
     assert piece.frames[0] == loaded.encoding.bos and piece.frames[-1] == loaded.encoding.eos
     assert loaded.encoding.token_errors(piece.frames) == 0 and note_tuples(piece.score)
     assert piece.primer_seconds == 0.0
+
+
+def test_bundled_chorale_model_passes_the_gates_pitch_measures_in_its_card():
+    from lstmidi.api import bundled_model
+
+    loaded = load_model(bundled_model())
+    assert not loaded.encoding.params.programs and not loaded.encoding.params.velocities
+    rows = loaded.config["metrics"]["quality"]["rows"]
+    for name in ("key_fit", "in_scale", "consonance", "time_within_voices"):
+        assert rows[name]["passed"], (name, rows[name])
 
 
 def test_bundled_model_writes_a_string_quartet_with_programs(tmp_path):

@@ -13,7 +13,7 @@ from lstmidi.cli import main
 from lstmidi.config import load_preset
 from lstmidi.errors import LstmidiError
 from lstmidi.models import build_model
-from lstmidi.polyphonic import KEYS, load_mat, run, score_pieces
+from lstmidi.polyphonic import KEYS, dataset_name, load_mat, run, score_pieces
 
 
 def sig(x):
@@ -192,3 +192,35 @@ def test_benchmark_input_errors(tmp_path):
     write_mat(mat)
     with pytest.raises(LstmidiError, match="needs a piano-roll preset"):
         run("jsb", load_preset("tutorial"), tmp_path / "r", data=mat)
+
+
+def test_another_mat_file_is_named_after_itself_without_published_figures(tmp_path, monkeypatch, capsys):
+    mat = tmp_path / "my_quartets.mat"
+    write_mat(mat, pieces_per_split=3, frames=12)
+    args = [
+        "benchmark",
+        "polyphonic",
+        "--preset",
+        "musicgenerator",
+        "--data",
+        mat,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--set",
+        "model.hidden=8",
+        "--set",
+        "train.window=8",
+        "--json",
+        tmp_path / "fig.json",
+    ]
+    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    figures = json.loads((tmp_path / "fig.json").read_text())
+    assert figures["dataset"] == "my_quartets" and figures["test_nll"] > 0
+    out = capsys.readouterr().out
+    assert "| model (my_quartets) |" in out and "(published)" not in out and "per-key Markov baseline (this run)" in out
+    assert dataset_name("nottingham", tmp_path / "Nottingham.mat") == "nottingham"

@@ -77,6 +77,15 @@ def mat_path(dataset: str, data: str | Path | None = None) -> Path:
     return path
 
 
+def dataset_name(dataset: str, path: Path) -> str:
+    """The name of the data set in `path`: a known one ("jsb", "nottingham") when the file is its file,
+    else the file's stem, so that another `.mat` of the same layout is never labelled as JSB."""
+    for name, (file, _) in DATASETS.items():
+        if path.name == file:
+            return name
+    return path.stem
+
+
 def load_mat(path: str | Path) -> dict[str, list[np.ndarray]]:
     """{split: [(frames, 88) float32 0/1 arrays]}; errors name the file and what is wrong with it."""
     from scipy.io import loadmat
@@ -172,7 +181,10 @@ def run(
     progress: bool = True,
     command: str | None = None,
 ) -> BenchmarkResult:
-    """Train `preset` on the benchmark's train split in run folder `out` and score valid and test."""
+    """Train `preset` on the benchmark's train split in run folder `out` and score valid and test.
+
+    `dataset` picks the file when `data` is a folder or absent, and the grid (frames per quarter note)
+    the piano rolls are decoded with; the result is named after the file (`dataset_name`)."""
     from .training import train  # Lightning is imported only when a benchmark runs
 
     started = time.time()
@@ -193,7 +205,7 @@ def run(
     model = load_model(result.model_path).model
     valid, test = score_pieces(model, splits["valid"]), score_pieces(model, splits["test"])
     return BenchmarkResult(
-        dataset,
+        dataset_name(dataset, path),
         preset.name,
         test["nll"],
         valid["nll"],
@@ -206,10 +218,12 @@ def run(
 
 
 def table(result: BenchmarkResult) -> str:
-    """Markdown table: the published rows for this dataset and this run."""
-    col = 1 if result.dataset == "jsb" else 2
+    """Markdown table: the published rows (only for the data sets whose published figures are known:
+    jsb and nottingham) and this run."""
+    col = {"jsb": 1, "nottingham": 2}.get(result.dataset)
     lines = [f"| model ({result.dataset}) | test NLL (nats/frame) | valid NLL | frame accuracy |", "|---|---|---|---|"]
-    lines += [f"| {row[0]} (published) | {row[col]:.2f} | | |" for row in PUBLISHED]
+    if col is not None:
+        lines += [f"| {row[0]} (published) | {row[col]:.2f} | | |" for row in PUBLISHED]
     lines.append(f"| per-key Markov baseline (this run) | {result.markov_nll:.2f} | | |")
     lines.append(
         f"| **lstmidi {result.preset}** ({result.epochs} epochs, {result.seconds:.0f} s) | **{result.test_nll:.2f}** "

@@ -183,11 +183,11 @@ def random_pitch_control(scores: list[Score], seed: int = 0) -> list[Score]:
     return out
 
 
-def features(score: Score, scalars: dict | None = None, measures: dict | None = None) -> list[float]:
-    """Per-piece feature vector for the tell-apart classifier: the MEASURES and the metrics.SCALARS."""
-    m = measures if measures is not None else harmony(score)
-    s = scalars if scalars is not None else piece_metrics(score)
-    return [float(m[k]) for k in MEASURES] + [float(s[k]) for k in SCALARS]
+def features(score: Score, measures: dict) -> list[float]:
+    """Per-piece feature vector for the tell-apart classifier: the MEASURES (`harmony(score)`) and the
+    metrics.SCALARS."""
+    scalars = piece_metrics(score)
+    return [float(measures[k]) for k in MEASURES] + [float(scalars[k]) for k in SCALARS]
 
 
 def tell_apart(a: list[list[float]], b: list[list[float]], seed: int = 0) -> float:
@@ -211,7 +211,7 @@ def tell_apart(a: list[list[float]], b: list[list[float]], seed: int = 0) -> flo
 def measure_set(scores: list[Score]) -> dict:
     """Per-piece harmony measures and feature rows of a set of pieces."""
     rows = [harmony(s) for s in scores]
-    return {"pieces": rows, "features": [features(s, measures=m) for s, m in zip(scores, rows)]}
+    return {"pieces": rows, "features": [features(s, m) for s, m in zip(scores, rows)]}
 
 
 def gate(generated: list[Score], real: list[Score], seed: int = 0) -> dict:
