@@ -224,6 +224,7 @@ def test_train_rates_its_model_with_the_quality_gate(tmp_path, corpus_dir):
         return out, load_model(tmp_path / name / "model.lstmidi")
 
     out, loaded = train("run", 3)
+    assert next(s for s in out.splitlines() if s.startswith("threads: "))  # the thread choice is logged
     q = loaded.config["metrics"]["quality"]
     assert q["pieces"] == 3 and q["rows"]["in_scale"]["real"] == 1.0  # the corpus's chords are diatonic
     line = next(s for s in out.splitlines() if s.startswith("quality: "))

@@ -22,6 +22,29 @@ SET = typer.Option(None, "--set", help="override a preset value, e.g. --set trai
 FORCE = typer.Option(False, "--force", help="overwrite existing output")
 
 
+COMPUTING = {"train", "generate", "evaluate", "demo", "benchmark", "serve"}  # commands that run PyTorch
+LOGGED = {"train", "demo", "benchmark"}  # long work: the thread choice is printed
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        help="PyTorch threads (default: LSTMIDI_THREADS, else OMP_NUM_THREADS, else one per core that other "
+        "processes leave free, measured at start)",
+    ),
+):
+    """Train LSTM networks on folders of MIDI files and generate new music."""
+    if ctx.invoked_subcommand in COMPUTING:
+        from .threads import configure
+
+        line = configure(threads)
+        if ctx.invoked_subcommand in LOGGED:
+            typer.echo(line, err=True)
+
+
 def _command() -> str:
     return "lstmidi " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 

@@ -1,0 +1,75 @@
+"""How many threads PyTorch may use: one per core that no other process keeps busy.
+
+PyTorch's OpenMP threads spin while they wait for each other, so a thread whose core another process
+holds makes every step wait for it. Measured on this project's 2-core machine (flagship 2 x 384, batch
+16 x 256, ms per training batch): idle machine 386 with 2 threads, 689 with 1; beside one busy process
+1,190 with 2 threads (3.1x) and 695 with 1. So lstmidi counts the busy cores when it starts and uses
+the others; `--threads N` or LSTMIDI_THREADS=N choose instead, and so does OMP_NUM_THREADS when set.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def busy_cores(seconds: float = 0.1) -> float:
+    """Cores kept busy by other processes, from two readings of /proc/stat `seconds` apart (Linux); from
+    the 1-minute load average elsewhere; 0 when neither is available."""
+    try:
+        first = _cpu_times()
+        time.sleep(seconds)
+        second = _cpu_times()
+    except OSError:
+        try:
+            return float(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return 0.0
+    busy, total = second[0] - first[0], second[1] - first[1]
+    return (os.cpu_count() or 1) * busy / total if total > 0 else 0.0
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def choose(threads: int | None = None) -> tuple[int, str]:
+    """(threads, why): `threads` if given (from --threads), else LSTMIDI_THREADS, else OMP_NUM_THREADS,
+    else one per core that is not busy (at least 1)."""
+    cores = os.cpu_count() or 1
+    for value, source in (
+        (threads, "--threads"),
+        (os.environ.get("LSTMIDI_THREADS"), "LSTMIDI_THREADS"),
+        (os.environ.get("OMP_NUM_THREADS"), "OMP_NUM_THREADS"),
+    ):
+        if value is not None and str(value).strip():
+            try:
+                n = int(value)
+            except ValueError:
+                n = 0
+            if n < 1:
+                from .errors import LstmidiError
+
+                raise LstmidiError(f"{source}={value!r}: a whole number of threads, at least 1")
+            return n, f"{n} (set by {source}; {cores} cores)"
+    busy = busy_cores()
+    n = max(1, min(cores, cores - round(busy)))
+    return n, f"{n} of {cores} cores ({busy:.1f} busy with other work; --threads N or LSTMIDI_THREADS=N to choose)"
+
+
+def configure(threads: int | None = None) -> str:
+    """Set the thread count of this process and return the line to log: through OMP_NUM_THREADS before
+    torch is imported (it also sizes torch's OpenMP runtime; a command-line run is in this case), else
+    with torch.set_num_threads."""
+    import sys
+
+    n, why = choose(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+    return f"threads: {why}"
