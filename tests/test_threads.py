@@ -44,6 +44,7 @@ def test_free_cores_are_used(monkeypatch, busy, cores, expected):
 def test_configure_sets_torch_threads_once_torch_is_imported(monkeypatch):
     assert threads.configure(1) == f"threads: 1 (set by --threads; {threads.os.cpu_count()} cores)"
     assert torch.get_num_threads() == 1 and "OMP_NUM_THREADS" not in threads.os.environ
+    assert threads.describe() == f"threads: 1 (set by --threads; {threads.os.cpu_count()} cores)"  # for train's log
 
 
 def test_a_busy_process_is_seen():

@@ -23,7 +23,6 @@ FORCE = typer.Option(False, "--force", help="overwrite existing output")
 
 
 COMPUTING = {"train", "generate", "evaluate", "demo", "benchmark", "serve"}  # commands that run PyTorch
-LOGGED = {"train", "demo", "benchmark"}  # long work: the thread choice is printed
 
 
 @app.callback()
@@ -40,9 +39,7 @@ def _options(
     if ctx.invoked_subcommand in COMPUTING:
         from .threads import configure
 
-        line = configure(threads)
-        if ctx.invoked_subcommand in LOGGED:
-            typer.echo(line, err=True)
+        configure(threads)  # `train` prints the choice with its corpus (lstmidi.threads.describe)
 
 
 def _command() -> str:

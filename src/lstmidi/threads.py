@@ -67,9 +67,23 @@ def configure(threads: int | None = None) -> str:
     with torch.set_num_threads."""
     import sys
 
+    global _chosen
     n, why = choose(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     else:
         os.environ["OMP_NUM_THREADS"] = str(n)
-    return f"threads: {why}"
+    _chosen = f"threads: {why}"
+    return _chosen
+
+
+_chosen: str | None = None  # the line of the last `configure` in this process
+
+
+def describe() -> str:
+    """The thread line for a run's log: the last `configure` choice, else PyTorch's own count."""
+    if _chosen is not None:
+        return _chosen
+    import torch
+
+    return f"threads: {torch.get_num_threads()} (PyTorch's default; {os.cpu_count()} cores)"

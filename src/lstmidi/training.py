@@ -21,7 +21,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from . import evaluation, losses
+from . import evaluation, losses, threads
 from .batches import ResumableLoader, batch_objective, evaluate_loader, make_augmenter, make_loader, primer_bank
 from .config import Preset, validate_preset
 from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_corpus, write_report
@@ -370,6 +370,7 @@ def train(
                     print(f"  {status} {name}: {reason}", file=sys.stderr)
             if encoding.describe():
                 print(f"encoding: {encoding.describe()}", file=sys.stderr)
+            print(threads.describe(), file=sys.stderr)
 
         cfg = preset.train
         model = build_model(preset.model, encoding.sizes)
