@@ -119,6 +119,32 @@ def write_mat(path, pieces_per_split=6, frames=24, seed=0):
     savemat(path, data)
 
 
+def benchmark_cli(monkeypatch, mat, folder, *extra) -> dict:
+    """`lstmidi benchmark polyphonic` of the musicgenerator preset (8 units, 1 epoch) on `mat` -> its JSON."""
+    args = [
+        "benchmark",
+        "polyphonic",
+        "--preset",
+        "musicgenerator",
+        "--data",
+        mat,
+        "--out",
+        folder / "cli",
+        "--epochs",
+        "1",
+        "--set",
+        "model.hidden=8",
+        "--json",
+        folder / "fig.json",
+        *extra,
+    ]
+    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    return json.loads((folder / "fig.json").read_text())
+
+
 def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypatch, capsys):
     mat = tmp_path / "JSB_Chorales.mat"
     write_mat(mat)
@@ -143,32 +169,7 @@ def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypa
     )
     assert result.test_nll < 0.5 * result.markov_nll  # the progression is learnt far beyond the per-key baseline
     assert result.frame_accuracy > 0.8
-    args = [
-        "benchmark",
-        "polyphonic",
-        "--dataset",
-        "jsb",
-        "--preset",
-        "musicgenerator",
-        "--data",
-        mat,
-        "--out",
-        tmp_path / "cli",
-        "--epochs",
-        "1",
-        "--set",
-        "model.hidden=8",
-        "--set",
-        "train.window=16",
-        "--json",
-        tmp_path / "fig.json",
-    ]
-    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 0
-
-    figures = json.loads((tmp_path / "fig.json").read_text())
+    figures = benchmark_cli(monkeypatch, mat, tmp_path, "--dataset", "jsb", "--set", "train.window=16")
     assert {"test_nll", "valid_nll", "frame_accuracy", "dataset", "preset", "seconds"} <= set(figures)
     assert figures["dataset"] == "jsb" and figures["preset"] == "musicgenerator"
     assert "RNN-NADE (published) | 5.19" in capsys.readouterr().out
@@ -197,29 +198,7 @@ def test_benchmark_input_errors(tmp_path):
 def test_another_mat_file_is_named_after_itself_without_published_figures(tmp_path, monkeypatch, capsys):
     mat = tmp_path / "my_quartets.mat"
     write_mat(mat, pieces_per_split=3, frames=12)
-    args = [
-        "benchmark",
-        "polyphonic",
-        "--preset",
-        "musicgenerator",
-        "--data",
-        mat,
-        "--out",
-        tmp_path / "run",
-        "--epochs",
-        "1",
-        "--set",
-        "model.hidden=8",
-        "--set",
-        "train.window=8",
-        "--json",
-        tmp_path / "fig.json",
-    ]
-    monkeypatch.setattr("sys.argv", ["lstmidi", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 0
-    figures = json.loads((tmp_path / "fig.json").read_text())
+    figures = benchmark_cli(monkeypatch, mat, tmp_path, "--set", "train.window=8")
     assert figures["dataset"] == "my_quartets" and figures["test_nll"] > 0
     out = capsys.readouterr().out
     assert "| model (my_quartets) |" in out and "(published)" not in out and "per-key Markov baseline (this run)" in out
