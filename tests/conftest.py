@@ -63,6 +63,17 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LSTMIDI_CACHE", str(tmp_path / "cache"))
 
 
+TINY_FLAGSHIP = [  # a flagship small enough to train in seconds (preset overrides)
+    "model.embed=16",
+    "model.hidden=32",
+    "model.layers=1",
+    "train.window=48",
+    "train.hop=24",
+    "train.batch_size=16",
+    "train.primer_steps=16",
+    "train.lr=0.01",
+]
+
 TINY_CLI = [
     "--set",
     "model.hidden=16",

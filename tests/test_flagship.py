@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import make_score, note_tuples, run, write_corpus
+from conftest import TINY_FLAGSHIP, make_score, note_tuples, run, write_corpus
 from lstmidi.batches import WindowDataset, make_augmenter
 from lstmidi.config import load_preset
 from lstmidi.corpus import load_corpus
@@ -12,16 +12,7 @@ from lstmidi.modelfile import load_model
 from lstmidi.sampling import generate
 from lstmidi.training import train
 
-TINY = [
-    "model.embed=16",
-    "model.hidden=32",
-    "model.layers=1",
-    "train.window=48",
-    "train.hop=24",
-    "train.batch_size=16",
-    "train.primer_steps=16",
-    "train.lr=0.01",
-]
+TINY = TINY_FLAGSHIP
 
 
 @pytest.fixture(scope="module")

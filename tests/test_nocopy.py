@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import run_main, write_corpus
+from conftest import TINY_FLAGSHIP, run_main, write_corpus
 from lstmidi.config import load_preset
 from lstmidi.modelfile import load_model
 from lstmidi.nocopy import generate_without_copies
@@ -11,17 +11,7 @@ from lstmidi.originality import NgramIndex, longest_copy, note_symbols
 from lstmidi.sampling import generate
 from lstmidi.training import train
 
-TINY = [
-    "model.embed=16",
-    "model.hidden=32",
-    "model.layers=1",
-    "train.window=48",
-    "train.hop=24",
-    "train.batch_size=16",
-    "train.primer_steps=16",
-    "train.lr=0.01",
-    "train.epochs=3",
-]
+TINY = [*TINY_FLAGSHIP, "train.epochs=3"]
 
 
 @pytest.fixture(scope="module")
