@@ -1,7 +1,7 @@
 """How many threads PyTorch may use: one per core that no other process keeps busy.
 
 PyTorch's OpenMP threads spin while they wait for each other, so a thread whose core another process
-holds makes every step wait for it. Measured on this project's 2-core machine (flagship 2 x 384, batch
+holds makes every step wait for it. Measured with benchmarks/contention.py on a 2-core machine (flagship 2 x 384, batch
 16 x 256, ms per training batch): idle machine 386 with 2 threads, 689 with 1; beside one busy process
 1,190 with 2 threads (3.1x) and 695 with 1. So lstmidi counts the busy cores when it starts and uses
 the others; `--threads N` or LSTMIDI_THREADS=N choose instead, and so does OMP_NUM_THREADS when set.
