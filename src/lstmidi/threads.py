@@ -2,8 +2,8 @@
 
 PyTorch's OpenMP threads spin while they wait for each other, so a thread whose core another process
 holds makes every step wait for it. Measured with benchmarks/contention.py on a 2-core machine (flagship 2 x 384, batch
-16 x 256, ms per training batch): idle machine 386 with 2 threads, 689 with 1; beside one busy process
-1,190 with 2 threads (3.1x) and 695 with 1. So lstmidi counts the busy cores when it starts and uses
+16 x 256, ms per training batch): idle machine 394 with 2 threads, 688 with 1; beside one busy process
+1,227 with 2 threads (1.7x) and 710 with 1. So lstmidi counts the busy cores when it starts and uses
 the others; `--threads N` or LSTMIDI_THREADS=N choose instead, and so does OMP_NUM_THREADS when set.
 """
 
