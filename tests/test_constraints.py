@@ -351,24 +351,30 @@ def test_beam_search_errors():
         beam_search(step_fn, state, first, steps=2, beam=2, length_penalty=-1.0)
 
 
-def test_best_ending_keeps_the_most_likely_place_inside_the_window_and_cuts_only_unfinished_rows():
+def test_best_ending_takes_the_most_likely_place_or_a_home_ending_within_the_margin():
     import numpy as np
 
-    from lstmidi.samplers import BestEnding
+    from lstmidi.samplers import BestEnding, end_rows
 
     eos = 0
-    ending = BestEnding(start=2, end=5)
+    ending = BestEnding(start=2, end=6, margin=1.5)
 
-    def logits(p_eos_row0, p_eos_row1):  # 3 tokens; EOS probability as given, the rest shared
-        rows = [[p, (1 - p) / 2, (1 - p) / 2] for p in (p_eos_row0, p_eos_row1)]
+    def logits(*p_eos):  # 3 tokens per row; EOS probability as given (0: masked), the rest shared
+        rows = [[p, (1 - p) / 2, (1 - p) / 2] for p in p_eos]
         return torch.tensor(rows).log()
 
-    for position, (a, b) in enumerate([(0.9, 0.9), (0.9, 0.9), (0.1, 0.2), (0.4, 0.1), (0.2, 0.3), (0.99, 0.99)]):
-        ending.see(logits(a, b), position, eos)  # positions 0, 1 and 5 lie outside [2, 5): not recorded
-    assert ending.at.tolist() == [3, 4]
-    assert ending.score.tolist() == pytest.approx([math.log(0.4), math.log(0.3)])
-    tokens = np.array([[5, 6, 7, 8, 9, 10], [5, 6, 0, 0, 0, 0]])  # row 1 ended by itself at 2: kept
-    cut = ending.cut(tokens, eos)
-    assert cut.tolist() == [[5, 6, 7, 0, 0, 0], [5, 6, 0, 0, 0, 0]]
+    steps = [(0.9, 0.9, 0.9), (0.9, 0.9, 0.9), (0.1, 0.2, 0.0), (0.4, 0.1, 0.0), (0.2, 0.3, 0.0), (0.05, 0.02, 0.0)]
+    for position, p in enumerate([*steps, (0.99, 0.99, 0.99)]):
+        ending.see(logits(*p), position, eos)  # positions 0, 1 and 6 lie outside [2, 6): not recorded
+    assert ending.positions == [2, 3, 4, 5]
+    # row 2: EOS never allowed inside the window -> no choice
+    assert ending.choose(3) == [(3, False), (4, False), None]
+    home = {(0, 2), (0, 5), (1, 5)}  # where each row would end on its home chord
+    # row 0: 2 is home and log(0.1) lies within 1.5 nats of log(0.4); 5 (log 0.05) would be too far
+    # row 1: the only home place (log 0.02) is more than 1.5 nats below the best (log 0.3)
+    assert ending.choose(3, lambda row, at: (row, at) in home) == [(2, True), (4, False), None]
+    tokens = np.array([[5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 9, 10], [5, 6, 0, 0, 0, 0]])
+    cut = end_rows(tokens, eos, [(2, True), (4, False), (4, False)])  # row 2 ended by itself at 2: kept
+    assert cut.tolist() == [[5, 6, 0, 0, 0, 0], [5, 6, 7, 8, 0, 0], [5, 6, 0, 0, 0, 0]]
     assert tokens[0].tolist() == [5, 6, 7, 8, 9, 10]  # not changed in place
-    assert BestEnding(2, 5).cut(tokens, eos).tolist() == tokens.tolist()  # nothing seen: nothing cut
+    assert end_rows(tokens, eos, [None, None, None]).tolist() == tokens.tolist()

@@ -44,6 +44,22 @@ def test_generated_pieces_decode_without_token_errors_and_end_with_eos(flagship)
         assert note_tuples(p.score), "piece has no notes"
 
 
+def test_pieces_end_on_their_home_chord_more_often_than_at_the_most_likely_place(flagship, monkeypatch):
+    from lstmidi import samplers
+    from lstmidi.quality import harmony
+
+    loaded = load_model(flagship[0].model_path)
+
+    def home_endings():
+        return sum(harmony(p.score)["tonic_ending"] for p in generate(loaded, seconds=4, num=12, seed=3))
+
+    home = home_endings()
+    monkeypatch.setattr(samplers, "HOME_MARGIN", 0.0)  # the most likely place only, one try: the model alone
+    monkeypatch.setattr(samplers, "ENDING_TRIES", 1)
+    alone = home_endings()
+    assert home > alone, (home, alone)
+
+
 def test_held_out_nll_by_token_type_adds_up(flagship):
     from lstmidi.evaluation import held_out_nll, token_type_nll
 

@@ -137,29 +137,16 @@ class Tokens(Kind):
         if enc.unknown_token is not None:
             allowed = torch.ones(enc.sizes["vocab_size"], dtype=torch.bool)
             allowed[enc.unknown_token] = False
-        constrain, eos = None, None
-        if isinstance(enc, TokenStream):
-            eos = enc.eos
-            constrain = samplers.token_constraints(enc, prime.shape[1], o)
         options = {k: o[k] for k in ("temperature", "top_k", "top_p", "greedy")}
+        sampling = {"window": loaded.preset.train.window, "allowed": allowed, "generator": generator, **options}
+        if not isinstance(enc, TokenStream):
+            return samplers.sample_tokens(loaded.model, torch.from_numpy(prime).long(), steps, **sampling).numpy()
         if o["beam"] and o["beam"] > 1:
+            constrain = samplers.token_constraints(enc, prime.shape[1], o, choose_ending=False)
             return samplers.beam_tokens(
                 loaded.model, torch.from_numpy(prime).long(), steps, o["beam"], enc.eos, constrain
             )
-        new = samplers.sample_tokens(
-            loaded.model,
-            torch.from_numpy(prime).long(),
-            steps,
-            window=loaded.preset.train.window,
-            allowed=allowed,
-            constrain=constrain,
-            eos=eos,
-            generator=generator,
-            **options,
-        ).numpy()
-        if constrain is not None and constrain.ending is not None:  # rows that reached the length limit
-            new = constrain.ending.cut(new, eos)
-        return new
+        return samplers.sample_pieces(loaded.model, enc, prime, steps, o, **sampling)
 
     def random_batch(self, encoding, batch, steps, generator):
         return torch.randint(encoding.sizes["vocab_size"], (batch, steps), generator=generator)

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from . import processors
+from . import processors, quality
 from .encodings.base import TokenStream
 from .errors import LstmidiError
 
@@ -227,7 +227,7 @@ class GrammarTracker:
         return torch.from_numpy(np.stack([state.allowed() for state in self.rows]))
 
 
-def token_constraints(enc: TokenStream, generated_from: int, o: dict):
+def token_constraints(enc: TokenStream, generated_from: int, o: dict, choose_ending: bool = True):
     """constrain(logits, sequences) for an event-token encoding: the grammar mask (every sequence
     decodes without token errors), repetition penalty, a cap on repeated pitches, key/scale and pitch
     range masks, allowed instruments, and steering towards EOS near `target` new tokens. `o`: the resolved
@@ -256,7 +256,7 @@ def token_constraints(enc: TokenStream, generated_from: int, o: dict):
         program_ok = (of < 0) | torch.isin(of, torch.tensor(wanted))
 
     window = max(4, target // 10) if target else 0
-    ending = BestEnding(target - window, target + window) if target else None
+    ending = BestEnding(target - window, target + window, HOME_MARGIN) if target and choose_ending else None
 
     def constrain(logits: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:  # (batch, vocab), (batch, t)
         if grammar is not None:
@@ -270,48 +270,115 @@ def token_constraints(enc: TokenStream, generated_from: int, o: dict):
             logits = processors.repetition_penalty(logits, new, repetition_penalty)
         if max_repeat:
             logits = processors.cap_pitch_repeats(logits, pitch_of[seq], pitch_of, max_repeat)
-        if target:
+        if ending is not None:  # EOS only at the end of the window; `ending` chooses where to cut
             ending.see(logits, new.shape[1], enc.eos)
+            logits = processors.steer_length(logits, enc.eos, new.shape[1], target + window, 0)
+        elif target:  # beam search: its own scores choose the ending, steered towards the target
             logits = processors.steer_length(logits, enc.eos, new.shape[1], target, window)
         return logits
 
-    constrain.ending = ending  # kinds.Tokens.sample ends the rows that reached the length limit at their best place
+    constrain.ending = ending  # where sample_pieces ends each row (None: no target, or beam search)
     return constrain
 
 
-class BestEnding:
-    """Where each row would best end: the position, inside the ending window [start, end) of the length
-    steering, with the highest log P(EOS) under the constraints (before the steering's own push). A row
-    that reaches the length limit without emitting EOS is ended there (`cut`) instead of being cut back
-    to its last complete note: the model's most ending-like place (e.g. after a long tonic chord)."""
+HOME_MARGIN = 3.0  # nats: how much less likely than the best ending a tonic ending may be and still be taken
+ENDING_TRIES = 4  # samples of the ending window for a piece whose ending is not on its home chord
 
-    def __init__(self, start: int, end: int) -> None:
-        self.start, self.end = start, end
-        self.score: torch.Tensor | None = None  # (batch,) best log P(EOS) so far
-        self.at: torch.Tensor | None = None  # (batch,) its position (index of the new token), -1 if none
+
+class BestEnding:
+    """Where each row ends. Every position inside the ending window [start, end) of the length steering
+    where the constraints allow EOS is a candidate, scored by the model's log P(EOS) there; EOS itself
+    is not sampled inside the window (the rows run to `end`). `choose` takes the most likely candidate,
+    unless one at most HOME_MARGIN nats less likely ends on the tonic triad of the key the piece has so
+    far (lstmidi.quality): a piece ends on its home chord where the model finds that nearly as good an
+    ending as its favourite. (The model cannot know which of its phrase endings is the last one: the
+    length asked for decides that.)"""
+
+    def __init__(self, start: int, end: int, margin: float) -> None:
+        self.start, self.end, self.margin = start, end, margin
+        self.positions: list[int] = []  # the window positions seen (index of the new token)
+        self.scores: list[torch.Tensor] = []  # (batch,) log P(EOS) at each of them
 
     def see(self, logits: torch.Tensor, position: int, eos: int) -> None:
         """Record the EOS log-probability of the token at `position` (new tokens counted from 0)."""
-        if not self.start <= position < self.end:
-            return
-        score = torch.log_softmax(logits.float(), -1)[:, eos]  # (batch,)
-        if self.score is None:
-            self.score = torch.full_like(score, float("-inf"))
-            self.at = torch.full(score.shape, -1, dtype=torch.long)
-        better = score > self.score
-        self.score = torch.where(better, score, self.score)
-        self.at = torch.where(better, torch.full_like(self.at, position), self.at)
+        if self.start <= position < self.end:
+            self.positions.append(position)
+            self.scores.append(torch.log_softmax(logits.float(), -1)[:, eos])
 
-    def cut(self, tokens: np.ndarray, eos: int) -> np.ndarray:
-        """(batch, steps) new tokens -> the same with every row that has no EOS ended at its best place."""
-        out = np.array(tokens, copy=True)
-        if self.at is None:
-            return out
-        for row in range(len(out)):
-            at = int(self.at[row])
-            if at >= 0 and np.isfinite(float(self.score[row])) and not (out[row] == eos).any():
-                out[row, at:] = eos
-        return out
+    def choose(self, rows: int, ends_home=None) -> list[tuple[int, bool] | None]:
+        """Per row: (the position of its EOS, whether it ends on its home chord there), None without any
+        candidate. `ends_home(row, at)`: whether the row ended before new token `at` ends on its tonic triad
+        (None: the most likely place is taken)."""
+        chosen = []
+        for row in range(rows):
+            found = sorted(
+                (
+                    (float(s[row]), p)
+                    for p, s in zip(self.positions, self.scores, strict=True)
+                    if torch.isfinite(s[row])
+                ),
+                key=lambda c: (-c[0], c[1]),
+            )
+            near = [at for score, at in found if score >= found[0][0] - self.margin]
+            home = next((at for at in near if ends_home is not None and ends_home(row, at)), None)
+            chosen.append(None if not found else (home, True) if home is not None else (found[0][1], False))
+        return chosen
+
+
+def end_rows(tokens: np.ndarray, eos: int, chosen: list[tuple[int, bool] | None]) -> np.ndarray:
+    """(batch, steps) new tokens -> a copy with each row ended (EOS onwards) at its chosen position; rows
+    with no choice or an EOS of their own stay as they are."""
+    out = np.array(tokens, copy=True)
+    for row, choice in enumerate(chosen):
+        if choice is not None and not (out[row] == eos).any():
+            out[row, choice[0] :] = eos
+    return out
+
+
+def ends_home(enc: TokenStream, prime: np.ndarray, new: np.ndarray):
+    """ends_home(row, at) for BestEnding.choose: whether primer row + its new tokens before `at` end on
+    the tonic triad of their key."""
+
+    def check(row: int, at: int) -> bool:
+        tokens = np.concatenate([prime[row], new[row, :at], [enc.eos]])
+        return bool(quality.harmony(enc.decode(enc.finish(tokens)))["tonic_ending"])
+
+    return check
+
+
+def sample_pieces(
+    model: torch.nn.Module, enc: TokenStream, prime: np.ndarray, steps: int, o: dict, **sample_options
+) -> np.ndarray:
+    """(batch, steps) new event tokens continuing `prime`, ended with EOS near o["target"] (without a
+    target: at most `steps` tokens). Each row ends at the place BestEnding chooses; a row that would not
+    end on its home chord samples its ending window again, up to ENDING_TRIES times in all, and keeps the
+    first try that does. `sample_options` go to sample_tokens (window, allowed, generator, temperature, ...)."""
+    first = torch.from_numpy(prime).long()
+    constrain = token_constraints(enc, prime.shape[1], o)
+    new = sample_tokens(model, first, steps, constrain=constrain, eos=enc.eos, **sample_options).numpy()
+    ending = constrain.ending
+    if ending is None:
+        return new
+    chosen = ending.choose(len(new), ends_home(enc, prime, new))
+    for _ in range(ENDING_TRIES - 1):
+        again = [row for row, choice in enumerate(chosen) if choice is not None and not choice[1]]
+        if not again:
+            break
+        kept = new[again, : ending.start]
+        retry = token_constraints(enc, prime.shape[1], o)  # positions still counted from the primer's end
+        tail = sample_tokens(
+            model,
+            torch.from_numpy(np.concatenate([prime[again], kept], 1)).long(),
+            steps - ending.start,
+            constrain=retry,
+            eos=enc.eos,
+            **sample_options,
+        ).numpy()
+        tried = np.concatenate([kept, tail], 1)
+        for i, choice in enumerate(retry.ending.choose(len(again), ends_home(enc, prime[again], tried))):
+            if choice is not None and choice[1]:
+                new[again[i]], chosen[again[i]] = tried[i], choice
+    return end_rows(new, enc.eos, chosen)
 
 
 def beam_tokens(model: torch.nn.Module, primer: torch.Tensor, steps: int, beam: int, eos: int, constrain) -> np.ndarray:
