@@ -41,6 +41,20 @@ def chorale_like(seed: int, bars: int = 4) -> Score:
     return make_score(notes)
 
 
+def four_voices(seed: int, bars: int = 4, tpq: int = 480) -> Score:
+    """`chorale_like(seed, bars)` with its voices on four tracks named Soprano, Alto, Tenor and Bass."""
+    chords = chorale_like(seed, bars).tracks[0].notes
+    score = Score(tpq)
+    score.tempos.append(Tempo(0, qpm=100.0))
+    for v, name in enumerate(("Soprano", "Alto", "Tenor", "Bass")):
+        track = Track(name=name, program=52, is_drum=False)
+        for n in chords:
+            if sorted(m.pitch for m in chords if m.time == n.time)[3 - v] == n.pitch:
+                track.notes.append(Note(n.time * tpq // 480, n.duration * tpq // 480, n.pitch, n.velocity))
+        score.tracks.append(track)
+    return score
+
+
 def write_corpus(folder: Path, n: int = 8, bars: int = 4) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

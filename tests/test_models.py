@@ -7,6 +7,7 @@ from lstmidi.models import MODELS, build_model
 ROLL = {"input_size": 12, "output_size": 12}
 NOTES = {"input_size": 3, "pitch_classes": 128, "fields": ["pitch", "step", "duration"]}
 TOKENS = {"vocab_size": 20}
+VOICES = {"voices": 4, "vocab_size": 9, "positions": 4}
 VARIANTS = [
     ({"name": "rollnet", "hidden": 16, "layers": 1, "output": "linear"}, ROLL),
     ({"name": "rollnet", "hidden": 16, "layers": 3, "dropout": 0.3, "output": "linear"}, ROLL),
@@ -21,12 +22,18 @@ VARIANTS = [
     ({"name": "seq2seq", "hidden": 16, "layers": 1, "embed": 8, "context": 4}, TOKENS),
     ({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 3}, TOKENS),
     ({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 2, "tie_weights": True}, TOKENS),
+    ({"name": "voicenet", "embed": 4, "hidden": 8, "layers": 2, "center": 6}, VOICES),
 ]
+STEPPED = [v for v in VARIANTS if not MODELS[v[0]["name"]].reads_ahead]  # run step by step in generation
 assert {v[0]["name"] for v in VARIANTS} == set(MODELS), "every registered model needs variants here"
 
 
 def make_input(sizes, batch=3, time=10):
     g = torch.Generator().manual_seed(0)
+    if "voices" in sizes:
+        x = torch.randint(sizes["vocab_size"], (batch, time, sizes["voices"] + 1), generator=g)
+        x[..., -1] = torch.arange(time) % sizes["positions"]
+        return x
     if "vocab_size" in sizes:
         return torch.randint(sizes["vocab_size"], (batch, time), generator=g)
     if "fields" in sizes:
@@ -45,7 +52,7 @@ def flat(out):
 
 @pytest.mark.parametrize(
     "spec, sizes",
-    VARIANTS,
+    STEPPED,
     ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) and "name" in v else "",
 )
 def test_step_by_step_equals_whole_sequence(spec, sizes):
@@ -66,7 +73,7 @@ def test_step_by_step_equals_whole_sequence(spec, sizes):
 
 @pytest.mark.parametrize(
     "spec, sizes",
-    VARIANTS,
+    STEPPED,
     ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) and "name" in v else "",
 )
 def test_fast_generation_step_equals_whole_sequence(spec, sizes, monkeypatch):
@@ -87,6 +94,26 @@ def test_fast_generation_step_equals_whole_sequence(spec, sizes, monkeypatch):
             steps.append(flat(out))
     assert not calls, "a one-step call at inference went through nn.LSTM.forward"
     torch.testing.assert_close(torch.cat(steps, 1), flat(whole), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_that_reads_ahead_predicts_each_cell_from_every_other_cell_but_never_from_itself():
+    """voicenet: the logits of (frame t, voice v) change when any other cell changes (before t, after t, or
+    another voice at t) and never when the cell itself does (no leak of the target)."""
+    torch.manual_seed(0)
+    model = build_model({"name": "voicenet", "embed": 4, "hidden": 8, "layers": 2, "center": 6}, VOICES).eval()
+    x = make_input(VOICES, batch=1, time=10)
+    out, state = model(x)
+    assert out.shape == (1, 10, 4, VOICES["vocab_size"]) and state is None
+    t, v = 5, 1
+
+    def changed(frame, voice):
+        y = x.clone()
+        y[0, frame, voice] = (y[0, frame, voice] + 1) % VOICES["vocab_size"]
+        with torch.no_grad():
+            return not torch.allclose(model(y)[0][0, t, v], out[0, t, v].detach())
+
+    assert not changed(t, v)
+    assert changed(0, v) and changed(9, v) and changed(t, 0) and changed(t, 3) and changed(t - 1, 2)
 
 
 def test_fast_step_follows_weight_changes_and_training_uses_the_full_path():

@@ -76,7 +76,9 @@ def training_preset(
 BUNDLED = {  # name -> the bundled corpora the pretrained model was trained on (see pretrained/README.md)
     "default": ("bach",),  # four-part chorales
     "quartets": ("bach", "quartets"),  # string quartets (--programs 40,41,42) and piano (--programs 0)
+    "chorale": ("bach",),  # four voices (S, A, T, B): `lstmidi harmonize`, --rewrite
 }
+CHORALE = "chorale"  # the bundled four-voice model, harmonize's default
 
 
 def bundled_path(name: str) -> Path:
@@ -155,13 +157,10 @@ def generate_files(
         LoadedModel,
         load_model,
     )
-    from .render import render_all
     from .sampling import generate
 
     paths = output_paths(out, num)
-    refuse_overwrite(
-        [p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on], force
-    )
+    refuse_overwrite(targets(paths, wav, png), force)
     loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
     if max_copy is None:
         pieces = generate(loaded, num=num, **sample_options)
@@ -176,25 +175,88 @@ def generate_files(
                 f" ({r.resampled} stretches resampled)",
                 file=sys.stderr,
             )
+    return write_pieces(
+        [p.score for p in pieces], paths, wav, png, soundfont, force, [p.primer_seconds for p in pieces]
+    )
+
+
+def targets(paths: list[Path], wav: bool, png: bool) -> list[Path]:
+    """Every file `write_pieces` writes for these MIDI paths."""
+    return [p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on]
+
+
+def write_pieces(scores, paths, wav, png, soundfont, force, primer_seconds=None) -> list[dict[str, str]]:
+    """Write each Score to its path (MIDI, + WAV and PNG beside it; render.render_all), warning about
+    empty ones; -> the files of each piece."""
+    from .render import render_all
+
     written = []
-    for piece, path in zip(pieces, paths):
-        if not piece.score.note_num():
+    for i, (score, path) in enumerate(zip(scores, paths)):
+        if not score.note_num():
             print(
                 f"warning: {path}: the model wrote no notes (try another --seed, a longer piece or other options)",
                 file=sys.stderr,
             )
         written.append(
             render_all(
-                piece.score,
+                score,
                 path,
                 wav=wav,
                 png=png,
-                primer_seconds=piece.primer_seconds,
+                primer_seconds=primer_seconds[i] if primer_seconds else 0.0,
                 soundfont=soundfont,
                 force=force,
             )
         )
     return written
+
+
+def harmonize_files(
+    model,
+    melody: str | Path,
+    out: str | Path,
+    *,
+    num: int = 1,
+    wav: bool = True,
+    png: bool = True,
+    force: bool = False,
+    soundfont: str | None = None,
+    **options,
+) -> list[dict[str, str]]:
+    """Harmonise the given voices of `melody` with a four-voice model (lstmidi.harmonize.harmonize: `voices`,
+    `track`, `seed`, `temperature`, `iterations`) and write each of the `num` results as MIDI with four tracks
+    (S, A, T, B), + WAV + PNG; refuses before writing anything if any output exists and `force` is False."""
+    from .harmonize import harmonize
+    from .modelfile import LoadedModel, load_model
+
+    paths = output_paths(out, num)
+    refuse_overwrite(targets(paths, wav, png), force)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
+    return write_pieces(harmonize(loaded, melody, num=num, **options), paths, wav, png, soundfont, force)
+
+
+def rewrite_files(
+    model,
+    piece: str | Path,
+    bars: tuple[int, int],
+    out: str | Path,
+    *,
+    num: int = 1,
+    wav: bool = True,
+    png: bool = True,
+    force: bool = False,
+    soundfont: str | None = None,
+    **options,
+) -> list[dict[str, str]]:
+    """Rewrite bars first..last of a four-voice `piece` with a four-voice model (lstmidi.harmonize.rewrite:
+    `voices`, `seed`, `temperature`, `iterations`) and write each of the `num` versions as MIDI + WAV + PNG."""
+    from .harmonize import rewrite
+    from .modelfile import LoadedModel, load_model
+
+    paths = output_paths(out, num)
+    refuse_overwrite(targets(paths, wav, png), force)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
+    return write_pieces(rewrite(loaded, piece, bars, num=num, **options), paths, wav, png, soundfont, force)
 
 
 def model_data(data: list[str | Path] | None, model: str | Path | None) -> list[Path] | None:

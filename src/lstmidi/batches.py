@@ -79,6 +79,8 @@ def batch_objective(
     x, y, mask = batch
     mask = mask.float()
     entry = KINDS[kind]
+    if entry.predicts_input:  # scored on the window's own steps (x[t] is real where y[t] is)
+        y = x
     if model.context:
         state = model.encode(x[:, : model.context])
         x, y, mask = x[:, model.context :], y[:, model.context :], mask[:, model.context :]

@@ -245,14 +245,42 @@ def generate(
         None, "--mode", help="piano-roll models: bernoulli or threshold (default: the model's)"
     ),
     threshold: float | None = typer.Option(None, "--threshold", help="key-on probability for --mode threshold"),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help="four-voice models: Gibbs sweeps over every free cell (default: the model's)"
+    ),
+    rewrite: str | None = typer.Option(
+        None, "--rewrite", help="four-voice models: resample bars FIRST-LAST of the --primer piece, e.g. 5-8"
+    ),
+    rewrite_voices: str = typer.Option("S,A,T,B", "--rewrite-voices", help="the voices --rewrite resamples, e.g. A,T"),
     wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
     png: bool = typer.Option(True, "--png/--no-png", help="write the piano roll OUT.png"),
     soundfont: str | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
     force: bool = FORCE,
 ):
     """Generate music with a trained model: MIDI, plus WAV and a piano-roll PNG beside it."""
-    from .api import generate_files
+    from .api import generate_files, rewrite_files
 
+    if rewrite is not None:
+        if primer is None:
+            raise LstmidiError("--rewrite needs the piece to rewrite: --primer PIECE.mid")
+        written = rewrite_files(
+            model,
+            primer,
+            _bar_span(rewrite),
+            out,
+            num=num,
+            wav=wav,
+            png=png,
+            force=force,
+            soundfont=soundfont,
+            voices=rewrite_voices,
+            seed=seed,
+            temperature=temperature,
+            iterations=iterations,
+        )
+        for files in written:
+            typer.echo("  ".join(files.values()))
+        return
     if bars is not None:
         seconds = bars * 2.0
     written = generate_files(
@@ -280,12 +308,66 @@ def generate(
         key=key,
         pitch_range=_pitch_range(pitch_range),
         programs=_int_list(programs, "--programs"),
+        iterations=iterations,
         include_primer=primer_output,
         max_copy=max_copy,
         copy_data=copy_data,
     )
     for files in written:
         typer.echo("  ".join(files.values()))
+
+
+@app.command()
+def harmonize(
+    melody: Path = typer.Argument(..., help="MIDI file with the melody (or the given voices)"),
+    out: str = typer.Option("harmonized.mid", "--out", "-o", help="output MIDI; with --num N: OUT-1.mid .. OUT-N.mid"),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="a four-voice .lstmidi model (default: the bundled chorale model)"
+    ),
+    voices: str = typer.Option("S", "--voices", help="the given voices, any of S, A, T, B, e.g. S or S,B"),
+    track: int | None = typer.Option(
+        None, "--track", help="the track with the melody (default: the highest line of the top pitched track)"
+    ),
+    num: int = typer.Option(1, "--num", "-n", help="harmonisations to write"),
+    seed: int = typer.Option(0, "--seed", help="random seed; the same seed gives the same music"),
+    temperature: float | None = typer.Option(None, "--temperature", "-t", help="> 1 bolder, < 1 safer"),
+    iterations: int | None = typer.Option(None, "--iterations", help="Gibbs sweeps (default: the model's)"),
+    wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
+    png: bool = typer.Option(True, "--png/--no-png", help="write the piano roll OUT.png"),
+    soundfont: str | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
+    force: bool = FORCE,
+):
+    """Harmonise a melody in four voices (S, A, T, B) with a four-voice model: MIDI, WAV and PNG."""
+    from .api import CHORALE, harmonize_files
+
+    written = harmonize_files(
+        model or CHORALE,
+        melody,
+        out,
+        num=num,
+        wav=wav,
+        png=png,
+        force=force,
+        soundfont=soundfont,
+        voices=voices,
+        track=track,
+        seed=seed,
+        temperature=temperature,
+        iterations=iterations,
+    )
+    for files in written:
+        typer.echo("  ".join(files.values()))
+
+
+def _bar_span(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    try:
+        a, b = int(first), int(last or first)
+    except ValueError:
+        a = b = 0
+    if not 1 <= a <= b:
+        raise LstmidiError(f"--rewrite {text!r}: expected bars FIRST-LAST counted from 1, e.g. 5-8")
+    return a, b
 
 
 def _pitch_range(text: str | None) -> tuple[int, int] | None:

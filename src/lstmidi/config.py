@@ -129,6 +129,7 @@ class SampleConfig(Strict):
     temperatures: dict[str, float] = Field(
         default_factory=dict, description="per-head temperature for note models, e.g. {pitch: 0.8}"
     )
+    iterations: int = Field(20, ge=1, le=1000, description="four-voice models: Gibbs sweeps over every free cell")
 
 
 class Preset(Strict):

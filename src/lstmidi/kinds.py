@@ -31,6 +31,8 @@ class Kind:
     distributions: ClassVar[bool] = False  # train always plots pitch/step/duration histograms (the tutorial's)
     refused_options: ClassVar[tuple[str, ...]] = ()  # sampling options this kind's sampler has no use for
     refusal: ClassVar[str] = ""  # the error's end when one is given ({name}: the encoding's name)
+    predicts_input: ClassVar[bool] = False  # the model predicts its input steps themselves, not the next ones
+    gibbs: ClassVar[bool] = False  # sampled by resampling cells in place (--iterations, --rewrite)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of encoded steps as the model takes them."""
@@ -245,7 +247,68 @@ def notes_end(score: Score) -> float:
     return float(max(e.max() for e in ends)) if ends else 0.0
 
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (Multihot(), Tokens(), Notes())}
+class Voices(Kind):
+    """Four voices on a grid (`encodings.voices`) and a model that reads ahead (voicenet): every cell is
+    predicted from all the others (cross-entropy in nats per voice and frame) and drawn by Gibbs sampling."""
+
+    name, unit, step_unit = "voices", "nats per voice-frame", "frames"
+    predicts_input, gibbs = True, True
+    refused_options = ("mode", "threshold", "top_k", "top_p", "greedy")
+    refusal = ": this four-voice model ({name!r}) is sampled by Gibbs sampling: use --temperature and --iterations"
+
+    def inputs(self, x):
+        return x
+
+    def objective(self, model, out, y, mask, step_weights, loss_cfg):
+        batch, steps, voices, vocab = out.shape  # y: the input frames themselves (predicts_input)
+        cells = mask.repeat_interleave(voices, 1)  # (batch, steps * voices)
+        weights = None if step_weights is None else step_weights.repeat_interleave(voices)
+        loss, weight = losses.token_nll(
+            out.reshape(batch, steps * voices, vocab), y[..., :voices].long().reshape(batch, -1), cells, weights
+        )
+        return loss, weight, {}
+
+    def baselines(self, encoding, train, held_out):
+        v = encoding.sizes["vocab_size"]
+        columns = range(encoding.sizes["voices"])
+        tr = [p[:, c].astype(np.int64) for p in train for c in columns]
+        ho = [p[:, c].astype(np.int64) for p in held_out for c in columns]
+        return {"unigram": unigram_nll(tr, ho, v), "repeat previous": repeat_nll(tr, ho, v)}
+
+    def neutral_primer(self, encoding, num):
+        return np.zeros((num, 0, encoding.sizes["voices"] + 1), np.int16)  # from nothing: no frame
+
+    def primer_seconds(self, encoding, primer):
+        return len(primer) * encoding.seconds_per_step
+
+    def sample(self, loaded, prime, steps, o, generator):
+        enc = loaded.encoding
+        num, given = prime.shape[:2]
+        frames = np.zeros((num, given + steps, enc.sizes["voices"] + 1), np.int64)
+        frames[:, :given] = prime
+        frames[:, :, -1] = enc.positions(given + steps)
+        free = np.zeros((num, given + steps, enc.sizes["voices"]), bool)
+        free[:, given:] = True  # the primer's frames stay as they are
+        out = samplers.gibbs_voices(
+            loaded.model,
+            torch.from_numpy(frames),
+            torch.from_numpy(free),
+            torch.from_numpy(enc.allowed_tokens()),
+            o["iterations"],
+            temperature=o["temperature"],
+            generator=generator,
+        )
+        return out[:, given:].numpy().astype(np.int16)
+
+    def random_batch(self, encoding, batch, steps, generator):
+        x = torch.randint(
+            encoding.sizes["vocab_size"], (batch, steps, encoding.sizes["voices"] + 1), generator=generator
+        )
+        x[..., -1] = torch.from_numpy(encoding.positions(steps))
+        return x
+
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (Multihot(), Tokens(), Notes(), Voices())}
 
 
 def kind_of(encoding: Encoding) -> Kind:

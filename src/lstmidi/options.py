@@ -42,9 +42,11 @@ OPTIONS = (
     "key",
     "pitch_range",
     "programs",
+    "iterations",
     "include_primer",
 )
 EVENT_ONLY = ("beam", "repetition_penalty", "max_repeat", "key", "pitch_range", "programs")
+GIBBS_ONLY = ("iterations",)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ def check_options(options: dict[str, Any], limits: GenerationLimits | None = Non
             rule="a finite number of at least 1 (1 = off, above 1 discourages repeats)",
         ),
         "max_repeat": lambda v: _int("max_repeat", v, low=1, rule="a whole number of at least 1"),
+        "iterations": lambda v: _int("iterations", v, low=1, high=1000, rule="1 to 1000 sweeps"),
     }
     for name, check in checks.items():
         if name in given:
@@ -252,11 +255,16 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
             f"this model uses {enc.name!r}"
         )
     kind = kind_of(enc)
+    if not kind.gibbs and given & set(GIBBS_ONLY):
+        raise LstmidiError(
+            ", ".join(flag(n) for n in GIBBS_ONLY if n in given)
+            + f": for four-voice models (preset chorale); this model uses {enc.name!r}"
+        )
     refused = [n for n in kind.refused_options if n in given]
     if refused:
         raise LstmidiError(", ".join(flag(n) for n in refused) + kind.refusal.format(name=enc.name))
     out = dict(options)
-    for name in ("temperature", "mode", "threshold", "top_k", "top_p", "greedy", "seconds"):
+    for name in ("temperature", "mode", "threshold", "top_k", "top_p", "greedy", "seconds", "iterations"):
         if out.get(name) is None:
             out[name] = getattr(d, name)
     out["num"] = 1 if out.get("num") is None else out["num"]

@@ -193,6 +193,57 @@ def sample_notes(
     return torch.stack(rows, 1) if rows else primer[:, :0]
 
 
+GIBBS_START_TEMPERATURE = 2.0  # the first sweeps sample this hot, cooling linearly to the asked temperature
+
+
+@torch.no_grad()
+def gibbs_voices(
+    model: torch.nn.Module,
+    frames: torch.Tensor,
+    free: torch.Tensor,
+    allowed: torch.Tensor,
+    sweeps: int,
+    *,
+    temperature: float = 1.0,
+    spacing: int = 4,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pseudo-Gibbs sampling of four-voice frames with a model that reads ahead (voicenet; DeepBach).
+
+    frames (batch, steps, voices + 1): tokens and positions. free (batch, steps, voices) bool: the cells
+    that may change (the others are kept exactly). allowed (voices, vocab) or (steps, voices, vocab) bool:
+    the tokens each voice (at each frame) may take (its range, REST and HOLD). Free cells start as notes
+    on each beat at random pitches of the voice's range (held to the next beat). A sweep resamples every
+    free cell once in `spacing` passes of the model: in each, every voice with free cells draws its cells
+    at frames offset, offset + spacing, ... from their conditionals given everything else, each voice at
+    its own offset (so that no two voices of one frame change together). The temperature cools linearly
+    from GIBBS_START_TEMPERATURE to `temperature` over the first three quarters of the sweeps.
+    -> the frames."""
+    x = frames.clone().long()
+    batch, steps, voices = free.shape
+    allowed = allowed.expand(steps, *allowed.shape[-2:])  # (steps, voices, vocab)
+    beat_start = torch.zeros(steps, dtype=torch.bool)
+    beat_start[::spacing] = True
+    for v in range(voices):
+        pitches = torch.nonzero(allowed[:, v, 2:].any(0)).flatten() + 2  # pitch tokens (after REST and HOLD)
+        draw = pitches[torch.randint(len(pitches), (batch, steps), generator=generator)]
+        start = torch.where(beat_start, draw, torch.ones_like(draw))  # a pitch on each beat, HOLD between
+        x[..., v] = torch.where(free[..., v], start, x[..., v])
+    moving = [v for v in range(voices) if bool(free[..., v].any())]
+    cool = max(1, round(0.75 * sweeps))
+    for sweep in range(sweeps):
+        heat = max(temperature + (GIBBS_START_TEMPERATURE - temperature) * max(0.0, 1 - sweep / cool), 1e-6)
+        shifts = torch.randperm(max(spacing, len(moving)), generator=generator)[: len(moving)] % spacing
+        for offset in torch.randperm(spacing, generator=generator).tolist():
+            logits, _ = model(x)  # (batch, steps, voices, vocab)
+            for v, shift in zip(moving, shifts.tolist(), strict=True):
+                at = slice((offset + shift) % spacing, None, spacing)
+                cells = (logits[:, at, v].float() / heat).masked_fill(~allowed[at, v], float("-inf"))
+                drawn = torch.multinomial(torch.softmax(cells.flatten(0, 1), -1), 1, generator=generator)
+                x[:, at, v] = torch.where(free[:, at, v], drawn.view(batch, -1), x[:, at, v])
+    return x
+
+
 class GrammarTracker:
     """Grammar masks for many sequences that grow one token at a time (and, in beam search, are
     reordered): when the sequences are the previous call's rows with one token more (sampling), each

@@ -57,6 +57,8 @@ def primer_steps(
         return np.repeat(steps[None], num, axis=0)
     if isinstance(enc, TokenStream):  # whole pieces: start at the beginning
         return np.full((num, 1), enc.bos, np.int64)
+    if enc.from_scratch:
+        return kind_of(enc).neutral_primer(enc, num)
     if loaded.primers is not None and len(loaded.primers) and primer_seconds != 0:
         idx = torch.randint(len(loaded.primers), (num,), generator=generator).numpy()
         bank = loaded.primers[idx]
@@ -85,6 +87,7 @@ def generate(
     key: str | None = None,
     pitch_range: tuple[int, int] | None = None,
     programs: list[int] | None = None,
+    iterations: int | None = None,
     include_primer: bool = True,
 ) -> list[Piece]:
     """Generate `num` pieces in one batch with a loaded model.
@@ -93,7 +96,8 @@ def generate(
     an event-token model is steered to end with EOS near that length instead of being cut off.
     Each option left as None takes the model's default (its preset's `sample` section). Event-token
     models also take `beam` (beam search), `repetition_penalty`, `max_repeat` (no pitch more than N
-    times in a row), `key` ("D minor"), `pitch_range` (low, high), `programs` (allowed instruments).
+    times in a row), `key` ("D minor"), `pitch_range` (low, high), `programs` (allowed instruments);
+    four-voice models take `iterations` (Gibbs sweeps).
     `include_primer=False` leaves the primer out of the returned pieces.
     """
     options = dict(locals())  # the generation options as called (first statement: no other locals yet)

@@ -12,8 +12,9 @@ from .events import Events
 from .notes import Notes
 from .pianoroll import PianoRoll
 from .pseudonotes import PseudoNotes
+from .voices import Voices
 
-ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (PianoRoll, Notes, PseudoNotes, Events)}
+ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (PianoRoll, Notes, PseudoNotes, Events, Voices)}
 
 
 def build_encoding(spec: dict[str, Any], where: str = "encoding") -> Encoding:

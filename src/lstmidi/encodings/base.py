@@ -23,17 +23,19 @@ class Encoding(ABC):
 
     `kind` picks the loss, baselines and sampler in `lstmidi.kinds` (the one table of what differs by kind).
     Optional capabilities are declared here with a default, never probed for: `augments` (and `stretches`)
-    with `augment`, `unknown_token`, `describe` and `finish`. Whole-piece event tokens (BOS ... EOS, a token
-    grammar, tokens mapped to pitches and programs) are the `TokenStream` sub-interface below.
+    with `augment`, `unknown_token`, `from_scratch`, `describe` and `finish`. Whole-piece event tokens (BOS
+    ... EOS, a token grammar, tokens mapped to pitches and programs) are the `TokenStream` sub-interface
+    below.
     """
 
     name: ClassVar[str]
-    kind: ClassVar[Literal["multihot", "tokens", "notes"]]
+    kind: ClassVar[Literal["multihot", "tokens", "notes", "voices"]]
     Params: ClassVar[type[EncodingParams]]
     needs_fit: ClassVar[bool] = False
     augments: ClassVar[bool] = False  # `augment` transposes training windows (train.augment.transpose)
     stretches: ClassVar[bool] = False  # ... and stretches their tempo (train.augment.stretch)
     unknown_token: ClassVar[int | None] = None  # a token id that stands for "never seen in training": never generated
+    from_scratch: ClassVar[bool] = False  # with no primer, generation starts from nothing, not a stored excerpt
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(**params)

@@ -18,6 +18,7 @@ from .notenet import NoteNet
 from .rollnet import RollNet
 from .seq2seq import Seq2Seq
 from .tokennet import TokenNet
+from .voicenet import VoiceNet
 
 MODELS: dict[str, type[Model]] = {
     "rollnet": RollNet,
@@ -25,6 +26,7 @@ MODELS: dict[str, type[Model]] = {
     "notenet": NoteNet,
     "seq2seq": Seq2Seq,
     "tokennet": TokenNet,
+    "voicenet": VoiceNet,
 }
 
 

@@ -3,6 +3,8 @@
 Optional capabilities are declared here with a default, never probed for:
 - `context` (0): a model with an encoder (seq2seq) reads the first `context` steps with `encode(src) -> state`
   and predicts the rest from that state; training, scoring and sampling all do this in one place each.
+- `reads_ahead` (False): the model predicts each step from the steps before and after it (voicenet); it
+  is never run step by step, has no state to carry, and is sampled by Gibbs sampling instead.
 - `frame_nll(out, frames)` and `sample_frame(out, ...)`: how a multihot model scores and draws one frame
   from its output. The default treats the keys as independent sigmoids; a model that predicts the keys of a
   frame jointly (endecell, a NADE over the keys) overrides both.
@@ -29,6 +31,7 @@ class ModelSpec(BaseModel):
 class Model(nn.Module):
     Spec: ClassVar[type[BaseModel]]
     context: int = 0  # steps an encoder reads before the decoder predicts (seq2seq); 0: no encoder
+    reads_ahead: ClassVar[bool] = False  # predicts from both sides (voicenet): no step-by-step use
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
