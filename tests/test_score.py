@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import symusic
 
-from lstmidi import render
+from conftest import run, run_main
+from lstmidi import api, render
 from lstmidi.errors import LstmidiError, OutputExistsError
 
 music21 = pytest.importorskip("music21")
@@ -231,4 +232,36 @@ def test_missing_libraries_name_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "verovio", None)  # `import verovio` raises ImportError
     with pytest.raises(LstmidiError, match=r"pip install 'lstmidi\[score\]'"):
         render.render_score(_satb(), tmp_path / "x.mid")
+    with pytest.raises(LstmidiError, match=r"lstmidi\[score\]"):  # before the model loads or anything is written
+        api.generate_files(None, tmp_path / "g.mid", sheet=True, seconds=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_render_score_end_to_end(tmp_path, monkeypatch, capsys):
+    midi = tmp_path / "satb.mid"
+    _satb().dump_midi(str(midi))
+    out = run(["render", midi, "--score", "--no-wav", "--no-png"]).output
+    assert out.split() == [str(tmp_path / "satb.musicxml"), str(tmp_path / "satb.svg")]
+    assert [p.partName for p in _parse(tmp_path / "satb.musicxml").parts] == ["Soprano", "Alto", "Tenor", "Bass"]
+    code, err = run_main(["render", midi, "--score", "--no-wav", "--no-png"], monkeypatch, capsys)
+    assert code == 1 and "satb.musicxml, " in err and "use --force to overwrite" in err and "Traceback" not in err
+    run(["render", midi, "--score", "--no-wav", "--no-png", "--force", "-o", tmp_path / "other.mid"])
+    assert (tmp_path / "other.musicxml").is_file() and (tmp_path / "other.svg").is_file()
+    monkeypatch.setitem(sys.modules, "music21", None)
+    code, err = run_main(["render", midi, "--score", "--force"], monkeypatch, capsys)
+    assert code == 1 and "lstmidi[score]" in err and not (tmp_path / "satb.wav").exists()
+
+
+def test_cli_generate_score_writes_the_score_beside_each_piece(tmp_path, monkeypatch, capsys):
+    args = ["generate", "-o", tmp_path / "gen.mid", "-n", "2", "--seconds", "3", "--no-wav", "--no-png", "--score"]
+    run(args)
+    for i in (1, 2):
+        parsed = _parse(tmp_path / f"gen-{i}.musicxml")
+        assert parsed.parts and (tmp_path / f"gen-{i}.svg").is_file() and (tmp_path / f"gen-{i}.mid").is_file()
+        marks = parsed.recurse().getElementsByClass(music21.tempo.MetronomeMark)
+        assert marks and all(isinstance(m.number, int) for m in marks)
+    (tmp_path / "gen-1.mid").unlink()
+    (tmp_path / "gen-2.svg").write_text("mine")
+    code, err = run_main(args, monkeypatch, capsys)  # a score of the earlier run stops the new one before it starts
+    assert code == 1 and "gen-2.svg: file exists" in err and not (tmp_path / "gen-1.mid").exists()
+    assert (tmp_path / "gen-2.svg").read_text() == "mine"

@@ -131,6 +131,7 @@ def generate_files(
     num: int = 1,
     wav: bool = True,
     png: bool = True,
+    sheet: bool = False,
     force: bool = False,
     soundfont: str | None = None,
     max_copy: int | None = None,
@@ -138,10 +139,12 @@ def generate_files(
     **sample_options,
 ) -> list[dict[str, str]]:
     """Generate `num` pieces with `model` (a model file, a loaded model (`lstmidi.modelfile.LoadedModel`), or
-    None: the bundled pretrained model) and write MIDI (+ WAV + PNG beside each); returns the files of each
-    piece ({"midi", "wav", "png"}).
+    None: the bundled pretrained model) and write MIDI (+ WAV + PNG beside each, and with `sheet` (default
+    False) sheet music: .musicxml + .svg, `lstmidi.render.render_score`); returns the files of each piece
+    ({"midi", "wav", "png", "musicxml", "svg"}, those written).
 
-    Refuses before writing anything if any output exists and `force` is False.
+    Refuses before writing anything if any output exists and `force` is False, or if `sheet` is asked for
+    without music21 and verovio (the `score` extra).
     `sample_options` go to `lstmidi.sampling.generate` (seconds, steps, seed, primer, temperature, ...).
     `max_copy`: resample every stretch that repeats more than this many notes of a training piece of
     `copy_data` (see `model_data`; lstmidi.nocopy).
@@ -155,13 +158,14 @@ def generate_files(
         LoadedModel,
         load_model,
     )
-    from .render import render_all
+    from .render import SCORE_SUFFIXES, render_all, score_libraries
     from .sampling import generate
 
     paths = output_paths(out, num)
-    refuse_overwrite(
-        [p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on], force
-    )
+    suffixes = [".mid"] + [".wav"] * wav + [".png"] * png + list(SCORE_SUFFIXES) * sheet
+    refuse_overwrite([p.with_suffix(ext) for p in paths for ext in suffixes], force)
+    if sheet:
+        score_libraries()  # a missing extra is said before the model loads
     loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
     if max_copy is None:
         pieces = generate(loaded, num=num, **sample_options)
@@ -189,6 +193,7 @@ def generate_files(
                 path,
                 wav=wav,
                 png=png,
+                sheet=sheet,
                 primer_seconds=piece.primer_seconds,
                 soundfont=soundfont,
                 force=force,
@@ -236,24 +241,32 @@ def render_file(
     *,
     wav: bool = True,
     png: bool = True,
+    sheet: bool = False,
     force: bool = False,
     soundfont: str | None = None,
 ) -> dict[str, str]:
-    """Render an existing MIDI file to WAV and/or a piano-roll PNG (beside it, or named after `out`)."""
+    """Render an existing MIDI file to WAV and/or a piano-roll PNG and/or sheet music (`sheet`, default False:
+    .musicxml + .svg, `lstmidi.render.render_score`), beside it or named after `out` (its suffix replaced).
+    Every target is checked before anything is written (OutputExistsError unless `force`); sheet music
+    without music21 and verovio installed (the `score` extra) is refused first too. Returns {kind: path}."""
     from .midi import read_score
-    from .render import render_pianoroll_png, render_wav
+    from .render import render_pianoroll_png, render_score, render_wav, score_libraries, score_paths
 
     score = read_score(midi)
     base = Path(out) if out else Path(midi)
+    targets = {"wav": base.with_suffix(".wav"), "png": base.with_suffix(".png"), **score_paths(base)}
+    wanted = {"wav": wav, "png": png, "musicxml": sheet, "svg": sheet}
+    refuse_overwrite([targets[kind] for kind, on in wanted.items() if on], force)
+    if sheet:
+        score_libraries()
     written = {}
-    targets = [(base.with_suffix(".wav"), wav), (base.with_suffix(".png"), png)]
-    refuse_overwrite([p for p, on in targets if on], force)
     if wav:
-        render_wav(score, targets[0][0], soundfont=soundfont, force=force)
-        written["wav"] = str(targets[0][0])
+        render_wav(score, targets["wav"], soundfont=soundfont, force=force)
+        written["wav"] = str(targets["wav"])
     if png:
-        render_pianoroll_png(score, targets[1][0], title=Path(midi).name, force=force)
-        written["png"] = str(targets[1][0])
+        written["png"] = render_pianoroll_png(score, targets["png"], title=Path(midi).name, force=force)
+    if sheet:
+        written.update(render_score(score, base, title=Path(midi).stem, force=force))
     return written
 
 
