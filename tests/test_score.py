@@ -1,5 +1,5 @@
-"""Sheet music (lstmidi.render.render_score, `lstmidi render --score`, `generate --score`): the MusicXML
-parses back with music21 with the right parts, names, staves, clefs, key, meter, tempo and durations."""
+"""Sheet music (lstmidi.sheet, lstmidi.render.render_score, `lstmidi render --score`, `generate --score`): the
+MusicXML parses back with music21 with the right parts, names, staves, clefs, key, meter, tempo and durations."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import symusic
 
 from conftest import run, run_main
-from lstmidi import api, render
+from lstmidi import api, render, sheet
 from lstmidi.errors import LstmidiError, OutputExistsError
 
 music21 = pytest.importorskip("music21")
@@ -92,7 +92,7 @@ def test_satb_is_four_staves_with_choir_clefs_integer_tempo_and_no_tiny_notes(tm
     ],
 )
 def test_voices_are_named_from_track_names_or_four_tracks(names, expected):
-    layout = render.score_layout(_satb(names))
+    layout = sheet.score_layout(_satb(names))
     assert [p.name for p in layout.parts] == expected and layout.chorale
     clefs = {"Soprano": "treble", "Alto": "treble", "Tenor": "treble8vb", "Bass": "bass"}
     assert [s.clef for p in layout.parts for s in p.staves] == [clefs[n.split()[0]] for n in expected]
@@ -101,19 +101,19 @@ def test_voices_are_named_from_track_names_or_four_tracks(names, expected):
 def test_unnamed_tracks_shuffled_get_voices_by_pitch():
     score = _satb(("", "", "", ""))
     score.tracks = [score.tracks[i] for i in (2, 0, 3, 1)]  # tenor, soprano, bass, alto
-    assert [p.name for p in render.score_layout(score).parts] == ["Tenor", "Soprano", "Bass", "Alto"]
+    assert [p.name for p in sheet.score_layout(score).parts] == ["Tenor", "Soprano", "Bass", "Alto"]
 
 
 def test_instruments_are_named_by_general_midi_program_with_clefs_by_range():
     high, low = [(b, 1, 76 + b % 3) for b in range(4)], [(b, 1, 43 + b % 3) for b in range(4)]
     tracks = [("Violin I", 40, high), ("", 40, high), ("x", 41, high), ("", 42, low), ("", 73, high)]
-    layout = render.score_layout(_score([*tracks, ("Alto Sax", 65, high), ("Bass Guitar", 33, low)]))
+    layout = sheet.score_layout(_score([*tracks, ("Alto Sax", 65, high), ("Bass Guitar", 33, low)]))
     names = ["Violin 1", "Violin 2", "Viola", "Cello", "Flute", "Alto Sax", "Electric Bass (finger)"]
     assert [p.name for p in layout.parts] == names  # "Alto Sax" and "Bass Guitar" are no voices
     assert [s.clef for p in layout.parts for s in p.staves] == ["treble"] * 3 + ["bass", "treble", "treble", "bass"]
     assert not layout.chorale
     # a lone track named "t" is no tenor: single letters count only when every track is named S, A, T or B
-    assert render.score_layout(_score([("t", 0, high)])).parts[0].name == "Acoustic Grand Piano"
+    assert sheet.score_layout(_score([("t", 0, high)])).parts[0].name == "Acoustic Grand Piano"
 
 
 def test_piano_is_a_grand_staff_split_at_middle_c(tmp_path):
@@ -130,7 +130,7 @@ def test_piano_is_a_grand_staff_split_at_middle_c(tmp_path):
     assert [p for _, p, _ in _sounding(parsed, 1)] == [48, 59]
     # every note, with its length, on the right staff: the two voices of the treble staff overlap
     assert _sounding(parsed, 0) == [(0, 60, 2), (0, 72, 1), (1, 76, 3)]
-    layout = render.score_layout(_score([("", 0, notes)]))
+    layout = sheet.score_layout(_score([("", 0, notes)]))
     assert [len(s.voices) for s in layout.parts[0].staves] == [2, 1]
 
 
@@ -158,7 +158,7 @@ def test_key_signature_of_the_found_key_and_meter_of_the_data(tmp_path, line, me
 def test_default_meter_is_four_four_and_a_missing_tempo_is_midis_120():
     score = _score([("", 73, [(0, 1, 72)])])
     score.tempos = []
-    layout = render.score_layout(score)
+    layout = sheet.score_layout(score)
     assert layout.meters == ((0, 4, 4),) and layout.tempos == ((0, 120),) and layout.end == 16  # one bar of 16ths
 
 
@@ -166,15 +166,15 @@ def test_tempo_changes_are_whole_numbers_once_per_change():
     score = _score([("", 73, [(b, 1, 72) for b in range(8)])], qpm=96.4)
     for at, qpm in ((2, 96.2), (4, 71.51), (6, 72.2), (20, 50)):  # 96 again, 72, 72 again, after the music
         score.tempos.append(symusic.Tempo(at * TPQ, qpm=qpm))
-    assert render.score_layout(score).tempos == ((0, 96), (16, 72))
+    assert sheet.score_layout(score).tempos == ((0, 96), (16, 72))
 
 
 def test_grid_is_16ths_or_triplet_eighths_and_no_note_is_shorter(tmp_path):
     swing = [(i / 3, 1 / 3, 72 + i % 5) for i in range(12)] + [(4, 2 / 3, 72), (4 + 2 / 3, 1 / 3 + 0.01, 74)]
-    assert render.score_layout(_score([("", 73, swing)])).grid == 3
+    assert sheet.score_layout(_score([("", 73, swing)])).grid == 3
     # 16ths played a little early or late, and one 64th-note blip that must not become a 64th note
     played = [(i / 4 + (0.02 if i % 2 else -0.015), 0.23, 60 + i % 7) for i in range(1, 16)] + [(4.5, 1 / 16, 79)]
-    layout = render.score_layout(_score([("", 73, played)]))
+    layout = sheet.score_layout(_score([("", 73, played)]))
     assert layout.grid == 4
     for grid, notes in ((3, swing), (4, played)):
         parsed = _parse(render.render_score(_score([("", 73, notes)]), tmp_path / f"g{grid}.mid")["musicxml"])
@@ -215,7 +215,7 @@ def test_render_all_writes_the_score_beside_the_midi_and_refuses_first(tmp_path)
 
 
 def test_a_long_piece_is_one_svg_with_the_pages_stacked(tmp_path, monkeypatch):
-    monkeypatch.setitem(render.VEROVIO_OPTIONS, "pageHeight", 800)  # a short page: several pages
+    monkeypatch.setitem(sheet.VEROVIO_OPTIONS, "pageHeight", 800)  # a short page: several pages
     svg = ET.parse(render.render_score(BACH / "bwv10.7.mid", tmp_path / "long.mid")["svg"]).getroot()
     pages = [child for child in svg if child.tag == "{http://www.w3.org/2000/svg}svg"]
     assert len(pages) >= 2

@@ -158,8 +158,9 @@ def generate_files(
         LoadedModel,
         load_model,
     )
-    from .render import SCORE_SUFFIXES, render_all, score_libraries
+    from .render import SCORE_SUFFIXES, render_all
     from .sampling import generate
+    from .sheet import score_libraries
 
     paths = output_paths(out, num)
     suffixes = [".mid"] + [".wav"] * wav + [".png"] * png + list(SCORE_SUFFIXES) * sheet
@@ -250,7 +251,8 @@ def render_file(
     Every target is checked before anything is written (OutputExistsError unless `force`); sheet music
     without music21 and verovio installed (the `score` extra) is refused first too. Returns {kind: path}."""
     from .midi import read_score
-    from .render import render_pianoroll_png, render_score, render_wav, score_libraries, score_paths
+    from .render import render_pianoroll_png, render_score, render_wav, score_paths
+    from .sheet import score_libraries
 
     score = read_score(midi)
     base = Path(out) if out else Path(midi)
