@@ -17,7 +17,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,studio]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,score,studio]'
 	touch $(STAMP)
 
 install: $(STAMP) soundfont chromium

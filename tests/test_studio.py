@@ -336,16 +336,18 @@ def test_generate_listen_download(page, server, tmp_path):
     assert score.note_num() > 10
     end = score.to("second").end()
     assert 5 < end < 25, end  # 10 s asked: the bundled model ends its piece near the target
-    # sheet music (or a clear message when it cannot be engraved) and the measures follow the audio
+    # sheet music (lstmidi.render.render_score: one SVG, the MusicXML among the downloads) and the measures
+    # follow the audio
     page.wait_for_selector("#piece-1-sheet img, #piece-1-sheet .sheet-error")
     page.wait_for_selector("#piece-1-metrics :text('pitch range')")
     assert "copied from the training data" in page.inner_text("#piece-1-metrics")
     assert "share of notes in the key's scale" in page.inner_text("#piece-1-metrics")
-    if page.query_selector("#piece-1-sheet img"):
-        svg = _fetch(page, page.url + page.get_attribute("#piece-1-sheet img", "src")).body()
-        assert svg.lstrip().startswith((b"<svg", b"<?xml")) and b"</svg>" in svg
-        xml = page.wait_for_selector("#piece-1-files a[href$='.musicxml']").get_attribute("href")
-        assert b"score-partwise" in _fetch(page, xml).body()
+    assert not page.query_selector("#piece-1-sheet .sheet-error"), page.inner_text("#piece-1-sheet")
+    svg = _fetch(page, page.url + page.get_attribute("#piece-1-sheet img", "src")).body()
+    assert svg.lstrip().startswith(b"<svg") and b"</svg>" in svg and b"Acoustic Grand Piano" in svg
+    xml = page.wait_for_selector("#piece-1-files a[href$='.musicxml']").get_attribute("href")
+    xml = _fetch(page, xml).body()
+    assert b"score-partwise" in xml and b"<staves>2</staves>" in xml  # the bundled model's piano: a grand staff
     screenshot(page, "studio-generate.png", tmp_path)
 
 

@@ -203,6 +203,11 @@ def test_cli_harmonize_and_rewrite_end_to_end(chorale, tmp_path, monkeypatch, ca
         assert (tmp_path / f"h-{i}.mid").exists() and (tmp_path / f"h-{i}.wav").exists()
     assert "h-2.png" in out.output
     assert [t.name for t in Score(tmp_path / "h-1.mid").tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    run(["harmonize", melody, "-m", model, "-o", tmp_path / "s.mid", "--iterations", "1", "--score", "--no-wav"])
+    import music21
+
+    parts = music21.converter.parse(str(tmp_path / "s.musicxml")).parts
+    assert [p.partName for p in parts] == ["Soprano", "Alto", "Tenor", "Bass"] and (tmp_path / "s.svg").exists()
     code, err = run_main(
         ["harmonize", melody, "-m", model, "-o", tmp_path / "h.mid", "--num", "2"], monkeypatch, capsys
     )

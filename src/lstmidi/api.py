@@ -133,6 +133,7 @@ def generate_files(
     num: int = 1,
     wav: bool = True,
     png: bool = True,
+    sheet: bool = False,
     force: bool = False,
     soundfont: str | None = None,
     max_copy: int | None = None,
@@ -140,10 +141,12 @@ def generate_files(
     **sample_options,
 ) -> list[dict[str, str]]:
     """Generate `num` pieces with `model` (a model file, a loaded model (`lstmidi.modelfile.LoadedModel`), or
-    None: the bundled pretrained model) and write MIDI (+ WAV + PNG beside each); returns the files of each
-    piece ({"midi", "wav", "png"}).
+    None: the bundled pretrained model) and write MIDI (+ WAV + PNG beside each, and with `sheet` (default
+    False) sheet music: .musicxml + .svg, `lstmidi.render.render_score`); returns the files of each piece
+    ({"midi", "wav", "png", "musicxml", "svg"}, those written).
 
-    Refuses before writing anything if any output exists and `force` is False.
+    Refuses before writing anything if any output exists and `force` is False, or if `sheet` is asked for
+    without music21 and verovio (the `score` extra).
     `sample_options` go to `lstmidi.sampling.generate` (seconds, steps, seed, primer, temperature, ...).
     `max_copy`: resample every stretch that repeats more than this many notes of a training piece of
     `copy_data` (see `model_data`; lstmidi.nocopy).
@@ -160,7 +163,7 @@ def generate_files(
     from .sampling import generate
 
     paths = output_paths(out, num)
-    refuse_overwrite(targets(paths, wav, png), force)
+    refuse_outputs(paths, wav, png, sheet, force)
     loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
     if max_copy is None:
         pieces = generate(loaded, num=num, **sample_options)
@@ -176,18 +179,25 @@ def generate_files(
                 file=sys.stderr,
             )
     return write_pieces(
-        [p.score for p in pieces], paths, wav, png, soundfont, force, [p.primer_seconds for p in pieces]
+        [p.score for p in pieces], paths, wav, png, sheet, soundfont, force, [p.primer_seconds for p in pieces]
     )
 
 
-def targets(paths: list[Path], wav: bool, png: bool) -> list[Path]:
-    """Every file `write_pieces` writes for these MIDI paths."""
-    return [p.with_suffix(ext) for p in paths for ext, on in ((".mid", True), (".wav", wav), (".png", png)) if on]
+def refuse_outputs(paths: list[Path], wav: bool, png: bool, sheet: bool, force: bool) -> None:
+    """Before anything loads: refuse if a file `write_pieces` would write exists (unless `force`), or if
+    sheet music is asked for without music21 and verovio (the `score` extra)."""
+    from .render import SCORE_SUFFIXES
+    from .sheet import score_libraries
+
+    suffixes = [".mid"] + [".wav"] * wav + [".png"] * png + list(SCORE_SUFFIXES) * sheet
+    refuse_overwrite([p.with_suffix(ext) for p in paths for ext in suffixes], force)
+    if sheet:
+        score_libraries()
 
 
-def write_pieces(scores, paths, wav, png, soundfont, force, primer_seconds=None) -> list[dict[str, str]]:
-    """Write each Score to its path (MIDI, + WAV and PNG beside it; render.render_all), warning about
-    empty ones; -> the files of each piece."""
+def write_pieces(scores, paths, wav, png, sheet, soundfont, force, primer_seconds=None) -> list[dict[str, str]]:
+    """Write each Score to its path (MIDI, + WAV, PNG and sheet music beside it; render.render_all),
+    warning about empty ones; -> the files of each piece."""
     from .render import render_all
 
     written = []
@@ -203,6 +213,7 @@ def write_pieces(scores, paths, wav, png, soundfont, force, primer_seconds=None)
                 path,
                 wav=wav,
                 png=png,
+                sheet=sheet,
                 primer_seconds=primer_seconds[i] if primer_seconds else 0.0,
                 soundfont=soundfont,
                 force=force,
@@ -219,20 +230,22 @@ def harmonize_files(
     num: int = 1,
     wav: bool = True,
     png: bool = True,
+    sheet: bool = False,
     force: bool = False,
     soundfont: str | None = None,
     **options,
 ) -> list[dict[str, str]]:
     """Harmonise the given voices of `melody` with a four-voice model (lstmidi.harmonize.harmonize: `voices`,
     `track`, `seed`, `temperature`, `iterations`) and write each of the `num` results as MIDI with four tracks
-    (S, A, T, B), + WAV + PNG; refuses before writing anything if any output exists and `force` is False."""
+    (S, A, T, B), + WAV + PNG (+ sheet music with `sheet`); refuses before writing anything if any output
+    exists and `force` is False."""
     from .harmonize import harmonize
     from .modelfile import LoadedModel, load_model
 
     paths = output_paths(out, num)
-    refuse_overwrite(targets(paths, wav, png), force)
+    refuse_outputs(paths, wav, png, sheet, force)
     loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
-    return write_pieces(harmonize(loaded, melody, num=num, **options), paths, wav, png, soundfont, force)
+    return write_pieces(harmonize(loaded, melody, num=num, **options), paths, wav, png, sheet, soundfont, force)
 
 
 def rewrite_files(
@@ -244,6 +257,7 @@ def rewrite_files(
     num: int = 1,
     wav: bool = True,
     png: bool = True,
+    sheet: bool = False,
     force: bool = False,
     soundfont: str | None = None,
     **options,
@@ -254,9 +268,9 @@ def rewrite_files(
     from .modelfile import LoadedModel, load_model
 
     paths = output_paths(out, num)
-    refuse_overwrite(targets(paths, wav, png), force)
+    refuse_outputs(paths, wav, png, sheet, force)
     loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
-    return write_pieces(rewrite(loaded, piece, bars, num=num, **options), paths, wav, png, soundfont, force)
+    return write_pieces(rewrite(loaded, piece, bars, num=num, **options), paths, wav, png, sheet, soundfont, force)
 
 
 def model_data(data: list[str | Path] | None, model: str | Path | None) -> list[Path] | None:
@@ -298,24 +312,33 @@ def render_file(
     *,
     wav: bool = True,
     png: bool = True,
+    sheet: bool = False,
     force: bool = False,
     soundfont: str | None = None,
 ) -> dict[str, str]:
-    """Render an existing MIDI file to WAV and/or a piano-roll PNG (beside it, or named after `out`)."""
+    """Render an existing MIDI file to WAV and/or a piano-roll PNG and/or sheet music (`sheet`, default False:
+    .musicxml + .svg, `lstmidi.render.render_score`), beside it or named after `out` (its suffix replaced).
+    Every target is checked before anything is written (OutputExistsError unless `force`); sheet music
+    without music21 and verovio installed (the `score` extra) is refused first too. Returns {kind: path}."""
     from .midi import read_score
-    from .render import render_pianoroll_png, render_wav
+    from .render import render_pianoroll_png, render_score, render_wav, score_paths
+    from .sheet import score_libraries
 
     score = read_score(midi)
     base = Path(out) if out else Path(midi)
+    targets = {"wav": base.with_suffix(".wav"), "png": base.with_suffix(".png"), **score_paths(base)}
+    wanted = {"wav": wav, "png": png, "musicxml": sheet, "svg": sheet}
+    refuse_overwrite([targets[kind] for kind, on in wanted.items() if on], force)
+    if sheet:
+        score_libraries()
     written = {}
-    targets = [(base.with_suffix(".wav"), wav), (base.with_suffix(".png"), png)]
-    refuse_overwrite([p for p, on in targets if on], force)
     if wav:
-        render_wav(score, targets[0][0], soundfont=soundfont, force=force)
-        written["wav"] = str(targets[0][0])
+        render_wav(score, targets["wav"], soundfont=soundfont, force=force)
+        written["wav"] = str(targets["wav"])
     if png:
-        render_pianoroll_png(score, targets[1][0], title=Path(midi).name, force=force)
-        written["png"] = str(targets[1][0])
+        written["png"] = render_pianoroll_png(score, targets["png"], title=Path(midi).name, force=force)
+    if sheet:
+        written.update(render_score(score, base, title=Path(midi).stem, force=force))
     return written
 
 

@@ -20,6 +20,7 @@ app = typer.Typer(
 PRESET = typer.Option("musicgenerator", "--preset", "-p", help="preset name (configs/*.yaml) or a YAML path")
 SET = typer.Option(None, "--set", help="override a preset value, e.g. --set train.lr=0.001 (repeatable)")
 FORCE = typer.Option(False, "--force", help="overwrite existing output")
+SCORE_HELP = "also write sheet music: OUT.musicxml (music21) and OUT.svg (verovio); needs the `score` extra"
 
 
 COMPUTING = {"train", "generate", "evaluate", "demo", "benchmark", "serve"}  # commands that run PyTorch
@@ -254,10 +255,12 @@ def generate(
     rewrite_voices: str = typer.Option("S,A,T,B", "--rewrite-voices", help="the voices --rewrite resamples, e.g. A,T"),
     wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
     png: bool = typer.Option(True, "--png/--no-png", help="write the piano roll OUT.png"),
+    sheet: bool = typer.Option(False, "--score", help=SCORE_HELP),
     soundfont: str | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
     force: bool = FORCE,
 ):
-    """Generate music with a trained model: MIDI, plus WAV and a piano-roll PNG beside it."""
+    """Generate music with a trained model: MIDI, plus WAV and a piano-roll PNG beside it (and sheet music
+    with --score)."""
     from .api import generate_files, rewrite_files
 
     if rewrite is not None:
@@ -271,6 +274,7 @@ def generate(
             num=num,
             wav=wav,
             png=png,
+            sheet=sheet,
             force=force,
             soundfont=soundfont,
             voices=rewrite_voices,
@@ -289,6 +293,7 @@ def generate(
         num=num,
         wav=wav,
         png=png,
+        sheet=sheet,
         force=force,
         soundfont=soundfont,
         seconds=seconds,
@@ -334,10 +339,12 @@ def harmonize(
     iterations: int | None = typer.Option(None, "--iterations", help="Gibbs sweeps (default: the model's)"),
     wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
     png: bool = typer.Option(True, "--png/--no-png", help="write the piano roll OUT.png"),
+    sheet: bool = typer.Option(False, "--score", help=SCORE_HELP),
     soundfont: str | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
     force: bool = FORCE,
 ):
-    """Harmonise a melody in four voices (S, A, T, B) with a four-voice model: MIDI, WAV and PNG."""
+    """Harmonise a melody in four voices (S, A, T, B) with a four-voice model: MIDI, WAV and PNG (and sheet
+    music with --score)."""
     from .api import CHORALE, harmonize_files
 
     written = harmonize_files(
@@ -347,6 +354,7 @@ def harmonize(
         num=num,
         wav=wav,
         png=png,
+        sheet=sheet,
         force=force,
         soundfont=soundfont,
         voices=voices,
@@ -400,13 +408,15 @@ def render(
     out: Path | None = typer.Option(None, "--out", "-o", help="output name (default: beside the MIDI file)"),
     wav: bool = typer.Option(True, "--wav/--no-wav"),
     png: bool = typer.Option(True, "--png/--no-png"),
+    sheet: bool = typer.Option(False, "--score", help=SCORE_HELP),
     soundfont: str | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for the WAV"),
     force: bool = FORCE,
 ):
-    """Render a MIDI file to WAV audio and a piano-roll PNG."""
+    """Render a MIDI file to WAV audio and a piano-roll PNG (and sheet music with --score)."""
     from .api import render_file
 
-    typer.echo("  ".join(render_file(midi, out, wav=wav, png=png, force=force, soundfont=soundfont).values()))
+    written = render_file(midi, out, wav=wav, png=png, sheet=sheet, force=force, soundfont=soundfont)
+    typer.echo("  ".join(written.values()))
 
 
 @app.command()

@@ -1,9 +1,10 @@
-"""Turn a `symusic.Score` into files: MIDI, WAV audio and a piano-roll PNG.
+"""Turn a `symusic.Score` into files: MIDI, WAV audio, a piano-roll PNG and sheet music (MusicXML + SVG).
 
 Works on any Score (ticks, any ticks-per-quarter), so every encoding can use it. No torch here, and no
 network: audio uses a local SoundFont (found by `find_soundfont`) through symusic's synthesizer, and
 falls back to a small built-in numpy synth when there is no SoundFont or the synthesizer fails, so audio
-is never missing.
+is never missing. Sheet music (`render_score`) needs music21 and verovio (the `score` extra), imported
+only when it is made.
 
 Every writer refuses to overwrite an existing file unless `force=True` (raising `OutputExistsError`),
 creates missing parent folders, and writes to a temporary file in the target folder that is then moved
@@ -24,7 +25,9 @@ import numpy as np
 import symusic
 
 from .errors import LstmidiError, OutputExistsError
-from .files import atomic_path, atomic_write, figure
+from .files import atomic_path, figure
+from .sheet import engrave, score_layout, score_libraries
+from .sheet import musicxml as sheet_musicxml
 
 __all__ = [
     "SOUNDFONT_ENV",
@@ -32,6 +35,7 @@ __all__ = [
     "render_wav",
     "render_pianoroll_png",
     "write_midi",
+    "render_score",
     "render_all",
 ]
 
@@ -441,41 +445,52 @@ def render_pianoroll_png(
 
 
 # --------------------------------------------------------------------------------------------------
-# Sheet music
+# Sheet music (the layout and the engraving are in `lstmidi.sheet`)
+
+SCORE_SUFFIXES = (".musicxml", ".svg")
 
 
-def render_sheet_music(midi: str | os.PathLike[str], pages: int = 3) -> tuple[list[Path], Path]:
-    """Sheet music of a MIDI file, beside it: MusicXML (music21, quantized) and the first `pages` pages as SVG
-    (verovio) -> ([page SVGs], MusicXML path). Needs the `studio` extra (music21, verovio); raises whatever
-    they raise."""
-    import music21
-    import verovio
+def score_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
+    """The files `render_score` writes for `out`: {"musicxml": OUT.musicxml, "svg": OUT.svg} (suffix replaced)."""
+    out = _as_path(out)
+    return {suffix[1:]: out.with_suffix(suffix) for suffix in SCORE_SUFFIXES}
 
-    midi = Path(midi)
-    xml = midi.with_suffix(".musicxml")
-    with atomic_path(xml) as tmp:
-        music21.converter.parse(str(midi), format="midi", quantizePost=True).write("musicxml", fp=str(tmp))
-    toolkit = verovio.toolkit()
-    toolkit.setOptions(
-        {
-            "pageWidth": 2100,
-            "pageHeight": 2970,
-            "scale": 40,
-            "adjustPageHeight": True,
-            "footer": "none",
-            "header": "none",
-        }
-    )
-    if not toolkit.loadFile(str(xml)):
-        raise LstmidiError("verovio could not read the MusicXML")
-    svgs = []
-    for page in range(1, min(toolkit.getPageCount(), pages) + 1):
-        svg = midi.with_name(f"{midi.stem}-sheet-{page}.svg")
-        atomic_write(svg, toolkit.renderToSVG(page))
-        svgs.append(svg)
-    if not svgs:
-        raise LstmidiError("verovio produced no page")
-    return svgs, xml
+
+def render_score(
+    source: symusic.Score | str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    title: str | None = None,
+    force: bool = False,
+) -> dict[str, str]:
+    """Sheet music of `source` (a Score, or a MIDI file, read leniently): OUT.musicxml (music21) and OUT.svg
+    (verovio; the whole piece in one SVG, an A4-wide page as tall as the music), laid out by
+    `lstmidi.sheet.score_layout` (parts, staves and clefs, grid, key, meter and tempo: see there).
+
+    `out` names the files, its suffix replaced (default None: beside the MIDI file; needed for a Score);
+    `title` (default: OUT's stem) heads the page. Needs music21 and verovio (the `score` extra; without
+    them an LstmidiError says what to install). Both targets are checked before any work (an existing
+    one raises `OutputExistsError` unless `force=True`, default False), then both are written
+    atomically. Returns {"musicxml": path, "svg": path}.
+    """
+    if out is None:
+        if isinstance(source, symusic.Score):
+            raise LstmidiError("render_score: give `out` (where to write) for a Score")
+        out = source
+    targets = score_paths(out)
+    for target in targets.values():
+        _check_target(target, force)
+    score_libraries()
+    if not isinstance(source, symusic.Score):
+        from .midi import read_score
+
+        source = read_score(source)
+    musicxml = sheet_musicxml(score_layout(source), targets["musicxml"].stem if title is None else title)
+    svg = engrave(musicxml)
+    for kind, text in (("musicxml", musicxml), ("svg", svg)):
+        with _atomic_target(targets[kind], force) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return {kind: str(path) for kind, path in targets.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -488,17 +503,20 @@ def render_all(
     *,
     wav: bool = True,
     png: bool = True,
+    sheet: bool = False,
     primer_seconds: float = 0.0,
     soundfont: str | os.PathLike[str] | None = None,
     force: bool = False,
 ) -> dict[str, str]:
-    """Write `midi_path` and, beside it with the same stem, `.wav` audio and a `.png` piano roll.
+    """Write `midi_path` and, beside it with the same stem, `.wav` audio, a `.png` piano roll and sheet music
+    (`.musicxml` + `.svg`, `render_score`).
 
-    `wav` and `png` (default True) choose the extra files; `primer_seconds` (default 0.0 seconds) marks
-    the primer in the piano roll; `soundfont` (default None) is passed to `find_soundfont`. Every target
-    is checked first (and the SoundFont resolved), so a refusal (`OutputExistsError` unless `force=True`)
-    or a missing SoundFont writes nothing. Returns {"midi": ..., "wav": ..., "png": ...} (only the
-    kinds written).
+    `wav` and `png` (default True) and `sheet` (default False) choose the extra files; `primer_seconds` (default
+    0.0 seconds) marks the primer in the piano roll; `soundfont` (default None) is passed to `find_soundfont`.
+    Every target is checked first (and the SoundFont resolved, and music21/verovio imported for `sheet`), so
+    a refusal (`OutputExistsError` unless `force=True`), a missing SoundFont or missing sheet-music libraries
+    write nothing. Returns {"midi": ..., "wav": ..., "png": ..., "musicxml": ..., "svg": ...} (only the kinds
+    written).
     """
     midi = _as_path(midi_path)
     targets: dict[str, Path] = {"midi": midi}
@@ -506,11 +524,15 @@ def render_all(
         targets["wav"] = midi.with_suffix(".wav")
     if png:
         targets["png"] = midi.with_suffix(".png")
+    if sheet:
+        targets.update(score_paths(midi))
     if len(set(targets.values())) != len(targets):
-        raise LstmidiError(f"MIDI path {str(midi)!r} must not end in .wav or .png")
+        raise LstmidiError(f"MIDI path {str(midi)!r} must not end in .wav, .png, .musicxml or .svg")
     for target in targets.values():
         _check_target(target, force)
     sf = find_soundfont(soundfont) if wav else None
+    if sheet:
+        score_libraries()
 
     written: dict[str, str] = {"midi": write_midi(score, midi, force=force)}
     if wav:
@@ -518,4 +540,6 @@ def render_all(
         written["wav"] = str(targets["wav"])
     if png:
         written["png"] = render_pianoroll_png(score, targets["png"], primer_seconds=primer_seconds, force=force)
+    if sheet:
+        written.update(render_score(score, midi, force=force))
     return written

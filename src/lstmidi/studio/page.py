@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import LstmidiError
-from ..render import render_sheet_music
+from ..render import render_score
 from .jobs import REPORT_HEADERS, cancel_job, inspect_uploads, poll_job, report_rows, start_training
 from .state import Studio, generate_pieces, piece_report
 from .uploads import (
@@ -20,7 +20,6 @@ from .uploads import (
     MAX_SECONDS,
     MAX_UPLOAD_MB,
     PROGRAMS,
-    SHEET_PAGES,
     check_midi_bytes,
     read_limited,
     upload_name,
@@ -250,15 +249,9 @@ def build_app(studio: Studio):
                 midi = result["pieces"][i]["midi"]
                 downloads = gr.skip()
                 try:
-                    svgs, xml = render_sheet_music(midi, SHEET_PAGES)
-                    downloads = [midi, result["pieces"][i]["wav"], str(xml)]
-                    html = (
-                        "<div class='sheet-music'>"
-                        + "".join(
-                            f"<img alt='sheet music page {k}' src='{_file_url(s)}'>" for k, s in enumerate(svgs, 1)
-                        )
-                        + "</div>"
-                    )
+                    sheet = render_score(midi, force=True)  # the piece's own folder: a repeat replaces it
+                    downloads = [midi, result["pieces"][i]["wav"], sheet["musicxml"]]
+                    html = f"<div class='sheet-music'><img alt='sheet music' src='{_file_url(sheet['svg'])}'></div>"
                 except Exception as err:  # noqa: BLE001 — music21/verovio fail on some pieces: say so, keep the rest
                     html = (
                         f"<p class='sheet-error'><b>Sheet music could not be rendered for this piece</b> "
