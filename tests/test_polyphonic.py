@@ -172,6 +172,9 @@ def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypa
     figures = benchmark_cli(monkeypatch, mat, tmp_path, "--dataset", "jsb", "--set", "train.window=16")
     assert {"test_nll", "valid_nll", "frame_accuracy", "dataset", "preset", "seconds"} <= set(figures)
     assert figures["dataset"] == "jsb" and figures["preset"] == "musicgenerator"
+    settings = figures["settings"]  # what reproduces the run: the settings as run and the command
+    assert settings["model"]["hidden"] == 8 and settings["train"]["window"] == 16 and settings["train"]["epochs"] == 1
+    assert "benchmark polyphonic" in settings["command"] and "model.hidden=8" in settings["command"]
     assert "RNN-NADE (published) | 5.19" in capsys.readouterr().out
 
 

@@ -156,6 +156,7 @@ class BenchmarkResult:
     seconds: float
     epochs: int
     model_path: Path
+    settings: dict | None = None  # the preset's model and train sections as run, and the command
 
     def as_json(self) -> dict:
         return {
@@ -168,6 +169,7 @@ class BenchmarkResult:
             "seconds": self.seconds,
             "epochs": self.epochs,
             "model": str(self.model_path),
+            "settings": self.settings,
         }
 
 
@@ -214,6 +216,7 @@ def run(
         round(time.time() - started, 1),
         result.epochs,
         result.model_path,
+        {"command": command, "model": preset.model, "train": preset.train.model_dump(mode="json")},
     )
 
 
