@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from symusic import Note, Score, Tempo, Track
 
-from conftest import write_corpus
+from conftest import four_voices, make_score, write_corpus
 from lstmidi.errors import LstmidiError
 from lstmidi.studio import UploadError, run_name, safe_name, stage_uploads
 
@@ -183,6 +183,222 @@ def test_studio_generation_options_are_checked_before_loading(tmp_path, monkeypa
     ):
         with pytest.raises(LstmidiError, match=message):
             generate_pieces(studio, **{**base, **change})
+
+
+# ---- Harmonise: a tiny four-voice model, shared by the state tests and the page ---------------------------
+
+TINY_CHORALE = [
+    "model.embed=8",
+    "model.hidden=24",
+    "model.center=16",
+    "train.window=32",
+    "train.hop=8",
+    "train.lr=0.01",
+    "train.epochs=2",
+]
+MELODY = [(0, 480, 72), (480, 240, 74), (720, 240, 76), (960, 960, 77), (1920, 480, 76)]  # ticks at 480 tpq
+
+
+def melody_midi(path: Path) -> Path:
+    make_score(MELODY).dump_midi(path)
+    return path
+
+
+def drums_midi(path: Path) -> Path:
+    make_score([(i * 240, 120, 36 + i % 3) for i in range(16)], drum=True).dump_midi(path)
+    return path
+
+
+def soprano(midi: Path | bytes | Score) -> list[tuple[float, float, int]]:
+    score = midi if isinstance(midi, Score) else Score.from_midi(midi) if isinstance(midi, bytes) else Score(midi)
+    track = next(t for t in score.to("quarter").tracks if t.name == "Soprano")
+    return sorted((round(n.time, 4), round(n.duration, 4), n.pitch) for n in track.notes)
+
+
+MELODY_QUARTERS = [(t / 480, d / 480, p) for t, d, p in MELODY]
+
+
+@pytest.fixture(scope="module")
+def chorale_model(tmp_path_factory) -> Path:
+    """A four-voice model (preset chorale, tiny) trained in seconds on 10 four-voice pieces and the first held-out
+    Bach chorale (so that its voice ranges hold that chorale's soprano: the tests harmonise it)."""
+    from lstmidi.config import load_preset
+    from lstmidi.studio.state import held_out_chorale, held_out_chorales
+    from lstmidi.training import train
+
+    root = tmp_path_factory.mktemp("chorale")
+    data = root / "data"
+    data.mkdir()
+    for i in range(10):
+        four_voices(i, bars=4).dump_midi(data / f"c{i}.mid")
+    shutil.copy(held_out_chorale(held_out_chorales()[0]), data / "bach.mid")
+    cache = os.environ.get("LSTMIDI_CACHE")
+    os.environ["LSTMIDI_CACHE"] = str(root / "cache")
+    try:
+        result = train(load_preset("chorale", TINY_CHORALE), [data], root / "run", progress=False)
+    finally:
+        os.environ.pop("LSTMIDI_CACHE") if cache is None else os.environ.__setitem__("LSTMIDI_CACHE", cache)
+    return Path(result.model_path)
+
+
+@pytest.fixture
+def no_bundled_chorale(monkeypatch, tmp_path):
+    """As when this installation has no bundled chorale model (whether or not it has one)."""
+    import lstmidi.api
+
+    real = lstmidi.api.bundled_path
+    monkeypatch.setattr(
+        lstmidi.api, "bundled_path", lambda name: tmp_path / "missing.lstmidi" if name == "chorale" else real(name)
+    )
+
+
+def harmony_studio(tmp_path: Path, chorale_model: Path):
+    """A Studio whose runs folder holds the tiny chorale model (run `voices4`) and a piano-roll model."""
+    from lstmidi.config import load_preset
+    from lstmidi.encodings import build_encoding
+    from lstmidi.modelfile import save_model
+    from lstmidi.models import build_model
+    from lstmidi.studio import Studio
+
+    studio = Studio(tmp_path / "runs")
+    (studio.runs / "voices4").mkdir()
+    shutil.copy(chorale_model, studio.runs / "voices4" / "model.lstmidi")
+    preset = load_preset("musicgenerator", ["model.hidden=8", "model.layers=1"])
+    encoding = build_encoding(preset.encoding)
+    (studio.runs / "rolls").mkdir()
+    save_model(
+        studio.runs / "rolls" / "model.lstmidi",
+        encoding=encoding,
+        model=build_model(preset.model, encoding.sizes),
+        preset=preset,
+        metrics={},
+        command="test",
+    )
+    return studio
+
+
+HARMONY = dict(model="voices4/model.lstmidi", melody=None, chorale=None, voices=["S"], seed=0, num=1)
+HARMONY |= dict(temperature=None, iterations=2)
+
+
+def harmonize_pieces_(studio, **change):
+    """harmonize_pieces with the HARMONY request, changed by `change`."""
+    from lstmidi.studio.state import harmonize_pieces
+
+    return harmonize_pieces(studio, **{**HARMONY, **change})
+
+
+def test_held_out_chorales_are_the_test_split_of_the_bundled_chorales():
+    from lstmidi.config import load_preset
+    from lstmidi.corpus import bundled_corpus, split_of
+    from lstmidi.studio.state import held_out_chorale, held_out_chorales
+
+    names = held_out_chorales()
+    data = load_preset("chorale").data
+    everything = sorted(p.name for p in bundled_corpus("bach").glob("*.mid"))
+    assert list(names) == [n for n in everything if split_of(n, data.valid_fraction, data.test_fraction) == "test"]
+    assert 0.05 < len(names) / len(everything) < 0.15  # the preset's 10% test split
+    assert held_out_chorale(names[0]) == bundled_corpus("bach") / names[0]
+    train_name = next(n for n in everything if n not in names)
+    for bad in (train_name, "../../../etc/passwd", "/etc/passwd"):
+        with pytest.raises(LstmidiError, match="not one of the held-out chorales"):
+            held_out_chorale(bad)
+
+
+def test_only_four_voice_models_are_offered_for_harmonising(tmp_path, chorale_model, no_bundled_chorale):
+    from lstmidi.studio.state import is_four_voice
+
+    studio = harmony_studio(tmp_path, chorale_model)
+    assert is_four_voice(studio.runs / "voices4" / "model.lstmidi")
+    assert not is_four_voice(studio.runs / "rolls" / "model.lstmidi")
+    text = studio.runs / "text.lstmidi"
+    text.write_text("not a model")
+    assert not is_four_voice(text) and not is_four_voice(tmp_path / "nowhere.lstmidi")
+    choices = studio.harmonize_choices()
+    assert choices == [
+        ("bundled chorale model (four voices) — not installed", "bundled:chorale"),
+        ("run: voices4", "voices4/model.lstmidi"),
+    ]
+    assert studio.harmonize_default() == "voices4/model.lstmidi"  # the bundled one is missing
+    assert {v for _, v in studio.model_choices()} >= {"voices4/model.lstmidi", "rolls/model.lstmidi"}
+
+
+def test_harmonize_pieces_keeps_the_melody_and_writes_every_file(tmp_path, chorale_model):
+    studio = harmony_studio(tmp_path, chorale_model)
+    upload = melody_midi(tmp_path / "My tune (1).mid")
+    result = harmonize_pieces_(studio, melody=str(upload), num=2, seed=3)
+    assert result["source"] == "My_tune_1_.mid" and Path(result["model"]).name == "model.lstmidi"
+    assert len(result["pieces"]) == 2
+    for piece in result["pieces"]:
+        midi = Path(piece["midi"])
+        assert midi.parent == Path(result["folder"]) and midi.parent.parent == studio.home / "generated"
+        assert Path(piece["wav"]).read_bytes()[:4] == b"RIFF" and Path(piece["png"]).stat().st_size > 1000
+        assert [t.name for t in Score(midi).tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+        assert soprano(midi) == MELODY_QUARTERS  # the melody note for note
+    again = harmonize_pieces_(studio, melody=str(upload), num=2, seed=3)
+    assert [Path(p["midi"]).read_bytes() for p in again["pieces"]] == [
+        Path(p["midi"]).read_bytes() for p in result["pieces"]
+    ]  # the same seed, the same music
+
+
+def test_harmonize_a_held_out_chorale_keeps_bachs_soprano(tmp_path, chorale_model):
+    from lstmidi.studio.state import held_out_chorale, held_out_chorales
+
+    studio = harmony_studio(tmp_path, chorale_model)
+    name = held_out_chorales()[0]
+    result = harmonize_pieces_(studio, chorale=name, iterations=1)
+    bach = studio.load(studio.model_path(HARMONY["model"])).encoding.quantize(Score(held_out_chorale(name)))
+    assert result["source"] == name
+    assert soprano(Path(result["pieces"][0]["midi"])) == soprano(bach)
+
+
+def test_harmonize_pieces_errors_name_the_upload_not_the_server(tmp_path, chorale_model, no_bundled_chorale):
+    studio = harmony_studio(tmp_path, chorale_model)
+    chords = tmp_path / "chords.mid"
+    make_score([(0, 480, 60), (0, 480, 64), (480, 480, 62), (480, 480, 65)]).dump_midi(chords)
+    fake = tmp_path / "fake.mid"
+    fake.write_text("not MIDI")
+    melody = str(melody_midi(tmp_path / "m.mid"))
+    messages = []
+    for change, error, message in (
+        ({"melody": str(drums_midi(tmp_path / "beat.mid"))}, LstmidiError, r"^beat.mid: only drum notes"),
+        (
+            {"melody": str(chords), "voices": ["S", "B"]},
+            LstmidiError,
+            r"^chords.mid: 2 given voices need 2 pitched tracks; it has 1$",
+        ),
+        ({"melody": str(fake)}, UploadError, r"^fake.mid: not a MIDI file"),
+        (
+            {"melody": melody, "model": "rolls/model.lstmidi"},
+            LstmidiError,
+            r"^rolls/model.lstmidi: harmonising needs a four-voice model \(preset chorale\)",
+        ),
+        ({"melody": melody, "model": "bundled:chorale"}, LstmidiError, "the bundled chorale model is not installed"),
+    ):
+        with pytest.raises(error, match=message) as info:
+            harmonize_pieces_(studio, **change)
+        messages.append(str(info.value))
+    assert not any(str(tmp_path) in m for m in messages), messages  # no server path in the page
+    assert not list((studio.home / "generated").iterdir())  # nothing left behind
+
+
+def test_harmonize_options_are_checked_before_loading(tmp_path, monkeypatch):
+    from lstmidi.studio import Studio
+
+    studio = Studio(tmp_path / "runs")
+    monkeypatch.setattr(Studio, "load", lambda *a: pytest.fail("a model was loaded before the options were checked"))
+    melody = str(melody_midi(tmp_path / "m.mid"))
+    for change, message in (
+        ({"voices": []}, "tick at least one of S, A, T, B"),
+        ({"voices": ["S", "A", "T", "B"]}, "nothing is left to write"),
+        ({"num": 5}, "number of versions: 1 to 4"),
+        ({"iterations": 101}, "iterations: at most 100"),
+        ({"temperature": float("nan")}, r"--temperature nan: a finite number above 0"),
+        ({"melody": None}, "upload a melody"),
+        ({"melody": None, "chorale": "../x.mid"}, "not one of the held-out chorales"),
+    ):
+        with pytest.raises(LstmidiError, match=message):
+            harmonize_pieces_(studio, **{"melody": melody, **change})
 
 
 # ---- the page in Chromium ------------------------------------------------------------------------------
