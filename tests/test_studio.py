@@ -430,8 +430,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, chorale_model):
     tmp = tmp_path_factory.mktemp("studio")
+    (tmp / "runs" / "voices4").mkdir(parents=True)  # the tiny four-voice model, offered in Harmonise
+    shutil.copy(chorale_model, tmp / "runs" / "voices4" / "model.lstmidi")
     port = _free_port()
     env = {
         **os.environ,
@@ -659,3 +661,72 @@ def test_one_training_run_at_a_time_cancel_and_bad_settings(page, server, tmp_pa
     toast = page.wait_for_selector(".toast-body:has-text('valid integer')")
     assert "Traceback" not in toast.inner_text()
     assert not (server["runs"] / "bad").exists()
+
+
+def _harmonise(page, iterations: int = 2) -> None:
+    """Choose the tiny four-voice model (run voices4) and few sweeps, then click Harmonise."""
+    page.click("#harm-model input")
+    page.get_by_role("option", name="run: voices4").click()
+    _set_number(page, "#harm-iterations", iterations)
+    page.click("#harm-button")
+
+
+@browser_test
+def test_harmonise_a_melody_listen_see_the_score_download(page, server, tmp_path):
+    page.get_by_role("tab", name="Harmonise").click()
+    assert page.input_value("#harm-chorale input") == "none: the uploaded melody"
+    page.set_input_files("#harm-melody input[type=file]", str(melody_midi(tmp_path / "tune.mid")))
+    page.wait_for_selector("#harm-status :text('melody tune.mid: 5 notes, 1 pitched track')")
+    started = time.time()
+    _harmonise(page)
+    audio = page.wait_for_selector("#harm-1-audio audio[src]", state="attached")
+    print(f"harmonise -> audio element: {time.time() - started:.1f} s")
+    assert "tune.mid harmonised by model.lstmidi: 1 version" in page.inner_text("#harm-status")
+    wav = _fetch(page, audio.get_attribute("src")).body()
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+    assert page.eval_on_selector("#harm-1-audio audio", "a => a.error === null")
+    roll = page.wait_for_selector("#harm-1-roll img[src]")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 200", arg=roll)
+    midi = page.wait_for_selector("#harm-1-files a[href$='.mid']").get_attribute("href")
+    assert soprano(_fetch(page, midi).body()) == MELODY_QUARTERS  # the melody note for note, under three voices
+    # the sheet music (lstmidi.render.render_score) follows: one SVG, and the MusicXML among the downloads
+    page.wait_for_selector("#harm-1-sheet img, #harm-1-sheet .sheet-error")
+    assert not page.query_selector("#harm-1-sheet .sheet-error"), page.inner_text("#harm-1-sheet")
+    svg = _fetch(page, page.url + page.get_attribute("#harm-1-sheet img", "src")).body()
+    assert svg.lstrip().startswith(b"<svg") and b"</svg>" in svg
+    xml = page.wait_for_selector("#harm-1-files a[href$='.musicxml']").get_attribute("href")
+    xml = _fetch(page, xml).body()
+    for voice in (b"Soprano", b"Alto", b"Tenor", b"Bass"):
+        assert voice in xml
+    assert not page.is_visible("#harm-2")
+    screenshot(page, "studio-harmonise.png", tmp_path)
+
+
+@browser_test
+def test_harmonise_bad_melodies_get_a_message_and_a_held_out_chorale_works(page, server, tmp_path):
+    from lstmidi.studio.state import held_out_chorales
+
+    page.get_by_role("tab", name="Harmonise").click()
+    fake = tmp_path / "melody.mid"
+    fake.write_text("a melody in words, not MIDI")
+    page.set_input_files("#harm-melody input[type=file]", str(fake))
+    toast = page.wait_for_selector(".toast-body:has-text('not a MIDI file')")
+    assert "melody.mid" in toast.inner_text()
+    page.click(".toast-body button.toast-close")
+    page.click("#harm-melody button[aria-label='Clear']")
+
+    page.set_input_files("#harm-melody input[type=file]", str(drums_midi(tmp_path / "beat.mid")))
+    page.wait_for_selector("#harm-status :text('melody beat.mid: 16 notes, 0 pitched tracks')")
+    _harmonise(page, iterations=1)
+    toast = page.wait_for_selector(".toast-body:has-text('only drum notes')")
+    assert toast.inner_text().count("beat.mid") >= 1 and str(tmp_path) not in toast.inner_text()
+    assert "Traceback" not in page.content() and not page.is_visible("#harm-1")
+    page.click(".toast-body button.toast-close")
+
+    name = held_out_chorales()[0]  # a held-out Bach chorale instead: its soprano is harmonised
+    page.click("#harm-chorale input")
+    page.get_by_role("option", name=name).click()
+    page.wait_for_function("() => !document.querySelector('#harm-melody a')")  # the upload is dropped
+    page.click("#harm-button")
+    page.wait_for_selector("#harm-1-audio audio[src]", state="attached")
+    assert f"{name} harmonised by model.lstmidi" in page.inner_text("#harm-status")

@@ -375,7 +375,8 @@ def harmonize_pieces(
         source.write_bytes(data)
     shown = path.relative_to(studio.runs).as_posix() if path.is_relative_to(studio.runs) else path.name
     try:
-        written = harmonize_files(loaded, source, folder / "harmony.mid", num=num, voices=voices, **options)
+        out = folder / f"{Path(name).stem}-harmony.mid"  # e.g. tune-harmony.mid, bwv117.4-harmony.mid
+        written = harmonize_files(loaded, source, out, num=num, voices=voices, **options)
     except LstmidiError as err:
         shutil.rmtree(folder, ignore_errors=True)
         text = str(err).replace(str(source), name).replace(str(path), shown)
