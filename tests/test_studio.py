@@ -324,6 +324,8 @@ def test_only_four_voice_models_are_offered_for_harmonising(tmp_path, chorale_mo
 
 
 def test_harmonize_pieces_keeps_the_melody_and_writes_every_file(tmp_path, chorale_model):
+    from lstmidi.studio.state import harmony_report
+
     studio = harmony_studio(tmp_path, chorale_model)
     upload = melody_midi(tmp_path / "My tune (1).mid")
     result = harmonize_pieces_(studio, melody=str(upload), num=2, seed=3)
@@ -335,6 +337,10 @@ def test_harmonize_pieces_keeps_the_melody_and_writes_every_file(tmp_path, chora
         assert Path(piece["wav"]).read_bytes()[:4] == b"RIFF" and Path(piece["png"]).stat().st_size > 1000
         assert [t.name for t in Score(midi).tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
         assert soprano(midi) == MELODY_QUARTERS  # the melody note for note
+    assert result["chorale"] is None
+    report = harmony_report(result["pieces"][0]["midi"])
+    assert report.startswith("| measure | this version |\n|---|---|\n| key (Krumhansl–Schmuckler) |")
+    assert "| consonant vertical intervals at onsets | " in report and "Bach" not in report
     again = harmonize_pieces_(studio, melody=str(upload), num=2, seed=3)
     assert [Path(p["midi"]).read_bytes() for p in again["pieces"]] == [
         Path(p["midi"]).read_bytes() for p in result["pieces"]
@@ -342,14 +348,20 @@ def test_harmonize_pieces_keeps_the_melody_and_writes_every_file(tmp_path, chora
 
 
 def test_harmonize_a_held_out_chorale_keeps_bachs_soprano(tmp_path, chorale_model):
-    from lstmidi.studio.state import held_out_chorale, held_out_chorales
+    from lstmidi.quality import harmony
+    from lstmidi.studio.state import harmony_report, held_out_chorale, held_out_chorales
 
     studio = harmony_studio(tmp_path, chorale_model)
     name = held_out_chorales()[0]
     result = harmonize_pieces_(studio, chorale=name, iterations=1)
     bach = studio.load(studio.model_path(HARMONY["model"])).encoding.quantize(Score(held_out_chorale(name)))
-    assert result["source"] == name
+    assert result["source"] == result["chorale"] == name
     assert soprano(Path(result["pieces"][0]["midi"])) == soprano(bach)
+    report = harmony_report(result["pieces"][0]["midi"], name).splitlines()
+    ours, theirs = harmony(Score(result["pieces"][0]["midi"])), harmony(Score(held_out_chorale(name)))
+    assert report[0] == "| measure | this version | Bach's own |"
+    assert f"| key (Krumhansl–Schmuckler) | {ours['key']} | {theirs['key']} |" in report
+    assert f"| share of notes in the key's scale | {ours['in_scale']:.3g} | {theirs['in_scale']:.3g} |" in report
 
 
 def test_harmonize_pieces_errors_name_the_upload_not_the_server(tmp_path, chorale_model, no_bundled_chorale):
@@ -698,6 +710,7 @@ def test_harmonise_a_melody_listen_see_the_score_download(page, server, tmp_path
     xml = _fetch(page, xml).body()
     for voice in (b"Soprano", b"Alto", b"Tenor", b"Bass"):
         assert voice in xml
+    page.wait_for_selector("#harm-1-metrics :text('consonant vertical intervals at onsets')")
     assert not page.is_visible("#harm-2")
     screenshot(page, "studio-harmonise.png", tmp_path)
 
@@ -730,3 +743,4 @@ def test_harmonise_bad_melodies_get_a_message_and_a_held_out_chorale_works(page,
     page.click("#harm-button")
     page.wait_for_selector("#harm-1-audio audio[src]", state="attached")
     assert f"{name} harmonised by model.lstmidi" in page.inner_text("#harm-status")
+    page.wait_for_selector('#harm-1-metrics :text("Bach\'s own")')  # the measures beside Bach's own

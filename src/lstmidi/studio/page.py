@@ -11,7 +11,15 @@ from pathlib import Path
 from ..errors import LstmidiError
 from ..render import render_score
 from .jobs import REPORT_HEADERS, cancel_job, inspect_uploads, poll_job, report_rows, start_training
-from .state import Studio, generate_pieces, harmonize_pieces, held_out_chorales, is_four_voice, piece_report
+from .state import (
+    Studio,
+    generate_pieces,
+    harmonize_pieces,
+    harmony_report,
+    held_out_chorales,
+    is_four_voice,
+    piece_report,
+)
 from .uploads import (
     BUNDLED,
     KEYS,
@@ -425,22 +433,27 @@ def build_app(studio: Studio):
             result = harmonize_pieces(studio, **request)
             pieces = result["pieces"]
             status = (
-                f"`{result['source']}` harmonised by `{Path(result['model']).name}`: {len(pieces)} "
-                f"version{'s' if len(pieces) > 1 else ''} in {time.time() - started:.1f} s; sheet music follows."
+                f"`{result['source']}` harmonised by `{Path(result['model']).name}`: {len(pieces)} version"
+                f"{'s' if len(pieces) > 1 else ''} in {time.time() - started:.1f} s; sheet music and measures follow."
             )
             return [status] + _shown_pieces(pieces, harm_slots) + [result]
 
         @_page_errors
         def on_harmony_sheets(result):
             if not result:
-                return [gr.skip()] * (2 * MAX_PIECES)
+                return [gr.skip()] * (3 * MAX_PIECES)
             out = []
             for i in range(MAX_PIECES):
                 if i >= len(result["pieces"]):
-                    out += [gr.skip(), gr.skip()]
+                    out += [gr.skip(), gr.skip(), gr.skip()]
                     continue
                 html, downloads = _sheet(result["pieces"][i])
-                out += [html, downloads or gr.skip()]
+                try:
+                    measures = harmony_report(result["pieces"][i]["midi"], result["chorale"])
+                except Exception as err:  # noqa: BLE001
+                    traceback.print_exc()
+                    measures = f"measures could not be computed: {type(err).__name__}: {err}"
+                out += [html, measures, downloads or gr.skip()]
             return out
 
         harm_outputs = [harm_status] + [c for slot in harm_slots for c in slot] + [harm_result]
@@ -454,7 +467,7 @@ def build_app(studio: Studio):
         ).then(
             on_harmony_sheets,
             harm_result,
-            [c for slot in harm_slots for c in (slot[4], slot[3])],
+            [c for slot in harm_slots for c in (slot[4], slot[5], slot[3])],
             concurrency_limit=1,
             concurrency_id="details",
             api_name=False,

@@ -335,7 +335,8 @@ def harmonize_pieces(
     by default the soprano) with a four-voice model, `num` versions, each written as MIDI (tracks S, A, T, B)
     + WAV + piano roll into RUNS/_studio/generated/<id>/. `temperature` and `iterations` None or 0: the model's
     own. Returns {"model": path, "folder": ..., "source": name, "pieces": [{"midi", "wav", "png"}]}
-    (`lstmidi.api.harmonize_files`); every problem is an LstmidiError that names no server path."""
+    and "chorale": the chorale's name or None (`lstmidi.api.harmonize_files`); every problem is an LstmidiError
+    that names no server path."""
     from ..api import CHORALE, bundled_path, harmonize_files
     from ..options import check_options
 
@@ -381,4 +382,20 @@ def harmonize_pieces(
         shutil.rmtree(folder, ignore_errors=True)
         text = str(err).replace(str(source), name).replace(str(path), shown)
         raise LstmidiError(text) from None
-    return {"model": str(path), "folder": str(folder), "source": name, "pieces": written}
+    chorale = None if melody else name
+    return {"model": str(path), "folder": str(folder), "source": name, "chorale": chorale, "pieces": written}
+
+
+def harmony_report(midi: str | Path, chorale: str | None = None) -> str:
+    """Markdown: the quality gate's harmony measures (`lstmidi.quality.harmony`) of a harmonisation, beside those
+    of Bach's own harmonisation when the melody is the held-out chorale `chorale`."""
+    from ..midi import read_score
+    from ..quality import MEASURES, harmony
+
+    ours = harmony(read_score(midi))
+    bach = harmony(read_score(held_out_chorale(chorale))) if chorale else None
+    lines = ["| measure | this version |" + (" Bach's own |" if bach else ""), "|---|---|" + ("---|" if bach else "")]
+    lines.append(f"| key (Krumhansl–Schmuckler) | {ours['key']} |" + (f" {bach['key']} |" if bach else ""))
+    for k, what in MEASURES.items():
+        lines.append(f"| {what} | {ours[k]:.3g} |" + (f" {bach[k]:.3g} |" if bach else ""))
+    return "\n".join(lines)
