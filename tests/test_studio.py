@@ -127,26 +127,26 @@ def test_uploaded_model_files_are_checked(tmp_path):
         studio.model_path("../../etc/passwd")
 
 
-def test_uploaded_zip_bomb_and_nan_models_are_refused(tmp_path):
-    """The studio's model upload goes through the same bounded loader: a 1 MB zip bomb (1 GB config.json)
-    and a model with NaN weights are refused with the reason, and nothing is kept."""
+def roll_model(path: Path) -> Path:
+    """An untrained tiny piano-roll model file (preset musicgenerator): not a four-voice model."""
     from lstmidi.config import load_preset
     from lstmidi.encodings import build_encoding
     from lstmidi.modelfile import save_model
     from lstmidi.models import build_model
-    from lstmidi.studio import Studio
-    from modelbytes import members, nan_model_weights, zip_with_bomb
 
     preset = load_preset("musicgenerator", ["model.hidden=8", "model.layers=1"])
     encoding = build_encoding(preset.encoding)
-    good = save_model(
-        tmp_path / "good.lstmidi",
-        encoding=encoding,
-        model=build_model(preset.model, encoding.sizes),
-        preset=preset,
-        metrics={},
-        command="test",
-    )
+    model = build_model(preset.model, encoding.sizes)
+    return save_model(path, encoding=encoding, model=model, preset=preset, metrics={}, command="test")
+
+
+def test_uploaded_zip_bomb_and_nan_models_are_refused(tmp_path):
+    """The studio's model upload goes through the same bounded loader: a 1 MB zip bomb (1 GB config.json)
+    and a model with NaN weights are refused with the reason, and nothing is kept."""
+    from lstmidi.studio import Studio
+    from modelbytes import members, nan_model_weights, zip_with_bomb
+
+    good = roll_model(tmp_path / "good.lstmidi")
     bomb = zip_with_bomb(
         tmp_path / "bomb.lstmidi", {"weights.safetensors": members(good)["weights.safetensors"]}, "config.json", 1024
     )
@@ -254,26 +254,13 @@ def no_bundled_chorale(monkeypatch, tmp_path):
 
 def harmony_studio(tmp_path: Path, chorale_model: Path):
     """A Studio whose runs folder holds the tiny chorale model (run `voices4`) and a piano-roll model."""
-    from lstmidi.config import load_preset
-    from lstmidi.encodings import build_encoding
-    from lstmidi.modelfile import save_model
-    from lstmidi.models import build_model
     from lstmidi.studio import Studio
 
     studio = Studio(tmp_path / "runs")
     (studio.runs / "voices4").mkdir()
     shutil.copy(chorale_model, studio.runs / "voices4" / "model.lstmidi")
-    preset = load_preset("musicgenerator", ["model.hidden=8", "model.layers=1"])
-    encoding = build_encoding(preset.encoding)
     (studio.runs / "rolls").mkdir()
-    save_model(
-        studio.runs / "rolls" / "model.lstmidi",
-        encoding=encoding,
-        model=build_model(preset.model, encoding.sizes),
-        preset=preset,
-        metrics={},
-        command="test",
-    )
+    roll_model(studio.runs / "rolls" / "model.lstmidi")
     return studio
 
 
@@ -716,7 +703,7 @@ def test_harmonise_a_melody_listen_see_the_score_download(page, server, tmp_path
 
 
 @browser_test
-def test_harmonise_bad_melodies_get_a_message_and_a_held_out_chorale_works(page, server, tmp_path):
+def test_harmonise_bad_uploads_get_a_message_and_a_held_out_chorale_works(page, server, tmp_path, chorale_model):
     from lstmidi.studio.state import held_out_chorales
 
     page.get_by_role("tab", name="Harmonise").click()
@@ -736,11 +723,22 @@ def test_harmonise_bad_melodies_get_a_message_and_a_held_out_chorale_works(page,
     assert "Traceback" not in page.content() and not page.is_visible("#harm-1")
     page.click(".toast-body button.toast-close")
 
+    # a model upload: a piano-roll model is refused for harmonising, a four-voice one becomes the choice
+    page.set_input_files("#harm-model-upload input[type=file]", str(roll_model(tmp_path / "rolls.lstmidi")))
+    toast = page.wait_for_selector(".toast-body:has-text('harmonising needs a four-voice model')")
+    assert "rolls.lstmidi" in toast.inner_text()
+    page.click(".toast-body button.toast-close")
+    page.click("#harm-model-upload button[aria-label='Clear']")
+    shutil.copy(chorale_model, tmp_path / "mine.lstmidi")
+    page.set_input_files("#harm-model-upload input[type=file]", str(tmp_path / "mine.lstmidi"))
+    page.wait_for_selector("#harm-status :text('model mine.lstmidi added to the list')")
+    assert page.input_value("#harm-model input") == "uploaded: mine.lstmidi"
+
     name = held_out_chorales()[0]  # a held-out Bach chorale instead: its soprano is harmonised
     page.click("#harm-chorale input")
     page.get_by_role("option", name=name).click()
     page.wait_for_function("() => !document.querySelector('#harm-melody a')")  # the upload is dropped
     page.click("#harm-button")
     page.wait_for_selector("#harm-1-audio audio[src]", state="attached")
-    assert f"{name} harmonised by model.lstmidi" in page.inner_text("#harm-status")
+    assert f"{name} harmonised by mine.lstmidi" in page.inner_text("#harm-status")
     page.wait_for_selector('#harm-1-metrics :text("Bach\'s own")')  # the measures beside Bach's own

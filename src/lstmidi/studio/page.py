@@ -496,19 +496,26 @@ def build_app(studio: Studio):
 
         @_page_errors
         def on_harmony_model_upload(path):
+            # outputs: the status and the new dropdown value only; the upload is cleared by the next event, on
+            # success: an error on the upload itself would leave it stuck, with no way to clear it
             if not path:
-                return gr.skip(), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip()
             value = studio.add_uploaded_model(path)
             if not is_four_voice(studio.runs / value):
                 raise LstmidiError(
                     f"{upload_name(path)}: harmonising needs a four-voice model (preset chorale); it was added to "
                     "Generate's model list"
                 )
-            choices = studio.harmonize_choices()
-            return gr.Dropdown(choices=choices, value=value), None, f"model `{upload_name(path)}` added to the list"
+            return f"model `{upload_name(path)}` added to the list", value
 
+        harm_added = gr.State(None)
         harm_model_upload.upload(
-            on_harmony_model_upload, harm_model_upload, [harm_model, harm_model_upload, harm_status], api_name=False
+            on_harmony_model_upload, harm_model_upload, [harm_status, harm_added], api_name=False
+        ).success(
+            lambda value: (gr.Dropdown(choices=studio.harmonize_choices(), value=value), None),
+            harm_added,
+            [harm_model, harm_model_upload],
+            api_name=False,
         )
 
         # ---- Train ----
