@@ -519,6 +519,10 @@ def _set_number(page, selector: str, value) -> None:
     field.press("Tab")
 
 
+def _wait_for_value(page, selector: str, value: str) -> None:
+    page.wait_for_function("([s, v]) => document.querySelector(s)?.value === v", arg=[selector, value])
+
+
 def _fill_text(page, selector: str, text: str) -> None:
     page.locator(f"{selector} textarea, {selector} input").first.fill(text)
 
@@ -732,7 +736,7 @@ def test_harmonise_bad_uploads_get_a_message_and_a_held_out_chorale_works(page, 
     shutil.copy(chorale_model, tmp_path / "mine.lstmidi")
     page.set_input_files("#harm-model-upload input[type=file]", str(tmp_path / "mine.lstmidi"))
     page.wait_for_selector("#harm-status :text('model mine.lstmidi added to the list')")
-    assert page.input_value("#harm-model input") == "uploaded: mine.lstmidi"
+    _wait_for_value(page, "#harm-model input", "uploaded: mine.lstmidi")
 
     name = held_out_chorales()[0]  # a held-out Bach chorale instead: its soprano is harmonised
     page.click("#harm-chorale input")
@@ -742,3 +746,19 @@ def test_harmonise_bad_uploads_get_a_message_and_a_held_out_chorale_works(page, 
     page.wait_for_selector("#harm-1-audio audio[src]", state="attached")
     assert f"{name} harmonised by mine.lstmidi" in page.inner_text("#harm-status")
     page.wait_for_selector('#harm-1-metrics :text("Bach\'s own")')  # the measures beside Bach's own
+
+
+@browser_test
+def test_a_refused_model_upload_can_be_cleared_and_replaced(page, server, tmp_path, chorale_model):
+    fake = tmp_path / "broken.lstmidi"
+    fake.write_text("not a model")
+    page.set_input_files("#gen-model-upload input[type=file]", str(fake))
+    toast = page.wait_for_selector(".toast-body:has-text('not an lstmidi model file')")
+    assert "broken.lstmidi" in toast.inner_text()
+    page.click(".toast-body button.toast-close")
+    page.click("#gen-model-upload button[aria-label='Clear']")
+    shutil.copy(chorale_model, tmp_path / "good.lstmidi")
+    page.set_input_files("#gen-model-upload input[type=file]", str(tmp_path / "good.lstmidi"))
+    page.wait_for_selector("#gen-status :text('model good.lstmidi added to the list')")
+    _wait_for_value(page, "#gen-model input", "uploaded: good.lstmidi")
+    page.wait_for_selector("#gen-model-upload input[type=file]", state="attached")  # the upload is cleared

@@ -27,15 +27,7 @@ work of the Generate and Harmonise tabs, through the public API), `jobs` (traini
 
 from .jobs import TrainJob, cancel_job, inspect_uploads, poll_job, start_training, train_job
 from .page import build_app, serve
-from .state import (
-    Studio,
-    generate_pieces,
-    harmonize_pieces,
-    harmony_report,
-    held_out_chorales,
-    is_four_voice,
-    piece_report,
-)
+from .state import Studio, generate_pieces, harmonize_pieces, held_out_chorales, piece_report
 from .uploads import UploadError, run_name, safe_name, stage_uploads
 
 __all__ = [
@@ -46,10 +38,8 @@ __all__ = [
     "cancel_job",
     "generate_pieces",
     "harmonize_pieces",
-    "harmony_report",
     "held_out_chorales",
     "inspect_uploads",
-    "is_four_voice",
     "piece_report",
     "poll_job",
     "run_name",

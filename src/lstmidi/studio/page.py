@@ -170,6 +170,32 @@ def _sheet(piece: dict) -> tuple[str, list | None]:
     return html, [piece["midi"], piece["wav"], sheet["musicxml"]]
 
 
+def _wire_model_upload(studio: Studio, upload, dropdown, status, choices, check=None) -> None:
+    """A model upload beside a model dropdown: the file is checked and kept (`Studio.add_uploaded_model`, then
+    `check(name, value)` if given), the status says so, then the dropdown (`choices()`) selects it and the upload
+    is cleared. The checking event writes only the status: an error there leaves the upload clearable (an error
+    on the upload component itself would leave it stuck)."""
+    import gradio as gr
+
+    added = gr.State(None)
+
+    @_page_errors
+    def on_upload(path):
+        if not path:
+            return gr.skip(), gr.skip()
+        value = studio.add_uploaded_model(path)
+        if check is not None:
+            check(upload_name(path), value)
+        return f"model `{upload_name(path)}` added to the list", value
+
+    upload.upload(on_upload, upload, [status, added], api_name=False).success(
+        lambda value: (gr.Dropdown(choices=choices(), value=value), None),
+        added,
+        [dropdown, upload],
+        api_name=False,
+    )
+
+
 def build_app(studio: Studio):
     """The Gradio Blocks of the studio."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -408,15 +434,7 @@ def build_app(studio: Studio):
 
         primer.upload(on_primer, primer, gen_status, api_name=False)
 
-        @_page_errors
-        def on_model_upload(path):
-            if not path:
-                return gr.skip(), gr.skip(), gr.skip()
-            value = studio.add_uploaded_model(path)
-            choices = studio.model_choices()
-            return gr.Dropdown(choices=choices, value=value), None, f"model `{upload_name(path)}` added to the list"
-
-        model_upload.upload(on_model_upload, model_upload, [model, model_upload, gen_status], api_name=False)
+        _wire_model_upload(studio, model_upload, model, gen_status, studio.model_choices)
 
         # ---- Harmonise ----
         # harmonize_pieces' arguments, in the order Gradio passes the components' values
@@ -494,28 +512,15 @@ def build_app(studio: Studio):
             lambda name: None if name and name != NO_CHORALE else gr.skip(), harm_chorale, harm_melody, api_name=False
         )
 
-        @_page_errors
-        def on_harmony_model_upload(path):
-            # outputs: the status and the new dropdown value only; the upload is cleared by the next event, on
-            # success: an error on the upload itself would leave it stuck, with no way to clear it
-            if not path:
-                return gr.skip(), gr.skip()
-            value = studio.add_uploaded_model(path)
+        def four_voice_only(name: str, value: str) -> None:
             if not is_four_voice(studio.runs / value):
                 raise LstmidiError(
-                    f"{upload_name(path)}: harmonising needs a four-voice model (preset chorale); it was added to "
-                    "Generate's model list"
+                    f"{name}: harmonising needs a four-voice model (preset chorale); it was added to Generate's "
+                    "model list"
                 )
-            return f"model `{upload_name(path)}` added to the list", value
 
-        harm_added = gr.State(None)
-        harm_model_upload.upload(
-            on_harmony_model_upload, harm_model_upload, [harm_status, harm_added], api_name=False
-        ).success(
-            lambda value: (gr.Dropdown(choices=studio.harmonize_choices(), value=value), None),
-            harm_added,
-            [harm_model, harm_model_upload],
-            api_name=False,
+        _wire_model_upload(
+            studio, harm_model_upload, harm_model, harm_status, studio.harmonize_choices, four_voice_only
         )
 
         # ---- Train ----
