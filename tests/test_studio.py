@@ -358,6 +358,8 @@ def test_harmonize_pieces_errors_name_the_upload_not_the_server(tmp_path, choral
     fake = tmp_path / "fake.mid"
     fake.write_text("not MIDI")
     melody = str(melody_midi(tmp_path / "m.mid"))
+    (studio.runs / "broken").mkdir()
+    (studio.runs / "broken" / "model.lstmidi").write_text("a damaged model file")
     messages = []
     for change, error, message in (
         ({"melody": str(drums_midi(tmp_path / "beat.mid"))}, LstmidiError, r"^beat.mid: only drum notes"),
@@ -373,6 +375,7 @@ def test_harmonize_pieces_errors_name_the_upload_not_the_server(tmp_path, choral
             r"^rolls/model.lstmidi: harmonising needs a four-voice model \(preset chorale\)",
         ),
         ({"melody": melody, "model": "bundled:chorale"}, LstmidiError, "the bundled chorale model is not installed"),
+        ({"melody": melody, "model": "broken/model.lstmidi"}, LstmidiError, r"^broken/model.lstmidi: not an lstmidi"),
     ):
         with pytest.raises(error, match=message) as info:
             harmonize_pieces_(studio, **change)

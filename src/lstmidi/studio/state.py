@@ -334,9 +334,9 @@ def harmonize_pieces(
     """Harmonise an uploaded melody (a MIDI file, checked by content) or a held-out chorale (its given voices:
     by default the soprano) with a four-voice model, `num` versions, each written as MIDI (tracks S, A, T, B)
     + WAV + piano roll into RUNS/_studio/generated/<id>/. `temperature` and `iterations` None or 0: the model's
-    own. Returns {"model": path, "folder": ..., "source": name, "pieces": [{"midi", "wav", "png"}]}
-    and "chorale": the chorale's name or None (`lstmidi.api.harmonize_files`); every problem is an LstmidiError
-    that names no server path."""
+    own. Returns {"model": path, "folder": ..., "source": the melody's name, "chorale": the chorale's name or None,
+    "pieces": [{"midi", "wav", "png"}]} (`lstmidi.api.harmonize_files`); every problem is an LstmidiError that
+    names no server path."""
     from ..api import CHORALE, bundled_path, harmonize_files
     from ..options import check_options
 
@@ -368,20 +368,22 @@ def harmonize_pieces(
             "chorale) or upload a four-voice model, then choose it here"
         )
     path = studio.model_path(model or f"{BUNDLED}:{CHORALE}")
-    loaded = studio.load(path)
+    shown = path.relative_to(studio.runs).as_posix() if path.is_relative_to(studio.runs) else path.name
+    try:
+        loaded = studio.load(path)
+    except LstmidiError as err:
+        raise LstmidiError(str(err).replace(str(path), shown)) from None
     folder = studio.home / "generated" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     folder.mkdir(parents=True)
     if melody:
         source = folder / "melody.mid"
         source.write_bytes(data)
-    shown = path.relative_to(studio.runs).as_posix() if path.is_relative_to(studio.runs) else path.name
     try:
         out = folder / f"{Path(name).stem}-harmony.mid"  # e.g. tune-harmony.mid, bwv117.4-harmony.mid
         written = harmonize_files(loaded, source, out, num=num, voices=voices, **options)
     except LstmidiError as err:
         shutil.rmtree(folder, ignore_errors=True)
-        text = str(err).replace(str(source), name).replace(str(path), shown)
-        raise LstmidiError(text) from None
+        raise LstmidiError(str(err).replace(str(source), name).replace(str(path), shown)) from None
     chorale = None if melody else name
     return {"model": str(path), "folder": str(folder), "source": name, "chorale": chorale, "pieces": written}
 
