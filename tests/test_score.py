@@ -223,6 +223,29 @@ def test_a_long_piece_is_one_svg_with_the_pages_stacked(tmp_path, monkeypatch):
     assert tops[0] == 0 and tops == sorted(tops) and float(svg.get("viewBox").split()[3]) > tops[-1]
 
 
+def test_sheet_music_from_any_thread(tmp_path):
+    """verovio's default resource path is per thread (set where it was imported): the studio engraves in worker
+    threads, each a new one at times, and every one must find verovio's fonts."""
+    import threading
+
+    results = {}
+
+    def engrave(name: str) -> None:
+        try:
+            results[name] = render.render_score(_satb(), tmp_path / f"{name}.mid")["svg"]
+        except LstmidiError as err:
+            results[name] = err
+
+    for name in ("first", "second", "third"):
+        worker = threading.Thread(target=engrave, args=(name,))
+        worker.start()
+        worker.join()
+    engrave("main")
+    assert all(isinstance(r, str) and Path(r).read_text().lstrip().startswith("<svg") for r in results.values()), (
+        results
+    )
+
+
 def test_an_empty_score_is_one_bar_of_rest(tmp_path):
     parsed = _parse(render.render_score(symusic.Score(TPQ), tmp_path / "empty.mid")["musicxml"])
     assert len(parsed.parts) == 1 and not list(parsed.recurse().notes)

@@ -416,9 +416,14 @@ VEROVIO_OPTIONS = {  # an A4-wide page at 40% scale, as tall as the music
 
 def engrave(musicxml: str) -> str:
     """Engrave MusicXML text with verovio -> one SVG document (verovio's pages stacked top to bottom)."""
+    from importlib import resources
+
     _, verovio = score_libraries()
     verovio.enableLog(verovio.LOG_OFF)
-    toolkit = verovio.toolkit()
+    # verovio's default resource path (its fonts) is per thread, set by its import in the importing thread only:
+    # a toolkit made in another thread (the studio's workers) finds no fonts and loads nothing. Give it the path.
+    toolkit = verovio.toolkit(False)
+    toolkit.setResourcePath(str(resources.files("verovio") / "data"))
     toolkit.setOptions(VEROVIO_OPTIONS)
     if not toolkit.loadData(musicxml) or toolkit.getPageCount() < 1:
         raise LstmidiError("verovio could not engrave the MusicXML")

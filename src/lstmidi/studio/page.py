@@ -11,10 +11,19 @@ from pathlib import Path
 from ..errors import LstmidiError
 from ..render import render_score
 from .jobs import REPORT_HEADERS, cancel_job, inspect_uploads, poll_job, report_rows, start_training
-from .state import Studio, generate_pieces, piece_report
+from .state import (
+    Studio,
+    generate_pieces,
+    harmonize_pieces,
+    harmony_report,
+    held_out_chorales,
+    is_four_voice,
+    piece_report,
+)
 from .uploads import (
     BUNDLED,
     KEYS,
+    MAX_ITERATIONS,
     MAX_MIDI_BYTES,
     MAX_PIECES,
     MAX_SECONDS,
@@ -55,6 +64,136 @@ CSS = """
 .sheet-music { max-height: 520px; overflow: auto; background: white; border: 1px solid #ddd; padding: 4px; }
 .sheet-music img { width: 100%; display: block; }
 """
+
+
+NO_CHORALE = "none: the uploaded melody"
+
+
+def _chorale_note() -> str:
+    """The Harmonise tab's note when this installation has no bundled chorale model."""
+    from ..api import CHORALE, bundled_path
+
+    if bundled_path(CHORALE).is_file():
+        return ""
+    return (
+        "*The bundled chorale model is not installed in this lstmidi yet: train one (Train tab, preset "
+        "`chorale`) or upload a four-voice model, then choose it here.*"
+    )
+
+
+def _piece_slots(prefix: str, what: str, roll_label: str) -> list[tuple]:
+    """MAX_PIECES hidden result boxes (ids PREFIX-i, PREFIX-i-audio, -roll, -files, -sheet, -metrics): each
+    (box, audio, roll, files, sheet, metrics)."""
+    import gradio as gr
+
+    slots = []
+    for i in range(1, MAX_PIECES + 1):
+        with gr.Column(visible=False, elem_id=f"{prefix}-{i}") as box:
+            gr.Markdown(f"### {what.capitalize()} {i}")
+            audio = gr.Audio(
+                type="filepath",
+                interactive=False,
+                label=f"{what} {i}",
+                elem_id=f"{prefix}-{i}-audio",
+                waveform_options=gr.WaveformOptions(show_recording_waveform=False),
+                buttons=["download"],
+            )  # the browser's player
+            with gr.Row():
+                roll = gr.Image(
+                    type="filepath",
+                    interactive=False,
+                    label=roll_label,
+                    elem_id=f"{prefix}-{i}-roll",
+                    buttons=["download", "fullscreen"],
+                )
+                files = gr.File(
+                    file_count="multiple", interactive=False, label="downloads", elem_id=f"{prefix}-{i}-files"
+                )
+            sheet = gr.HTML(elem_id=f"{prefix}-{i}-sheet")
+            metrics = gr.Markdown(elem_id=f"{prefix}-{i}-metrics")
+        slots.append((box, audio, roll, files, sheet, metrics))
+    return slots
+
+
+def _seed_and_count(prefix: str, what: str) -> tuple:
+    """The seed (id PREFIX-seed) and how many pieces to write (PREFIX-num, 1 to MAX_PIECES), side by side."""
+    import gradio as gr
+
+    with gr.Row():
+        return (
+            gr.Number(0, precision=0, label="seed", elem_id=f"{prefix}-seed"),
+            gr.Slider(1, MAX_PIECES, value=1, step=1, label=what, elem_id=f"{prefix}-num"),
+        )
+
+
+def _results(button: str, prefix: str, slot_prefix: str, what: str, roll_label: str) -> tuple:
+    """A tab's action button (id PREFIX-button), status line (PREFIX-status), result boxes (`_piece_slots`) and
+    the state that carries the written pieces to the follow-up event."""
+    import gradio as gr
+
+    return (
+        gr.Button(button, variant="primary", elem_id=f"{prefix}-button"),
+        gr.Markdown(elem_id=f"{prefix}-status"),
+        _piece_slots(slot_prefix, what, roll_label),
+        gr.State(None),
+    )
+
+
+def _shown_pieces(pieces: list[dict], slots: list) -> list:
+    """The values of the result boxes for written pieces: audio, piano roll and MIDI + WAV downloads at once,
+    the sheet music to follow; the boxes past the last piece hidden."""
+    import gradio as gr
+
+    out = []
+    for i in range(len(slots)):
+        if i < len(pieces):
+            p = pieces[i]
+            out += [gr.Column(visible=True), p["wav"], p["png"], [p["midi"], p["wav"]]]
+            out += ["<p><i>sheet music: rendering …</i></p>", ""]
+        else:
+            out += [gr.Column(visible=False), None, None, None, "", ""]
+    return out
+
+
+def _sheet(piece: dict) -> tuple[str, list | None]:
+    """(HTML showing the sheet music of a written piece, its downloads with the MusicXML) through
+    lstmidi.render.render_score, written beside the piece; a piece that cannot be engraved gets a message
+    (and None: the downloads stay as they are)."""
+    try:
+        sheet = render_score(piece["midi"], force=True)  # the piece's own folder: a repeat replaces it
+    except Exception as err:  # noqa: BLE001 — music21/verovio fail on some pieces: say so, keep the rest
+        return (
+            f"<p class='sheet-error'><b>Sheet music could not be rendered for this piece</b> "
+            f"({type(err).__name__}: {str(err)[:200]}). The MIDI, audio and piano roll are fine.</p>"
+        ), None
+    html = f"<div class='sheet-music'><img alt='sheet music' src='{_file_url(sheet['svg'])}'></div>"
+    return html, [piece["midi"], piece["wav"], sheet["musicxml"]]
+
+
+def _wire_model_upload(studio: Studio, upload, dropdown, status, choices, check=None) -> None:
+    """A model upload beside a model dropdown: the file is checked and kept (`Studio.add_uploaded_model`, then
+    `check(name, value)` if given), the status says so, then the dropdown (`choices()`) selects it and the upload
+    is cleared. The checking event writes only the status: an error there leaves the upload clearable (an error
+    on the upload component itself would leave it stuck)."""
+    import gradio as gr
+
+    added = gr.State(None)
+
+    @_page_errors
+    def on_upload(path):
+        if not path:
+            return gr.skip(), gr.skip()
+        value = studio.add_uploaded_model(path)
+        if check is not None:
+            check(upload_name(path), value)
+        return f"model `{upload_name(path)}` added to the list", value
+
+    upload.upload(on_upload, upload, [status, added], api_name=False).success(
+        lambda value: (gr.Dropdown(choices=choices(), value=value), None),
+        added,
+        [dropdown, upload],
+        api_name=False,
+    )
 
 
 def build_app(studio: Studio):
@@ -118,38 +257,61 @@ def build_app(studio: Studio):
                         programs = gr.CheckboxGroup(
                             PROGRAMS, label="instruments (none ticked: the model's choice)", elem_id="gen-programs"
                         )
-                        with gr.Row():
-                            seed = gr.Number(0, precision=0, label="seed", elem_id="gen-seed")
-                            num = gr.Slider(1, MAX_PIECES, value=1, step=1, label="pieces", elem_id="gen-num")
-                generate_button = gr.Button("Generate", variant="primary", elem_id="gen-button")
-                gen_status = gr.Markdown(elem_id="gen-status")
-                slots = []
-                for i in range(1, MAX_PIECES + 1):
-                    with gr.Column(visible=False, elem_id=f"piece-{i}") as box:
-                        gr.Markdown(f"### Piece {i}")
-                        audio = gr.Audio(
+                        seed, num = _seed_and_count("gen", "pieces")
+                generate_button, gen_status, slots, result_state = _results(
+                    "Generate", "gen", "piece", "piece", "piano roll (primer shaded)"
+                )
+
+            with gr.Tab("Harmonise", id="harmonize"):
+                gr.Markdown(
+                    "Give a melody and a four-voice model writes the other voices (soprano, alto, tenor, bass): "
+                    "upload a MIDI file (its highest line, or the tracks of the voices ticked) or pick a Bach "
+                    "chorale the bundled chorale model never trained on. The given voices are kept note for note."
+                )
+                gr.Markdown(_chorale_note(), elem_id="harm-note")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        harm_model = gr.Dropdown(
+                            studio.harmonize_choices(),
+                            value=studio.harmonize_default(),
+                            label="four-voice model",
+                            elem_id="harm-model",
+                        )
+                        harm_model_upload = gr.File(
+                            label="…or upload a four-voice model (.lstmidi)",
                             type="filepath",
-                            interactive=False,
-                            label=f"piece {i}",
-                            elem_id=f"piece-{i}-audio",
-                            waveform_options=gr.WaveformOptions(show_recording_waveform=False),
-                            buttons=["download"],
-                        )  # the browser's player
-                        with gr.Row():
-                            roll = gr.Image(
-                                type="filepath",
-                                interactive=False,
-                                label="piano roll (primer shaded)",
-                                elem_id=f"piece-{i}-roll",
-                                buttons=["download", "fullscreen"],
-                            )
-                            files = gr.File(
-                                file_count="multiple", interactive=False, label="downloads", elem_id=f"piece-{i}-files"
-                            )
-                        sheet = gr.HTML(elem_id=f"piece-{i}-sheet")
-                        metrics = gr.Markdown(elem_id=f"piece-{i}-metrics")
-                    slots.append((box, audio, roll, files, sheet, metrics))
-                result_state = gr.State(None)
+                            elem_id="harm-model-upload",
+                            height=130,
+                        )
+                        harm_melody = gr.File(label="melody (MIDI)", type="filepath", elem_id="harm-melody", height=130)
+                        harm_chorale = gr.Dropdown(
+                            [(NO_CHORALE, NO_CHORALE)] + [(n, n) for n in held_out_chorales()],
+                            value=NO_CHORALE,
+                            label="…or a held-out Bach chorale (its given voices)",
+                            elem_id="harm-chorale",
+                        )
+                    with gr.Column(scale=1):
+                        harm_voices = gr.CheckboxGroup(
+                            ["S", "A", "T", "B"],
+                            value=["S"],
+                            label="given voices (kept; the others are written)",
+                            elem_id="harm-voices",
+                        )
+                        harm_temperature = gr.Number(
+                            0, minimum=0, label="temperature (0: the model's own)", elem_id="harm-temperature"
+                        )
+                        harm_iterations = gr.Number(
+                            0,
+                            precision=0,
+                            minimum=0,
+                            maximum=MAX_ITERATIONS,
+                            label="iterations: resampling sweeps (0: the model's own)",
+                            elem_id="harm-iterations",
+                        )
+                        harm_seed, harm_num = _seed_and_count("harm", "versions")
+                harm_button, harm_status, harm_slots, harm_result = _results(
+                    "Harmonise", "harm", "harm", "version", "piano roll"
+                )
 
             with gr.Tab("Train", id="train"):
                 gr.Markdown(
@@ -222,19 +384,7 @@ def build_app(studio: Studio):
                     f"in {time.time() - started:.1f} s; sheet music and measures follow."
                 )
             ]
-            for i in range(len(slots)):
-                if i < len(pieces):
-                    p = pieces[i]
-                    out += [
-                        gr.Column(visible=True),
-                        p["wav"],
-                        p["png"],
-                        [p["midi"], p["wav"]],
-                        "<p><i>sheet music: rendering …</i></p>",
-                        "",
-                    ]
-                else:
-                    out += [gr.Column(visible=False), None, None, None, "", ""]
+            out += _shown_pieces(pieces, slots)
             return out + [result]
 
         @_page_errors
@@ -247,16 +397,8 @@ def build_app(studio: Studio):
                     out += [gr.skip(), gr.skip(), gr.skip()]
                     continue
                 midi = result["pieces"][i]["midi"]
-                downloads = gr.skip()
-                try:
-                    sheet = render_score(midi, force=True)  # the piece's own folder: a repeat replaces it
-                    downloads = [midi, result["pieces"][i]["wav"], sheet["musicxml"]]
-                    html = f"<div class='sheet-music'><img alt='sheet music' src='{_file_url(sheet['svg'])}'></div>"
-                except Exception as err:  # noqa: BLE001 — music21/verovio fail on some pieces: say so, keep the rest
-                    html = (
-                        f"<p class='sheet-error'><b>Sheet music could not be rendered for this piece</b> "
-                        f"({type(err).__name__}: {str(err)[:200]}). The MIDI, audio and piano roll are fine.</p>"
-                    )
+                html, downloads = _sheet(result["pieces"][i])
+                downloads = downloads or gr.skip()
                 try:
                     metrics_md = piece_report(studio, result["model"], midi)
                 except Exception as err:  # noqa: BLE001
@@ -292,15 +434,94 @@ def build_app(studio: Studio):
 
         primer.upload(on_primer, primer, gen_status, api_name=False)
 
-        @_page_errors
-        def on_model_upload(path):
-            if not path:
-                return gr.skip(), gr.skip(), gr.skip()
-            value = studio.add_uploaded_model(path)
-            choices = studio.model_choices()
-            return gr.Dropdown(choices=choices, value=value), None, f"model `{upload_name(path)}` added to the list"
+        _wire_model_upload(studio, model_upload, model, gen_status, studio.model_choices)
 
-        model_upload.upload(on_model_upload, model_upload, [model, model_upload, gen_status], api_name=False)
+        # ---- Harmonise ----
+        # harmonize_pieces' arguments, in the order Gradio passes the components' values
+        harm_fields = {"model": harm_model, "melody": harm_melody, "chorale": harm_chorale, "voices": harm_voices}
+        harm_fields |= {"seed": harm_seed, "num": harm_num, "temperature": harm_temperature}
+        harm_fields |= {"iterations": harm_iterations}
+
+        @_page_errors
+        def on_harmonize(*values):
+            started = time.time()
+            request = dict(zip(harm_fields, values))
+            if request["melody"] or request["chorale"] == NO_CHORALE:
+                request["chorale"] = None  # an uploaded melody comes first
+            result = harmonize_pieces(studio, **request)
+            pieces = result["pieces"]
+            status = (
+                f"`{result['source']}` harmonised by `{Path(result['model']).name}`: {len(pieces)} version"
+                f"{'s' if len(pieces) > 1 else ''} in {time.time() - started:.1f} s; sheet music and measures follow."
+            )
+            return [status] + _shown_pieces(pieces, harm_slots) + [result]
+
+        @_page_errors
+        def on_harmony_sheets(result):
+            if not result:
+                return [gr.skip()] * (3 * MAX_PIECES)
+            out = []
+            for i in range(MAX_PIECES):
+                if i >= len(result["pieces"]):
+                    out += [gr.skip(), gr.skip(), gr.skip()]
+                    continue
+                html, downloads = _sheet(result["pieces"][i])
+                try:
+                    measures = harmony_report(result["pieces"][i]["midi"], result["chorale"])
+                except Exception as err:  # noqa: BLE001
+                    traceback.print_exc()
+                    measures = f"measures could not be computed: {type(err).__name__}: {err}"
+                out += [html, measures, downloads or gr.skip()]
+            return out
+
+        harm_outputs = [harm_status] + [c for slot in harm_slots for c in slot] + [harm_result]
+        harm_button.click(
+            on_harmonize,
+            list(harm_fields.values()),
+            harm_outputs,
+            concurrency_limit=1,
+            concurrency_id="generate",  # one queue with Generate: one piece of music at a time
+            api_name=False,
+        ).then(
+            on_harmony_sheets,
+            harm_result,
+            [c for slot in harm_slots for c in (slot[4], slot[5], slot[3])],
+            concurrency_limit=1,
+            concurrency_id="details",
+            api_name=False,
+            show_progress="hidden",
+        )
+
+        @_page_errors
+        def on_melody(path):
+            if not path:
+                return "", gr.skip()
+            name = upload_name(path)
+            score = check_midi_bytes(read_limited(Path(path), MAX_MIDI_BYTES, name), name)
+            from ..midi import score_seconds
+
+            pitched = sum(1 for t in score.tracks if not t.is_drum and len(t.notes))
+            return (
+                f"melody `{name}`: {score.note_num()} notes, {pitched} pitched "
+                f"track{'s' if pitched != 1 else ''}, {score_seconds(score):.1f} s",
+                NO_CHORALE,
+            )
+
+        harm_melody.upload(on_melody, harm_melody, [harm_status, harm_chorale], api_name=False)
+        harm_chorale.input(  # a chosen chorale replaces the uploaded melody
+            lambda name: None if name and name != NO_CHORALE else gr.skip(), harm_chorale, harm_melody, api_name=False
+        )
+
+        def four_voice_only(name: str, value: str) -> None:
+            if not is_four_voice(studio.runs / value):
+                raise LstmidiError(
+                    f"{name}: harmonising needs a four-voice model (preset chorale); it was added to Generate's "
+                    "model list"
+                )
+
+        _wire_model_upload(
+            studio, harm_model_upload, harm_model, harm_status, studio.harmonize_choices, four_voice_only
+        )
 
         # ---- Train ----
         @_page_errors
@@ -342,11 +563,12 @@ def build_app(studio: Studio):
         )
         cancel_button.click(_page_errors(lambda: cancel_job(studio)), None, train_status, api_name=False)
 
-        def on_tick(seen, current_model, current_init):
+        def on_tick(seen, current_model, current_init, current_harmony):
             text, picture, _done = poll_job(studio)
             if seen != studio.models_version:
                 choices = studio.model_choices()
                 values = {v for _, v in choices}
+                harmony = studio.harmonize_choices()
                 return (
                     text,
                     picture if picture else gr.skip(),
@@ -356,13 +578,19 @@ def build_app(studio: Studio):
                         choices=[("none: train a new model", "none")] + choices,
                         value=current_init if current_init in values else "none",
                     ),
+                    gr.Dropdown(
+                        choices=harmony,
+                        value=current_harmony
+                        if current_harmony in {v for _, v in harmony}
+                        else studio.harmonize_default(),
+                    ),
                 )
-            return text, picture if picture else gr.skip(), seen, gr.skip(), gr.skip()
+            return text, picture if picture else gr.skip(), seen, gr.skip(), gr.skip(), gr.skip()
 
         timer.tick(
             on_tick,
-            [models_seen, model, init],
-            [train_status, curve, models_seen, model, init],
+            [models_seen, model, init, harm_model],
+            [train_status, curve, models_seen, model, init, harm_model],
             show_progress="hidden",
             concurrency_limit=None,
             api_name=False,

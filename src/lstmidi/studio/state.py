@@ -1,6 +1,6 @@
 """The state of one studio server (its runs folder, a cache of loaded models and training-data indexes, the
-training job) and what the Generate tab does with it: pieces through `lstmidi.api.generate_files`, and the
-measures of a piece."""
+training job) and what the Generate and Harmonise tabs do with it: pieces through `lstmidi.api.generate_files`,
+the measures of a piece, and harmonisations through `lstmidi.api.harmonize_files`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import shutil
 import threading
 import time
 import uuid
+import zipfile
+from functools import lru_cache
 from pathlib import Path
 
 from ..encodings.base import TokenStream
 from ..errors import LstmidiError, MidiError
 from .uploads import (
     BUNDLED,
+    MAX_ITERATIONS,
     MAX_MIDI_BYTES,
     MAX_PIECES,
     MAX_SECONDS,
@@ -49,16 +52,20 @@ class Studio:
     # model list -----------------------------------------------------------------------------------------
     def model_choices(self) -> list[tuple[str, str]]:
         """(label, value) for the model dropdowns: the bundled models, then every model file under RUNS."""
-        choices = [
+        return [
             ("bundled pretrained model (default: chorales)", BUNDLED),
             ("bundled quartet model (instruments 40, 41, 42 or 0)", f"{BUNDLED}:quartets"),
-        ]
+        ] + self._run_models()
+
+    def _run_models(self) -> list[tuple[str, str]]:
+        """(label, value) of every model file under RUNS (outside checkpoints/): runs first, then uploads."""
         found = []
         for path in self.runs.rglob("*.lstmidi"):
             rel = path.relative_to(self.runs)
             if "checkpoints" in rel.parts or len(rel.parts) > 5 or any(p.startswith(".") for p in rel.parts):
                 continue
             found.append(rel)
+        choices = []
         for rel in sorted(found, key=lambda r: (r.parts[0] == "_studio", str(r))):
             label = (
                 f"uploaded: {rel.name}"
@@ -67,6 +74,25 @@ class Studio:
             )
             choices.append((label, rel.as_posix()))
         return choices
+
+    def harmonize_choices(self) -> list[tuple[str, str]]:
+        """(label, value) for the Harmonise tab's dropdown: the bundled chorale model (said to be missing when
+        this installation lacks it), then the four-voice model files under RUNS."""
+        from ..api import CHORALE, bundled_path
+
+        missing = "" if bundled_path(CHORALE).is_file() else " — not installed"
+        choices = [(f"bundled chorale model (four voices){missing}", f"{BUNDLED}:{CHORALE}")]
+        return choices + [(label, value) for label, value in self._run_models() if is_four_voice(self.runs / value)]
+
+    def harmonize_default(self) -> str:
+        """The Harmonise tab's model: the bundled chorale model when installed, else the first four-voice model
+        under RUNS, else the bundled one (whose absence the page explains)."""
+        from ..api import CHORALE, bundled_path
+
+        choices = self.harmonize_choices()
+        if bundled_path(CHORALE).is_file() or len(choices) == 1:
+            return choices[0][1]
+        return choices[1][1]
 
     def model_path(self, choice: str | None) -> Path:
         """The file of a dropdown value; only the bundled model or a file inside RUNS."""
@@ -237,4 +263,141 @@ def piece_report(studio: Studio, model: str, midi: str | Path) -> str:
         lines.append(f"| longest run copied from the training data (notes) | {o['longest_copy']:.0f} |")
         share = "n/a (fewer than 8 notes)" if o["ngram8_share"] != o["ngram8_share"] else f"{o['ngram8_share']:.3f}"
         lines.append(f"| share of 8-note n-grams found in the training data | {share} |")
+    return "\n".join(lines)
+
+
+# ---- Harmonise ----------------------------------------------------------------------------------------
+
+
+def is_four_voice(path: Path) -> bool:
+    """Whether a model file is a four-voice model (one that `lstmidi.harmonize` takes: its encoding's kind
+    resamples cells in place), read from its config.json alone (size-limited; no weights loaded). Cached by
+    the file's size and time; a damaged or foreign file is not one."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return _four_voice(str(path), info.st_size, info.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _four_voice(path: str, _size: int, _mtime: int) -> bool:
+    from ..encodings import build_encoding
+    from ..kinds import kind_of
+    from ..modelfile import CONFIG, LIMITS
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            member = z.getinfo(CONFIG)
+            if member.file_size > LIMITS.max_config_bytes:
+                return False
+            with z.open(member) as f:
+                config = json.loads(f.read(LIMITS.max_config_bytes))
+        return kind_of(build_encoding(config["encoding"])).gibbs
+    except Exception:  # noqa: BLE001 — anything unreadable is simply not offered
+        return False
+
+
+@lru_cache(maxsize=1)
+def held_out_chorales() -> tuple[str, ...]:
+    """File names of the bundled Bach chorales in the test split of preset chorale (`lstmidi.corpus.split_of`
+    with its fractions): the chorales the bundled chorale model never trained on, sorted."""
+    from ..config import load_preset
+    from ..corpus import bundled_corpus, find_midi_files, split_of
+
+    data = load_preset("chorale").data
+    files = find_midi_files([bundled_corpus("bach")])
+    return tuple(rel for _, rel in files if split_of(rel, data.valid_fraction, data.test_fraction) == "test")
+
+
+def held_out_chorale(name: str) -> Path:
+    """The file of a held-out chorale named by `held_out_chorales` (nothing else: no path from the page)."""
+    from ..corpus import bundled_corpus
+
+    if name not in held_out_chorales():
+        raise LstmidiError(f"{name}: not one of the held-out chorales; choose one from the list")
+    return bundled_corpus("bach") / name
+
+
+def harmonize_pieces(
+    studio: Studio,
+    *,
+    model: str | None,
+    melody: str | None,
+    chorale: str | None,
+    voices: list[str] | None,
+    seed: int,
+    num: int,
+    temperature: float | None,
+    iterations: int | None,
+) -> dict:
+    """Harmonise an uploaded melody (a MIDI file, checked by content) or a held-out chorale (its given voices:
+    by default the soprano) with a four-voice model, `num` versions, each written as MIDI (tracks S, A, T, B)
+    + WAV + piano roll into RUNS/_studio/generated/<id>/. `temperature` and `iterations` None or 0: the model's
+    own. Returns {"model": path, "folder": ..., "source": the melody's name, "chorale": the chorale's name or None,
+    "pieces": [{"midi", "wav", "png"}]} (`lstmidi.api.harmonize_files`); every problem is an LstmidiError that
+    names no server path."""
+    from ..api import CHORALE, bundled_path, harmonize_files
+    from ..options import check_options
+
+    num = int(num)
+    if not 1 <= num <= MAX_PIECES:
+        raise LstmidiError(f"number of versions: 1 to {MAX_PIECES}")
+    voices = [v for v in ("S", "A", "T", "B") if v in (voices or [])]
+    if not voices:
+        raise LstmidiError("given voices: tick at least one of S, A, T, B (the voices taken from the melody)")
+    if len(voices) == 4:
+        raise LstmidiError("given voices: all four are ticked, so nothing is left to write; untick one or more")
+    iterations = int(iterations) if iterations else None
+    if iterations is not None and iterations > MAX_ITERATIONS:
+        raise LstmidiError(f"iterations: at most {MAX_ITERATIONS} on this page (the command line allows more)")
+    options = {"seed": int(seed or 0), "temperature": float(temperature) if temperature else None}
+    options["iterations"] = iterations
+    check_options({"num": num, **options})  # the same checks as the command line, before a model is loaded
+    if melody:
+        name = upload_name(melody)
+        data = read_limited(Path(melody), MAX_MIDI_BYTES, name)
+        check_midi_bytes(data, name)
+    elif chorale:
+        name, source = chorale, held_out_chorale(chorale)
+    else:
+        raise LstmidiError("upload a melody (a MIDI file) or choose one of the held-out chorales")
+    if model in (None, "", f"{BUNDLED}:{CHORALE}") and not bundled_path(CHORALE).is_file():
+        raise LstmidiError(
+            "the bundled chorale model is not installed in this lstmidi yet: train one (Train tab, preset "
+            "chorale) or upload a four-voice model, then choose it here"
+        )
+    path = studio.model_path(model or f"{BUNDLED}:{CHORALE}")
+    shown = path.relative_to(studio.runs).as_posix() if path.is_relative_to(studio.runs) else path.name
+    try:
+        loaded = studio.load(path)
+    except LstmidiError as err:
+        raise LstmidiError(str(err).replace(str(path), shown)) from None
+    folder = studio.home / "generated" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder.mkdir(parents=True)
+    if melody:
+        source = folder / "melody.mid"
+        source.write_bytes(data)
+    try:
+        out = folder / f"{Path(name).stem}-harmony.mid"  # e.g. tune-harmony.mid, bwv117.4-harmony.mid
+        written = harmonize_files(loaded, source, out, num=num, voices=voices, **options)
+    except LstmidiError as err:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise LstmidiError(str(err).replace(str(source), name).replace(str(path), shown)) from None
+    chorale = None if melody else name
+    return {"model": str(path), "folder": str(folder), "source": name, "chorale": chorale, "pieces": written}
+
+
+def harmony_report(midi: str | Path, chorale: str | None = None) -> str:
+    """Markdown: the quality gate's harmony measures (`lstmidi.quality.harmony`) of a harmonisation, beside those
+    of Bach's own harmonisation when the melody is the held-out chorale `chorale`."""
+    from ..midi import read_score
+    from ..quality import MEASURES, harmony
+
+    ours = harmony(read_score(midi))
+    bach = harmony(read_score(held_out_chorale(chorale))) if chorale else None
+    lines = ["| measure | this version |" + (" Bach's own |" if bach else ""), "|---|---|" + ("---|" if bach else "")]
+    lines.append(f"| key (Krumhansl–Schmuckler) | {ours['key']} |" + (f" {bach['key']} |" if bach else ""))
+    for k, what in MEASURES.items():
+        lines.append(f"| {what} | {ours[k]:.3g} |" + (f" {bach[k]:.3g} |" if bach else ""))
     return "\n".join(lines)

@@ -22,6 +22,7 @@ MAX_ZIP_MEMBERS = 2000  # entries in one zip archive
 MAX_ZIP_RATIO = 100  # uncompressed / compressed size of any zip entry
 MAX_PIECES = 4  # pieces per Generate request
 MAX_SECONDS = 180  # length of a generated piece
+MAX_ITERATIONS = 100  # Gibbs sweeps per Harmonise request (the command line allows 1000)
 PROGRAMS = [("piano (0)", 0), ("violin (40)", 40), ("viola (41)", 41), ("cello (42)", 42), ("drums (-1)", -1)]
 KEYS = ["any"] + [
     f"{t} {m}" for m in ("major", "minor") for t in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
