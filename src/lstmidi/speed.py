@@ -85,6 +85,7 @@ def target(name: str, measured: float, goal: float, unit: str = "x", *, below: b
         "goal": goal,
         "unit": unit,
         "met": bool(measured <= goal if below else measured >= goal),
+        "below": below,
     }
 
 
@@ -266,6 +267,134 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     }
 
 
+def _plain_tutorial(model, x, y, mask, loss_cfg):
+    """The tutorial preset's loss written out in plain PyTorch: 0.05 x cross-entropy of the pitch + MSE with
+    positive pressure on step and duration (the preset's weights and pressure), a mean over the real notes."""
+    out, _ = model(x.float())
+    m = mask.float()  # (batch, time)
+    n = m.sum().clamp(min=1e-8)
+    pitch = torch.nn.functional.cross_entropy(out["pitch"].transpose(1, 2), y[..., 0].round().long(), reduction="none")
+    loss = loss_cfg.weights.get("pitch", 1.0) * (pitch * m).sum() / n
+    for col, field in ((1, "step"), (2, "duration")):
+        err = (out[field] - y[..., col].float()) ** 2 + loss_cfg.positive_pressure * torch.relu(-out[field])
+        loss = loss + loss_cfg.weights.get(field, 1.0) * (err * m).sum() / n
+    return loss
+
+
+def _plain_tokens(model, x, y, mask, loss_cfg):
+    """Cross-entropy over every real token, in plain PyTorch."""
+    out, _ = model(x.long())
+    m = mask.float()
+    ce = torch.nn.functional.cross_entropy(out.transpose(1, 2), y.long(), reduction="none")  # (batch, time)
+    return (ce * m).sum() / m.sum().clamp(min=1e-8)
+
+
+PLAIN_LOSSES = {"tutorial": _plain_tutorial, "flagship": _plain_tokens}  # preset -> the same loss by hand
+OVERHEAD_SIZES = (  # (name, preset, overrides, timed steps, steps before timing)
+    ("tutorial (1 x 128, batch 64 x 25)", "tutorial", [], 100, 5),
+    ("flagship 2 x 512 (batch 64 x 128)", "flagship", FLAGSHIP_2X512, 4, 1),
+)
+
+
+def train_overhead(
+    preset_name: str, sets: list[str], steps: int, warm: int, rounds: int, work: Path, data: list[Path] | None = None
+) -> dict:
+    """ms per training batch of lstmidi's training (the LightningModule with the Trainer, callbacks, CSV log
+    and progress bar of `lstmidi train`, the loader of `lstmidi.batches`) against a plain PyTorch loop over
+    the same windows (cut beforehand, a random permutation per epoch) with the same model, initial weights
+    and loss (written out by hand: PLAIN_LOSSES), gradient clipping and Adam. `warm` batches first, then
+    `steps` timed; the two alternate `rounds` times (lstmidi, plain, lstmidi, ...), so that load from other
+    processes reaches both. Augmentation is off in both. -> medians of wall and CPU ms per batch, and the
+    median of the per-round ratios (lstmidi / plain)."""
+    import contextlib
+    import io
+    import warnings
+
+    import lightning as L
+
+    from .batches import make_loader
+    from .config import load_preset
+    from .corpus import bundled_corpus, load_corpus
+    from .encodings import build_encoding
+    from .models import build_model
+    from .training import LitModel, ResumeState, _quiet_lightning, make_trainer
+
+    sets = [*sets, "train.augment.transpose=0", "train.augment.stretch=0", "train.epochs=1000"]
+    preset = load_preset(preset_name, [*sets, f"train.max_steps={warm + steps}"])
+    cfg = preset.train
+    corpus = load_corpus(
+        data or [bundled_corpus("bach")],
+        build_encoding(preset.encoding),
+        preset.data,
+        cache_dir=work / "overhead-cache",
+    )
+    enc = corpus.encoding
+    loader = make_loader(corpus.concatenated("train"), cfg.window, cfg.hop, cfg.batch_size, True, cfg.seed)
+    ds = loader.dataset
+    windows = [torch.stack(c) for c in zip(*(ds[i] for i in range(len(ds))))]  # the plain loop's (x, y, mask)
+    plain_loss = PLAIN_LOSSES[preset_name]
+
+    def fresh_model():
+        torch.manual_seed(cfg.seed)
+        return build_model(preset.model, enc.sizes).train()
+
+    class Clock(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == warm:
+                self.start = (time.perf_counter(), time.process_time())
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.end = (time.perf_counter(), time.process_time())
+
+    def lstmidi_run(k: int) -> tuple[float, float]:
+        clock = Clock()
+        loader.sampler.set_epoch(0)
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        _quiet_lightning()
+        quiet = contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO())  # the bar
+        with warnings.catch_warnings(), quiet[0], quiet[1]:
+            warnings.simplefilter("ignore")  # no validation loader here
+            out = work / f"overhead-{preset_name}-{k}"
+            callbacks = [ResumeState(loader, out / "last.ckpt"), clock]
+            make_trainer(cfg, out, callbacks, progress=True).fit(LitModel(fresh_model(), preset, enc.kind), loader)
+        torch.use_deterministic_algorithms(deterministic)  # the Trainer's `deterministic` outlives fit
+        return tuple((b - a) / steps for a, b in zip(clock.start, clock.end))
+
+    def plain_run() -> tuple[float, float]:
+        model = fresh_model()
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        g = torch.Generator().manual_seed(cfg.seed)
+        done, start = 0, None
+        while True:
+            order = torch.randperm(len(windows[0]), generator=g)
+            for first in range(0, len(order), cfg.batch_size):
+                if done == warm:
+                    start = (time.perf_counter(), time.process_time())
+                x, y, mask = (t[order[first : first + cfg.batch_size]] for t in windows)
+                loss = plain_loss(model, x, y, mask, cfg.loss)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+                opt.step()
+                done += 1
+                if done == warm + steps:
+                    end = (time.perf_counter(), time.process_time())
+                    return tuple((b - a) / steps for a, b in zip(start, end))
+
+    ours, plain = [], []
+    for k in range(rounds):
+        ours.append(lstmidi_run(k))
+        plain.append(plain_run())
+    med = statistics.median
+    return {
+        "ms": med(o[0] for o in ours) * 1000,
+        "plain_ms": med(p[0] for p in plain) * 1000,
+        "ratio": med(o[0] / p[0] for o, p in zip(ours, plain)),
+        "cpu_ratio": med(o[1] / p[1] for o, p in zip(ours, plain)),
+        "rounds": rounds,
+    }
+
+
 def train(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     peak = matmul_gflops(0.3 if quick else 3.0, 512 if quick else 2048)
     rows = [row("train", f"float32 matmul (2048 x 2048, {torch.get_num_threads()} threads)", peak, "GFLOP/s")]
@@ -293,6 +422,25 @@ def train(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
             targets.append(
                 target("training 2 x 512, batch 64 x 128: share of matmul GFLOP/s", 100 * r["gflops"] / peak, 60, "%")
             )
+    from .corpus import bundled_corpus, find_midi_files
+
+    data = [p for p, _ in find_midi_files([bundled_corpus("bach")])[:12]] if quick else None
+    for name, preset, sets, steps, warm in OVERHEAD_SIZES:
+        if quick:
+            sets, steps, warm = [*sets, "train.batch_size=4", "train.window=8", "model.hidden=32"], 3, 1
+        o = train_overhead(preset, sets, steps, warm, 1 if quick else 3, work, data)
+        label = f"train step vs plain PyTorch, same model and loss: {name}"
+        rows.append(
+            row(
+                "train",
+                label,
+                o["ratio"],
+                "x",
+                f"{o['ms']:.1f} ms against {o['plain_ms']:.1f} ms per batch (wall); CPU-time ratio "
+                f"{o['cpu_ratio']:.2f}; median of {o['rounds']} alternating runs",
+            )
+        )
+        targets.append(target(f"{label} (ms per batch)", o["ratio"], 1.1, "x", below=True))
     return rows, targets
 
 
@@ -531,7 +679,7 @@ def table(result: dict) -> str:
             lines.append(f"  {r['name']:<68s} {_fmt(r['value']):>10s} {r['unit']:<12s} {r['note']}")
     lines.append("\ntargets")
     for t in result["targets"]:
-        goal = f"<= {t['goal']}" if t["unit"] == "s" else f">= {t['goal']}"
+        goal = f"<= {t['goal']}" if t.get("below", t["unit"] == "s") else f">= {t['goal']}"
         lines.append(
             f"  {t['target']:<68s} {_fmt(t['measured']):>10s} {t['unit']:<8s} target {goal} "
             f"{'met' if t['met'] else 'NOT met'}"
@@ -565,7 +713,7 @@ def markdown(result: dict, command: str) -> str:
         out.append("")
     out += ["### Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
     for t in result["targets"]:
-        goal = f"≤ {t['goal']} {t['unit']}" if t["unit"] == "s" else f"≥ {t['goal']} {t['unit']}"
+        goal = f"≤ {t['goal']} {t['unit']}" if t.get("below", t["unit"] == "s") else f"≥ {t['goal']} {t['unit']}"
         out.append(
             f"| {t['target']} | {_fmt(t['measured'])} {t['unit']} | {goal} | {'yes' if t['met'] else '**no**'} |"
         )

@@ -34,6 +34,8 @@ from .modelfile import LoadedModel, load_model, save_model
 from .models import build_model
 from .monitoring import LossPlot, SampleWriter, plot_distributions
 
+LOG_EVERY = 10  # steps between the training loss's logged values (the progress bar and logs/metrics.csv)
+
 
 class LitModel(L.LightningModule):
     """Wraps any model: the weighted objective in training, the unweighted one in validation."""
@@ -43,32 +45,45 @@ class LitModel(L.LightningModule):
         self.model = model
         self.kind = kind
         self.cfg = preset.train
-        self.register_buffer(
-            "step_weights", losses.progressive_weights(self.cfg.window, self.cfg.progressive_ramp), persistent=False
-        )
+        ramp = self.cfg.progressive_ramp  # without a ramp every step weighs 1: no weights to multiply by
+        weights = losses.progressive_weights(self.cfg.window, ramp) if ramp > 0 else None
+        self.register_buffer("step_weights", weights, persistent=False)
         self.history: list[dict] = []
-        self._val: dict[str, list[float]] = {}
-        self._train = [0.0, 0.0]
+        # Running sums kept on the device as float64 tensors, read once per epoch (and for the progress bar once
+        # every `log_every_n_steps` steps): a float() or .item() per step would wait for the device each step.
+        self._val: dict[str, torch.Tensor] = {}  # name -> (sum of value x weight, sum of weight)
+        self._train = torch.zeros(2, dtype=torch.float64)  # the epoch's (sum of loss x weight, sum of weight)
+        self._shown = torch.zeros(2, dtype=torch.float64)  # the same since the loss was last logged
         self._rng_to_restore = None  # RNG states from a checkpoint, restored when training starts
 
     def training_step(self, batch, _):
         loss, weight, _ = batch_objective(self.model, batch, self.kind, self.cfg.loss, self.step_weights)
-        self._train[0] += float(loss.detach()) * float(weight)
-        self._train[1] += float(weight)
-        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        pair = torch.stack([loss.detach().double() * weight, weight.double()])  # (2,) on the loss's device
+        if self._train.device != pair.device:
+            self._train, self._shown = self._train.to(pair.device), self._shown.to(pair.device)
+        self._train.add_(pair)
+        self._shown.add_(pair)
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 0
+        if every and (self.global_step + 1) % every == 0:  # the steps Lightning writes its logs at
+            self.log(
+                "loss", self._shown[0] / self._shown[1].clamp(min=1e-8), prog_bar=True, on_step=True, on_epoch=False
+            )
+            self._shown = torch.zeros_like(self._shown)
         return loss
 
     def validation_step(self, batch, _):
         loss, weight, extras = batch_objective(self.model, batch, self.kind, self.cfg.loss)
         for name, value in {"val_loss": loss, **{f"val_{k}": v for k, v in extras.items()}}.items():
-            acc = self._val.setdefault(name, [0.0, 0.0])
-            acc[0] += float(value) * float(weight)
-            acc[1] += float(weight)
+            pair = torch.stack([torch.as_tensor(value).detach().double() * weight, weight.double()])
+            if name in self._val:
+                self._val[name].add_(pair)
+            else:
+                self._val[name] = pair
 
     def on_validation_epoch_end(self):
         # every process validates on all the data (its value is the same on each); sync_dist keeps the
         # logged value identical on all ranks, which ModelCheckpoint's all-ranks decision needs
-        for name, (total, weight) in self._val.items():
+        for name, (total, weight) in ((k, v.tolist()) for k, v in self._val.items()):  # one read per metric
             if weight:
                 self.log(name, total / weight, prog_bar=name == "val_loss", sync_dist=self._distributed())
         self._val = {}
@@ -80,7 +95,8 @@ class LitModel(L.LightningModule):
         row.update({k: float(v) for k, v in metrics.items() if k.startswith("val_")})
         self.history.append(row)
         self.log("train_loss", row["train_loss"], sync_dist=self._distributed())
-        self._train = [0.0, 0.0]
+        self._train = torch.zeros_like(self._train)
+        self._shown = torch.zeros_like(self._shown)
 
     def _distributed(self) -> bool:
         return self._trainer is not None and self.trainer.world_size > 1
@@ -88,11 +104,8 @@ class LitModel(L.LightningModule):
     def _train_sums(self) -> list[float]:
         """The epoch's running (loss x weight, weight) over all processes (a collective when distributed)."""
         if not self._distributed():
-            return list(self._train)
-        sums = self.trainer.strategy.reduce(
-            torch.tensor(self._train, dtype=torch.float64, device=self.device), reduce_op="sum"
-        )
-        return [float(v) for v in sums]
+            return self._train.tolist()
+        return self.trainer.strategy.reduce(self._train.clone(), reduce_op="sum").tolist()
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
@@ -111,9 +124,10 @@ class LitModel(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.history = checkpoint.get("lstmidi_history", [])
-        self._train = list(checkpoint.get("lstmidi_train_sums", [0.0, 0.0]))  # all processes' sums: kept by rank 0 only
+        sums = checkpoint.get("lstmidi_train_sums", [0.0, 0.0])  # all processes' sums: kept by rank 0 only
         if self._distributed() and self.trainer.global_rank:
-            self._train = [0.0, 0.0]
+            sums = [0.0, 0.0]
+        self._train = torch.tensor(sums, dtype=torch.float64, device=self._train.device)
         self._rng_to_restore = checkpoint.get("lstmidi_rng")
 
     def on_train_start(self):  # restored here, after Lightning's own setup, right before the first batch
@@ -241,6 +255,23 @@ class ResumeState(L.Callback):
         self.loader.batches_done = batch_idx + 1
         if self.every and trainer.global_step % self.every == 0 and batch_idx + 1 < trainer.num_training_batches:
             trainer.save_checkpoint(self.last)  # the end of the epoch is saved by ModelCheckpoint
+
+
+class ProgressBar(L.pytorch.callbacks.RichProgressBar):
+    """Lightning's progress bar (Rich), updated at most every `interval` seconds while training (and at the
+    last batch of an epoch): per batch it reads the logged metrics back from the device and redraws, about
+    0.3 ms a step, which is a tenth of the step of a small model."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        super().__init__()
+        self.interval, self._next = interval, 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.monotonic()
+        if now < self._next and batch_idx + 1 < trainer.num_training_batches:
+            return
+        self._next = now + self.interval
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class ShardLog(L.Callback):
@@ -421,27 +452,15 @@ def train(
             callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
         if cfg.sample_every:
             callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
-        trainer = L.Trainer(
-            max_epochs=cfg.epochs,
-            max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
-            max_steps=cfg.max_steps or -1,
-            gradient_clip_val=cfg.grad_clip or None,
-            callbacks=callbacks,
-            # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
-            logger=L.pytorch.loggers.CSVLogger(
-                out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""
-            ),
-            enable_progress_bar=progress,
-            enable_model_summary=False,
-            log_every_n_steps=10,
-            accelerator="cpu" if not torch.cuda.is_available() else "auto",
+        trainer = make_trainer(
+            cfg,
+            out,
+            callbacks,
+            progress=progress,
+            resume=resume,
             devices=devices,
             num_nodes=num_nodes,
             strategy="ddp" if world > 1 else strategy,
-            use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup), keeps its resumable order
-            num_sanity_val_steps=0,
-            deterministic=True,
-            plugins=[AtomicCheckpointIO()],
         )
     except BaseException:
         if fresh:
@@ -501,6 +520,48 @@ def train(
     if cfg.sample_every or kind_of(encoding).distributions:
         plot_distributions(encoding, model_path, valid, out / "distributions.png")
     return TrainResult(model_path, out, metrics, epochs_done, seconds, corpus)
+
+
+def make_trainer(
+    cfg,
+    out: Path,
+    callbacks: list[L.Callback],
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+) -> L.Trainer:
+    """The Lightning Trainer of a training run (`cfg`: the preset's TrainConfig) logging into `out`/logs: what
+    `train` runs, and what `lstmidi benchmark speed` times against a plain PyTorch loop."""
+    trainer = L.Trainer(
+        default_root_dir=out,  # where Lightning's own checkpoint goes when `callbacks` has no ModelCheckpoint
+        max_epochs=cfg.epochs,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        max_steps=cfg.max_steps or -1,
+        gradient_clip_val=cfg.grad_clip or None,
+        callbacks=[*callbacks, ProgressBar()] if progress else callbacks,
+        # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
+        logger=L.pytorch.loggers.CSVLogger(
+            out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""
+        ),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=LOG_EVERY,
+        accelerator="cpu" if not torch.cuda.is_available() else "auto",
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup), keeps its resumable order
+        num_sanity_val_steps=0,
+        deterministic=True,
+        plugins=[AtomicCheckpointIO()],
+    )
+    # `deterministic` also has torch fill every new uninitialised tensor with NaN, a debugging aid that cost
+    # 5% of a tutorial-sized training step; no result depends on it (nothing reads memory before writing it)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    return trainer
 
 
 def quality_check(loaded: LoadedModel, real: list, *, num: int = 8, seconds: float = 20.0, seed: int = 0) -> dict:
