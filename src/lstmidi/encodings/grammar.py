@@ -198,3 +198,94 @@ class EventGrammar:
                 emit(vocab[f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}"])
         out.append(enc.eos)
         return out
+
+
+class BatchGrammar:
+    """The grammar states of many sequences at once (`Events.grammars`): `allowed()` gives, row for row, the
+    mask one `EventGrammar` per sequence would give. REMI and TSD keep their state in arrays over the rows
+    (previous id, the last two token types, REMI's bar position and bar length), so a step of a batch is
+    a few array operations instead of one Python state per row; MIDI-Like, whose sounding notes do not fit
+    in arrays, keeps an `EventGrammar` per row."""
+
+    def __init__(self, enc: TokenStream, rows: int) -> None:
+        self.enc = enc
+        self.tokenizer = enc.params.tokenizer
+        self.per_row = None if self.tokenizer in ("REMI", "TSD") else [EventGrammar(enc) for _ in range(rows)]
+        if self.per_row is None:
+            t = enc._batch_grammar_tables
+            self.prev = np.full(rows, -1, np.int64)  # -1: nothing yet (the tables' last row: only BOS)
+            self.types = np.full((rows, 2), t["code"]["BOS"], np.int64)  # the types of the last two ids
+            self.pos = np.full(rows, -1, np.int64)
+            self.bar_positions = np.full(rows, 4 * enc.params.steps_per_quarter, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.per_row) if self.per_row is not None else len(self.prev)
+
+    def push(self, tokens) -> None:
+        """Advance row i by tokens[i] (any ids, as `EventGrammar.push`)."""
+        tokens = np.asarray(tokens, np.int64).reshape(-1)
+        if self.per_row is not None:
+            for state, token in zip(self.per_row, tokens.tolist()):
+                state.push(token)
+            return
+        t = self.enc._batch_grammar_tables
+        kind = t["types"][tokens]  # (rows,) type codes
+        if self.tokenizer == "REMI":
+            code = t["code"]
+            self.pos = np.where(
+                kind == code["Bar"], -1, np.where(kind == code["Position"], t["position"][tokens], self.pos)
+            )
+            self.bar_positions = np.where(kind == code["TimeSig"], t["bar_positions"][tokens], self.bar_positions)
+        self.types = np.stack([self.types[:, 1], kind], 1)
+        self.prev = tokens
+
+    def allowed(self) -> np.ndarray:
+        """(rows, vocab) bool: the ids that may come next in each row."""
+        if self.per_row is not None:
+            return np.stack([state.allowed() for state in self.per_row])
+        t = self.enc._batch_grammar_tables
+        rows = t["transitions"][self.prev]  # (rows, vocab) a copy; prev -1 takes the start row
+        if self.tokenizer == "REMI":  # Positions move forward within the bar, unless right after a Rest
+            code, ids = t["code"], t["position_ids"]
+            last, before = self.types[:, 1], self.types[:, 0]
+            free = (last == code["Rest"]) | ((before == code["Rest"]) & (last == code["TimeSig"]))  # (rows,)
+            values = t["position"][ids][None, :]  # (1, positions)
+            bad = (values >= self.bar_positions[:, None]) | (~free[:, None] & (values <= self.pos[:, None]))
+            rows[:, ids] &= ~bad
+        return rows
+
+    def take(self, rows) -> BatchGrammar:
+        """The states of `rows` (indices into this batch, in any order, repeats allowed) as a new batch."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        out = BatchGrammar.__new__(BatchGrammar)
+        out.enc, out.tokenizer = self.enc, self.tokenizer
+        if self.per_row is not None:
+            out.per_row = [self.per_row[i].copy() for i in rows.tolist()]
+        else:
+            out.per_row = None
+            out.prev, out.types, out.pos = self.prev[rows], self.types[rows], self.pos[rows]
+            out.bar_positions = self.bar_positions[rows]
+        return out
+
+
+def batch_tables(enc: TokenStream) -> dict:
+    """`Events._batch_grammar_tables`, the lookup tables of `BatchGrammar`: the transition matrix with a start
+    row (only BOS) appended, type codes of every id, Position values and ids, and the bar length (positions)
+    that a TimeSig id sets."""
+    names, types = np.unique(enc._types, return_inverse=True)
+    code = {name: i for i, name in enumerate(names.tolist())}
+    for name in ("BOS", "Bar", "Position", "TimeSig", "Rest"):
+        code.setdefault(name, -2)  # a type this vocabulary lacks never matches
+    start = np.zeros((1, len(enc.vocab)), bool)
+    start[0, enc.bos] = True
+    bar_positions = np.full(len(enc.vocab), -1, np.int64)
+    for i in np.flatnonzero(enc._types == "TimeSig"):
+        bar_positions[i] = int(enc.vocab[i].split("_", 1)[1].split("/")[0]) * enc.params.steps_per_quarter
+    return {
+        "transitions": np.concatenate([enc.transitions, start]),  # (vocab + 1, vocab): row -1 is the start
+        "types": types.astype(np.int64),
+        "code": code,
+        "position": enc._grammar_tables["position"],
+        "position_ids": enc._grammar_tables["position_ids"],
+        "bar_positions": bar_positions,
+    }
