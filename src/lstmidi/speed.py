@@ -108,6 +108,8 @@ def tutorial_notes(path: Path) -> np.ndarray:
 
 
 def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
+    from symusic import Score
+
     from .corpus import bundled_corpus, find_midi_files
 
     folders = [bundled_corpus("bach"), bundled_corpus("quartets")]
@@ -119,8 +121,6 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
         import pretty_midi  # noqa: F401
     except ImportError:
         pretty = None
-        from symusic import Score
-
         notes = sum(t.note_num() for p, _ in files for t in Score(str(p)).tracks)
     else:
         started = time.perf_counter()
@@ -144,27 +144,40 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     from .corpus import load_corpus
     from .encodings import build_encoding
 
-    for preset, what in (("musicgenerator", "piano roll"), ("flagship", "event tokens, the default preset")):
+    extra = work / "ingest-extra.mid"  # a file no cache has seen: a bundled piece a semitone up
+    Score(str(files[0][0])).shift_pitch(1).dump_midi(str(extra))
+    for preset, what, per_core_goal in (
+        ("musicgenerator", "piano roll", 30),
+        ("flagship", "event tokens, the default preset", 10),
+    ):
         # in this process (as pretty_midi is measured): parallel reading and encoding, then the cached load
         config = load_preset(preset, check_model=False)
         cache = work / f"ingest-cache-{preset}"
         shutil.rmtree(cache, ignore_errors=True)
 
-        def load():
+        def load(data=config.data, more=()):
             started = time.perf_counter()
-            load_corpus(folders, build_encoding(config.encoding), config.data, cache_dir=cache)  # noqa: B023 (called in this iteration)
+            load_corpus([*folders, *more], build_encoding(config.encoding), data, cache_dir=cache)  # noqa: B023 (called in this iteration)
             return time.perf_counter() - started
 
+        # one worker process, i.e. one core, as pretty_midi runs (cold, so the cache is emptied first)
+        one_core = load(config.data.model_copy(update={"workers": 1}))
+        shutil.rmtree(cache, ignore_errors=True)
         cold, warm = load(), statistics.median(load() for _ in range(3))
+        added = load(more=[extra])  # the corpus's files are in the per-file cache: only the new one is encoded
         # the command, from process start (Python and imports included)
         shutil.rmtree(cache, ignore_errors=True)
-        cmd = lstmidi_command("prepare", *map(str, folders), "--preset", preset, "--out", str(work / "prepare"))
+        cmd = lstmidi_command(
+            "prepare", *map(str, folders), "--preset", preset, "--out", str(work / "prepare"), "--force"
+        )
         env = {"LSTMIDI_CACHE": str(cache)}
         cli_cold = timed_run(cmd, env)
         cli_warm = statistics.median(timed_run(cmd, env) for _ in range(3))
         for label, seconds in (
-            ("empty cache, in-process", cold),
+            ("empty cache, in-process, one process (one core)", one_core),
+            (f"empty cache, in-process, {config.data.workers or os.cpu_count()} worker processes", cold),
             ("warm cache, in-process", warm),
+            ("one new file added to a cached corpus, in-process", added),
             ("empty cache, `lstmidi prepare` from process start", cli_cold),
             ("warm cache, `lstmidi prepare` from process start", cli_warm),
         ):
@@ -181,7 +194,9 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
         if pretty is not None:
             targets += [
                 target(
-                    f"ingest --preset {preset}, empty cache: files/s vs pretty_midi (in-process)", pretty / cold, 100
+                    f"ingest --preset {preset}, empty cache, one core: files/s vs pretty_midi (one core)",
+                    pretty / one_core,
+                    per_core_goal,
                 ),
                 target(
                     f"ingest --preset {preset}, warm cache: files/s vs pretty_midi (in-process)", pretty / warm, 100
