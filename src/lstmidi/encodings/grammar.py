@@ -214,7 +214,8 @@ class BatchGrammar:
         if self.per_row is None:
             t = enc._batch_grammar_tables
             self.prev = np.full(rows, -1, np.int64)  # -1: nothing yet (the tables' last row: only BOS)
-            self.types = np.full((rows, 2), t["code"]["BOS"], np.int64)  # the types of the last two ids
+            self.last = np.full(rows, t["code"]["BOS"], np.int64)  # the type of the last id
+            self.before = self.last.copy()  # the type of the id before it
             self.pos = np.full(rows, -1, np.int64)
             self.bar_positions = np.full(rows, 4 * enc.params.steps_per_quarter, np.int64)
 
@@ -229,14 +230,10 @@ class BatchGrammar:
                 state.push(token)
             return
         t = self.enc._batch_grammar_tables
-        kind = t["types"][tokens]  # (rows,) type codes
-        if self.tokenizer == "REMI":
-            code = t["code"]
-            self.pos = np.where(
-                kind == code["Bar"], -1, np.where(kind == code["Position"], t["position"][tokens], self.pos)
-            )
-            self.bar_positions = np.where(kind == code["TimeSig"], t["bar_positions"][tokens], self.bar_positions)
-        self.types = np.stack([self.types[:, 1], kind], 1)
+        if self.tokenizer == "REMI":  # Bar resets the position, Position sets it, TimeSig sets the bar length
+            self.pos = np.where(t["sets_position"][tokens], t["position_after"][tokens], self.pos)
+            self.bar_positions = np.where(t["sets_bar"][tokens], t["bar_positions"][tokens], self.bar_positions)
+        self.before, self.last = self.last, t["types"][tokens]
         self.prev = tokens
 
     def allowed(self) -> np.ndarray:
@@ -245,10 +242,10 @@ class BatchGrammar:
             return np.stack([state.allowed() for state in self.per_row])
         t = self.enc._batch_grammar_tables
         rows = t["transitions"][self.prev]  # (rows, vocab) a copy; prev -1 takes the start row
-        if self.tokenizer == "REMI":  # Positions move forward within the bar, unless right after a Rest
+        if self.tokenizer == "REMI" and t["position_next"][self.prev].any():
+            # a Position must be inside the bar and after the bar's last one, unless right after a Rest
             code, ids = t["code"], t["position_ids"]
-            last, before = self.types[:, 1], self.types[:, 0]
-            free = (last == code["Rest"]) | ((before == code["Rest"]) & (last == code["TimeSig"]))  # (rows,)
+            free = (self.last == code["Rest"]) | ((self.before == code["Rest"]) & (self.last == code["TimeSig"]))
             values = t["position"][ids][None, :]  # (1, positions)
             bad = (values >= self.bar_positions[:, None]) | (~free[:, None] & (values <= self.pos[:, None]))
             rows[:, ids] &= ~bad
@@ -263,29 +260,36 @@ class BatchGrammar:
             out.per_row = [self.per_row[i].copy() for i in rows.tolist()]
         else:
             out.per_row = None
-            out.prev, out.types, out.pos = self.prev[rows], self.types[rows], self.pos[rows]
-            out.bar_positions = self.bar_positions[rows]
+            out.prev, out.last, out.before = self.prev[rows], self.last[rows], self.before[rows]
+            out.pos, out.bar_positions = self.pos[rows], self.bar_positions[rows]
         return out
 
 
 def batch_tables(enc: TokenStream) -> dict:
     """`Events._batch_grammar_tables`, the lookup tables of `BatchGrammar`: the transition matrix with a start
-    row (only BOS) appended, type codes of every id, Position values and ids, and the bar length (positions)
-    that a TimeSig id sets."""
+    row (only BOS) appended, type codes of every id, Position values and ids, what each id does to REMI's
+    bar position and bar length, and after which ids a Position may come."""
     names, types = np.unique(enc._types, return_inverse=True)
     code = {name: i for i, name in enumerate(names.tolist())}
     for name in ("BOS", "Bar", "Position", "TimeSig", "Rest"):
         code.setdefault(name, -2)  # a type this vocabulary lacks never matches
     start = np.zeros((1, len(enc.vocab)), bool)
     start[0, enc.bos] = True
+    transitions = np.concatenate([enc.transitions, start])  # (vocab + 1, vocab): row -1 is the start
     bar_positions = np.full(len(enc.vocab), -1, np.int64)
     for i in np.flatnonzero(enc._types == "TimeSig"):
         bar_positions[i] = int(enc.vocab[i].split("_", 1)[1].split("/")[0]) * enc.params.steps_per_quarter
+    position = enc._grammar_tables["position"]
+    bar = enc._types == "Bar"
     return {
-        "transitions": np.concatenate([enc.transitions, start]),  # (vocab + 1, vocab): row -1 is the start
+        "transitions": transitions,
         "types": types.astype(np.int64),
         "code": code,
-        "position": enc._grammar_tables["position"],
+        "position": position,
         "position_ids": enc._grammar_tables["position_ids"],
+        "position_next": transitions[:, enc._grammar_tables["position_ids"]].any(1),  # (vocab + 1,)
+        "sets_position": bar | (enc._types == "Position"),
+        "position_after": np.where(bar, -1, position),  # -1 after a Bar, the value after a Position
+        "sets_bar": enc._types == "TimeSig",
         "bar_positions": bar_positions,
     }
