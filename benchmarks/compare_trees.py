@@ -1,7 +1,7 @@
 """Compare two lstmidi trees on a loaded machine: run this script once per tree, in alternation, and compare the
 ratios it prints (each figure is a ratio taken inside one process, or CPU time, so the load of other jobs
 reaches both sides). The tree measured is the `lstmidi` Python imports: this checkout's, or another one's with
-`PYTHONPATH=OTHER/src`; the measuring code is always this checkout's `lstmidi/speed.py`.
+`PYTHONPATH=OTHER/src`; the training comparison's code is always this checkout's `lstmidi/trainspeed.py`.
 
     python benchmarks/compare_trees.py train tutorial      # lstmidi's training step / plain PyTorch (3 rounds)
     python benchmarks/compare_trees.py train flagship      # the same at 2 x 512
@@ -28,8 +28,8 @@ HERE = Path(__file__).resolve().parents[1]
 
 
 def this_speed():
-    """This checkout's speed.py, run against whichever lstmidi is imported."""
-    spec = importlib.util.spec_from_file_location("lstmidi._speed_here", HERE / "src" / "lstmidi" / "speed.py")
+    """This checkout's trainspeed.py, run against whichever lstmidi is imported."""
+    spec = importlib.util.spec_from_file_location("lstmidi._speed_here", HERE / "src" / "lstmidi" / "trainspeed.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -117,3 +117,21 @@ def test_the_overhead_benchmark_writes_only_into_its_work_folder(tmp_path, monke
     )
     assert o["ms"] > 0 and o["plain_ms"] > 0 and o["ratio"] == pytest.approx(o["ms"] / o["plain_ms"])
     assert not list((tmp_path / "cwd").iterdir())  # no checkpoints/ or lightning_logs/ in the current folder
+
+
+def test_unknown_peer_is_named(monkeypatch, capsys):
+    code, err = run_main(["benchmark", "speed", "--peer", "caffe"], monkeypatch, capsys)
+    assert code == 1 and "unknown peer 'caffe'" in err and "keras" in err
+
+
+def test_the_peer_comparison_scores_the_note_after_each_window():
+    from lstmidi.peer import held_out, last_real
+
+    target = np.array([[60, 0.5, 0.25], [62, 0.0, 1.0]])
+    flat = held_out(np.zeros((2, 128)), np.array([0.5, -0.1]), np.array([0.25, 1.0]), target)
+    assert flat["pitch_nll"] == pytest.approx(np.log(128))  # uniform logits
+    # 0.05 x NLL + step: (0 + (-0.1 - 0)^2 + 10 x 0.1) / 2 + duration: 0
+    assert flat["tutorial_loss"] == pytest.approx(0.05 * np.log(128) + (0.01 + 1.0) / 2)
+    y = np.arange(2 * 4 * 3).reshape(2, 4, 3)
+    last, notes = last_real(y, np.array([[1, 1, 1, 1], [1, 1, 0, 0]]))
+    assert last.tolist() == [3, 1] and notes.tolist() == [y[0, 3].tolist(), y[1, 1].tolist()]
