@@ -77,9 +77,8 @@ class WindowDataset(Dataset):
         w = self.window
         real = np.minimum(w, self.remaining[i] - 1)  # (batch,) predicted steps in each window
         t = np.arange(w + 1)
-        steps = self.data[
-            self.starts[i, None] + np.minimum(t, real[:, None])
-        ]  # (batch, w + 1, ...) past `real`: repeats
+        # (batch, w + 1, ...): each window's steps; past its `real` ones the last is repeated (then zeroed)
+        steps = self.data[self.starts[i, None] + np.minimum(t, real[:, None])]
         if self.augment is not None:  # per window, from the same (seed, epoch, window) as __getitem__
             for row, (k, n) in enumerate(zip(i.tolist(), real.tolist())):
                 steps[row, : n + 1] = self.augment(

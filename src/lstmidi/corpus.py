@@ -7,9 +7,9 @@ as "parser crashed" and the others still load. The split is deterministic: a has
 relative to the folder it was found in, so adding files never moves the others. Encoded arrays are
 cached, keyed by the files' relative paths and contents (a hash of their bytes: no parsing, a few ms
 for the bundled corpus) plus the encoding and data settings, so a second `prepare` is instant and any
-change to a file, even one that keeps its size and modification time, is seen. Each file's array is
-also kept on its own (`files/` in the cache folder, keyed by the file's bytes and the settings), so after
-files are added or changed only those are parsed and encoded again.
+change to a file, even one that keeps its size and modification time, is seen. A cache also lists a key
+per file (its bytes, the encoding and the reading settings): when the files change, those that an earlier
+cache in the same folder holds are taken from it, and only the added or changed ones are parsed and encoded.
 
 The cache holds, per split, all pieces end to end in one .npy file plus their offsets; it is opened
 memory-mapped, so a corpus's pieces are read-only views into the file (`Corpus.concatenated` gives the
