@@ -1,4 +1,6 @@
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,3 +218,45 @@ def test_a_cached_event_token_corpus_loads_without_building_the_tokenizer(corpus
         for s in (8, 8, 4)
     ]
     assert runs == [["False", "True"], ["True", "False"], ["False", "True"]]  # another grid: encoded again
+
+
+def test_only_the_files_the_cache_lacks_are_parsed_and_encoded(corpus_dir, tmp_path, monkeypatch):
+    import lstmidi.corpus as corpus_module
+    from conftest import chorale_like
+
+    parsed = []
+    load_one = corpus_module._load_one
+    monkeypatch.setattr(corpus_module, "_load_one", lambda job: parsed.append(Path(job[0]).name) or load_one(job))
+    cache = tmp_path / "cache"
+    (corpus_dir / "broken.mid").write_text("this is not MIDI")  # skipped, and remembered as skipped
+    first = load_corpus([corpus_dir], ROLL, DataConfig(workers=1), cache_dir=cache)
+    n = first.summary["files"]
+    assert len(parsed) == n
+    shutil.copy(next(corpus_dir.glob("*.mid")), corpus_dir / "copy.mid")  # the same bytes: nothing to encode
+    chorale_like(99).dump_midi(corpus_dir / "added.mid")
+    parsed.clear()
+    added = load_corpus([corpus_dir], ROLL, DataConfig(workers=1), cache_dir=cache)
+    assert parsed == ["added.mid"] and not added.cached and added.summary["files"] == n + 2
+    parsed.clear()
+    resplit = load_corpus([corpus_dir], ROLL, DataConfig(workers=1, valid_fraction=0.5), cache_dir=cache)
+    assert (
+        parsed == [] and resplit.summary["pieces"]["valid"] > added.summary["pieces"]["valid"]
+    )  # a split needs no parsing
+    fresh = load_corpus([corpus_dir], ROLL, DataConfig(workers=1, valid_fraction=0.5), cache_dir=tmp_path / "other")
+    assert [{k: v for k, v in r.items() if k != "path"} for r in fresh.report] == [
+        {k: v for k, v in r.items() if k != "path"} for r in resplit.report
+    ]
+    assert resplit.summary["skipped"] == 1
+    for split in ("train", "valid", "test"):
+        assert fresh.names[split] == resplit.names[split]
+        for a, b in zip(fresh.pieces[split], resplit.pieces[split]):
+            np.testing.assert_array_equal(a, b)
+    parsed.clear()
+    onsets = build_encoding({"name": "pianoroll", "onsets": True})
+    load_corpus([corpus_dir], onsets, DataConfig(workers=1), cache_dir=cache)
+    assert len(parsed) == n + 2  # another encoding: every file again
+    for meta in cache.glob("corpus-*.json"):  # damaged caches are passed over: the files are parsed again
+        meta.write_text("{not json")
+    parsed.clear()
+    again = load_corpus([corpus_dir], ROLL, DataConfig(workers=1, test_fraction=0.3), cache_dir=cache)
+    assert len(parsed) == n + 2 and again.summary["files"] == n + 2

@@ -404,7 +404,43 @@ def test_tsd_rests_after_a_change_from_x8_to_x4_may_lose_one_tick():
     assert all(0 <= w[0] - g[0] <= 1 for g, w in zip(got, want))  # onsets at most one tick early
 
 
-@pytest.mark.parametrize("tokenizer", ["REMI", "MIDILike"])
+@pytest.mark.parametrize(
+    "params",
+    [{"tokenizer": t} for t in TOKENIZERS]
+    + [{"tokenizer": t, "programs": True, "drums": True} for t in TOKENIZERS]
+    + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "steps_per_quarter": 4}],
+)
+def test_batched_grammar_equals_one_grammar_per_row(params):
+    """`grammars` (the batched state generation pushes into) gives, at every step, each row's mask from
+    `grammar`: on walks that follow the grammar (time signatures, rests, positions) and on ids out of
+    order; `take` reorders and repeats rows, which then grow apart."""
+    enc = events(**params)
+    rng = np.random.default_rng(0)
+    walks = [random_walk(enc, 80, seed) for seed in range(4)]
+    walks.append(np.concatenate([[enc.bos], rng.integers(0, len(enc.vocab), 80)]))  # any ids at all
+    rows = np.stack([w[:81] for w in walks])
+    batch = enc.grammars(rows[:, :0])
+    np.testing.assert_array_equal(batch.allowed(), np.stack([enc.grammar().allowed()] * len(rows)))
+    for t in range(81):
+        batch.push(rows[:, t])
+        np.testing.assert_array_equal(batch.allowed(), np.stack([enc.grammar(r[: t + 1]).allowed() for r in rows]))
+    np.testing.assert_array_equal(
+        enc.grammars(rows[:, :50]).allowed(), np.stack([enc.grammar(r[:50]).allowed() for r in rows])
+    )
+    picked = batch.take([4, 0, 0, 2])
+    seqs = [rows[4], rows[0], rows[0], rows[2]]
+    for _ in range(20):
+        allowed = picked.allowed()
+        for seq, mask in zip(seqs, allowed):
+            np.testing.assert_array_equal(mask, enc.grammar(seq).allowed())
+        allowed[:, enc.eos] = False
+        tokens = [rng.choice(np.flatnonzero(m)) for m in allowed]
+        picked.push(tokens)
+        seqs = [np.append(s, k) for s, k in zip(seqs, tokens)]
+    assert not np.array_equal(seqs[1], seqs[2])
+
+
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
 def test_grammar_tracker_masks_equal_fresh_grammars(tokenizer):
     """The tracker used while sampling (rows pushed in place) and in beam search (rows reordered and
     duplicated) gives the mask of a grammar read from scratch over each whole sequence."""

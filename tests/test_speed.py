@@ -57,6 +57,10 @@ def test_benchmark_speed_cli_writes_json_and_markdown(tmp_path):
     assert all(r["value"] > 0 for r in result["rows"])
     [share] = [t for t in result["targets"] if "share of matmul" in t["target"]]
     assert share["goal"] == 60 and share["met"] == (share["measured"] >= 60)
+    overhead = [t for t in result["targets"] if t["target"].startswith("train step vs plain PyTorch")]
+    assert len(overhead) == 2 and all(t["goal"] == 1.1 and t["met"] == (t["measured"] <= 1.1) for t in overhead)
+    assert "tutorial" in overhead[0]["target"] and "flagship 2 x 512" in overhead[1]["target"]
+    assert "≤ 1.1 x" in doc.read_text()
     assert "training 2 x 512" in out and "Kept." in doc.read_text() and "### train" in doc.read_text()
 
 
@@ -71,3 +75,63 @@ def test_peak_memory_of_a_process():
         < speed.peak_rss_mb([sys.executable, "-c", "b = bytearray(80 * 2**20); b[::4096] = b'x' * len(b[::4096])"])
         < 400
     )
+
+
+@pytest.mark.parametrize("preset", sorted(speed.PLAIN_LOSSES))
+def test_the_plain_pytorch_loss_is_lstmidis_objective(preset):
+    """The overhead benchmark compares like with like: its hand-written loss equals lstmidi's objective."""
+    import torch
+
+    from lstmidi.batches import batch_objective
+    from lstmidi.config import load_preset
+    from lstmidi.encodings import build_encoding
+    from lstmidi.kinds import kind_of
+
+    cfg = load_preset(preset, ["model.hidden=16", "train.window=6"])
+    enc = build_encoding(cfg.encoding)
+    sizes = {"vocab_size": 40} if preset == "flagship" else enc.sizes
+    model = build_model(cfg.model, sizes).eval()
+    g = torch.Generator().manual_seed(0)
+    if preset == "flagship":
+        x = torch.randint(40, (3, 7), generator=g)
+    else:
+        x = torch.stack([torch.randint(30, 90, (3, 7)), torch.rand(3, 7), torch.rand(3, 7) - 0.2], -1)
+    mask = torch.ones(3, 6, dtype=torch.uint8)
+    mask[1, 4:] = 0  # a window that ends early
+    batch = (x[:, :-1], x[:, 1:], mask)
+    ours, _, _ = batch_objective(model, batch, kind_of(enc).name, cfg.train.loss)
+    plain = speed.PLAIN_LOSSES[preset](model, *batch, cfg.train.loss)
+    assert float(plain.detach()) == pytest.approx(float(ours.detach()), rel=1e-5)
+
+
+def test_the_overhead_benchmark_writes_only_into_its_work_folder(tmp_path, monkeypatch):
+    from lstmidi.corpus import bundled_corpus, find_midi_files
+
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    data = [p for p, _ in find_midi_files([bundled_corpus("bach")])[:6]]
+    work = tmp_path / "work"
+    work.mkdir()
+    o = speed.train_overhead(
+        "tutorial", ["train.batch_size=4", "train.window=8", "model.hidden=16"], 2, 1, 1, work, data
+    )
+    assert o["ms"] > 0 and o["plain_ms"] > 0 and o["ratio"] == pytest.approx(o["ms"] / o["plain_ms"])
+    assert not list((tmp_path / "cwd").iterdir())  # no checkpoints/ or lightning_logs/ in the current folder
+
+
+def test_unknown_peer_is_named(monkeypatch, capsys):
+    code, err = run_main(["benchmark", "speed", "--peer", "caffe"], monkeypatch, capsys)
+    assert code == 1 and "unknown peer 'caffe'" in err and "keras" in err
+
+
+def test_the_peer_comparison_scores_the_note_after_each_window():
+    from lstmidi.peer import held_out, last_real
+
+    target = np.array([[60, 0.5, 0.25], [62, 0.0, 1.0]])
+    flat = held_out(np.zeros((2, 128)), np.array([0.5, -0.1]), np.array([0.25, 1.0]), target)
+    assert flat["pitch_nll"] == pytest.approx(np.log(128))  # uniform logits
+    # 0.05 x NLL + step: (0 + (-0.1 - 0)^2 + 10 x 0.1) / 2 + duration: 0
+    assert flat["tutorial_loss"] == pytest.approx(0.05 * np.log(128) + (0.01 + 1.0) / 2)
+    y = np.arange(2 * 4 * 3).reshape(2, 4, 3)
+    last, notes = last_real(y, np.array([[1, 1, 1, 1], [1, 1, 0, 0]]))
+    assert last.tolist() == [3, 1] and notes.tolist() == [y[0, 3].tolist(), y[1, 1].tolist()]

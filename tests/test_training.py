@@ -175,3 +175,111 @@ def test_damaged_model_files_give_clear_errors(trained, tmp_path):
         load_model(bad)
     with pytest.raises(ModelFileError, match="missing.lstmidi: model file not found"):
         load_model(tmp_path / "missing.lstmidi")
+
+
+@pytest.mark.parametrize("hop", [None, 3])
+@pytest.mark.parametrize("inner", [(), (5,)])  # tokens, frames x keys
+@pytest.mark.parametrize("augmented", [False, True])
+def test_a_batch_of_windows_is_the_windows_one_by_one(hop, inner, augmented):
+    """The loader gathers a batch in one go (`__getitems__`); it must give exactly what stacking
+    `__getitem__` gives, padding and per-window augmentation included."""
+    from lstmidi.batches import make_loader
+
+    rng = np.random.default_rng(0)
+    pieces = [rng.integers(0, 9, (n, *inner)).astype(np.uint8) for n in (3, 40, 17, 2, 9)]
+    augment = (lambda steps, r: (steps.astype(np.int64) + r.integers(1, 4)) % 9) if augmented else None
+    ds = WindowDataset(pieces, 8, hop, augment, seed=4)
+    ds.epoch = 2
+    indices = rng.permutation(len(ds))[:11].tolist()
+    batch = ds.__getitems__(indices)
+    one_by_one = [torch.stack(column) for column in zip(*(ds[i] for i in indices))]
+    for got, want in zip(batch, one_by_one, strict=True):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    loader = make_loader(pieces, 8, hop, 4, True, seed=1, augment=augment)
+    order = list(loader.sampler)
+    for k, (x, y, mask) in enumerate(loader):
+        want = [torch.stack(column) for column in zip(*(loader.dataset[i] for i in order[4 * k : 4 * k + 4]))]
+        assert torch.equal(x, want[0]) and torch.equal(y, want[1]) and torch.equal(mask, want[2])
+
+
+def test_training_steps_keep_the_loss_on_the_device_and_log_it_every_n_steps(monkeypatch):
+    """No float()/.item() per training step (each would wait for a GPU); the loss shown in the progress bar
+    and logs is the weighted mean since the last one, once every `log_every_n_steps`; the epoch's sums are
+    exact."""
+    from types import SimpleNamespace
+
+    from lstmidi.batches import batch_objective
+    from lstmidi.models import build_model
+    from lstmidi.training import LitModel
+
+    preset = load_preset("flagship", ["model.embed=8", "model.hidden=16", "model.layers=1", "train.window=6"])
+    model = build_model(preset.model, {"vocab_size": 30})
+    module = LitModel(model, preset, "tokens")
+    module._trainer = SimpleNamespace(log_every_n_steps=3, global_step=0, world_size=1)
+    logged = []
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.append((name, value.clone())))
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for k in range(7):
+        x = torch.randint(30, (4, 7), generator=g)
+        mask = torch.ones(4, 6, dtype=torch.uint8)
+        mask[k % 4, k:] = 0  # windows of different lengths: the weights differ
+        batches.append((x[:, :-1], x[:, 1:], mask))
+    torch.manual_seed(0)
+    expected = []
+    with torch.no_grad():
+        for b in batches:
+            loss, weight, _ = batch_objective(model.eval(), b, "tokens", preset.train.loss)
+            expected.append((float(loss), float(weight)))
+
+    def refuse(*args):
+        raise AssertionError("the training step read a value back from the device")
+
+    model.eval()  # no dropout: the same losses as above
+    with monkeypatch.context() as m:
+        for name in ("item", "__float__", "tolist"):
+            m.setattr(torch.Tensor, name, refuse)
+        for step, b in enumerate(batches):
+            module._trainer.global_step = step
+            module.training_step(b, step)
+    assert [name for name, _ in logged] == ["loss", "loss"]  # after steps 3 and 6
+    for (_, value), part in zip(logged, (expected[:3], expected[3:6])):
+        mean = sum(loss * weight for loss, weight in part) / sum(weight for _, weight in part)
+        assert float(value) == pytest.approx(mean, rel=1e-6)
+    total, weight = module._train_sums()
+    assert weight == sum(w for _, w in expected)
+    assert total == pytest.approx(sum(loss * w for loss, w in expected), rel=1e-9)
+
+
+def test_the_trainer_is_deterministic_without_filling_new_memory(tmp_path, monkeypatch):
+    import torch.utils.deterministic
+
+    from lstmidi.training import ProgressBar, make_trainer
+
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        trainer = make_trainer(load_preset("tutorial").train, tmp_path, [], progress=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory  # 5% of a small model's step
+        assert isinstance(trainer.progress_bar_callback, ProgressBar)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def test_the_progress_bar_is_redrawn_at_most_every_interval(monkeypatch):
+    from types import SimpleNamespace
+
+    import lightning as L
+
+    from lstmidi.training import ProgressBar
+
+    drawn = []
+    monkeypatch.setattr(
+        L.pytorch.callbacks.RichProgressBar, "on_train_batch_end", lambda self, tr, m, o, b, i: drawn.append(i)
+    )
+    bar = ProgressBar(interval=3600.0)
+    trainer = SimpleNamespace(num_training_batches=50)
+    for i in range(50):
+        bar.on_train_batch_end(trainer, None, None, None, i)
+    assert drawn == [0, 49]  # the first batch, then none within the interval but the epoch's last

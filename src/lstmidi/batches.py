@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .corpus import concatenate
 from .encodings.base import Encoding
@@ -48,6 +48,8 @@ class WindowDataset(Dataset):
                     starts.append(n - 1 - window)
             self.index.extend((offset + s, n - s) for s in starts)
             offset += n
+        index = np.asarray(self.index, np.int64).reshape(-1, 2)
+        self.starts, self.remaining = index[:, 0], index[:, 1]  # (windows,) each: for the batched gather
 
     def __len__(self) -> int:
         return len(self.index)
@@ -66,6 +68,33 @@ class WindowDataset(Dataset):
         mask = np.zeros(w, np.uint8)
         mask[:real] = 1
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The windows `indices` as one batch (x, y, mask), each (batch, window, ...): the same values as
+        stacking `self[i]` for each, from one gather instead of a Python loop per window (the DataLoader
+        calls this with the indices of a batch; its `collate_fn` is then `collated`)."""
+        i = np.asarray(indices, np.int64)
+        w = self.window
+        real = np.minimum(w, self.remaining[i] - 1)  # (batch,) predicted steps in each window
+        t = np.arange(w + 1)
+        # (batch, w + 1, ...): each window's steps; past its `real` ones the last is repeated (then zeroed)
+        steps = self.data[self.starts[i, None] + np.minimum(t, real[:, None])]
+        if self.augment is not None:  # per window, from the same (seed, epoch, window) as __getitem__
+            for row, (k, n) in enumerate(zip(i.tolist(), real.tolist())):
+                steps[row, : n + 1] = self.augment(
+                    steps[row, : n + 1], np.random.default_rng([self.seed, self.epoch, k])
+                )
+        real_steps = t[None, :w] < real[:, None]  # (batch, w)
+        keep = real_steps.reshape(*real_steps.shape, *(1,) * (steps.ndim - 2))  # broadcast over inner axes
+        x = np.where(keep, steps[:, :-1], 0).astype(self.data.dtype, copy=False)  # (batch, w, ...)
+        y = np.where(keep, steps[:, 1:], 0).astype(self.data.dtype, copy=False)
+        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(real_steps.astype(np.uint8))
+
+
+def collated(batch):
+    """A DataLoader's collate_fn for WindowDataset: a batch from `__getitems__` is ready as it is; a list of
+    windows (another fetcher) is stacked."""
+    return batch if isinstance(batch, tuple) else default_collate(batch)
 
 
 def batch_objective(
@@ -189,6 +218,7 @@ def make_loader(pieces, window, hop, batch_size, shuffle, seed, augment=None) ->
         sampler=EpochSampler(ds, shuffle, seed),
         generator=torch.Generator().manual_seed(seed),
         drop_last=False,
+        collate_fn=collated,
     )
 
 

@@ -601,6 +601,12 @@ def benchmark_speed(
         False, "--quick", help="tiny sizes: checks that the suites run (the figures are not the benchmark's)"
     ),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
+    peer: str | None = typer.Option(
+        None,
+        "--peer",
+        help="keras: the TensorFlow tutorial's Keras model beside the tutorial preset, in alternation (needs the "
+        "extra [peer]; alone unless --suite is given)",
+    ),
 ):
     """Measure ingest, training, generation and memory on this machine, each beside the method it replaces;
     print a table and the project's speed targets."""
@@ -612,7 +618,7 @@ def benchmark_speed(
 
     if json_path:
         refuse_overwrite([json_path], force)
-    result = run(suite, quick=quick, progress=lambda msg: typer.echo(msg, err=True))
+    result = run(suite, quick=quick, progress=lambda msg: typer.echo(msg, err=True), peer=peer)
     typer.echo(table(result))
     if json_path:
         atomic_write_text(json_path, json.dumps(result, indent=1))

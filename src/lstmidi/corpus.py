@@ -7,7 +7,9 @@ as "parser crashed" and the others still load. The split is deterministic: a has
 relative to the folder it was found in, so adding files never moves the others. Encoded arrays are
 cached, keyed by the files' relative paths and contents (a hash of their bytes: no parsing, a few ms
 for the bundled corpus) plus the encoding and data settings, so a second `prepare` is instant and any
-change to a file, even one that keeps its size and modification time, is seen.
+change to a file, even one that keeps its size and modification time, is seen. A cache also lists a key
+per file (its bytes, the encoding and the reading settings): when the files change, those that an earlier
+cache in the same folder holds are taken from it, and only the added or changed ones are parsed and encoded.
 
 The cache holds, per split, all pieces end to end in one .npy file plus their offsets; it is opened
 memory-mapped, so a corpus's pieces are read-only views into the file (`Corpus.concatenated` gives the
@@ -64,6 +66,8 @@ class Corpus:
     summary: dict = field(default_factory=dict)
     # split -> (its pieces end to end along time, offsets): set when the pieces are views into one array
     flat: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    # per report entry: what its file turns into is keyed by (bytes, settings); later corpora reuse its array
+    file_keys: list[str] = field(default_factory=list, repr=False)
 
     def total_steps(self, split: str) -> int:
         return int(sum(len(p) for p in self.pieces[split]))
@@ -209,15 +213,63 @@ def _map_parallel(fn: Callable, jobs: list, workers: int, progress: Callable[[in
     return results
 
 
-def _manifest_hash(files: list[tuple[Path, str]], encoding: Encoding, data: DataConfig) -> str:
+def _manifest_hash(
+    files: list[tuple[Path, str]], encoding: Encoding, data: DataConfig, digests: list[str] | None = None
+) -> str:
     """The cache key: cache version, encoding and data settings (but not `workers`, which changes
-    nothing), and every file's relative path and content digest, in order."""
+    nothing), and every file's relative path and content digest (`digests`, else read here), in order."""
     h = hashlib.sha256()
     settings = [CACHE_VERSION, encoding.cache_key(), data.model_dump(exclude={"workers"})]
     h.update(json.dumps(settings, sort_keys=True).encode())
-    for path, rel in files:
-        h.update(f"{rel}\0{file_digest(path)}\n".encode())
+    digests = digests or [file_digest(path) for path, _ in files]
+    for (_, rel), digest in zip(files, digests):
+        h.update(f"{rel}\0{digest}\n".encode())
     return h.hexdigest()[:20]
+
+
+def _file_keys(digests: list[str], enc_json: str, data: DataConfig) -> list[str]:
+    """Per-file cache keys: what one file turns into depends on its bytes, the (fitted) encoding and the
+    reading settings (tracks, drums), not on its name, its split or the other files."""
+    settings = json.dumps([CACHE_VERSION, enc_json, data.tracks, data.drums], sort_keys=True)
+    common = hashlib.sha256(settings.encode()).hexdigest()
+    return [hashlib.sha256(f"{common}\0{d}".encode()).hexdigest()[:24] for d in digests]
+
+
+def _cached_files(cache_dir: Path, wanted: set[str]) -> dict[str, tuple[np.ndarray | None, str]]:
+    """{file key: (array, recovery note) or (None, why it was skipped)} for the `wanted` files that the corpus
+    caches in `cache_dir` hold (newest first; caches written before file keys existed are passed over).
+    Arrays are read-only views into the cached splits; a file whose parser crashed is not taken."""
+    found: dict[str, tuple[np.ndarray | None, str]] = {}
+    try:
+        metas = sorted(cache_dir.glob("corpus-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return found
+    for meta_path in metas:
+        if len(found) == len(wanted):
+            break
+        try:
+            meta = json.loads(meta_path.read_text())
+            keys, report = meta.get("file_keys") or [], meta["report"]
+            if len(keys) != len(report) or not (wanted - found.keys()).intersection(keys):
+                continue
+            arrays_paths, _ = _cache_paths(cache_dir, meta_path.name.removeprefix("corpus-").removesuffix(".json"))
+            data: dict[str, np.ndarray] = {}
+            index = {s: 0 for s in SPLITS}
+            for key, entry in zip(keys, report):
+                if entry["status"] == "skipped":
+                    if key in wanted and entry["reason"] != PARSER_CRASHED:
+                        found.setdefault(key, (None, entry["reason"]))
+                    continue
+                split, k = entry["split"], index[entry["split"]]
+                index[split] += 1
+                if key in wanted and key not in found:
+                    if split not in data:
+                        data[split] = np.load(arrays_paths[split], mmap_mode="r").view(np.ndarray)
+                    a, b = meta["offsets"][split][k : k + 2]
+                    found[key] = (data[split][a:b], entry["reason"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue  # a damaged cache is only not used
+    return found
 
 
 def file_digest(path: Path) -> str:
@@ -247,7 +299,8 @@ def load_corpus(
     """
     data = DataConfig() if data is None else data
     files = find_midi_files(list(paths) if paths else [bundled_corpus()])
-    key = _manifest_hash(files, encoding, data)
+    digests = [file_digest(path) for path, _ in files]
+    key = _manifest_hash(files, encoding, data, digests)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cached = _read_cache(cache_dir, key, files)
     if cached is not None:
@@ -255,10 +308,19 @@ def load_corpus(
     if encoding.needs_fit and not encoding.is_fitted:
         encoding = fit_encoding(encoding, files, data)
 
+    # Files that an earlier corpus cache in this folder holds (same bytes, same settings) are taken from it:
+    # after files are added or changed, only those are parsed and encoded.
     enc_json = json.dumps(encoding.to_dict(), sort_keys=True)
-    jobs = [(str(p), enc_json, data.model_dump()) for p, _ in files]
+    file_keys = _file_keys(digests, enc_json, data)
+    known = _cached_files(cache_dir, set(file_keys))
+    results = [known.get(k) for k in file_keys]
+    missing = [i for i, r in enumerate(results) if r is None]
+    jobs = [(str(files[i][0]), enc_json, data.model_dump()) for i in missing]
     workers = data.workers or os.cpu_count() or 1
-    results = [(None, PARSER_CRASHED) if r is None else r for r in map_files(_load_one, jobs, workers, progress)]
+    have = len(files) - len(missing)
+    report_progress = (lambda done, total: progress(have + done, have + total)) if progress and jobs else progress
+    for i, r in zip(missing, map_files(_load_one, jobs, workers, report_progress)):
+        results[i] = (None, PARSER_CRASHED) if r is None else r
 
     pieces = {s: [] for s in SPLITS}
     names = {s: [] for s in SPLITS}
@@ -286,7 +348,7 @@ def load_corpus(
             f"({sum(r['status'] == 'skipped' for r in report)} skipped; first reason: "
             f"{next((r['name'] + ': ' + r['reason'] for r in report if r['status'] == 'skipped'), 'none')})"
         )
-    corpus = Corpus(pieces, names, report, key, encoding)
+    corpus = Corpus(pieces, names, report, key, encoding, file_keys=file_keys)
     corpus.summary = summarize(corpus)
     _write_cache(cache_dir, corpus)
     mapped = _read_cache(cache_dir, key, files)
@@ -398,6 +460,7 @@ def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
                     "report": corpus.report,
                     "summary": corpus.summary,
                     "encoding": corpus.encoding.to_dict(),
+                    "file_keys": corpus.file_keys,
                 }
             ),
         )

@@ -246,36 +246,31 @@ def gibbs_voices(
 
 class GrammarTracker:
     """Grammar masks for many sequences that grow one token at a time (and, in beam search, are
-    reordered): when the sequences are the previous call's rows with one token more (sampling), each
-    row's grammar state takes that token in place; otherwise (a beam reordered its rows) the state after
-    each sequence is found by the sequence's bytes, so each step still pushes one token instead of
-    re-reading the whole sequence."""
+    reordered): when the sequences are the previous call's rows with one token more (sampling), every row's
+    state takes its token in one batched push (`TokenStream.grammars`); when a beam reordered its rows, the
+    states of their parents are taken by the sequences' bytes and pushed, so each step still pushes one
+    token per row instead of re-reading the whole sequences."""
 
     def __init__(self, enc) -> None:
         self.enc = enc
         self.last: np.ndarray | None = None  # the previous call's sequences
-        self.rows: list = []  # the grammar state after each of them
+        self.state = None  # the grammar states after them (a batch: one row per sequence)
 
     def allowed(self, seqs: torch.Tensor) -> torch.Tensor:
         """(batch, t) token sequences -> (batch, vocab) bool mask of the next token."""
         seqs, last = seqs.numpy(), self.last
         if last is not None and seqs.shape == (last.shape[0], last.shape[1] + 1) and np.array_equal(seqs[:, :-1], last):
-            for state, token in zip(self.rows, seqs[:, -1]):
-                state.push(int(token))
+            self.state.push(seqs[:, -1])
         else:
-            known = {row.tobytes(): state for row, state in zip(last, self.rows)} if last is not None else {}
-            rows = []
-            for row in seqs:
-                prev = known.get(row[:-1].tobytes())
-                if prev is None:
-                    state = self.enc.grammar(row)
-                else:
-                    state = prev.copy()
-                    state.push(int(row[-1]))
-                rows.append(state)  # every row has its own state: the next call may push into it
-            self.rows = rows
+            known = {row.tobytes(): i for i, row in enumerate(last)} if last is not None else {}
+            parents = [known.get(row[:-1].tobytes()) for row in seqs]
+            if parents and None not in parents:
+                self.state = self.state.take(parents)  # every row has its own state: the next push may diverge
+                self.state.push(seqs[:, -1])
+            else:
+                self.state = self.enc.grammars(seqs)
         self.last = seqs
-        return torch.from_numpy(np.stack([state.allowed() for state in self.rows]))
+        return torch.from_numpy(self.state.allowed())
 
 
 def token_constraints(enc: TokenStream, generated_from: int, o: dict, choose_ending: bool = True):

@@ -37,9 +37,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .trainspeed import (  # noqa: F401 (public here)
+    FLAGSHIP_2X512,
+    OVERHEAD_SIZES,
+    PLAIN_LOSSES,
+    flops_per_step_forward,
+    matmul_gflops,
+    train_overhead,
+    train_rate,
+)
+
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
 CLI = [sys.executable, "-c", "from lstmidi.cli import main; main()"]
-FLAGSHIP_2X512 = ["model.layers=2", "model.hidden=512", "train.batch_size=64", "train.window=128"]
 
 
 def lstmidi_command(*args: str) -> list[str]:
@@ -85,6 +94,7 @@ def target(name: str, measured: float, goal: float, unit: str = "x", *, below: b
         "goal": goal,
         "unit": unit,
         "met": bool(measured <= goal if below else measured >= goal),
+        "below": below,
     }
 
 
@@ -107,6 +117,8 @@ def tutorial_notes(path: Path) -> np.ndarray:
 
 
 def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
+    from symusic import Score
+
     from .corpus import bundled_corpus, find_midi_files
 
     folders = [bundled_corpus("bach"), bundled_corpus("quartets")]
@@ -118,8 +130,6 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
         import pretty_midi  # noqa: F401
     except ImportError:
         pretty = None
-        from symusic import Score
-
         notes = sum(t.note_num() for p, _ in files for t in Score(str(p)).tracks)
     else:
         started = time.perf_counter()
@@ -143,27 +153,40 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     from .corpus import load_corpus
     from .encodings import build_encoding
 
-    for preset, what in (("musicgenerator", "piano roll"), ("flagship", "event tokens, the default preset")):
+    extra = work / "ingest-extra.mid"  # a file no cache has seen: a bundled piece a semitone up
+    Score(str(files[0][0])).shift_pitch(1).dump_midi(str(extra))
+    for preset, what, per_core_goal in (
+        ("musicgenerator", "piano roll", 30),
+        ("flagship", "event tokens, the default preset", 10),
+    ):
         # in this process (as pretty_midi is measured): parallel reading and encoding, then the cached load
         config = load_preset(preset, check_model=False)
         cache = work / f"ingest-cache-{preset}"
         shutil.rmtree(cache, ignore_errors=True)
 
-        def load():
+        def load(data=config.data, more=()):
             started = time.perf_counter()
-            load_corpus(folders, build_encoding(config.encoding), config.data, cache_dir=cache)  # noqa: B023 (called in this iteration)
+            load_corpus([*folders, *more], build_encoding(config.encoding), data, cache_dir=cache)  # noqa: B023 (called in this iteration)
             return time.perf_counter() - started
 
+        # one worker process, i.e. one core, as pretty_midi runs (cold, so the cache is emptied first)
+        one_core = load(config.data.model_copy(update={"workers": 1}))
+        shutil.rmtree(cache, ignore_errors=True)
         cold, warm = load(), statistics.median(load() for _ in range(3))
+        added = load(more=[extra])  # the corpus's files are in the per-file cache: only the new one is encoded
         # the command, from process start (Python and imports included)
         shutil.rmtree(cache, ignore_errors=True)
-        cmd = lstmidi_command("prepare", *map(str, folders), "--preset", preset, "--out", str(work / "prepare"))
+        cmd = lstmidi_command(
+            "prepare", *map(str, folders), "--preset", preset, "--out", str(work / "prepare"), "--force"
+        )
         env = {"LSTMIDI_CACHE": str(cache)}
         cli_cold = timed_run(cmd, env)
         cli_warm = statistics.median(timed_run(cmd, env) for _ in range(3))
         for label, seconds in (
-            ("empty cache, in-process", cold),
+            ("empty cache, in-process, one process (one core)", one_core),
+            (f"empty cache, in-process, {config.data.workers or os.cpu_count()} worker processes", cold),
             ("warm cache, in-process", warm),
+            ("one new file added to a cached corpus, in-process", added),
             ("empty cache, `lstmidi prepare` from process start", cli_cold),
             ("warm cache, `lstmidi prepare` from process start", cli_warm),
         ):
@@ -180,7 +203,9 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
         if pretty is not None:
             targets += [
                 target(
-                    f"ingest --preset {preset}, empty cache: files/s vs pretty_midi (in-process)", pretty / cold, 100
+                    f"ingest --preset {preset}, empty cache, one core: files/s vs pretty_midi (one core)",
+                    pretty / one_core,
+                    per_core_goal,
                 ),
                 target(
                     f"ingest --preset {preset}, warm cache: files/s vs pretty_midi (in-process)", pretty / warm, 100
@@ -195,75 +220,6 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
 
 
 # ----------------------------------------------------------------------------------------------- train
-
-
-def matmul_gflops(seconds: float = 2.0, n: int = 2048) -> float:
-    """The machine's float32 matrix-multiply rate (GFLOP/s) with the threads torch uses."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    reps, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        torch.mm(a, b)
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - started) / 1e9
-
-
-def flops_per_step_forward(model: torch.nn.Module) -> int:
-    """Multiply-adds x 2 of one time step's forward pass: every LSTM layer and Linear layer."""
-    total = 0
-    for m in model.modules():
-        if isinstance(m, torch.nn.LSTM):
-            for layer in range(m.num_layers):
-                width = m.input_size if layer == 0 else m.hidden_size
-                total += 2 * 4 * m.hidden_size * (width + m.hidden_size)
-        elif isinstance(m, torch.nn.Linear):
-            total += 2 * m.in_features * m.out_features
-    return total
-
-
-def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
-    """Tokens (frames) per second and GFLOP/s of real training steps of a preset on random data of its
-    shape (forward, loss, backward counted as 3 forward passes, gradient clipping, Adam)."""
-    from .batches import batch_objective
-    from .config import load_preset
-    from .encodings import build_encoding
-    from .kinds import kind_of
-    from .losses import progressive_weights
-    from .models import build_model
-
-    preset = load_preset(preset_name, sets)
-    enc = build_encoding(preset.encoding)
-    model = build_model(preset.model, enc.sizes).train()
-    cfg = preset.train
-    batch, window = cfg.batch_size, cfg.window
-    g = torch.Generator().manual_seed(0)
-    kind = kind_of(enc)
-    x = kind.random_batch(enc, batch, window + 1, g)
-    data = (x[:, :-1], x[:, 1:], torch.ones(batch, window, dtype=torch.uint8))
-    weights = progressive_weights(window, cfg.progressive_ramp)  # as training weighs the steps of a window
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-
-    def step():
-        loss, _, _ = batch_objective(model, data, enc.kind, cfg.loss, weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-        opt.step()
-
-    step()
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    seconds = (time.perf_counter() - started) / steps
-    flops = 3 * flops_per_step_forward(model) * batch * window
-    spec = preset.model
-    return {
-        "tokens_per_s": batch * window / seconds,
-        "gflops": flops / seconds / 1e9,
-        "seconds_per_step": seconds,
-        "shape": f"{spec.get('layers')} x {spec.get('hidden')}, batch {batch} x {window}",
-        "unit": kind.step_unit,
-    }
 
 
 def train(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
@@ -293,6 +249,25 @@ def train(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
             targets.append(
                 target("training 2 x 512, batch 64 x 128: share of matmul GFLOP/s", 100 * r["gflops"] / peak, 60, "%")
             )
+    from .corpus import bundled_corpus, find_midi_files
+
+    data = [p for p, _ in find_midi_files([bundled_corpus("bach")])[:12]] if quick else None
+    for name, preset, sets, steps, warm in OVERHEAD_SIZES:
+        if quick:
+            sets, steps, warm = [*sets, "train.batch_size=4", "train.window=8", "model.hidden=32"], 3, 1
+        o = train_overhead(preset, sets, steps, warm, 1 if quick else 3, work, data)
+        label = f"train step vs plain PyTorch, same model and loss: {name}"
+        rows.append(
+            row(
+                "train",
+                label,
+                o["ratio"],
+                "x",
+                f"{o['ms']:.1f} ms against {o['plain_ms']:.1f} ms per batch (wall); CPU-time ratio "
+                f"{o['cpu_ratio']:.2f}; median of {o['rounds']} alternating runs",
+            )
+        )
+        targets.append(target(f"{label} (ms per batch)", o["ratio"], 1.1, "x", below=True))
     return rows, targets
 
 
@@ -379,6 +354,7 @@ def generate(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
                 )
             )
     seconds = 3 if quick else 30
+    pieces_rate(loaded, 2, 2)  # the first piece builds the grammar tables: not counted in batch 1's rate
     notes1, steps1 = pieces_rate(loaded, 1, seconds)
     notes32, _ = pieces_rate(loaded, 4 if quick else 32, seconds)
     rows += [
@@ -492,9 +468,37 @@ def machine() -> dict:
     }
 
 
-def run(suites: list[str] | None = None, *, quick: bool = False, work: Path | None = None, progress=print) -> dict:
-    """Run the named suites (default: all) -> {"machine", "rows", "targets", "seconds"}."""
-    suites = suites or list(SUITES)
+def peer_keras(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
+    """The TensorFlow tutorial's Keras model beside the `tutorial` preset (lstmidi.peer; extra [peer])."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:  # each side runs in its own process: no import here
+        from .errors import LstmidiError
+
+        raise LstmidiError("--peer keras needs TensorFlow: pip install 'lstmidi[peer]' (tensorflow-cpu)")
+    from .peer import compare
+
+    return compare(quick, work, row)
+
+
+PEERS = {"keras": peer_keras}
+
+
+def run(
+    suites: list[str] | None = None,
+    *,
+    quick: bool = False,
+    work: Path | None = None,
+    progress=print,
+    peer: str | None = None,
+) -> dict:
+    """Run the named suites (default: all; with `peer`, only the peer comparison unless suites are named)
+    -> {"machine", "rows", "targets", "seconds"}."""
+    if peer is not None and peer not in PEERS:
+        from .errors import LstmidiError
+
+        raise LstmidiError(f"unknown peer {peer!r} (choose from: {', '.join(PEERS)})")
+    suites = suites or ([] if peer else list(SUITES))
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         from .errors import LstmidiError
@@ -503,10 +507,10 @@ def run(suites: list[str] | None = None, *, quick: bool = False, work: Path | No
     started = time.time()
     rows, targets = [], []
     with tempfile.TemporaryDirectory(prefix="lstmidi-speed-") as tmp:
-        for name in suites:
+        for name in [*suites, *([f"peer {peer}"] if peer else [])]:
             progress(f"{name} ...")
             t0 = time.time()
-            r, t = SUITES[name](quick, Path(work or tmp))
+            r, t = (PEERS[peer] if name.startswith("peer ") else SUITES[name])(quick, Path(work or tmp))
             rows += r
             targets += t
             progress(f"{name}: {time.time() - t0:.0f} s")
@@ -531,7 +535,7 @@ def table(result: dict) -> str:
             lines.append(f"  {r['name']:<68s} {_fmt(r['value']):>10s} {r['unit']:<12s} {r['note']}")
     lines.append("\ntargets")
     for t in result["targets"]:
-        goal = f"<= {t['goal']}" if t["unit"] == "s" else f">= {t['goal']}"
+        goal = f"<= {t['goal']}" if t.get("below", t["unit"] == "s") else f">= {t['goal']}"
         lines.append(
             f"  {t['target']:<68s} {_fmt(t['measured']):>10s} {t['unit']:<8s} target {goal} "
             f"{'met' if t['met'] else 'NOT met'}"
@@ -565,7 +569,7 @@ def markdown(result: dict, command: str) -> str:
         out.append("")
     out += ["### Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
     for t in result["targets"]:
-        goal = f"≤ {t['goal']} {t['unit']}" if t["unit"] == "s" else f"≥ {t['goal']} {t['unit']}"
+        goal = f"≤ {t['goal']} {t['unit']}" if t.get("below", t["unit"] == "s") else f"≥ {t['goal']} {t['unit']}"
         out.append(
             f"| {t['target']} | {_fmt(t['measured'])} {t['unit']} | {goal} | {'yes' if t['met'] else '**no**'} |"
         )

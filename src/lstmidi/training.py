@@ -28,11 +28,11 @@ from .corpus import Corpus, atomic_write_text, count_line, file_progress, load_c
 from .encodings import build_encoding
 from .encodings.base import TokenStream
 from .errors import LstmidiError
-from .files import atomic_write
 from .kinds import kind_of
 from .modelfile import LoadedModel, load_model, save_model
 from .models import build_model
 from .monitoring import LossPlot, SampleWriter, plot_distributions
+from .trainer import LOG_EVERY, AtomicCheckpointIO, ProgressBar, make_trainer  # noqa: F401 (public here)
 
 
 class LitModel(L.LightningModule):
@@ -43,32 +43,45 @@ class LitModel(L.LightningModule):
         self.model = model
         self.kind = kind
         self.cfg = preset.train
-        self.register_buffer(
-            "step_weights", losses.progressive_weights(self.cfg.window, self.cfg.progressive_ramp), persistent=False
-        )
+        ramp = self.cfg.progressive_ramp  # without a ramp every step weighs 1: no weights to multiply by
+        weights = losses.progressive_weights(self.cfg.window, ramp) if ramp > 0 else None
+        self.register_buffer("step_weights", weights, persistent=False)
         self.history: list[dict] = []
-        self._val: dict[str, list[float]] = {}
-        self._train = [0.0, 0.0]
+        # Running sums kept on the device as float64 tensors, read once per epoch (and for the progress bar once
+        # every `log_every_n_steps` steps): a float() or .item() per step would wait for the device each step.
+        self._val: dict[str, torch.Tensor] = {}  # name -> (sum of value x weight, sum of weight)
+        self._train = torch.zeros(2, dtype=torch.float64)  # the epoch's (sum of loss x weight, sum of weight)
+        self._shown = torch.zeros(2, dtype=torch.float64)  # the same since the loss was last logged
         self._rng_to_restore = None  # RNG states from a checkpoint, restored when training starts
 
     def training_step(self, batch, _):
         loss, weight, _ = batch_objective(self.model, batch, self.kind, self.cfg.loss, self.step_weights)
-        self._train[0] += float(loss.detach()) * float(weight)
-        self._train[1] += float(weight)
-        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        pair = torch.stack([loss.detach().double() * weight, weight.double()])  # (2,) on the loss's device
+        if self._train.device != pair.device:
+            self._train, self._shown = self._train.to(pair.device), self._shown.to(pair.device)
+        self._train.add_(pair)
+        self._shown.add_(pair)
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 0
+        if every and (self.global_step + 1) % every == 0:  # the steps Lightning writes its logs at
+            self.log(
+                "loss", self._shown[0] / self._shown[1].clamp(min=1e-8), prog_bar=True, on_step=True, on_epoch=False
+            )
+            self._shown = torch.zeros_like(self._shown)
         return loss
 
     def validation_step(self, batch, _):
         loss, weight, extras = batch_objective(self.model, batch, self.kind, self.cfg.loss)
         for name, value in {"val_loss": loss, **{f"val_{k}": v for k, v in extras.items()}}.items():
-            acc = self._val.setdefault(name, [0.0, 0.0])
-            acc[0] += float(value) * float(weight)
-            acc[1] += float(weight)
+            pair = torch.stack([torch.as_tensor(value).detach().double() * weight, weight.double()])
+            if name in self._val:
+                self._val[name].add_(pair)
+            else:
+                self._val[name] = pair
 
     def on_validation_epoch_end(self):
         # every process validates on all the data (its value is the same on each); sync_dist keeps the
         # logged value identical on all ranks, which ModelCheckpoint's all-ranks decision needs
-        for name, (total, weight) in self._val.items():
+        for name, (total, weight) in ((k, v.tolist()) for k, v in self._val.items()):  # one read per metric
             if weight:
                 self.log(name, total / weight, prog_bar=name == "val_loss", sync_dist=self._distributed())
         self._val = {}
@@ -80,7 +93,8 @@ class LitModel(L.LightningModule):
         row.update({k: float(v) for k, v in metrics.items() if k.startswith("val_")})
         self.history.append(row)
         self.log("train_loss", row["train_loss"], sync_dist=self._distributed())
-        self._train = [0.0, 0.0]
+        self._train = torch.zeros_like(self._train)
+        self._shown = torch.zeros_like(self._shown)
 
     def _distributed(self) -> bool:
         return self._trainer is not None and self.trainer.world_size > 1
@@ -88,11 +102,8 @@ class LitModel(L.LightningModule):
     def _train_sums(self) -> list[float]:
         """The epoch's running (loss x weight, weight) over all processes (a collective when distributed)."""
         if not self._distributed():
-            return list(self._train)
-        sums = self.trainer.strategy.reduce(
-            torch.tensor(self._train, dtype=torch.float64, device=self.device), reduce_op="sum"
-        )
-        return [float(v) for v in sums]
+            return self._train.tolist()
+        return self.trainer.strategy.reduce(self._train.clone(), reduce_op="sum").tolist()
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
@@ -111,9 +122,10 @@ class LitModel(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.history = checkpoint.get("lstmidi_history", [])
-        self._train = list(checkpoint.get("lstmidi_train_sums", [0.0, 0.0]))  # all processes' sums: kept by rank 0 only
+        sums = checkpoint.get("lstmidi_train_sums", [0.0, 0.0])  # all processes' sums: kept by rank 0 only
         if self._distributed() and self.trainer.global_rank:
-            self._train = [0.0, 0.0]
+            sums = [0.0, 0.0]
+        self._train = torch.tensor(sums, dtype=torch.float64, device=self._train.device)
         self._rng_to_restore = checkpoint.get("lstmidi_rng")
 
     def on_train_start(self):  # restored here, after Lightning's own setup, right before the first batch
@@ -211,14 +223,6 @@ def check_free_space(out: Path, model: torch.nn.Module) -> None:
             f"{out}: not enough free disk space for training ({free / 2**20:.0f} MB free, "
             f"about {need / 2**20:.0f} MB needed for checkpoints and the model file)"
         )
-
-
-class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
-    """Checkpoints written to a temp file in the same folder, flushed to disk, then renamed over the old
-    one: a run killed while saving keeps its previous last.ckpt intact."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None):
-        atomic_write(path, lambda f: torch.save(checkpoint, f), durable=True)
 
 
 class ResumeState(L.Callback):
@@ -421,27 +425,15 @@ def train(
             callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
         if cfg.sample_every:
             callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
-        trainer = L.Trainer(
-            max_epochs=cfg.epochs,
-            max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
-            max_steps=cfg.max_steps or -1,
-            gradient_clip_val=cfg.grad_clip or None,
-            callbacks=callbacks,
-            # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
-            logger=L.pytorch.loggers.CSVLogger(
-                out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""
-            ),
-            enable_progress_bar=progress,
-            enable_model_summary=False,
-            log_every_n_steps=10,
-            accelerator="cpu" if not torch.cuda.is_available() else "auto",
+        trainer = make_trainer(
+            cfg,
+            out,
+            callbacks,
+            progress=progress,
+            resume=resume,
             devices=devices,
             num_nodes=num_nodes,
             strategy="ddp" if world > 1 else strategy,
-            use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup), keeps its resumable order
-            num_sanity_val_steps=0,
-            deterministic=True,
-            plugins=[AtomicCheckpointIO()],
         )
     except BaseException:
         if fresh:

@@ -122,6 +122,11 @@ class TokenStream(Encoding):
         """Grammar state after `ids`: `.allowed()` -> (vocab,) bool mask of the next id, `.push(id)`, `.copy()`."""
 
     @abstractmethod
+    def grammars(self, ids) -> Any:
+        """Grammar states after each row of `ids` (rows, t) at once: `.allowed()` -> (rows, vocab) bool masks
+        (row i's equals `grammar(ids[i]).allowed()`), `.push(tokens)` (one id per row), `.take(rows)`."""
+
+    @abstractmethod
     def pitch_of_token(self) -> np.ndarray:
         """(vocab,) int64: MIDI pitch of note-onset tokens, -1 for every other token."""
 

@@ -53,7 +53,7 @@ from symusic import Note, Score, Tempo, TimeSignature, Track
 from symusic.core import ScoreTick
 
 from .base import EncodingParams, TokenStream
-from .grammar import SPECIAL_TOKENS, EventGrammar, grammar_tables, transition_matrix
+from .grammar import SPECIAL_TOKENS, BatchGrammar, EventGrammar, batch_tables, grammar_tables, transition_matrix
 
 NUM_TEMPOS = 32
 TEMPO_RANGE = (40, 250)
@@ -434,6 +434,10 @@ class Events(TokenStream):
     def _grammar_tables(self) -> dict[str, np.ndarray]:
         return grammar_tables(self)
 
+    @cached_property
+    def _batch_grammar_tables(self) -> dict:
+        return batch_tables(self)
+
     def allowed_next(self, prev_id: int) -> np.ndarray:
         """(vocab,) bool: ids that may follow `prev_id` (a read-only row of `transitions`). Exact for TSD;
         for REMI and MIDI-Like use `grammar()` to also enforce Position order and NoteOff pairing."""
@@ -445,6 +449,16 @@ class Events(TokenStream):
         g = EventGrammar(self)
         for i in np.asarray(ids, np.int64).reshape(-1).tolist():
             g.push(i)
+        return g
+
+    def grammars(self, ids) -> BatchGrammar:
+        """The grammar states after each row of `ids` (rows, t) at once: `.allowed()` -> (rows, vocab) masks,
+        the same as `grammar(row).allowed()` for every row; `.push(tokens)` advances every row by one id;
+        `.take(rows)` selects (reorders, repeats) rows. With t = 0 only BOS is allowed."""
+        ids = np.asarray(ids, np.int64)
+        g = BatchGrammar(self, len(ids))
+        for column in ids.reshape(len(ids), -1).T:
+            g.push(column)
         return g
 
     def finish(self, ids: np.ndarray) -> np.ndarray:

@@ -198,3 +198,98 @@ class EventGrammar:
                 emit(vocab[f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}"])
         out.append(enc.eos)
         return out
+
+
+class BatchGrammar:
+    """The grammar states of many sequences at once (`Events.grammars`): `allowed()` gives, row for row, the
+    mask one `EventGrammar` per sequence would give. REMI and TSD keep their state in arrays over the rows
+    (previous id, the last two token types, REMI's bar position and bar length), so a step of a batch is
+    a few array operations instead of one Python state per row; MIDI-Like, whose sounding notes do not fit
+    in arrays, keeps an `EventGrammar` per row."""
+
+    def __init__(self, enc: TokenStream, rows: int) -> None:
+        self.enc = enc
+        self.tokenizer = enc.params.tokenizer
+        self.per_row = None if self.tokenizer in ("REMI", "TSD") else [EventGrammar(enc) for _ in range(rows)]
+        if self.per_row is None:
+            t = enc._batch_grammar_tables
+            self.prev = np.full(rows, -1, np.int64)  # -1: nothing yet (the tables' last row: only BOS)
+            self.last = np.full(rows, t["code"]["BOS"], np.int64)  # the type of the last id
+            self.before = self.last.copy()  # the type of the id before it
+            self.pos = np.full(rows, -1, np.int64)
+            self.bar_positions = np.full(rows, 4 * enc.params.steps_per_quarter, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.per_row) if self.per_row is not None else len(self.prev)
+
+    def push(self, tokens) -> None:
+        """Advance row i by tokens[i] (any ids, as `EventGrammar.push`)."""
+        tokens = np.asarray(tokens, np.int64).reshape(-1)
+        if self.per_row is not None:
+            for state, token in zip(self.per_row, tokens.tolist()):
+                state.push(token)
+            return
+        t = self.enc._batch_grammar_tables
+        if self.tokenizer == "REMI":  # Bar resets the position, Position sets it, TimeSig sets the bar length
+            self.pos = np.where(t["sets_position"][tokens], t["position_after"][tokens], self.pos)
+            self.bar_positions = np.where(t["sets_bar"][tokens], t["bar_positions"][tokens], self.bar_positions)
+        self.before, self.last = self.last, t["types"][tokens]
+        self.prev = tokens
+
+    def allowed(self) -> np.ndarray:
+        """(rows, vocab) bool: the ids that may come next in each row."""
+        if self.per_row is not None:
+            return np.stack([state.allowed() for state in self.per_row])
+        t = self.enc._batch_grammar_tables
+        rows = t["transitions"][self.prev]  # (rows, vocab) a copy; prev -1 takes the start row
+        if self.tokenizer == "REMI" and t["position_next"][self.prev].any():
+            # a Position must be inside the bar and after the bar's last one, unless right after a Rest
+            code, ids = t["code"], t["position_ids"]
+            free = (self.last == code["Rest"]) | ((self.before == code["Rest"]) & (self.last == code["TimeSig"]))
+            values = t["position"][ids][None, :]  # (1, positions)
+            bad = (values >= self.bar_positions[:, None]) | (~free[:, None] & (values <= self.pos[:, None]))
+            rows[:, ids] &= ~bad
+        return rows
+
+    def take(self, rows) -> BatchGrammar:
+        """The states of `rows` (indices into this batch, in any order, repeats allowed) as a new batch."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        out = BatchGrammar.__new__(BatchGrammar)
+        out.enc, out.tokenizer = self.enc, self.tokenizer
+        if self.per_row is not None:
+            out.per_row = [self.per_row[i].copy() for i in rows.tolist()]
+        else:
+            out.per_row = None
+            out.prev, out.last, out.before = self.prev[rows], self.last[rows], self.before[rows]
+            out.pos, out.bar_positions = self.pos[rows], self.bar_positions[rows]
+        return out
+
+
+def batch_tables(enc: TokenStream) -> dict:
+    """`Events._batch_grammar_tables`, the lookup tables of `BatchGrammar`: the transition matrix with a start
+    row (only BOS) appended, type codes of every id, Position values and ids, what each id does to REMI's
+    bar position and bar length, and after which ids a Position may come."""
+    names, types = np.unique(enc._types, return_inverse=True)
+    code = {name: i for i, name in enumerate(names.tolist())}
+    for name in ("BOS", "Bar", "Position", "TimeSig", "Rest"):
+        code.setdefault(name, -2)  # a type this vocabulary lacks never matches
+    start = np.zeros((1, len(enc.vocab)), bool)
+    start[0, enc.bos] = True
+    transitions = np.concatenate([enc.transitions, start])  # (vocab + 1, vocab): row -1 is the start
+    bar_positions = np.full(len(enc.vocab), -1, np.int64)
+    for i in np.flatnonzero(enc._types == "TimeSig"):
+        bar_positions[i] = int(enc.vocab[i].split("_", 1)[1].split("/")[0]) * enc.params.steps_per_quarter
+    position = enc._grammar_tables["position"]
+    bar = enc._types == "Bar"
+    return {
+        "transitions": transitions,
+        "types": types.astype(np.int64),
+        "code": code,
+        "position": position,
+        "position_ids": enc._grammar_tables["position_ids"],
+        "position_next": transitions[:, enc._grammar_tables["position_ids"]].any(1),  # (vocab + 1,)
+        "sets_position": bar | (enc._types == "Position"),
+        "position_after": np.where(bar, -1, position),  # -1 after a Bar, the value after a Position
+        "sets_bar": enc._types == "TimeSig",
+        "bar_positions": bar_positions,
+    }

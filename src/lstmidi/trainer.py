@@ -1,0 +1,83 @@
+"""The Lightning Trainer of a training run (`make_trainer`) and what it is built with: atomic checkpoint writes
+and a progress bar that redraws at most a few times a second. `lstmidi.training.train` runs it; the speed
+benchmark (lstmidi.trainspeed) times it against plain PyTorch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.utils.deterministic
+
+from .files import atomic_write
+
+LOG_EVERY = 10  # steps between the training loss's logged values (the progress bar and logs/metrics.csv)
+
+
+class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
+    """Checkpoints written to a temp file in the same folder, flushed to disk, then renamed over the old
+    one: a run killed while saving keeps its previous last.ckpt intact."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        atomic_write(path, lambda f: torch.save(checkpoint, f), durable=True)
+
+
+class ProgressBar(L.pytorch.callbacks.RichProgressBar):
+    """Lightning's progress bar (Rich), updated at most every `interval` seconds while training (and at the
+    last batch of an epoch): per batch it reads the logged metrics back from the device and redraws, about
+    0.3 ms a step, which is a tenth of the step of a small model."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        super().__init__()
+        self.interval, self._next = interval, 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.monotonic()
+        if now < self._next and batch_idx + 1 < trainer.num_training_batches:
+            return
+        self._next = now + self.interval
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def make_trainer(
+    cfg,
+    out: Path,
+    callbacks: list[L.Callback],
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+) -> L.Trainer:
+    """The Lightning Trainer of a training run (`cfg`: the preset's TrainConfig) logging into `out`/logs: what
+    `train` runs, and what `lstmidi benchmark speed` times against a plain PyTorch loop."""
+    trainer = L.Trainer(
+        default_root_dir=out,  # where Lightning's own checkpoint goes when `callbacks` has no ModelCheckpoint
+        max_epochs=cfg.epochs,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        max_steps=cfg.max_steps or -1,
+        gradient_clip_val=cfg.grad_clip or None,
+        callbacks=[*callbacks, ProgressBar()] if progress else callbacks,
+        # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
+        logger=L.pytorch.loggers.CSVLogger(
+            out, name="logs", version=f"resume{len(list(out.glob('logs/resume*'))) + 1}" if resume else ""
+        ),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=LOG_EVERY,
+        accelerator="cpu" if not torch.cuda.is_available() else "auto",
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        use_distributed_sampler=False,  # EpochSampler shards itself (ResumeState.setup), keeps its resumable order
+        num_sanity_val_steps=0,
+        deterministic=True,
+        plugins=[AtomicCheckpointIO()],
+    )
+    # `deterministic` also has torch fill every new uninitialised tensor with NaN, a debugging aid that cost
+    # 5% of a tutorial-sized training step; no result depends on it (nothing reads memory before writing it)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    return trainer
