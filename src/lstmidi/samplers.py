@@ -397,8 +397,9 @@ def sample_pieces(
 ) -> np.ndarray:
     """(batch, steps) new event tokens continuing `prime`, ended with EOS near o["target"] (without a
     target: at most `steps` tokens). Each row ends at the place BestEnding chooses; a row that would not
-    end on its home chord samples its ending window again, up to ENDING_TRIES times in all, and keeps the
-    first try that does. `sample_options` go to sample_tokens (window, allowed, generator, temperature, ...)."""
+    end on its home chord samples its ending window ENDING_TRIES - 1 more times (all tries in one batch)
+    and keeps the first try that does. `sample_options` go to sample_tokens (window, allowed, generator,
+    temperature, ...)."""
     first = torch.from_numpy(prime).long()
     constrain = token_constraints(enc, prime.shape[1], o)
     new = sample_tokens(model, first, steps, constrain=constrain, eos=enc.eos, **sample_options).numpy()
@@ -406,24 +407,25 @@ def sample_pieces(
     if ending is None:
         return new
     chosen = ending.choose(len(new), ends_home(enc, prime, new))
-    for _ in range(ENDING_TRIES - 1):
-        again = [row for row, choice in enumerate(chosen) if choice is not None and not choice[1]]
-        if not again:
-            break
-        kept = new[again, : ending.start]
-        retry = token_constraints(enc, prime.shape[1], o)  # positions still counted from the primer's end
-        tail = sample_tokens(
-            model,
-            torch.from_numpy(np.concatenate([prime[again], kept], 1)).long(),
-            steps - ending.start,
-            constrain=retry,
-            eos=enc.eos,
-            **sample_options,
-        ).numpy()
-        tried = np.concatenate([kept, tail], 1)
-        for i, choice in enumerate(retry.ending.choose(len(again), ends_home(enc, prime[again], tried))):
-            if choice is not None and choice[1]:
-                new[again[i]], chosen[again[i]] = tried[i], choice
+    again = [row for row, choice in enumerate(chosen) if choice is not None and not choice[1]]
+    if not again or ENDING_TRIES < 2:
+        return end_rows(new, enc.eos, chosen)
+    rows = np.repeat(again, ENDING_TRIES - 1)  # each row's tries next to each other
+    kept = new[rows, : ending.start]
+    retry = token_constraints(enc, prime.shape[1], o)  # positions still counted from the primer's end
+    tail = sample_tokens(
+        model,
+        torch.from_numpy(np.concatenate([prime[rows], kept], 1)).long(),
+        steps - ending.start,
+        constrain=retry,
+        eos=enc.eos,
+        **sample_options,
+    ).numpy()
+    tried = np.concatenate([kept, tail], 1)
+    for i, choice in enumerate(retry.ending.choose(len(rows), ends_home(enc, prime[rows], tried))):
+        row = rows[i]
+        if choice is not None and choice[1] and not chosen[row][1]:
+            new[row], chosen[row] = tried[i], choice
     return end_rows(new, enc.eos, chosen)
 
 
