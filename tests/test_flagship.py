@@ -196,7 +196,7 @@ def test_bundled_models_load_and_write_a_whole_piece(name):
     path = bundled_model(name)
     assert path.stat().st_size < 25 * 2**20
     loaded = load_model(path)
-    assert loaded.encoding.name == "events" and "lstmidi train " in loaded.card and "--preset default" in loaded.card
+    assert loaded.encoding.name == "events" and "lstmidi train " in loaded.card and "--preset " in loaded.card
     assert loaded.config["metrics"]["valid_loss"] < min(loaded.config["metrics"]["baselines"].values())
     piece = generate(loaded, seconds=3, num=1, seed=0)[0]
     assert piece.frames[0] == loaded.encoding.bos and piece.frames[-1] == loaded.encoding.eos

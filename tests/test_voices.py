@@ -260,3 +260,23 @@ def test_options_of_other_kinds_are_refused_and_iterations_checked(chorale, tmp_
         generate(events, seconds=2, iterations=3)
     with pytest.raises(LstmidiError, match="harmonising needs a four-voice model"):
         harmonize(events, make_score([(0, 480, 72)]))
+
+
+def test_the_bundled_chorale_model_harmonises_a_melody():
+    from lstmidi.api import bundled_model
+
+    path = bundled_model("chorale")
+    assert path.stat().st_size < 25 * 2**20
+    loaded = load_model(path)
+    assert loaded.encoding.name == "voices" and "--preset chorale" in loaded.card
+    assert loaded.config["metrics"]["valid_loss"] < 0.5 * loaded.config["metrics"]["baselines"]["unigram"]
+    melody = make_score([(0, 480, 67), (480, 480, 69), (960, 480, 71), (1440, 480, 72), (1920, 960, 67)])
+    piece = harmonize(loaded, melody, iterations=2)[0]
+    assert notes_of(piece, "Soprano") == [
+        (0.0, 1.0, 67),
+        (1.0, 1.0, 69),
+        (2.0, 1.0, 71),
+        (3.0, 1.0, 72),
+        (4.0, 2.0, 67),
+    ]
+    assert all(len(t.notes) for t in piece.tracks)
