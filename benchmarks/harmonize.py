@@ -111,8 +111,9 @@ def main() -> None:
     print(file=sys.stderr)
     seconds = time.time() - started
     enc = loaded.encoding
+    quantized = [enc.quantize(p) for p in bach]
     rows = {"generated": {}, "bach": {}}
-    for name, pieces in (("generated", made), ("bach", [enc.quantize(p) for p in bach])):
+    for name, pieces in (("generated", made), ("bach", quantized)):
         measures = [harmony(p) for p in pieces]
         grids = [beat_grid(p) for p in pieces]
         rows[name] = {
@@ -124,7 +125,7 @@ def main() -> None:
             "features": [features(p, m) for p, m in zip(pieces, measures, strict=True)],
             "grids": grids,
         }
-    kept = float(np.mean([soprano(m) == soprano(enc.quantize(b)) for m, b in zip(made, bach, strict=True)]))
+    kept = float(np.mean([soprano(m) == soprano(q) for m, q in zip(made, quantized, strict=True)]))
     nll = [lower_voices_nll(loaded, b) for b in bach]
     with tempfile.TemporaryDirectory() as tmp:
         cli = cli_seconds(model, bach[0], Path(tmp))

@@ -156,15 +156,11 @@ def generate_files(
     check_options({"num": num, **sample_options})  # before anything is loaded or written
     if max_copy is not None and (isinstance(max_copy, bool) or not isinstance(max_copy, int) or max_copy < 1):
         raise LstmidiError(f"--max-copy {max_copy!r}: a whole number of notes, at least 1")
-    from .modelfile import (  # torch: imported by the functions that need it, so `prepare` starts fast
-        LoadedModel,
-        load_model,
-    )
     from .sampling import generate
 
     paths = output_paths(out, num)
     refuse_outputs(paths, wav, png, sheet, force)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
+    loaded = loaded_model(model)
     if max_copy is None:
         pieces = generate(loaded, num=num, **sample_options)
     else:
@@ -222,6 +218,22 @@ def write_pieces(scores, paths, wav, png, sheet, soundfont, force, primer_second
     return written
 
 
+def loaded_model(model):
+    """A loaded model (`lstmidi.modelfile.LoadedModel`) as given, else the model file `model_path(model)`
+    loaded (torch is imported here, by the functions that need it, so `prepare` starts fast)."""
+    from .modelfile import LoadedModel, load_model
+
+    return model if isinstance(model, LoadedModel) else load_model(model_path(model))
+
+
+def _filled_files(model, out, num, wav, png, sheet, force, soundfont, fill) -> list[dict[str, str]]:
+    """`fill(loaded model)` -> the Scores to write to OUT.mid (OUT-1.mid ..), after refusing any output that
+    exists (unless `force`) before the model loads."""
+    paths = output_paths(out, num)
+    refuse_outputs(paths, wav, png, sheet, force)
+    return write_pieces(fill(loaded_model(model)), paths, wav, png, sheet, soundfont, force)
+
+
 def harmonize_files(
     model,
     melody: str | Path,
@@ -240,12 +252,10 @@ def harmonize_files(
     (S, A, T, B), + WAV + PNG (+ sheet music with `sheet`); refuses before writing anything if any output
     exists and `force` is False."""
     from .harmonize import harmonize
-    from .modelfile import LoadedModel, load_model
 
-    paths = output_paths(out, num)
-    refuse_outputs(paths, wav, png, sheet, force)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
-    return write_pieces(harmonize(loaded, melody, num=num, **options), paths, wav, png, sheet, soundfont, force)
+    return _filled_files(
+        model, out, num, wav, png, sheet, force, soundfont, lambda loaded: harmonize(loaded, melody, num=num, **options)
+    )
 
 
 def rewrite_files(
@@ -265,12 +275,18 @@ def rewrite_files(
     """Rewrite bars first..last of a four-voice `piece` with a four-voice model (lstmidi.harmonize.rewrite:
     `voices`, `seed`, `temperature`, `iterations`) and write each of the `num` versions as MIDI + WAV + PNG."""
     from .harmonize import rewrite
-    from .modelfile import LoadedModel, load_model
 
-    paths = output_paths(out, num)
-    refuse_outputs(paths, wav, png, sheet, force)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model_path(model))
-    return write_pieces(rewrite(loaded, piece, bars, num=num, **options), paths, wav, png, sheet, soundfont, force)
+    return _filled_files(
+        model,
+        out,
+        num,
+        wav,
+        png,
+        sheet,
+        force,
+        soundfont,
+        lambda loaded: rewrite(loaded, piece, bars, num=num, **options),
+    )
 
 
 def model_data(data: list[str | Path] | None, model: str | Path | None) -> list[Path] | None:

@@ -282,8 +282,7 @@ def generate(
             temperature=temperature,
             iterations=iterations,
         )
-        for files in written:
-            typer.echo("  ".join(files.values()))
+        _echo_files(written)
         return
     if bars is not None:
         seconds = bars * 2.0
@@ -318,8 +317,7 @@ def generate(
         max_copy=max_copy,
         copy_data=copy_data,
     )
-    for files in written:
-        typer.echo("  ".join(files.values()))
+    _echo_files(written)
 
 
 @app.command()
@@ -363,6 +361,11 @@ def harmonize(
         temperature=temperature,
         iterations=iterations,
     )
+    _echo_files(written)
+
+
+def _echo_files(written: list[dict[str, str]]) -> None:
+    """One line per piece: the files written for it."""
     for files in written:
         typer.echo("  ".join(files.values()))
 

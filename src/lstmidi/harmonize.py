@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from symusic import Score, Tempo, TimeSignature
 
-from .encodings.voices import FIRST_PITCH, HOLD, SHORT, VOICES, Voices, voice_index, voice_tracks
-from .errors import LstmidiError
+from .encodings.voices import HOLD, SHORT, VOICES, Voices, voice_index
+from .errors import LstmidiError, MidiError
 from .kinds import kind_of
 from .midi import load_score
 from .modelfile import LoadedModel
@@ -97,20 +97,12 @@ def _lines(score: Score, voices: list[int], track: int | None, where: str) -> li
 
 def _grid(enc: Voices, lines: list[np.ndarray], where: str) -> list[list[tuple[int, int, int]]]:
     """Lines of (time, duration, pitch) -> (pitch, first frame, end frame) notes on the grid, one line each."""
-    spq = enc.params.steps_per_quarter
     out = []
     for line in lines:
-        notes: list[tuple[int, int, int]] = []
-        for time, duration, pitch in line.tolist():
-            a = int(round(time * spq))
-            b = max(int(round((time + duration) * spq)), a + 1)
-            if notes and a == notes[-1][1]:
-                continue
-            if notes and a < notes[-1][2]:
-                notes[-1] = (notes[-1][0], notes[-1][1], a)
-            notes.append((int(pitch), a, b))
-        out.append(notes)
+        start, end = enc.grid(line[:, 0], line[:, 1])
+        out.append(enc.one_line(zip(line[:, 2].astype(np.int64).tolist(), start.tolist(), end.tolist())))
     frames = max(n[-1][2] for n in out)
+    spq = enc.params.steps_per_quarter
     if frames > MAX_BEATS * spq:
         raise LstmidiError(
             f"{where}: {frames / spq:g} beats long; the limit is {MAX_BEATS} beats ({MAX_BEATS // 4} bars of 4/4)"
@@ -145,9 +137,7 @@ def _frames(enc: Voices, lines: list[list[tuple[int, int, int]]], voices: list[i
     x = np.zeros((frames, 5), np.int64)
     x[:, 4] = enc.positions(frames)
     for v, line in zip(voices, lines, strict=True):
-        for pitch, a, b in line:
-            x[a, v] = FIRST_PITCH + pitch + shift - enc.params.low
-            x[a + 1 : b, v] = HOLD
+        enc.put(x, v, [(pitch + shift, a, b) for pitch, a, b in line])
     free = np.ones((frames, 4), bool)
     free[:, voices] = False
     return x, free
@@ -258,10 +248,9 @@ def rewrite(
     where = str(piece) if not isinstance(piece, Score) else "the piece"
     score = piece if isinstance(piece, Score) else load_score(piece, "all", False)
     try:
-        voice_tracks(score)
-    except LstmidiError as err:
+        frames = enc.encode(score).astype(np.int64)
+    except MidiError as err:  # not four voices
         raise LstmidiError(f"{where}: --rewrite needs a four-voice piece: {err}") from None
-    frames = enc.encode(score).astype(np.int64)
     a, b = bar_frames(enc, score, bars, where)
     if a >= len(frames):
         raise LstmidiError(f"{where}: --rewrite {bars[0]}-{bars[1]}: the piece has only {len(frames)} frames")

@@ -155,27 +155,45 @@ class Voices(Encoding):
         return self
 
     # ---- notes -> voice spans (shared by encode and quantize) --------------------------------
+    def grid(self, time, duration) -> tuple[np.ndarray, np.ndarray]:
+        """Note times and lengths in quarter notes -> (first frame, end frame) on the grid, at least one frame."""
+        spq = self.params.steps_per_quarter
+        time, duration = np.asarray(time, np.float64), np.asarray(duration, np.float64)
+        start = np.rint(time * spq).astype(np.int64)
+        return start, np.maximum(np.rint((time + duration) * spq).astype(np.int64), start + 1)
+
+    @staticmethod
+    def one_line(notes) -> list[tuple[int, int, int]]:
+        """(pitch, first frame, end frame) notes in onset order -> one line: of notes sharing an onset the
+        first is kept, and a later onset ends the note before it."""
+        line: list[tuple[int, int, int]] = []
+        for pitch, a, b in notes:
+            if line and a == line[-1][1]:
+                continue
+            if line and a < line[-1][2]:
+                line[-1] = (line[-1][0], line[-1][1], a)
+            line.append((int(pitch), int(a), int(b)))
+        return line
+
+    def put(self, x: np.ndarray, voice: int, line: list[tuple[int, int, int]]) -> None:
+        """Write a line's notes into column `voice` of frames `x`: the pitch token at each onset, HOLD after."""
+        for pitch, a, b in line:
+            x[a, voice] = FIRST_PITCH + pitch - self.params.low
+            x[a + 1 : b, voice] = HOLD
+
     def _spans(self, score: Score) -> list[list[tuple[int, int, int]]]:
-        """Per voice: (pitch, first frame, end frame) of its notes on the grid, one line (no overlaps),
-        pitches outside [low, high] left out."""
+        """Per voice: (pitch, first frame, end frame) of its notes on the grid, one line (no overlaps; of a
+        chord in one voice its highest note), pitches outside [low, high] left out."""
         p = self.params
         quarters = score.to("quarter")
         out = []
         for track in voice_tracks(score):
             n = quarters.tracks[track].notes.numpy()
-            start = np.rint(n["time"] * p.steps_per_quarter).astype(np.int64)
-            end = np.maximum(np.rint((n["time"] + n["duration"]) * p.steps_per_quarter).astype(np.int64), start + 1)
             keep = (n["pitch"] >= p.low) & (n["pitch"] <= p.high)
-            order = np.lexsort((-n["pitch"][keep], start[keep]))  # by onset; at one onset the highest pitch
-            notes = list(zip(n["pitch"][keep][order].tolist(), start[keep][order].tolist(), end[keep][order].tolist()))
-            line: list[tuple[int, int, int]] = []
-            for pitch, a, b in notes:
-                if line and a == line[-1][1]:
-                    continue  # a chord in one voice: its first (highest) note
-                if line and a < line[-1][2]:
-                    line[-1] = (line[-1][0], line[-1][1], a)  # the later onset ends the earlier note
-                line.append((pitch, a, b))
-            out.append(line)
+            start, end = self.grid(n["time"][keep], n["duration"][keep])
+            pitch = n["pitch"][keep]
+            order = np.lexsort((-pitch, start))  # by onset; at one onset the highest pitch
+            out.append(self.one_line(zip(pitch[order].tolist(), start[order].tolist(), end[order].tolist())))
         return out
 
     # ---- the contract -----------------------------------------------------------------------
@@ -185,9 +203,7 @@ class Voices(Encoding):
         frames = max((line[-1][2] for line in spans if line), default=0)
         out = np.zeros((frames, 5), np.int16)
         for v, line in enumerate(spans):
-            for pitch, a, b in line:
-                out[a, v] = FIRST_PITCH + pitch - self.params.low
-                out[a + 1 : b, v] = HOLD
+            self.put(out, v, line)
         out[:, 4] = self.positions(frames)
         return out
 
