@@ -167,6 +167,19 @@ def test_time_limit_stops_cleanly_and_writes_the_model(tmp_path, corpus_dir):
     load_model(result.model_path)
 
 
+def test_early_stop_and_lr_patience_act_on_a_flat_validation_loss(tmp_path, corpus_dir):
+    # a learning rate far below float32 resolution leaves the weights, so the validation loss, unchanged:
+    # epoch 1 is the only new best, so early_stop=3 ends after epoch 4; lr_patience=1 halves the rate after
+    # every second epoch without a new best (epochs 3 and 5 would; only 3 happens)
+    extra = ["train.lr=1e-12", "train.early_stop=3", "train.lr_decay=0.5", "train.lr_patience=1"]
+    result = train(tiny(epochs=10_000, extra=extra), [corpus_dir], tmp_path / "run", progress=False)
+    history = load_model(result.model_path).config["history"]
+    assert len({h["val_loss"] for h in history}) == 1
+    assert result.epochs == 4
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["lr_schedulers"][0]["_last_lr"] == [pytest.approx(0.5e-12)]
+
+
 def test_damaged_model_files_give_clear_errors(trained, tmp_path):
     result, _ = trained
     bad = tmp_path / "bad.lstmidi"

@@ -79,8 +79,17 @@ class TrainConfig(Strict):
         1.0,
         gt=0,
         le=1,
-        description="multiply the learning rate by this factor after every epoch whose validation loss is not a "
-        "new best (1 = constant rate)",
+        description="multiply the learning rate by this factor when the validation loss has not reached a new "
+        "best for lr_patience + 1 epochs in a row (1 = constant rate)",
+    )
+    lr_patience: int = Field(
+        0, ge=0, description="epochs without a new best validation loss that lr_decay tolerates before it acts"
+    )
+    early_stop: int = Field(
+        0,
+        ge=0,
+        description="stop when the validation loss has not reached a new best for this many epochs (the best "
+        "weights are kept); 0 = off",
     )
     progressive_ramp: int = Field(
         0, ge=0, description="loss weight grows linearly from 0 to 1 over this many steps of each window; 0 = off"

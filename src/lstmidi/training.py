@@ -109,7 +109,9 @@ class LitModel(L.LightningModule):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         if self.cfg.lr_decay == 1.0:
             return optimizer
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=self.cfg.lr_decay, patience=0)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=self.cfg.lr_decay, patience=self.cfg.lr_patience
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"},
@@ -423,6 +425,8 @@ def train(
         ]
         if os.environ.get("LSTMIDI_SHARD_LOG"):
             callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
+        if cfg.early_stop:
+            callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.early_stop, mode="min"))
         if cfg.sample_every:
             callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
         trainer = make_trainer(
