@@ -3,7 +3,7 @@ the result is compared with Bach's own lower voices. Prints a table and writes J
 benchmarks/results-harmonize.json).
 
     python benchmarks/harmonize.py [--model M.lstmidi] [--seed 0] [--split test|valid] [--temperature T]
-                                   [--iterations N] [--json out.json]
+                                   [--iterations N] [--parallels NATS] [--json out.json]
 
 Sampling settings are tuned with --split valid; the test split is scored once with the model's defaults.
 
@@ -96,13 +96,16 @@ def main() -> None:
     ap.add_argument("--split", choices=("test", "valid"), default="test")
     ap.add_argument("--temperature", type=float, default=None, help="default: the model's")
     ap.add_argument("--iterations", type=int, default=None, help="Gibbs sweeps (default: the model's)")
+    ap.add_argument(
+        "--parallels", type=float, default=None, help="nats per parallel fifth/octave (default: the model's)"
+    )
     ap.add_argument("--json", default="benchmarks/results-harmonize.json")
     args = ap.parse_args()
     model = Path(args.model) if args.model else bundled_model("chorale")
     loaded = load_model(model)
     _, paths = model_corpus(loaded, [bundled_corpus("bach")], progress=False)
     bach = [load_score(p, "all", False) for p in paths[args.split]]
-    sampling = {"temperature": args.temperature, "iterations": args.iterations}
+    sampling = {"temperature": args.temperature, "iterations": args.iterations, "parallels": args.parallels}
     started = time.time()
     made = []
     for i, piece in enumerate(bach):
@@ -136,6 +139,7 @@ def main() -> None:
         "seed": args.seed,
         "temperature": args.temperature or loaded.preset.sample.temperature,
         "iterations": args.iterations or loaded.preset.sample.iterations,
+        "parallels_penalty": loaded.preset.sample.parallels if args.parallels is None else args.parallels,
         "harmonise_seconds": seconds,
         "soprano_kept": kept,
         "in_scale": rows["generated"]["in_scale"],
@@ -158,7 +162,7 @@ def main() -> None:
     }
     print(
         f"{model.name}: {len(bach)} {args.split} chorales, soprano given, temperature {result['temperature']:g}, "
-        f"{result['iterations']} sweeps; {seconds:.0f} s"
+        f"{result['iterations']} sweeps, parallels penalty {result['parallels_penalty']:g} nats; {seconds:.0f} s"
     )
     print(f"{'measure':34s} {'harmonize':>10s} {'Bach':>8s}  target")
     for key in ("soprano_kept", "in_scale", "consonance", "in_ranges"):

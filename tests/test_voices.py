@@ -198,7 +198,22 @@ def test_cli_harmonize_and_rewrite_end_to_end(chorale, tmp_path, monkeypatch, ca
     model = chorale[1].model_path
     melody = tmp_path / "melody.mid"
     make_score([(0, 480, 72), (480, 480, 71), (960, 960, 72)]).dump_midi(melody)
-    out = run(["harmonize", melody, "-m", model, "-o", tmp_path / "h.mid", "--iterations", "2", "--num", "2"])
+    out = run(
+        [
+            "harmonize",
+            melody,
+            "-m",
+            model,
+            "-o",
+            tmp_path / "h.mid",
+            "--iterations",
+            "2",
+            "--num",
+            "2",
+            "--parallels",
+            "6",
+        ]
+    )
     for i in (1, 2):
         assert (tmp_path / f"h-{i}.mid").exists() and (tmp_path / f"h-{i}.wav").exists()
     assert "h-2.png" in out.output
@@ -243,6 +258,72 @@ def test_cli_harmonize_and_rewrite_end_to_end(chorale, tmp_path, monkeypatch, ca
     assert len(Score(tmp_path / "g.mid").tracks) == 4
 
 
+def test_parallel_counts_are_what_each_token_adds_to_the_pieces_parallels():
+    # for every cell and token: parallels(piece with the cell set to the token) - parallel_counts[token] is
+    # the same for all tokens, i.e. the counts are exactly each token's part of the piece's parallels
+    import torch
+
+    from lstmidi.samplers import _sounding, parallel_counts
+    from lstmidi.voiceleading import parallels
+
+    g = torch.Generator().manual_seed(1)
+    vocab, spacing, checked = 14, 4, 0
+    for _ in range(60):
+        steps = int(torch.randint(4, 30, (1,), generator=g))
+        r = torch.rand(2, steps, 4, generator=g)
+        tokens = torch.where(r < 0.5, HOLD, torch.randint(FIRST_PITCH, vocab, (2, steps, 4), generator=g))
+        x = torch.cat([torch.where(r > 0.95, REST, tokens), torch.zeros(2, steps, 1, dtype=torch.long)], -1)
+        voice, offset = int(torch.randint(4, (1,), generator=g)), int(torch.randint(spacing, (1,), generator=g))
+        at = torch.arange(offset, steps, spacing)
+        counts = parallel_counts(x, voice, at, spacing, vocab)
+        for b in range(2):
+            for cell, t in enumerate(at.tolist()):
+                rest = set()
+                for token in range(vocab):
+                    y = x.clone()
+                    y[b, t, voice] = token
+                    grid = _sounding(y[..., :-1])[b, ::spacing].numpy()  # the pitch at each beat, -1 for none
+                    rest.add(round(parallels(grid) * len(grid) / 100) - int(counts[b, cell, token]))
+                assert len(rest) == 1, (b, t, voice)
+                checked += int(counts[b, cell].max() > 0)
+    assert checked > 10  # the hand-made pieces have parallels to find
+
+
+def test_the_parallels_penalty_steers_gibbs_sampling_away_from_parallels(chorale):
+    from lstmidi.harmonize import fill
+    from lstmidi.voiceleading import beat_grid, parallels
+
+    loaded = chorale[0]
+    enc = loaded.encoding
+    x = enc.encode(four_voices(3)).astype(np.int64)
+    free = np.zeros((len(x), 4), bool)
+    free[:, 1:] = True  # the soprano given
+    rates = {}
+    for nats in (0.0, 20.0):
+        out = fill(loaded, x, free, num=8, seed=0, iterations=4, parallels=nats)
+        rates[nats] = np.mean([parallels(beat_grid(enc.decode(row))) for row in out])
+    assert rates[20.0] < 0.25 * rates[0.0], rates
+
+
+def test_a_harmonisation_ends_on_the_home_chord_when_the_melody_does(chorale):
+    from lstmidi.harmonize import home_ending
+
+    loaded = chorale[0]
+    enc = loaded.encoding  # voice ranges of the tiny corpus: S 71-76, A 67-69, T 62-65, B 48-57
+    tune = [72, 71, 72, 74, 76, 74, 72, 71, 72, 74, 71, 72]  # C major (find_key), ending on the tonic
+    melody = make_score([(480 * i, 480, p) for i, p in enumerate(tune)])
+    for seed in range(3):
+        out = harmonize(loaded, melody, seed=seed, iterations=2)[0]
+        final = {v: notes_of(out, v)[-1] for v in ("Soprano", "Alto", "Tenor", "Bass")}
+        assert all(start == 11.0 and length == 1.0 for start, length, _ in final.values()), final
+        assert {p % 12 for _, _, p in final.values()} <= {0, 4, 7} and final["Bass"][2] % 12 == 0, final
+    # ending on C#, outside the tonic triad of its key (G major): every cell keeps its voice's range
+    free = np.ones((48, 4), bool)
+    free[:, 0] = False
+    open_end = [(p, 4 * i, 4 * i + 4) for i, p in enumerate([*tune[:-1], 73])]
+    assert np.array_equal(home_ending(enc, [open_end], free), np.repeat(enc.allowed_tokens()[None], 48, 0))
+
+
 def test_options_of_other_kinds_are_refused_and_iterations_checked(chorale, tmp_path, monkeypatch, capsys):
     from lstmidi.sampling import generate
 
@@ -251,6 +332,8 @@ def test_options_of_other_kinds_are_refused_and_iterations_checked(chorale, tmp_
         generate(loaded, seconds=2, top_k=3)
     with pytest.raises(LstmidiError, match="--iterations 0: 1 to 1000 sweeps"):
         generate(loaded, seconds=2, iterations=0)
+    with pytest.raises(LstmidiError, match="--parallels -1: a finite number of nats, 0 or more"):
+        generate(loaded, seconds=2, parallels=-1)
     piece = generate(loaded, seconds=2, iterations=1)[0]
     assert [t.name for t in piece.score.tracks] == ["Soprano", "Alto", "Tenor", "Bass"] and piece.primer_seconds == 0
     from lstmidi.api import bundled_model
@@ -258,6 +341,8 @@ def test_options_of_other_kinds_are_refused_and_iterations_checked(chorale, tmp_
     events = load_model(bundled_model("default"))
     with pytest.raises(LstmidiError, match="--iterations: for four-voice models"):
         generate(events, seconds=2, iterations=3)
+    with pytest.raises(LstmidiError, match="--parallels: for four-voice models"):
+        generate(events, seconds=2, parallels=2)
     with pytest.raises(LstmidiError, match="harmonising needs a four-voice model"):
         harmonize(events, make_score([(0, 480, 72)]))
 

@@ -248,9 +248,9 @@ def harmonize_files(
     **options,
 ) -> list[dict[str, str]]:
     """Harmonise the given voices of `melody` with a four-voice model (lstmidi.harmonize.harmonize: `voices`,
-    `track`, `seed`, `temperature`, `iterations`) and write each of the `num` results as MIDI with four tracks
-    (S, A, T, B), + WAV + PNG (+ sheet music with `sheet`); refuses before writing anything if any output
-    exists and `force` is False."""
+    `track`, `seed`, `temperature`, `iterations`, `parallels`) and write each of the `num` results as MIDI
+    with four tracks (S, A, T, B), + WAV + PNG (+ sheet music with `sheet`); refuses before writing anything
+    if any output exists and `force` is False."""
     from .harmonize import harmonize
 
     return _filled_files(
@@ -273,7 +273,8 @@ def rewrite_files(
     **options,
 ) -> list[dict[str, str]]:
     """Rewrite bars first..last of a four-voice `piece` with a four-voice model (lstmidi.harmonize.rewrite:
-    `voices`, `seed`, `temperature`, `iterations`) and write each of the `num` versions as MIDI + WAV + PNG."""
+    `voices`, `seed`, `temperature`, `iterations`, `parallels`) and write each of the `num` versions as
+    MIDI + WAV + PNG."""
     from .harmonize import rewrite
 
     return _filled_files(

@@ -20,6 +20,10 @@ app = typer.Typer(
 PRESET = typer.Option("musicgenerator", "--preset", "-p", help="preset name (configs/*.yaml) or a YAML path")
 SET = typer.Option(None, "--set", help="override a preset value, e.g. --set train.lr=0.001 (repeatable)")
 FORCE = typer.Option(False, "--force", help="overwrite existing output")
+PARALLELS_HELP = (
+    "four-voice models: nats taken off each choice per parallel fifth or octave it makes (0 = off; "
+    "default: the model's)"
+)
 SCORE_HELP = "also write sheet music: OUT.musicxml (music21) and OUT.svg (verovio); needs the `score` extra"
 
 
@@ -249,6 +253,7 @@ def generate(
     iterations: int | None = typer.Option(
         None, "--iterations", help="four-voice models: Gibbs sweeps over every free cell (default: the model's)"
     ),
+    parallels: float | None = typer.Option(None, "--parallels", help=PARALLELS_HELP),
     rewrite: str | None = typer.Option(
         None, "--rewrite", help="four-voice models: resample bars FIRST-LAST of the --primer piece, e.g. 5-8"
     ),
@@ -281,6 +286,7 @@ def generate(
             seed=seed,
             temperature=temperature,
             iterations=iterations,
+            parallels=parallels,
         )
         _echo_files(written)
         return
@@ -313,6 +319,7 @@ def generate(
         pitch_range=_pitch_range(pitch_range),
         programs=_int_list(programs, "--programs"),
         iterations=iterations,
+        parallels=parallels,
         include_primer=primer_output,
         max_copy=max_copy,
         copy_data=copy_data,
@@ -335,6 +342,7 @@ def harmonize(
     seed: int = typer.Option(0, "--seed", help="random seed; the same seed gives the same music"),
     temperature: float | None = typer.Option(None, "--temperature", "-t", help="> 1 bolder, < 1 safer"),
     iterations: int | None = typer.Option(None, "--iterations", help="Gibbs sweeps (default: the model's)"),
+    parallels: float | None = typer.Option(None, "--parallels", help=PARALLELS_HELP),
     wav: bool = typer.Option(True, "--wav/--no-wav", help="write OUT.wav"),
     png: bool = typer.Option(True, "--png/--no-png", help="write the piano roll OUT.png"),
     sheet: bool = typer.Option(False, "--score", help=SCORE_HELP),
@@ -360,6 +368,7 @@ def harmonize(
         seed=seed,
         temperature=temperature,
         iterations=iterations,
+        parallels=parallels,
     )
     _echo_files(written)
 

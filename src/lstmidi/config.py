@@ -125,6 +125,9 @@ class TrainConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
 
 
+PARALLELS_PENALTY = 4.0  # nats per parallel fifth or octave (lstmidi.samplers.parallel_counts)
+
+
 class SampleConfig(Strict):
     """Generation defaults stored with the model; the generate command can override each."""
 
@@ -139,6 +142,12 @@ class SampleConfig(Strict):
         default_factory=dict, description="per-head temperature for note models, e.g. {pitch: 0.8}"
     )
     iterations: int = Field(20, ge=1, le=1000, description="four-voice models: Gibbs sweeps over every free cell")
+    parallels: float = Field(
+        PARALLELS_PENALTY,
+        ge=0,
+        description="four-voice models: nats taken off a choice for each parallel fifth or octave it makes "
+        "(0 = the model alone decides)",
+    )
 
 
 class Preset(Strict):

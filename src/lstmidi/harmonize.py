@@ -16,14 +16,16 @@ import numpy as np
 import torch
 from symusic import Score, Tempo, TimeSignature
 
-from .encodings.voices import HOLD, SHORT, VOICES, Voices, voice_index
+from .encodings.voices import FIRST_PITCH, HOLD, SHORT, VOICES, Voices, voice_index
 from .errors import LstmidiError, MidiError
 from .kinds import kind_of
 from .midi import load_score
 from .modelfile import LoadedModel
+from .quality import find_key
 from .samplers import gibbs_voices
 
 MAX_BEATS = 512  # the longest music harmonised or rewritten in one call (128 bars of 4/4)
+BASS = 3  # the bass's column
 POLYPHONY = 0.1  # a given line may have at most this share of its notes starting while another sounds
 
 
@@ -143,24 +145,59 @@ def _frames(enc: Voices, lines: list[list[tuple[int, int, int]]], voices: list[i
     return x, free
 
 
+def home_ending(enc: Voices, lines: list[list[tuple[int, int, int]]], free: np.ndarray) -> np.ndarray:
+    """(frames, 4, vocab) bool: the tokens each cell may take, ending on the home chord. When the given
+    lines' last notes belong to the tonic triad of their key (lstmidi.quality.find_key; a minor key's major
+    third too, as in a Picardy ending), every free voice strikes a note of that triad with the last given
+    onset (the bass the tonic itself) and holds it to the end. Otherwise just the voices' ranges."""
+    allowed = np.repeat(enc.allowed_tokens()[None], len(free), 0)
+    notes = np.array([note for line in lines for note in line], np.int64)
+    tonic, mode, _ = find_key(notes[:, 0], (notes[:, 2] - notes[:, 1]).astype(np.float64))
+    start = max(line[-1][1] for line in lines)
+    finals = {p % 12 for p, a, b in notes if a <= start < b}  # the given notes sounding at the last onset
+    third = 4 if mode == "major" else 3
+    if (tonic + 7 - third) % 12 in finals:  # the other third: a Picardy (or modal) ending
+        third = 7 - third
+    triad = {tonic, (tonic + third) % 12, (tonic + 7) % 12}
+    if not finals <= triad:
+        return allowed
+    token = np.arange(allowed.shape[-1])
+    pitch_class = (token - FIRST_PITCH + enc.params.low) % 12
+    chord = (token >= FIRST_PITCH) & np.isin(pitch_class, sorted(triad))
+    for v in np.flatnonzero(free[start]):
+        strike = chord & (pitch_class == tonic) if v == BASS else chord
+        if not (allowed[start, v] & strike).any():
+            return np.repeat(enc.allowed_tokens()[None], len(free), 0)
+        allowed[start, v] &= strike
+        allowed[start + 1 :, v] &= token == HOLD
+    return allowed
+
+
 def fill(
     loaded: LoadedModel,
     frames: np.ndarray,
     free: np.ndarray,
     *,
+    allowed: np.ndarray | None = None,
     num: int = 1,
     seed: int = 0,
     temperature: float | None = None,
     iterations: int | None = None,
+    parallels: float | None = None,
 ) -> np.ndarray:
     """(num, frames, 5): `num` samples of the `free` cells of `frames` (Gibbs sampling; the other cells
-    stay as they are). A free cell right after a kept one may not be HOLD: a kept note keeps its length.
-    Temperature and sweeps default to the model's."""
+    stay as they are), each cell taking one of its `allowed` (frames, 4, vocab) tokens (default: its
+    voice's range, REST and HOLD). A free cell right after a kept one may not be HOLD: a kept note keeps its
+    length. Temperature, sweeps and the parallels penalty default to the model's."""
     from .options import check_options
 
-    check_options({"num": num, "seed": seed, "temperature": temperature, "iterations": iterations})
+    check_options(
+        {"num": num, "seed": seed, "temperature": temperature, "iterations": iterations, "parallels": parallels}
+    )
     d = loaded.preset.sample
-    allowed = np.repeat(loaded.encoding.allowed_tokens()[None], len(frames), 0)  # (frames, 4, vocab)
+    if allowed is None:
+        allowed = np.repeat(loaded.encoding.allowed_tokens()[None], len(frames), 0)  # (frames, 4, vocab)
+    allowed = allowed.copy()
     after_kept = free.copy()
     after_kept[1:] &= ~free[:-1]
     after_kept[0] = False
@@ -173,6 +210,7 @@ def fill(
         torch.from_numpy(allowed),
         iterations or d.iterations,
         temperature=temperature or d.temperature,
+        parallels=d.parallels if parallels is None else parallels,
         generator=generator,
     )
     return out.numpy()
@@ -204,6 +242,7 @@ def harmonize(
     seed: int = 0,
     temperature: float | None = None,
     iterations: int | None = None,
+    parallels: float | None = None,
 ) -> list[Score]:
     """`num` four-voice harmonisations (Scores with tracks Soprano, Alto, Tenor, Bass) of the given voices
     of `melody` (a MIDI file or a Score): by default its soprano, the highest line of its top pitched track
@@ -215,7 +254,18 @@ def harmonize(
     lines = _grid(enc, _lines(score, given, track, where), where)
     shift = _shift_into(enc, lines, given, where)
     frames, free = _frames(enc, lines, given, shift, max(line[-1][2] for line in lines))
-    filled = fill(loaded, frames, free, num=num, seed=seed, temperature=temperature, iterations=iterations)
+    moved = [[(pitch + shift, a, b) for pitch, a, b in line] for line in lines]
+    filled = fill(
+        loaded,
+        frames,
+        free,
+        allowed=home_ending(enc, moved, free),
+        num=num,
+        seed=seed,
+        temperature=temperature,
+        iterations=iterations,
+        parallels=parallels,
+    )
     return [_with_timing(enc, f, score, shift) for f in filled]
 
 
@@ -241,6 +291,7 @@ def rewrite(
     seed: int = 0,
     temperature: float | None = None,
     iterations: int | None = None,
+    parallels: float | None = None,
 ) -> list[Score]:
     """`num` versions of a four-voice `piece` whose `voices` are resampled in bars first..last (1-based,
     inclusive), fitting what comes before and after; every note outside that span is kept."""
@@ -264,5 +315,7 @@ def rewrite(
         while end < len(frames) and frames[end, v] == HOLD:  # a note begun inside the span is rewritten whole
             end += 1
         free[start:end, v] = True
-    filled = fill(loaded, frames, free, num=num, seed=seed, temperature=temperature, iterations=iterations)
+    filled = fill(
+        loaded, frames, free, num=num, seed=seed, temperature=temperature, iterations=iterations, parallels=parallels
+    )
     return [_with_timing(enc, f, score) for f in filled]

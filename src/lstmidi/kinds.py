@@ -296,6 +296,7 @@ class Voices(Kind):
             torch.from_numpy(enc.allowed_tokens()),
             o["iterations"],
             temperature=o["temperature"],
+            parallels=o["parallels"],
             generator=generator,
         )
         return out[:, given:].numpy().astype(np.int16)

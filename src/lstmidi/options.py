@@ -43,10 +43,11 @@ OPTIONS = (
     "pitch_range",
     "programs",
     "iterations",
+    "parallels",
     "include_primer",
 )
 EVENT_ONLY = ("beam", "repetition_penalty", "max_repeat", "key", "pitch_range", "programs")
-GIBBS_ONLY = ("iterations",)
+GIBBS_ONLY = ("iterations", "parallels")
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,9 @@ def check_options(options: dict[str, Any], limits: GenerationLimits | None = Non
         ),
         "max_repeat": lambda v: _int("max_repeat", v, low=1, rule="a whole number of at least 1"),
         "iterations": lambda v: _int("iterations", v, low=1, high=1000, rule="1 to 1000 sweeps"),
+        "parallels": lambda v: _real(
+            "parallels", v, low=0, low_open=False, rule="a finite number of nats, 0 or more (0 = off)"
+        ),
     }
     for name, check in checks.items():
         if name in given:
@@ -264,7 +268,7 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
     if refused:
         raise LstmidiError(", ".join(flag(n) for n in refused) + kind.refusal.format(name=enc.name))
     out = dict(options)
-    for name in ("temperature", "mode", "threshold", "top_k", "top_p", "greedy", "seconds", "iterations"):
+    for name in ("temperature", "mode", "threshold", "top_k", "top_p", "greedy", "seconds", "iterations", "parallels"):
         if out.get(name) is None:
             out[name] = getattr(d, name)
     out["num"] = 1 if out.get("num") is None else out["num"]

@@ -12,6 +12,7 @@ import torch
 
 from . import processors, quality
 from .encodings.base import TokenStream
+from .encodings.voices import FIRST_PITCH, HOLD
 from .errors import LstmidiError
 
 NO_TOKEN_LEFT = (
@@ -196,6 +197,64 @@ def sample_notes(
 GIBBS_START_TEMPERATURE = 2.0  # the first sweeps sample this hot, cooling linearly to the asked temperature
 
 
+def _sounding(tokens: torch.Tensor) -> torch.Tensor:
+    """(batch, steps, voices) voice tokens -> the pitch sounding in each frame (token - FIRST_PITCH: its
+    distance from the lowest pitch), -1 for none: a HOLD carries the last non-HOLD frame's value."""
+    steps = tokens.shape[1]
+    value = torch.where(tokens >= FIRST_PITCH, tokens - FIRST_PITCH, -1)
+    frame = torch.arange(steps).view(1, -1, 1).expand_as(tokens)
+    last = torch.where(tokens != HOLD, frame, -1).cummax(1).values  # the last non-HOLD frame so far
+    return torch.where(last >= 0, value.gather(1, last.clamp(min=0)), -1)
+
+
+def _parallel(a, b, a_other, b_other) -> torch.Tensor:
+    """Whether a voice moving a -> b and another moving a_other -> b_other make parallel fifths or octaves
+    (unisons included): both sound, both move in the same direction, the same perfect interval modulo the
+    octave both times (lstmidi.voiceleading.parallels)."""
+    sounding = (a >= 0) & (b >= 0) & (a_other >= 0) & (b_other >= 0)
+    similar = (a != b) & (a_other != b_other) & (torch.sign(b - a) == torch.sign(b_other - a_other))
+    before, after = (a - a_other).abs() % 12, (b - b_other).abs() % 12
+    return sounding & similar & (before == after) & ((after == 0) | (after == 7))
+
+
+def parallel_counts(x: torch.Tensor, voice: int, at: torch.Tensor, spacing: int, vocab: int) -> torch.Tensor:
+    """(batch, cells, vocab): how many parallel fifths and octaves on the beats (frames 0, spacing, ...)
+    voice `voice` would make with the other voices if the cell at frame `at[i]` took each token, everything
+    else as in x (batch, steps, voices + 1). A token sounds from its frame to the voice's next non-HOLD
+    frame; only the first and last beat of that span can start or end a parallel (the voice stays put
+    between them)."""
+    tokens = x[..., :-1]
+    batch, steps, voices = tokens.shape
+    sound = _sounding(tokens)
+    frame = torch.arange(steps).expand(batch, steps)
+    after = torch.where(tokens[..., voice] != HOLD, frame, steps).flip(1).cummin(1).values.flip(1)
+    ends = torch.cat([after[:, 1:], torch.full((batch, 1), steps)], 1)[:, at]  # (batch, cells): next non-HOLD
+    held = torch.where(at > 0, sound[:, (at - 1).clamp(min=0), voice], -1)  # what a HOLD would continue
+    candidate = torch.arange(vocab) - FIRST_PITCH
+    candidate = candidate.masked_fill(candidate < 0, -1).expand(batch, len(at), vocab).clone()
+    candidate[..., HOLD] = held
+    first = -(-at // spacing) * spacing  # the first beat frame at or after the cell
+    last = (ends - 1) // spacing * spacing  # the last beat frame before the span ends
+    reaches = (first < ends) & (first < steps)  # (batch, cells): the span holds a beat
+    before, beyond = first - spacing, last + spacing
+    has_before = (reaches & (before >= 0))[..., None]
+    has_beyond = (reaches & (beyond < steps))[..., None]
+    first, before = first.clamp(max=steps - 1).expand(batch, -1), before.clamp(min=0).expand(batch, -1)
+    beyond, last = beyond.clamp(max=steps - 1), last.clamp(min=0)
+
+    def at_frames(where, v):
+        return sound[..., v].gather(1, where)[..., None]  # (batch, cells, 1)
+
+    count = torch.zeros(batch, len(at), vocab)
+    for other in range(voices):
+        if other == voice:
+            continue
+        into = _parallel(at_frames(before, voice), candidate, at_frames(before, other), at_frames(first, other))
+        out_of = _parallel(candidate, at_frames(beyond, voice), at_frames(last, other), at_frames(beyond, other))
+        count += (into & has_before).float() + (out_of & has_beyond).float()
+    return count
+
+
 @torch.no_grad()
 def gibbs_voices(
     model: torch.nn.Module,
@@ -206,6 +265,7 @@ def gibbs_voices(
     *,
     temperature: float = 1.0,
     spacing: int = 4,
+    parallels: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Pseudo-Gibbs sampling of four-voice frames with a model that reads ahead (voicenet; DeepBach).
@@ -217,7 +277,9 @@ def gibbs_voices(
     free cell once in `spacing` passes of the model: in each, every voice with free cells draws its cells
     at frames offset, offset + spacing, ... from their conditionals given everything else, each voice at
     its own offset (so that no two voices of one frame change together). The temperature cools linearly
-    from GIBBS_START_TEMPERATURE to `temperature` over the first three quarters of the sweeps.
+    from GIBBS_START_TEMPERATURE to `temperature` over the first three quarters of the sweeps. `parallels`
+    (nats) is taken off a token's tempered log-probability for each parallel fifth or octave it would make
+    on the beats (`parallel_counts`): the voice-leading rule the model alone does not keep.
     -> the frames."""
     x = frames.clone().long()
     batch, steps, voices = free.shape
@@ -237,10 +299,18 @@ def gibbs_voices(
         for offset in torch.randperm(spacing, generator=generator).tolist():
             logits, _ = model(x)  # (batch, steps, voices, vocab)
             for v, shift in zip(moving, shifts.tolist(), strict=True):
-                at = slice((offset + shift) % spacing, None, spacing)
-                cells = (logits[:, at, v].float() / heat).masked_fill(~allowed[at, v], float("-inf"))
-                drawn = torch.multinomial(torch.softmax(cells.flatten(0, 1), -1), 1, generator=generator)
-                x[:, at, v] = torch.where(free[:, at, v], drawn.view(batch, -1), x[:, at, v])
+                first = (offset + shift) % spacing
+                # with the penalty, the cells of alternate beats are drawn one half after the other, so that
+                # each cell's parallels are counted against its neighbours' new notes
+                halves = (spacing, 0) if not parallels else (2 * spacing, 0, spacing)
+                for at in (slice(first + start, None, halves[0]) for start in halves[1:]):
+                    cells = logits[:, at, v].float() / heat
+                    if parallels:
+                        frames_at = torch.arange(steps)[at]
+                        cells = cells - parallels * parallel_counts(x, v, frames_at, spacing, cells.shape[-1])
+                    cells = cells.masked_fill(~allowed[at, v], float("-inf"))
+                    drawn = torch.multinomial(torch.softmax(cells.flatten(0, 1), -1), 1, generator=generator)
+                    x[:, at, v] = torch.where(free[:, at, v], drawn.view(batch, -1), x[:, at, v])
     return x
 
 

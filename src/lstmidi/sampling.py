@@ -88,6 +88,7 @@ def generate(
     pitch_range: tuple[int, int] | None = None,
     programs: list[int] | None = None,
     iterations: int | None = None,
+    parallels: float | None = None,
     include_primer: bool = True,
 ) -> list[Piece]:
     """Generate `num` pieces in one batch with a loaded model.
@@ -97,7 +98,7 @@ def generate(
     Each option left as None takes the model's default (its preset's `sample` section). Event-token
     models also take `beam` (beam search), `repetition_penalty`, `max_repeat` (no pitch more than N
     times in a row), `key` ("D minor"), `pitch_range` (low, high), `programs` (allowed instruments);
-    four-voice models take `iterations` (Gibbs sweeps).
+    four-voice models take `iterations` (Gibbs sweeps) and `parallels` (nats off each parallel fifth or octave).
     `include_primer=False` leaves the primer out of the returned pieces.
     """
     options = dict(locals())  # the generation options as called (first statement: no other locals yet)
