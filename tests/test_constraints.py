@@ -378,3 +378,23 @@ def test_best_ending_takes_the_most_likely_place_or_a_home_ending_within_the_mar
     assert cut.tolist() == [[5, 6, 0, 0, 0, 0], [5, 6, 7, 8, 0, 0], [5, 6, 0, 0, 0, 0]]
     assert tokens[0].tolist() == [5, 6, 7, 8, 9, 10]  # not changed in place
     assert end_rows(tokens, eos, [None, None, None]).tolist() == tokens.tolist()
+
+
+def test_a_piano_roll_ends_on_its_home_chord_nearest_the_asked_length():
+    import numpy as np
+
+    from lstmidi.samplers import home_chord_ends
+
+    low = 48  # key 0 = C3
+    chords = [(12, 16, 19), (5, 9, 12), (7, 11, 14)]  # C, F, G major triads, each held two frames
+    roll = np.zeros((1, 1 + 24, 24), np.uint8)  # one silent primer frame, then C C F F G G C C ...
+    for f in range(24):
+        roll[0, 1 + f, list(chords[(f // 2) % 3])] = 1
+    # lengths within 10% (at least 1 frame) of the target; the last struck chord must be C major
+    assert home_chord_ends(roll, 1, 8, low) == [8]  # 7 or 8 new frames end on the C struck at frame 6: 8 is nearer
+    assert home_chord_ends(roll, 1, 10, low) == [10]  # 9-11 end on F or G: no home ending, the target itself
+    assert home_chord_ends(roll, 1, 12, low) == [13]  # 11 and 12 end on G; 13 strikes C
+    roll[0, 1 + 12, 16] = 0  # a bare fifth C-G still counts: it holds the tonic and lies in the triad
+    assert home_chord_ends(roll, 1, 12, low) == [13]
+    roll[0, 1 + 12, 17] = 1  # an F added: no longer the tonic triad
+    assert home_chord_ends(roll, 1, 12, low) == [12]

@@ -169,13 +169,18 @@ def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypa
     )
     assert result.test_nll < 0.5 * result.markov_nll  # the progression is learnt far beyond the per-key baseline
     assert result.frame_accuracy > 0.8
+    rows = result.quality["rows"]  # the gate of generated pieces against the test pieces' piano rolls
+    assert result.quality["pieces"] == 20 and rows["in_scale"]["real"] == 1.0  # the test rolls: C, F, G triads
+    assert rows["in_scale"]["generated"] > 0.95 > rows["in_scale"]["random"]
     figures = benchmark_cli(monkeypatch, mat, tmp_path, "--dataset", "jsb", "--set", "train.window=16")
     assert {"test_nll", "valid_nll", "frame_accuracy", "dataset", "preset", "seconds"} <= set(figures)
     assert figures["dataset"] == "jsb" and figures["preset"] == "musicgenerator"
     settings = figures["settings"]  # what reproduces the run: the settings as run and the command
     assert settings["model"]["hidden"] == 8 and settings["train"]["window"] == 16 and settings["train"]["epochs"] == 1
     assert "benchmark polyphonic" in settings["command"] and "model.hidden=8" in settings["command"]
-    assert "RNN-NADE (published) | 5.19" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "RNN-NADE (published) | 5.19" in printed and "Quality gate: 20 pieces of 20 s" in printed
+    assert figures["quality"]["rows"]["in_scale"]["real"] == 1.0
 
 
 def test_benchmark_input_errors(tmp_path):

@@ -33,6 +33,7 @@ class Kind:
     refusal: ClassVar[str] = ""  # the error's end when one is given ({name}: the encoding's name)
     predicts_input: ClassVar[bool] = False  # the model predicts its input steps themselves, not the next ones
     gibbs: ClassVar[bool] = False  # sampled by resampling cells in place (--iterations, --rewrite)
+    ends_home: ClassVar[bool] = False  # --seconds is a target: the sampler picks an ending on the home chord near it
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of encoded steps as the model takes them."""
@@ -69,7 +70,7 @@ class Kind:
 class Multihot(Kind):
     """Frames x keys (piano rolls): BCE summed over keys, or the model's own joint frame NLL."""
 
-    name, unit, step_unit = "multihot", "nats per frame", "frames"
+    name, unit, step_unit, ends_home = "multihot", "nats per frame", "frames", True
     refused_options = ("top_k", "top_p", "greedy")  # every key is drawn on its own
     refusal = (
         ": for note and token models; this piano-roll model ({name!r}) draws every key on its own: use "
@@ -102,7 +103,12 @@ class Multihot(Kind):
             threshold=o["threshold"],
             generator=generator,
         )
-        return new.numpy().astype(np.uint8)
+        new = new.numpy().astype(np.uint8)
+        if not o["target"]:
+            return new
+        held = np.concatenate([prime, new], 1)[..., : p.keys]
+        ends = samplers.home_chord_ends(held, prime.shape[1], o["target"], p.low)
+        return [row[:n] for row, n in zip(new, ends, strict=True)]
 
 
 class Tokens(Kind):

@@ -289,6 +289,8 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
             )
         if event:  # end with EOS near the target instead of being cut off
             target, steps = steps, steps + max(4, steps // 10)
+        elif kind.ends_home:  # end on the home chord near the target
+            target, steps = steps, steps + max(1, steps // 10)
         out["steps"] = steps
     out["target"] = target
     out["steps_given"] = options.get("steps") is not None

@@ -55,6 +55,32 @@ def sample_multihot(
     return torch.stack(out, 1) if out else primer[:, :0]
 
 
+def home_chord_ends(rolls: np.ndarray, given: int, target: int, low: int) -> list[int]:
+    """Where to end each piano roll: rolls (num, given + steps, keys) 0/1, the primer's `given` frames
+    first, key 0 = MIDI pitch `low`. -> for each row, the number of new frames to keep: the length within
+    10% of `target` closest to it whose last struck chord (the frame of the last key to start) is the tonic
+    triad of the roll's key (lstmidi.quality.find_key over the first given + target frames; either third,
+    the tonic present); `target` when no length in that window ends so."""
+    window = max(1, target // 10)
+    out = []
+    for roll in rolls.astype(bool):
+        frames, keys = np.nonzero(roll[: given + target])
+        tonic, _, _ = quality.find_key(keys + low, np.ones(len(keys)))
+        triad = {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
+        struck = np.zeros(len(roll), bool)
+        struck[0] = roll[0].any()
+        struck[1:] = (roll[1:] & ~roll[:-1]).any(1)
+        home = np.zeros(len(roll), bool)
+        for f in np.flatnonzero(struck):
+            chord = {int(k + low) % 12 for k in np.flatnonzero(roll[f])}
+            home[f] = tonic in chord and chord <= triad
+        last_struck = np.maximum.accumulate(np.where(struck, np.arange(len(roll)), -1))
+        lengths = [n for n in range(max(1, target - window), min(len(roll) - given, target + window) + 1)]
+        ending = [n for n in lengths if last_struck[given + n - 1] >= 0 and home[last_struck[given + n - 1]]]
+        out.append(min(ending, key=lambda n: (abs(n - target), n)) if ending else target)
+    return out
+
+
 @torch.no_grad()
 def sample_tokens(
     model: torch.nn.Module,
