@@ -58,3 +58,17 @@ def test_a_busy_process_is_seen():
 def test_cli_refuses_a_bad_thread_count(monkeypatch, capsys):
     code, err = run_main(["--threads", "0", "generate", "-o", "never.mid"], monkeypatch, capsys)
     assert code == 1 and "error: --threads=0: a whole number of threads, at least 1" in err
+
+
+def test_the_first_reading_is_the_commands_start_and_our_own_cpu_time_is_not_counted(monkeypatch):
+    # two hand-made /proc/stat readings 0.3 s apart: 60 jiffies of which 60 busy, 30 of them this process's
+    readings = iter([(10.3, 160, 1060, 1.3)])
+    slept = []
+    monkeypatch.setattr(threads, "_reading", lambda: next(readings))
+    monkeypatch.setattr(threads.time, "monotonic", lambda: 10.3)
+    monkeypatch.setattr(threads.time, "sleep", slept.append)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+    monkeypatch.setattr(threads, "_start", (10.0, 100, 1000, 1.0))  # taken when lstmidi.cli imported threads
+    assert threads.busy_cores(0.1) == pytest.approx(1.0)  # 2 cores x (60 - 30) / 60
+    assert slept == [0.0] and threads._start is None  # the start-up covered the 0.1 s; the reading is used once

@@ -6,6 +6,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from . import threads  # first: the machine's load is measured from the command's start (threads.busy_cores)
+
+# isort: split
 import typer
 
 from .errors import LstmidiError
@@ -33,7 +36,7 @@ COMPUTING = {"train", "generate", "evaluate", "demo", "benchmark", "serve"}  # c
 @app.callback()
 def _options(
     ctx: typer.Context,
-    threads: int | None = typer.Option(
+    threads_: int | None = typer.Option(
         None,
         "--threads",
         help="PyTorch threads (default: LSTMIDI_THREADS, else OMP_NUM_THREADS, else one per core that other "
@@ -42,9 +45,7 @@ def _options(
 ):
     """Train LSTM networks on folders of MIDI files and generate new music."""
     if ctx.invoked_subcommand in COMPUTING:
-        from .threads import configure
-
-        configure(threads)  # `train` prints the choice with its corpus (lstmidi.threads.describe)
+        threads.configure(threads_)  # `train` prints the choice with its corpus (lstmidi.threads.describe)
 
 
 def _command() -> str:

@@ -14,27 +14,40 @@ import time
 
 
 def busy_cores(seconds: float = 0.1) -> float:
-    """Cores kept busy by other processes, from two readings of /proc/stat `seconds` apart (Linux); from
-    the 1-minute load average elsewhere; 0 when neither is available."""
+    """Cores kept busy by other processes over at least `seconds`, from two readings of /proc/stat (Linux),
+    less this process's own CPU time; from the 1-minute load average elsewhere; 0 when neither is
+    available. The first call of a command takes its first reading from when this module was imported
+    (the command's start, within the last second), so it only sleeps what the start-up has not covered."""
+    global _start
+    start, _start = _start, None
     try:
-        first = _cpu_times()
-        time.sleep(seconds)
-        second = _cpu_times()
+        if start is None or time.monotonic() - start[0] > 1.0:
+            start = _reading()
+        time.sleep(max(0.0, seconds - (time.monotonic() - start[0])))
+        end = _reading()
     except OSError:
         try:
             return float(os.getloadavg()[0])
         except (OSError, AttributeError):
             return 0.0
-    busy, total = second[0] - first[0], second[1] - first[1]
-    return (os.cpu_count() or 1) * busy / total if total > 0 else 0.0
+    total = end[2] - start[2]
+    own = (end[3] - start[3]) * os.sysconf("SC_CLK_TCK")  # this process's CPU seconds, in jiffies
+    busy = end[1] - start[1] - own
+    return max(0.0, (os.cpu_count() or 1) * busy / total) if total > 0 else 0.0
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores from /proc/stat."""
+def _reading() -> tuple[float, int, int, float]:
+    """(monotonic time, busy jiffies, total jiffies of all cores from /proc/stat, this process's CPU time)."""
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    return time.monotonic(), sum(fields) - idle, sum(fields), time.process_time()
+
+
+try:
+    _start: tuple[float, int, int, float] | None = _reading()  # the command's start (lstmidi.cli imports us first)
+except OSError:
+    _start = None
 
 
 def choose(threads: int | None = None) -> tuple[int, str]:
