@@ -140,7 +140,18 @@ def test_fine_tuning_keeps_the_tokenizer(flagship, tmp_path):
         progress=False,
         init=result.model_path,
     )
-    assert load_model(tuned.model_path).encoding.to_dict() == base.encoding.to_dict()
+    tuned_model = load_model(tuned.model_path)
+    assert tuned_model.encoding.to_dict() == base.encoding.to_dict()
+    # the card says how to make the model from nothing: the base model's own run, then the fine-tuning
+    assert tuned_model.config["fine_tuned_from"] == [
+        {
+            "command": base.config["command"],
+            "epochs": base.config["metrics"]["epochs"],
+            "train_seconds": base.config["metrics"]["train_seconds"],
+        }
+    ]
+    assert f"Fine-tuned from a model trained with ({base.config['metrics']['epochs']} epochs" in tuned_model.card
+    assert base.config["command"] in tuned_model.card
     other = load_preset("flagship", [*TINY, "encoding.tokenizer=TSD"])
     with pytest.raises(LstmidiError, match="fine-tuning keeps the model's encoding"):
         train(other, [tmp_path / "new"], tmp_path / "bad", progress=False, init=result.model_path)

@@ -90,6 +90,11 @@ def render_card(config: dict[str, Any]) -> str:
         f"# lstmidi model: {config['preset_name'] or config['model']['name']}",
         "",
         f"Trained with:\n\n```\n{config['command']}\n```",
+        *(
+            f"\nFine-tuned from a model trained with ({run.get('epochs')} epochs, {run.get('train_seconds')} s):"
+            f"\n\n```\n{run.get('command')}\n```"
+            for run in config.get("fine_tuned_from", [])
+        ),
         "",
         f"- encoding: `{config['encoding']['name']}` "
         f"{json.dumps({k: v for k, v in config['encoding'].items() if k != 'name'})}",
@@ -143,9 +148,12 @@ def save_model(
     primers: np.ndarray | None = None,
     corpus_summary: dict | None = None,
     history: list | None = None,
+    fine_tuned_from: list[dict] | None = None,
     force: bool = False,
 ) -> Path:
-    """Write a `.lstmidi` file atomically (temp file + rename); refuses to overwrite unless `force`."""
+    """Write a `.lstmidi` file atomically (temp file + rename); refuses to overwrite unless `force`.
+    `fine_tuned_from`: the runs whose weights this one started from (`--init`), nearest first, each
+    {command, epochs, train_seconds}: the card shows how to make the model from nothing."""
     import datetime
 
     path = Path(path)
@@ -162,6 +170,7 @@ def save_model(
         "history": history or [],
         "corpus": corpus_summary or {},
         "command": command,
+        "fine_tuned_from": fine_tuned_from or [],
         "parameters": sum(p.numel() for p in model.parameters()),
         "versions": library_versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -492,6 +492,7 @@ def train(
             **known_programs(encoding, corpus, base),
         },
         history=module.history,
+        fine_tuned_from=lineage(base),
         force=True,
     )
     if cfg.sample_every or kind_of(encoding).distributions:
@@ -525,6 +526,16 @@ def _take_back(out: Path, existed: bool) -> None:
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
+
+
+def lineage(base) -> list[dict]:
+    """The runs behind a `--init` model (LoadedModel or None), nearest first: its own command, epochs and
+    training time, then the runs it was fine-tuned from."""
+    if base is None:
+        return []
+    m = base.config.get("metrics", {})
+    run = {"command": base.config.get("command"), "epochs": m.get("epochs"), "train_seconds": m.get("train_seconds")}
+    return [run, *base.config.get("fine_tuned_from", [])]
 
 
 def known_programs(encoding, corpus: Corpus, base=None) -> dict:
