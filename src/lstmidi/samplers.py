@@ -64,7 +64,7 @@ def home_chord_ends(rolls: np.ndarray, given: int, target: int, low: int) -> lis
     window = max(1, target // 10)
     out = []
     for roll in rolls.astype(bool):
-        frames, keys = np.nonzero(roll[: given + target])
+        _, keys = np.nonzero(roll[: given + target])
         tonic, _, _ = quality.find_key(keys + low, np.ones(len(keys)))
         triad = {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
         struck = np.zeros(len(roll), bool)
@@ -75,7 +75,7 @@ def home_chord_ends(rolls: np.ndarray, given: int, target: int, low: int) -> lis
             chord = {int(k + low) % 12 for k in np.flatnonzero(roll[f])}
             home[f] = tonic in chord and chord <= triad
         last_struck = np.maximum.accumulate(np.where(struck, np.arange(len(roll)), -1))
-        lengths = [n for n in range(max(1, target - window), min(len(roll) - given, target + window) + 1)]
+        lengths = range(max(1, target - window), min(len(roll) - given, target + window) + 1)
         ending = [n for n in lengths if last_struck[given + n - 1] >= 0 and home[last_struck[given + n - 1]]]
         out.append(min(ending, key=lambda n: (abs(n - target), n)) if ending else target)
     return out
@@ -328,8 +328,8 @@ def gibbs_voices(
                 first = (offset + shift) % spacing
                 # with the penalty, the cells of alternate beats are drawn one half after the other, so that
                 # each cell's parallels are counted against its neighbours' new notes
-                halves = (spacing, 0) if not parallels else (2 * spacing, 0, spacing)
-                for at in (slice(first + start, None, halves[0]) for start in halves[1:]):
+                every, starts = (2 * spacing, (0, spacing)) if parallels else (spacing, (0,))
+                for at in (slice(first + start, None, every) for start in starts):
                     cells = logits[:, at, v].float() / heat
                     if parallels:
                         frames_at = torch.arange(steps)[at]
