@@ -183,3 +183,22 @@ def test_tied_weights_share_the_embedding():
     assert model.head.weight is model.embed.weight
     untied = build_model({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 1}, TOKENS)
     assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in untied.parameters())
+
+
+def test_sampling_resumed_from_a_checkpoint_continues_exactly():
+    from lstmidi.samplers import sample_tokens
+
+    torch.manual_seed(0)
+    model = build_model({"name": "tokennet", "embed": 8, "hidden": 16, "layers": 2}, TOKENS).eval()
+    primer = torch.tensor([[1, 5, 2], [3, 3, 9]])
+    saved = {"at": 8}
+    whole = sample_tokens(model, primer, 20, greedy=True, checkpoint=saved)
+    given = torch.cat([primer, whole[:, :8]], 1)
+    resumed = sample_tokens(model, given, 12, greedy=True, resume=saved["resume"])
+    reread = sample_tokens(model, given, 12, greedy=True)
+    assert torch.equal(resumed, whole[:, 8:]) and torch.equal(reread, whole[:, 8:])
+    # the stored state is the one after reading the primer and the first 8 tokens
+    with torch.no_grad():
+        logits, (h, c) = model(given)
+    torch.testing.assert_close(saved["resume"][0], logits[:, -1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(saved["resume"][1][0], h, rtol=1e-5, atol=1e-5)

@@ -74,6 +74,18 @@ def sounding_at(onsets: np.ndarray, durations: np.ndarray, t: float) -> np.ndarr
     return np.flatnonzero((onsets <= t) & (ends > t))
 
 
+def ends_on_tonic(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray, tonic: int) -> bool:
+    """Whether the notes sounding at the last onset hold the tonic and lie in its triad (either third)."""
+    final = set((pitches[sounding_at(onsets, durations, onsets.max())] % 12).tolist())
+    return tonic in final and final <= {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
+
+
+def tonic_ending(score: Score) -> bool:
+    """`harmony(score)["tonic_ending"]` without the other measures (the samplers ask it of many endings)."""
+    onsets, durations, pitches = note_arrays(score)
+    return bool(len(pitches)) and ends_on_tonic(onsets, durations, pitches, find_key(pitches, durations)[0])
+
+
 def consonance(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray) -> tuple[int, int]:
     """(consonant pairs, pairs): pairs of notes sounding together at an onset, at least one starting there."""
     good = total = 0
@@ -121,15 +133,12 @@ def harmony(score: Score) -> dict[str, float]:
     scale = np.zeros(12, bool)
     scale[[(tonic + s) % 12 for s in (MAJOR_SCALE if mode == "major" else MINOR_SCALE)]] = True
     good, pairs = consonance(onsets, durations, pitches)
-    last = sounding_at(onsets, durations, onsets.max())
-    final = set((pitches[last] % 12).tolist())
-    triad = {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
     profile = sounding_time(onsets, durations)
     return {
         "key_fit": fit,
         "in_scale": float(scale[pitches % 12].mean()),
         "consonance": good / pairs if pairs else 0.0,
-        "tonic_ending": float(tonic in final and final <= triad),
+        "tonic_ending": float(ends_on_tonic(onsets, durations, pitches, tonic)),
         "max_sounding": float(len(profile) - 1),
         "key": key_name(tonic, mode),
         "sounding_time": profile.tolist(),

@@ -92,6 +92,8 @@ def sample_tokens(
     constrain=None,
     eos: int | None = None,
     generator: torch.Generator | None = None,
+    resume: tuple | None = None,
+    checkpoint: dict | None = None,
     **options,
 ) -> torch.Tensor:
     """Continue `primer` (batch, primer_steps) tokens by up to `steps` tokens -> (batch, steps).
@@ -101,7 +103,9 @@ def sample_tokens(
     bool mask of tokens that may be generated; `constrain(logits, sequences)` -> logits applies
     constraints knowing each row's tokens so far (primer included). With `eos`, a row that emitted EOS
     is finished (padded with EOS) and sampling stops when every row is. `options`: temperature,
-    top_k, top_p, greedy.
+    top_k, top_p, greedy. A model without `context` can also start from `resume` = (last logits, state)
+    after the primer instead of reading it, and stores that pair as checkpoint["resume"] before drawing new
+    token checkpoint["at"] (counted from 0).
     """
     model.eval()
     context = model.context
@@ -128,14 +132,21 @@ def sample_tokens(
         return eos is not None and bool(done.all())
 
     if not context:
-        logits, state = model(primer)  # (batch, primer_steps, vocab)
-        for _ in range(steps):
-            token = pick(logits[:, -1])
+        if resume is None:
+            logits, state = model(primer)  # (batch, primer_steps, vocab)
+            last = logits[:, -1]
+        else:
+            last, state = resume
+        for i in range(steps):
+            if checkpoint is not None and checkpoint.get("at") == i:
+                checkpoint["resume"] = (last, state)
+            token = pick(last)
             out.append(token)
             seq = torch.cat([seq, token[:, None]], 1)
             if finished():
                 break
             logits, state = model(token[:, None], state)
+            last = logits[:, -1]
         return torch.stack(out, 1) if out else primer[:, :0]
     while len(out) < steps:
         src = seq[:, :-1][:, -context:]  # (batch, <= context)
@@ -452,13 +463,10 @@ class BestEnding:
         candidate. `ends_home(row, at)`: whether the row ended before new token `at` ends on its tonic triad
         (None: the most likely place is taken)."""
         chosen = []
+        table = torch.stack(self.scores).numpy() if self.scores else np.zeros((0, rows))  # (positions, rows)
         for row in range(rows):
             found = sorted(
-                (
-                    (float(s[row]), p)
-                    for p, s in zip(self.positions, self.scores, strict=True)
-                    if torch.isfinite(s[row])
-                ),
+                ((float(s), p) for p, s in zip(self.positions, table[:, row], strict=True) if np.isfinite(s)),
                 key=lambda c: (-c[0], c[1]),
             )
             near = [at for score, at in found if score >= found[0][0] - self.margin]
@@ -483,7 +491,7 @@ def ends_home(enc: TokenStream, prime: np.ndarray, new: np.ndarray):
 
     def check(row: int, at: int) -> bool:
         tokens = np.concatenate([prime[row], new[row, :at], [enc.eos]])
-        return bool(quality.harmony(enc.decode(enc.finish(tokens)))["tonic_ending"])
+        return quality.tonic_ending(enc.decode(enc.finish(tokens)))
 
     return check
 
@@ -498,8 +506,10 @@ def sample_pieces(
     temperature, ...)."""
     first = torch.from_numpy(prime).long()
     constrain = token_constraints(enc, prime.shape[1], o)
-    new = sample_tokens(model, first, steps, constrain=constrain, eos=enc.eos, **sample_options).numpy()
     ending = constrain.ending
+    saved = {"at": ending.start} if ending is not None else None  # the state where the ending window starts
+    new = sample_tokens(model, first, steps, constrain=constrain, eos=enc.eos, checkpoint=saved, **sample_options)
+    new = new.numpy()
     if ending is None:
         return new
     chosen = ending.choose(len(new), ends_home(enc, prime, new))
@@ -509,12 +519,17 @@ def sample_pieces(
     rows = np.repeat(again, ENDING_TRIES - 1)  # each row's tries next to each other
     kept = new[rows, : ending.start]
     retry = token_constraints(enc, prime.shape[1], o)  # positions still counted from the primer's end
+    resume = saved.get("resume")
+    if resume is not None:  # the tries go on from the window's start without reading the piece again
+        last, (h, c) = resume  # an LSTM's state: (layers, batch, hidden) each
+        resume = (last[rows], (h[:, rows], c[:, rows]))
     tail = sample_tokens(
         model,
         torch.from_numpy(np.concatenate([prime[rows], kept], 1)).long(),
         steps - ending.start,
         constrain=retry,
         eos=enc.eos,
+        resume=resume,
         **sample_options,
     ).numpy()
     tried = np.concatenate([kept, tail], 1)
