@@ -263,7 +263,7 @@ def test_parallel_counts_are_what_each_token_adds_to_the_pieces_parallels():
     # the same for all tokens, i.e. the counts are exactly each token's part of the piece's parallels
     import torch
 
-    from lstmidi.samplers import _sounding, parallel_counts
+    from lstmidi.samplers import parallel_counts, sounding
     from lstmidi.voiceleading import parallels
 
     g = torch.Generator().manual_seed(1)
@@ -282,7 +282,7 @@ def test_parallel_counts_are_what_each_token_adds_to_the_pieces_parallels():
                 for token in range(vocab):
                     y = x.clone()
                     y[b, t, voice] = token
-                    grid = _sounding(y[..., :-1])[b, ::spacing].numpy()  # the pitch at each beat, -1 for none
+                    grid = sounding(y[..., :-1])[b, ::spacing].numpy()  # the pitch at each beat, -1 for none
                     rest.add(round(parallels(grid) * len(grid) / 100) - int(counts[b, cell, token]))
                 assert len(rest) == 1, (b, t, voice)
                 checked += int(counts[b, cell].max() > 0)
@@ -322,6 +322,20 @@ def test_a_harmonisation_ends_on_the_home_chord_when_the_melody_does(chorale):
     free[:, 0] = False
     open_end = [(p, 4 * i, 4 * i + 4) for i, p in enumerate([*tune[:-1], 73])]
     assert np.array_equal(home_ending(enc, [open_end], free), np.repeat(enc.allowed_tokens()[None], 48, 0))
+
+
+def test_a_composed_chorale_ends_on_its_home_chord(chorale, monkeypatch):
+    from lstmidi.sampling import generate
+
+    loaded = chorale[0]  # voice ranges S 71-76, A 67-69, T 62-65, B 48-57: C major's triad fits all four
+    monkeypatch.setattr("lstmidi.quality.find_key", lambda pitches, durations: (0, "major", 1.0))
+    for seed in range(3):
+        piece = generate(loaded, seconds=6, seed=seed, iterations=2)[0]
+        frames = piece.frames
+        last = (len(frames) - 1) // 4 * 4
+        assert (frames[last, :4] >= FIRST_PITCH).all() and (frames[last + 1 :, :4] == HOLD).all()
+        pitches = frames[last, :4] - FIRST_PITCH + loaded.encoding.params.low
+        assert {int(p) % 12 for p in pitches} <= {0, 4, 7} and pitches[3] % 12 == 0, pitches
 
 
 def test_options_of_other_kinds_are_refused_and_iterations_checked(chorale, tmp_path, monkeypatch, capsys):

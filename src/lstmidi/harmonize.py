@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from symusic import Score, Tempo, TimeSignature
 
-from .encodings.voices import FIRST_PITCH, HOLD, SHORT, VOICES, Voices, voice_index
+from .encodings.voices import HOLD, SHORT, VOICES, Voices, voice_index
 from .errors import LstmidiError, MidiError
 from .kinds import kind_of
 from .midi import load_score
@@ -25,7 +25,6 @@ from .quality import find_key
 from .samplers import gibbs_voices
 
 MAX_BEATS = 512  # the longest music harmonised or rewritten in one call (128 bars of 4/4)
-BASS = 3  # the bass's column
 POLYPHONY = 0.1  # a given line may have at most this share of its notes starting while another sounds
 
 
@@ -159,17 +158,8 @@ def home_ending(enc: Voices, lines: list[list[tuple[int, int, int]]], free: np.n
     if (tonic + 7 - third) % 12 in finals:  # the other third: a Picardy (or modal) ending
         third = 7 - third
     triad = {tonic, (tonic + third) % 12, (tonic + 7) % 12}
-    if not finals <= triad:
-        return allowed
-    token = np.arange(allowed.shape[-1])
-    pitch_class = (token - FIRST_PITCH + enc.params.low) % 12
-    chord = (token >= FIRST_PITCH) & np.isin(pitch_class, sorted(triad))
-    for v in np.flatnonzero(free[start]):
-        strike = chord & (pitch_class == tonic) if v == BASS else chord
-        if not (allowed[start, v] & strike).any():
-            return np.repeat(enc.allowed_tokens()[None], len(free), 0)
-        allowed[start, v] &= strike
-        allowed[start + 1 :, v] &= token == HOLD
+    if finals <= triad:
+        enc.end_on_chord(allowed, start, np.flatnonzero(free[start]), triad, tonic)
     return allowed
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from symusic import Score
 
-from . import losses, samplers
+from . import losses, quality, samplers
 from .baselines import markov_baseline_nll, music_cost_baselines, repeat_nll, unigram_nll
 from .encodings.base import Encoding, TokenStream
 
@@ -305,7 +305,44 @@ class Voices(Kind):
             parallels=o["parallels"],
             generator=generator,
         )
+        out = self._end_home(loaded, out, given, o, generator)
         return out[:, given:].numpy().astype(np.int16)
+
+    def _end_home(self, loaded, out: torch.Tensor, given: int, o: dict, generator) -> torch.Tensor:
+        """Composed pieces (num, frames, 5) with their last bar sampled again so that each ends on the tonic
+        triad of its key (lstmidi.quality.find_key), struck by all four voices on the last beat (the bass
+        the tonic) and held: Gibbs sampling alone rarely finds the cadence a chorale ends with. The
+        primer is kept; a piece whose voices cannot reach that chord stays as it is."""
+        enc = loaded.encoding
+        beat = enc.params.steps_per_quarter
+        last = (out.shape[1] - 1) // beat * beat  # the last beat's first frame
+        if last - beat < given:
+            return out
+        seen = max(0, last - 32 * beat)  # the model reads the 8 bars before the last one, not the whole piece
+        allowed = np.repeat(enc.allowed_tokens()[None, None], len(out), 0).repeat(out.shape[1] - seen, 1)
+        rows = []
+        for i, sound in enumerate(samplers.sounding(out[..., :-1])):
+            pitches = sound[sound >= 0].numpy() + enc.params.low
+            tonic, mode, _ = quality.find_key(pitches, np.ones(len(pitches)))
+            triad = {tonic, (tonic + (4 if mode == "major" else 3)) % 12, (tonic + 7) % 12}
+            if enc.end_on_chord(allowed[i], last - seen, range(4), triad, tonic):
+                rows.append(i)
+        if not rows:
+            return out
+        free = torch.zeros(len(rows), out.shape[1] - seen, 4, dtype=torch.bool)
+        free[:, max(given, last - 4 * beat) - seen :] = True
+        out = out.clone()
+        out[rows, seen:] = samplers.gibbs_voices(
+            loaded.model,
+            out[rows, seen:],
+            free,
+            torch.from_numpy(allowed[rows]),
+            max(1, o["iterations"] // 2),
+            temperature=o["temperature"],
+            parallels=o["parallels"],
+            generator=generator,
+        )
+        return out
 
     def random_batch(self, encoding, batch, steps, generator):
         x = torch.randint(

@@ -234,7 +234,7 @@ def sample_notes(
 GIBBS_START_TEMPERATURE = 2.0  # the first sweeps sample this hot, cooling linearly to the asked temperature
 
 
-def _sounding(tokens: torch.Tensor) -> torch.Tensor:
+def sounding(tokens: torch.Tensor) -> torch.Tensor:
     """(batch, steps, voices) voice tokens -> the pitch sounding in each frame (token - FIRST_PITCH: its
     distance from the lowest pitch), -1 for none: a HOLD carries the last non-HOLD frame's value."""
     steps = tokens.shape[1]
@@ -262,7 +262,7 @@ def parallel_counts(x: torch.Tensor, voice: int, at: torch.Tensor, spacing: int,
     between them)."""
     tokens = x[..., :-1]
     batch, steps, voices = tokens.shape
-    sound = _sounding(tokens)
+    sound = sounding(tokens)
     frame = torch.arange(steps).expand(batch, steps)
     after = torch.where(tokens[..., voice] != HOLD, frame, steps).flip(1).cummin(1).values.flip(1)
     ends = torch.cat([after[:, 1:], torch.full((batch, 1), steps)], 1)[:, at]  # (batch, cells): next non-HOLD
@@ -308,7 +308,8 @@ def gibbs_voices(
     """Pseudo-Gibbs sampling of four-voice frames with a model that reads ahead (voicenet; DeepBach).
 
     frames (batch, steps, voices + 1): tokens and positions. free (batch, steps, voices) bool: the cells
-    that may change (the others are kept exactly). allowed (voices, vocab) or (steps, voices, vocab) bool:
+    that may change (the others are kept exactly). allowed (voices, vocab), (steps, voices, vocab) or
+    (batch, steps, voices, vocab) bool:
     the tokens each voice (at each frame) may take (its range, REST and HOLD). Free cells start as notes
     on each beat at random pitches of the voice's range (held to the next beat). A sweep resamples every
     free cell once in `spacing` passes of the model: in each, every voice with free cells draws its cells
@@ -320,11 +321,11 @@ def gibbs_voices(
     -> the frames."""
     x = frames.clone().long()
     batch, steps, voices = free.shape
-    allowed = allowed.expand(steps, *allowed.shape[-2:])  # (steps, voices, vocab)
+    allowed = allowed.expand(batch, steps, *allowed.shape[-2:])  # (batch, steps, voices, vocab)
     beat_start = torch.zeros(steps, dtype=torch.bool)
     beat_start[::spacing] = True
     for v in range(voices):
-        pitches = torch.nonzero(allowed[:, v, 2:].any(0)).flatten() + 2  # pitch tokens (after REST and HOLD)
+        pitches = torch.nonzero(allowed[:, :, v, 2:].any(1).any(0)).flatten() + 2  # pitch tokens (after REST, HOLD)
         draw = pitches[torch.randint(len(pitches), (batch, steps), generator=generator)]
         start = torch.where(beat_start, draw, torch.ones_like(draw))  # a pitch on each beat, HOLD between
         x[..., v] = torch.where(free[..., v], start, x[..., v])
@@ -345,7 +346,7 @@ def gibbs_voices(
                     if parallels:
                         frames_at = torch.arange(steps)[at]
                         cells = cells - parallels * parallel_counts(x, v, frames_at, spacing, cells.shape[-1])
-                    cells = cells.masked_fill(~allowed[at, v], float("-inf"))
+                    cells = cells.masked_fill(~allowed[:, at, v], float("-inf"))
                     drawn = torch.multinomial(torch.softmax(cells.flatten(0, 1), -1), 1, generator=generator)
                     x[:, at, v] = torch.where(free[:, at, v], drawn.view(batch, -1), x[:, at, v])
     return x

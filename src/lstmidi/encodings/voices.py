@@ -25,6 +25,7 @@ from .base import Encoding, EncodingParams
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 SHORT = ("S", "A", "T", "B")
 REST, HOLD, FIRST_PITCH = 0, 1, 2
+BASS = 3  # the bass's column
 DECODE_TPQ = 480
 VELOCITY = 80
 
@@ -134,6 +135,21 @@ class Voices(Encoding):
         for v, (a, b) in enumerate(self.voice_ranges()):
             out[v, FIRST_PITCH + a - self.params.low : FIRST_PITCH + b - self.params.low + 1] = True
         return out
+
+    def end_on_chord(self, allowed: np.ndarray, start: int, voices, chord: set[int], root: int) -> bool:
+        """Limit `allowed` (frames, 4, vocab) so that each of `voices` strikes a pitch of `chord` (pitch
+        classes; the bass the `root`) at frame `start` and holds it to the end. False, with `allowed`
+        unchanged, when a voice's tokens there hold no such pitch."""
+        token = np.arange(self.vocab)
+        pitch_class = (token - FIRST_PITCH + self.params.low) % 12
+        notes = (token >= FIRST_PITCH) & np.isin(pitch_class, sorted(chord))
+        strikes = {v: allowed[start, v] & (notes & (pitch_class == root) if v == BASS else notes) for v in voices}
+        if not all(strike.any() for strike in strikes.values()):
+            return False
+        for v, strike in strikes.items():
+            allowed[start, v] = strike
+            allowed[start + 1 :, v] &= token == HOLD
+        return True
 
     def fit(self, scores: list[Score]) -> Voices:
         lows, highs, tempos = [127] * 4, [0] * 4, []
