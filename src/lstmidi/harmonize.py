@@ -21,7 +21,7 @@ from .errors import LstmidiError, MidiError
 from .kinds import kind_of
 from .midi import load_score
 from .modelfile import LoadedModel
-from .quality import find_key
+from .quality import find_key, tonic_triad
 from .samplers import gibbs_voices
 
 MAX_BEATS = 512  # the longest music harmonised or rewritten in one call (128 bars of 4/4)
@@ -154,10 +154,9 @@ def home_ending(enc: Voices, lines: list[list[tuple[int, int, int]]], free: np.n
     tonic, mode, _ = find_key(notes[:, 0], (notes[:, 2] - notes[:, 1]).astype(np.float64))
     start = max(line[-1][1] for line in lines)
     finals = {p % 12 for p, a, b in notes if a <= start < b}  # the given notes sounding at the last onset
-    third = 4 if mode == "major" else 3
-    if (tonic + 7 - third) % 12 in finals:  # the other third: a Picardy (or modal) ending
-        third = 7 - third
-    triad = {tonic, (tonic + third) % 12, (tonic + 7) % 12}
+    triad, other = tonic_triad(tonic, mode), tonic_triad(tonic, "minor" if mode == "major" else "major")
+    if other - triad <= finals:  # the other third: a Picardy (or modal) ending
+        triad = other
     if finals <= triad:
         enc.end_on_chord(allowed, start, np.flatnonzero(free[start]), triad, tonic)
     return allowed

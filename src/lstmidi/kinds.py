@@ -324,8 +324,7 @@ class Voices(Kind):
         for i, sound in enumerate(samplers.sounding(out[..., :-1])):
             pitches = sound[sound >= 0].numpy() + enc.params.low
             tonic, mode, _ = quality.find_key(pitches, np.ones(len(pitches)))
-            triad = {tonic, (tonic + (4 if mode == "major" else 3)) % 12, (tonic + 7) % 12}
-            if enc.end_on_chord(allowed[i], last - seen, range(4), triad, tonic):
+            if enc.end_on_chord(allowed[i], last - seen, range(4), quality.tonic_triad(tonic, mode), tonic):
                 rows.append(i)
         if not rows:
             return out

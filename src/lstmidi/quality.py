@@ -74,10 +74,20 @@ def sounding_at(onsets: np.ndarray, durations: np.ndarray, t: float) -> np.ndarr
     return np.flatnonzero((onsets <= t) & (ends > t))
 
 
+def tonic_triad(tonic: int, mode: str) -> set[int]:
+    """The pitch classes of the tonic triad of a major or minor key."""
+    return {tonic, (tonic + (4 if mode == "major" else 3)) % 12, (tonic + 7) % 12}
+
+
+def is_tonic_chord(pitch_classes: set[int], tonic: int) -> bool:
+    """Whether a chord's pitch classes hold the tonic and lie in its triad, with either third (a minor
+    key's piece may end major)."""
+    return tonic in pitch_classes and pitch_classes <= tonic_triad(tonic, "major") | tonic_triad(tonic, "minor")
+
+
 def ends_on_tonic(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray, tonic: int) -> bool:
-    """Whether the notes sounding at the last onset hold the tonic and lie in its triad (either third)."""
-    final = set((pitches[sounding_at(onsets, durations, onsets.max())] % 12).tolist())
-    return tonic in final and final <= {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
+    """Whether the notes sounding at the last onset are a tonic chord (`is_tonic_chord`)."""
+    return is_tonic_chord(set((pitches[sounding_at(onsets, durations, onsets.max())] % 12).tolist()), tonic)
 
 
 def tonic_ending(score: Score) -> bool:

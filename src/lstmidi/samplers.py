@@ -66,14 +66,13 @@ def home_chord_ends(rolls: np.ndarray, given: int, target: int, low: int) -> lis
     for roll in rolls.astype(bool):
         _, keys = np.nonzero(roll[: given + target])
         tonic, _, _ = quality.find_key(keys + low, np.ones(len(keys)))
-        triad = {tonic, (tonic + 3) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
         struck = np.zeros(len(roll), bool)
         struck[0] = roll[0].any()
         struck[1:] = (roll[1:] & ~roll[:-1]).any(1)
         home = np.zeros(len(roll), bool)
         for f in np.flatnonzero(struck):
             chord = {int(k + low) % 12 for k in np.flatnonzero(roll[f])}
-            home[f] = tonic in chord and chord <= triad
+            home[f] = quality.is_tonic_chord(chord, tonic)
         last_struck = np.maximum.accumulate(np.where(struck, np.arange(len(roll)), -1))
         lengths = range(max(1, target - window), min(len(roll) - given, target + window) + 1)
         ending = [n for n in lengths if last_struck[given + n - 1] >= 0 and home[last_struck[given + n - 1]]]
@@ -248,10 +247,10 @@ def _parallel(a, b, a_other, b_other) -> torch.Tensor:
     """Whether a voice moving a -> b and another moving a_other -> b_other make parallel fifths or octaves
     (unisons included): both sound, both move in the same direction, the same perfect interval modulo the
     octave both times (lstmidi.voiceleading.parallels)."""
-    sounding = (a >= 0) & (b >= 0) & (a_other >= 0) & (b_other >= 0)
+    heard = (a >= 0) & (b >= 0) & (a_other >= 0) & (b_other >= 0)
     similar = (a != b) & (a_other != b_other) & (torch.sign(b - a) == torch.sign(b_other - a_other))
     before, after = (a - a_other).abs() % 12, (b - b_other).abs() % 12
-    return sounding & similar & (before == after) & ((after == 0) | (after == 7))
+    return heard & similar & (before == after) & ((after == 0) | (after == 7))
 
 
 def parallel_counts(x: torch.Tensor, voice: int, at: torch.Tensor, spacing: int, vocab: int) -> torch.Tensor:
