@@ -200,6 +200,21 @@ def test_constraint_options_need_an_event_model(tmp_path, corpus_dir):
         generate(load_model(result.model_path), seconds=1, key="C major")
 
 
+def test_a_pitch_nucleus_cuts_only_pitches():
+    """top_p near 0 over all tokens is greedy: every row from the same start is the same piece. Cutting only
+    pitch tokens leaves timing and durations drawn from the model's whole distribution: the rows differ."""
+    from lstmidi.api import bundled_model
+
+    loaded = load_model(bundled_model("default"))
+    assert loaded.preset.sample.nucleus == "pitch"  # the bundled model's default
+    for nucleus, rows_differ in (("all", False), ("pitch", True)):
+        pieces = generate(loaded, seconds=4, num=4, seed=0, primer_seconds=0, top_p=1e-6, nucleus=nucleus)
+        tokens = {tuple(p.frames.tolist()) for p in pieces}
+        assert (len(tokens) > 1) == rows_differ, nucleus
+    with pytest.raises(LstmidiError, match=r"--nucleus needs an event-token model"):
+        generate(load_model(bundled_model("chorale")), seconds=1, nucleus="pitch")
+
+
 @pytest.mark.parametrize("name", ["default", "quartets"])
 def test_bundled_models_load_and_write_a_whole_piece(name):
     from lstmidi.api import bundled_model

@@ -216,6 +216,12 @@ def generate(
         None, "--top-k", help="note/token models: sample among the k most likely (1 = greedy)"
     ),
     top_p: float | None = typer.Option(None, "--top-p", help="note/token models: nucleus sampling mass (0..1]"),
+    nucleus: str | None = typer.Option(
+        None,
+        "--nucleus",
+        help="event models: the tokens --top-k/--top-p may cut: all, or pitch (timing and durations keep the "
+        "model's whole distribution; default: the model's)",
+    ),
     greedy: bool | None = typer.Option(
         None, "--greedy/--no-greedy", help="note/token models: always take the most likely"
     ),
@@ -312,6 +318,7 @@ def generate(
         threshold=threshold,
         top_k=top_k,
         top_p=top_p,
+        nucleus=nucleus,
         greedy=greedy,
         beam=beam,
         repetition_penalty=repetition_penalty,

@@ -137,6 +137,11 @@ class SampleConfig(Strict):
     seconds: float = Field(20.0, gt=0, description="length of the generated part in seconds")
     top_k: int | None = Field(None, ge=1, description="tokens/notes: sample among the k most likely (1 = greedy)")
     top_p: float | None = Field(None, gt=0, le=1, description="tokens/notes: nucleus sampling mass")
+    nucleus: Literal["all", "pitch"] = Field(
+        "all",
+        description="event tokens: the tokens top_k/top_p may cut: all, or pitch tokens only (timing, durations "
+        "and the rest are drawn from the model's whole distribution)",
+    )
     greedy: bool = Field(False, description="tokens/notes: always take the most likely choice")
     temperatures: dict[str, float] = Field(
         default_factory=dict, description="per-head temperature for note models, e.g. {pitch: 0.8}"

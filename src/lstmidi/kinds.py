@@ -146,6 +146,8 @@ class Tokens(Kind):
             allowed = torch.ones(enc.sizes["vocab_size"], dtype=torch.bool)
             allowed[enc.unknown_token] = False
         options = {k: o[k] for k in ("temperature", "top_k", "top_p", "greedy")}
+        if o["nucleus"] == "pitch":  # only pitches are cut; timing and durations keep their whole distribution
+            options["uncut"] = torch.from_numpy(enc.pitch_of_token() < 0)
         sampling = {"window": loaded.preset.train.window, "allowed": allowed, "generator": generator, **options}
         if not isinstance(enc, TokenStream):
             return samplers.sample_tokens(loaded.model, torch.from_numpy(prime).long(), steps, **sampling).numpy()

@@ -35,6 +35,7 @@ OPTIONS = (
     "threshold",
     "top_k",
     "top_p",
+    "nucleus",
     "greedy",
     "beam",
     "repetition_penalty",
@@ -46,7 +47,7 @@ OPTIONS = (
     "parallels",
     "include_primer",
 )
-EVENT_ONLY = ("beam", "repetition_penalty", "max_repeat", "key", "pitch_range", "programs")
+EVENT_ONLY = ("nucleus", "beam", "repetition_penalty", "max_repeat", "key", "pitch_range", "programs")
 GIBBS_ONLY = ("iterations", "parallels")
 
 
@@ -175,6 +176,8 @@ def check_options(options: dict[str, Any], limits: GenerationLimits | None = Non
             check(given[name])
     if "mode" in given and given["mode"] not in ("bernoulli", "threshold"):
         raise _fail("mode", given["mode"], "choose bernoulli or threshold")
+    if "nucleus" in given and given["nucleus"] not in ("all", "pitch"):
+        raise _fail("nucleus", given["nucleus"], "choose all or pitch")
     if "key" in given:
         from .processors import scale_mask  # imports torch; only when a key is given
 
@@ -268,7 +271,18 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
     if refused:
         raise LstmidiError(", ".join(flag(n) for n in refused) + kind.refusal.format(name=enc.name))
     out = dict(options)
-    for name in ("temperature", "mode", "threshold", "top_k", "top_p", "greedy", "seconds", "iterations", "parallels"):
+    for name in (
+        "temperature",
+        "mode",
+        "threshold",
+        "top_k",
+        "top_p",
+        "nucleus",
+        "greedy",
+        "seconds",
+        "iterations",
+        "parallels",
+    ):
         if out.get(name) is None:
             out[name] = getattr(d, name)
     out["num"] = 1 if out.get("num") is None else out["num"]

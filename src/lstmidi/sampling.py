@@ -80,6 +80,7 @@ def generate(
     threshold: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
+    nucleus: str | None = None,
     greedy: bool | None = None,
     beam: int | None = None,
     repetition_penalty: float | None = None,
@@ -96,9 +97,10 @@ def generate(
     Length: `steps` encoding steps, or `seconds` of new music (default: the model's sample.seconds);
     an event-token model is steered to end with EOS near that length instead of being cut off.
     Each option left as None takes the model's default (its preset's `sample` section). Event-token
-    models also take `beam` (beam search), `repetition_penalty`, `max_repeat` (no pitch more than N
-    times in a row), `key` ("D minor"), `pitch_range` (low, high), `programs` (allowed instruments);
-    four-voice models take `iterations` (Gibbs sweeps) and `parallels` (nats off each parallel fifth or octave).
+    models also take `nucleus` ("pitch": top_k/top_p cut only pitch tokens), `beam` (beam search),
+    `repetition_penalty`, `max_repeat` (no pitch more than N times in a row), `key` ("D minor"),
+    `pitch_range` (low, high), `programs` (allowed instruments); four-voice models take `iterations`
+    (Gibbs sweeps) and `parallels` (nats off each parallel fifth or octave).
     `include_primer=False` leaves the primer out of the returned pieces.
     """
     options = dict(locals())  # the generation options as called (first statement: no other locals yet)
