@@ -74,16 +74,18 @@ def test_rollnet_nll_by_hand_on_three_frames_two_keys():
     assert got["frame_accuracy"] == pytest.approx(2 / 3)
 
 
-def test_endecell_joint_probabilities_sum_to_one():
+@pytest.mark.parametrize("span", [0, 2])
+def test_endecell_joint_probabilities_sum_to_one(span):
     torch.manual_seed(0)
     keys = 5
     model = build_model(
-        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3}, {"input_size": keys, "output_size": keys}
+        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3, "span": span},
+        {"input_size": keys, "output_size": keys},
     ).eval()
     frames = torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))  # all 2^k frames
     with torch.no_grad():
-        model.W.normal_()
-        model.V.normal_()
+        for p in model.parameters():
+            p.normal_()
         s, _ = model(torch.rand(1, 3, keys).round())
         nll = [model.frame_nll(s[:, t].expand(len(frames), -1)[:, None], frames[:, None])[:, 0] for t in range(3)]
     for t in range(3):
@@ -101,6 +103,68 @@ def test_endecell_samples_follow_the_joint_distribution():
         assert float(rows[:, 1].mean()) == pytest.approx(hand_endecell_p([v])[1], abs=0.02)
     greedy = model.sample_frame(s[:1], mode="threshold")
     assert greedy.tolist() == [[1.0, 1.0]]  # sig(1) > 0.5, then sig(-2 + 4 sig(6)) > 0.5
+
+
+def test_endecell_interval_terms_by_hand():
+    """span 1 with only the shared weights set: logit_k = b_k + 2 v_{k-1} + 3 x_{t,k} - 1 x_{t,k+1}."""
+    model = build_model(
+        {"name": "endecell", "embed": 4, "hidden": 4, "decoder_hidden": 1, "dropout": 0.0, "span": 1},
+        {"input_size": 3, "output_size": 3},
+    ).eval()
+    b = [-1.0, 0.5, -2.0]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.to_bv.bias.copy_(torch.tensor(b))
+        model.to_below.bias.fill_(2.0)  # u_1
+        model.to_prev.bias.copy_(torch.tensor([0.0, 3.0, -1.0]))  # q_-1, q_0, q_1
+    piece = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0]], np.float32)
+    want = 0.0
+    for prev, frame in zip(piece[:-1], piece[1:]):
+        for k in range(3):
+            logit = b[k] + 3 * prev[k] + (2 * frame[k - 1] if k else 0) + (-prev[k + 1] if k < 2 else 0)
+            want += bce(sig(logit), frame[k])
+    assert score_pieces(model, [piece])["nll"] == pytest.approx(want / 2, rel=1e-6)
+
+
+def test_rollnet_interval_terms_by_hand():
+    """span 1 with only the shared weights set: logit_k = b_k + 3 x_{t,k} - 1 x_{t,k+1} + 0.5 x_{t,k-1}."""
+    model = build_model(
+        {"name": "rollnet", "hidden": 4, "dropout": 0.0, "span": 1}, {"input_size": 3, "output_size": 3}
+    ).eval()
+    b = [-1.0, 0.5, -2.0]
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor(b))
+        model.to_prev.bias.copy_(torch.tensor([0.5, 3.0, -1.0]))  # q_-1, q_0, q_1
+    piece = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0]], np.float32)
+    want = 0.0
+    for prev, frame in zip(piece[:-1], piece[1:]):
+        for k in range(3):
+            logit = b[k] + 3 * prev[k] + (-prev[k + 1] if k < 2 else 0) + (0.5 * prev[k - 1] if k else 0)
+            want += bce(sig(logit), frame[k])
+    assert score_pieces(model, [piece])["nll"] == pytest.approx(want / 2, rel=1e-6)
+
+
+def test_endecell_with_interval_terms_samples_what_it_scores_and_steps_like_the_whole():
+    torch.manual_seed(1)
+    model = build_model(
+        {"name": "endecell", "embed": 8, "hidden": 16, "decoder_hidden": 8, "dropout": 0.0, "span": 5},
+        {"input_size": 20, "output_size": 20},
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+        x = (torch.rand(3, 7, 20) < 0.3).float()
+        whole, _ = model(x)
+        state, steps = None, []
+        for t in range(7):
+            out, state = model(x[:, t : t + 1], state)
+            steps.append(out)
+        assert torch.allclose(torch.cat(steps, 1), whole, atol=1e-5)
+        frame = model.sample_frame(whole[:, -1], mode="threshold")  # key by key, p >= 0.5 given the keys below
+        assert 0 < frame.sum() < frame.numel()
+        assert torch.equal((torch.sigmoid(model.key_logits(whole[:, -1], frame)) >= 0.5).float(), frame)
 
 
 def write_mat(path, pieces_per_split=6, frames=24, seed=0):

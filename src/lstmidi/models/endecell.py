@@ -11,6 +11,15 @@ where s_t is the LSTM output after frames 0..t and the biases b_h, b_v are linea
 the 88 conditionals is an exact joint probability of the frame, so `frame_nll` is the exact negative
 log-likelihood (nats per frame), comparable with the polyphonic benchmark's RNN-NADE row.
 
+With `span` > 0 each logit also gets interval terms whose weights are shared by every key (the same for a
+third above C as above F#: `tied`), with weights linear in s_t:
+
+    + sum_{d=1..span} u_d(s_t) v_{k-d}          the frame's keys up to `span` below k (its chord so far)
+    + sum_{|d|<=span} q_d(s_t) x_{t, k+d}        the previous frame's keys around k (voice leading)
+
+W and V learn each key's own part; these terms learn what holds at every pitch, from every key's data.
+`forward` then returns [s_t | x_t]: the previous frame travels with the time state.
+
 Model contract: `forward(x, state) -> (s, state)` gives the time state (not logits); a model with
 `frame_nll(s, frames)` and `sample_frame(s, ...)` is scored and sampled through them (training and
 sampling look for these two methods).
@@ -25,6 +34,7 @@ from torch.nn import functional as F
 
 from .base import Model, ModelSpec, State
 from .steplstm import LSTM
+from .tied import around, below, zero_linear
 
 
 class EnDeCellSpec(ModelSpec):
@@ -33,6 +43,13 @@ class EnDeCellSpec(ModelSpec):
     layers: int = Field(1, ge=1, le=8, description="stacked time-LSTM layers")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout on the encoding, between layers and on the time state")
     decoder_hidden: int = Field(64, ge=1, description="hidden units of the key-by-key NADE decoder")
+    span: int = Field(
+        0,
+        ge=0,
+        le=48,
+        description="tied interval terms: weights shared across the keyboard for the frame's keys up to SPAN "
+        "below each key and the previous frame's keys within SPAN of it (0 = off)",
+    )
 
 
 class EnDeCell(Model):
@@ -51,6 +68,9 @@ class EnDeCell(Model):
         nn.init.constant_(self.to_bv.bias, -3.0)  # keys are mostly off
         self.W = nn.Parameter(torch.randn(keys, hn) * 0.01)  # key j -> hidden: row j is W[:, j] of the formula
         self.V = nn.Parameter(torch.randn(keys, hn) * 0.01)  # hidden -> key k
+        if spec.span:
+            self.to_below = zero_linear(spec.hidden, spec.span)  # u_1..u_span
+            self.to_prev = zero_linear(spec.hidden, 2 * spec.span + 1)  # q_-span..q_span
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """x: (batch, time, input_size) frames -> time state s (batch, time, hidden), new LSTM state.
@@ -59,15 +79,27 @@ class EnDeCell(Model):
         s as one call on the whole sequence.
         """
         s, state = self.lstm(self.encoder(x), state)
-        return self.drop(s), tuple(state)
+        s = self.drop(s)
+        if self.spec.span:
+            s = torch.cat([s, x[..., : self.V.shape[0]].to(s.dtype)], -1)
+        return s, tuple(state)
 
-    def key_logits(self, s: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits: s (..., hidden), frames (..., keys) 0/1 -> (..., keys), the logit of
-        key k given s and the frame's keys below k."""
+    def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`forward`'s output -> the time state s and (with `span`) the previous frame."""
+        h = self.spec.hidden
+        return (out[..., :h], out[..., h:]) if self.spec.span else (out, None)
+
+    def key_logits(self, out: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits: out (..., hidden[+keys]) from `forward`, frames (..., keys) 0/1 -> (..., keys),
+        the logit of key k given the time state and the frame's keys below k."""
+        s, prev = self._split(out)
         v = frames.to(self.W.dtype).unsqueeze(-1)  # (..., keys, 1)
         contrib = v * self.W  # (..., keys, hn): what each key adds to the hidden pre-activation
         a = self.to_bh(s).unsqueeze(-2) + torch.cumsum(contrib, -2) - contrib  # exclusive sum: keys j < k
-        return self.to_bv(s) + (torch.sigmoid(a) * self.V).sum(-1)
+        logits = self.to_bv(s) + (torch.sigmoid(a) * self.V).sum(-1)
+        if prev is None:
+            return logits
+        return logits + below(v.squeeze(-1), self.to_below(s)) + around(prev, self.to_prev(s))
 
     def frame_nll(self, s: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Exact -log p(frame | s) in nats: s (batch, time, hidden), frames (batch, time, keys) -> (batch, time)."""
@@ -80,11 +112,20 @@ class EnDeCell(Model):
 
         `threshold` mode decides each key by p >= threshold given the keys below it (greedy).
         """
+        s, prev = self._split(s)
         a = self.to_bh(s)  # (batch, hn)
         bv = self.to_bv(s)  # (batch, keys)
         frame = torch.zeros_like(bv)
+        span = self.spec.span
+        if prev is not None:
+            bv = bv + around(prev, self.to_prev(s))
+            u = self.to_below(s)  # (batch, span): u_1..u_span
         for k in range(bv.shape[1]):
-            p = torch.sigmoid((bv[:, k] + (torch.sigmoid(a) * self.V[k]).sum(-1)) / temperature)  # (batch,)
+            logit = bv[:, k] + (torch.sigmoid(a) * self.V[k]).sum(-1)  # (batch,)
+            if prev is not None and k:
+                d = min(k, span)
+                logit = logit + (frame[:, k - d : k].flip(-1) * u[:, :d]).sum(-1)  # keys k-1 .. k-d
+            p = torch.sigmoid(logit / temperature)  # (batch,)
             if mode == "threshold":
                 on = (p >= threshold).to(p.dtype)
             else:
