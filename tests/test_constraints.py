@@ -351,7 +351,7 @@ def test_beam_search_errors():
         beam_search(step_fn, state, first, steps=2, beam=2, length_penalty=-1.0)
 
 
-def test_best_ending_takes_the_most_likely_place_or_a_home_ending_within_the_margin():
+def test_best_ending_takes_the_most_likely_place_or_a_home_ending_within_the_margin_and_the_length():
     import numpy as np
 
     from lstmidi.samplers import BestEnding, end_rows
@@ -370,9 +370,17 @@ def test_best_ending_takes_the_most_likely_place_or_a_home_ending_within_the_mar
     # row 2: EOS never allowed inside the window -> no choice
     assert ending.choose(3) == [(3, False), (4, False), None]
     home = {(0, 2), (0, 5), (1, 5)}  # where each row would end on its home chord
+
     # row 0: 2 is home and log(0.1) lies within 1.5 nats of log(0.4); 5 (log 0.05) would be too far
     # row 1: the only home place (log 0.02) is more than 1.5 nats below the best (log 0.3)
-    assert ending.choose(3, lambda row, at: (row, at) in home) == [(2, True), (4, False), None]
+    def at_end(row, at):  # (home chord?, seconds of music): 2 s per token
+        return (row, at) in home, 2.0 * at
+
+    assert ending.choose(3, at_end) == [(2, True), (4, False), None]
+    # 10 s asked: only position 5 (10 s) lies within 10%; 8 s: only 4; 100 s: none, so any place
+    assert ending.choose(3, at_end, seconds=10.0) == [(5, True), (5, True), None]
+    assert ending.choose(3, at_end, seconds=8.0) == [(4, False), (4, False), None]
+    assert ending.choose(3, at_end, seconds=100.0) == ending.choose(3, at_end)
     tokens = np.array([[5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 9, 10], [5, 6, 0, 0, 0, 0]])
     cut = end_rows(tokens, eos, [(2, True), (4, False), (4, False)])  # row 2 ended by itself at 2: kept
     assert cut.tolist() == [[5, 6, 0, 0, 0, 0], [5, 6, 7, 8, 0, 0], [5, 6, 0, 0, 0, 0]]

@@ -60,6 +60,29 @@ def test_pieces_end_on_their_home_chord_more_often_than_at_the_most_likely_place
     assert home > alone, (home, alone)
 
 
+def test_endings_are_chosen_by_the_seconds_of_new_music_after_the_primer(flagship, monkeypatch):
+    from lstmidi import samplers
+    from lstmidi.kinds import notes_end
+
+    loaded = load_model(flagship[0].model_path)
+    monkeypatch.setattr(samplers, "ENDING_TRIES", 1)  # one choice per row
+    seen = []
+    choose = samplers.BestEnding.choose
+
+    def spy(self, rows, at_end=None, seconds=None):
+        chosen = choose(self, rows, at_end, seconds)
+        seen.append((seconds, [at_end(row, c[0])[1] if c else None for row, c in enumerate(chosen)]))
+        return chosen
+
+    monkeypatch.setattr(samplers.BestEnding, "choose", spy)
+    primer = flagship[1] / "data" / "piece01.mid"
+    pieces = generate(loaded, seconds=4, num=3, seed=0, primer=primer, primer_seconds=2)
+    assert len(seen) == 1 and seen[0][0] == 4
+    for piece, length in zip(pieces, seen[0][1], strict=True):
+        assert piece.primer_seconds > 0 and length is not None
+        assert notes_end(piece.score) - piece.primer_seconds == pytest.approx(length, abs=1e-6)
+
+
 def test_held_out_nll_by_token_type_adds_up(flagship):
     from lstmidi.evaluation import held_out_nll, token_type_nll
 

@@ -219,7 +219,7 @@ def generate(
     nucleus: str | None = typer.Option(
         None,
         "--nucleus",
-        help="event models: the tokens --top-k/--top-p may cut: all, or pitch (timing and durations keep the "
+        help="event models: the tokens --top-p may cut: all, or pitch (timing and durations keep the "
         "model's whole distribution; default: the model's)",
     ),
     greedy: bool | None = typer.Option(

@@ -139,7 +139,7 @@ class SampleConfig(Strict):
     top_p: float | None = Field(None, gt=0, le=1, description="tokens/notes: nucleus sampling mass")
     nucleus: Literal["all", "pitch"] = Field(
         "all",
-        description="event tokens: the tokens top_k/top_p may cut: all, or pitch tokens only (timing, durations "
+        description="event tokens: the tokens top_p may cut: all, or pitch tokens only (timing, durations "
         "and the rest are drawn from the model's whole distribution)",
     )
     greedy: bool = Field(False, description="tokens/notes: always take the most likely choice")

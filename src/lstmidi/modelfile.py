@@ -176,11 +176,14 @@ def save_model(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # tensors stored as they are: float weights shrink by under 10% deflated, and inflating them cost
+    # `lstmidi generate` 0.04-0.1 s at every start
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("config.json", json.dumps(config, indent=1))
-        z.writestr("weights.safetensors", st_save(weights))
+        z.writestr("weights.safetensors", st_save(weights), compress_type=zipfile.ZIP_STORED)
         if primers is not None:
-            z.writestr("primers.safetensors", st_save({"primers": torch.from_numpy(np.ascontiguousarray(primers))}))
+            primer_bytes = st_save({"primers": torch.from_numpy(np.ascontiguousarray(primers))})
+            z.writestr("primers.safetensors", primer_bytes, compress_type=zipfile.ZIP_STORED)
         z.writestr("card.md", render_card(config))
     return path
 

@@ -82,8 +82,8 @@ def sample(
 
     greedy=True takes the argmax (other options are still validated). Otherwise: temperature
     (default 1.0, > 0), then top_k (None = off, >= 1), then top_p (None = off, in (0, 1]), then
-    `draw` on the softmax with `generator`. `uncut`: bool (vocab,), tokens top_k and top_p never remove
-    (the nucleus is still measured over the whole distribution). Raises ValueError for bad parameters and
+    `draw` on the softmax with `generator`. `uncut`: bool (vocab,), tokens top_p never removes (the
+    nucleus is still measured over the whole distribution). Raises ValueError for bad parameters and
     for a row whose tokens are all masked (-inf).
     """
     t, k, p = temperature, top_k, top_p
@@ -100,13 +100,11 @@ def sample(
         raise ValueError(f"every token is masked in row(s) {dead.nonzero().flatten().tolist()}: nothing to sample")
     if greedy:
         return logits.argmax(-1)  # (batch,)
-    x = whole = _temperature(logits, t)  # (batch, vocab)
+    x = _temperature(logits, t)  # (batch, vocab)
     if k is not None:
         x = _top_k(x, k)
     if p is not None:
-        x = _top_p(x, p)
-    if uncut is not None and (k is not None or p is not None):
-        x = torch.where(uncut, whole, x)
+        x = _top_p(x, p) if uncut is None else torch.where(uncut, x, _top_p(x, p))
     return draw(x.float().softmax(-1), generator)  # (batch,)
 
 

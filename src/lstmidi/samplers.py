@@ -5,6 +5,7 @@ entry point."""
 
 from __future__ import annotations
 
+import bisect
 from typing import Literal
 
 import numpy as np
@@ -436,6 +437,7 @@ def token_constraints(enc: TokenStream, generated_from: int, o: dict, choose_end
 
 HOME_MARGIN = 3.0  # nats: how much less likely than the best ending a tonic ending may be and still be taken
 ENDING_TRIES = 4  # samples of the ending window for a piece whose ending is not on its home chord
+LENGTH_TOLERANCE = 0.1  # an ending is taken where the new music lasts the seconds asked for +- 10%, if it can
 
 
 class BestEnding:
@@ -458,21 +460,35 @@ class BestEnding:
             self.positions.append(position)
             self.scores.append(torch.log_softmax(logits.float(), -1)[:, eos])
 
-    def choose(self, rows: int, ends_home=None) -> list[tuple[int, bool] | None]:
+    def choose(self, rows: int, at_end=None, seconds: float | None = None) -> list[tuple[int, bool] | None]:
         """Per row: (the position of its EOS, whether it ends on its home chord there), None without any
-        candidate. `ends_home(row, at)`: whether the row ended before new token `at` ends on its tonic triad
-        (None: the most likely place is taken)."""
+        candidate. `at_end(row, at)` -> (whether the row ended before new token `at` ends on its tonic triad,
+        the seconds of new music it then has); None: the most likely place is taken. With `seconds`, only
+        the places where the music lasts within LENGTH_TOLERANCE of it are candidates, when the window has
+        any (the music's length grows with the position, so two bisections find them)."""
         chosen = []
         table = torch.stack(self.scores).numpy() if self.scores else np.zeros((0, rows))  # (positions, rows)
         for row in range(rows):
-            found = sorted(
-                ((float(s), p) for p, s in zip(self.positions, table[:, row], strict=True) if np.isfinite(s)),
-                key=lambda c: (-c[0], c[1]),
-            )
+            found = [(float(s), p) for p, s in zip(self.positions, table[:, row], strict=True) if np.isfinite(s)]
+            if at_end is not None and seconds is not None and found:
+                found = self._in_time(found, lambda at: at_end(row, at)[1], seconds)  # noqa: B023 (used here)
+            found.sort(key=lambda c: (-c[0], c[1]))
             near = [at for score, at in found if score >= found[0][0] - self.margin]
-            home = next((at for at in near if ends_home is not None and ends_home(row, at)), None)
+            home = next((at for at in near if at_end is not None and at_end(row, at)[0]), None)
             chosen.append(None if not found else (home, True) if home is not None else (found[0][1], False))
         return chosen
+
+    @staticmethod
+    def _in_time(found: list[tuple[float, int]], length, seconds: float) -> list[tuple[float, int]]:
+        """The (score, position) candidates whose `length(position)` is within LENGTH_TOLERANCE of `seconds`
+        (all of them when none is); `length` never decreases with the position."""
+        at = sorted(p for _, p in found)
+        low = bisect.bisect_left(at, True, key=lambda p: length(p) >= seconds * (1 - LENGTH_TOLERANCE))
+        high = bisect.bisect_left(at, True, key=lambda p: length(p) > seconds * (1 + LENGTH_TOLERANCE))
+        if low >= high:
+            return found
+        keep = set(at[low:high])
+        return [c for c in found if c[1] in keep]
 
 
 def end_rows(tokens: np.ndarray, eos: int, chosen: list[tuple[int, bool] | None]) -> np.ndarray:
@@ -485,15 +501,25 @@ def end_rows(tokens: np.ndarray, eos: int, chosen: list[tuple[int, bool] | None]
     return out
 
 
-def ends_home(enc: TokenStream, prime: np.ndarray, new: np.ndarray):
-    """ends_home(row, at) for BestEnding.choose: whether primer row + its new tokens before `at` end on
-    the tonic triad of their key."""
+def ending_at(enc: TokenStream, prime: np.ndarray, new: np.ndarray):
+    """at_end(row, at) for BestEnding.choose: (whether primer row + its new tokens before `at` end on the
+    tonic triad of their key, the seconds of music after the primer's), each place decoded once."""
+    seen: dict[tuple[int, int], tuple[bool, float]] = {}
+    primer_end: dict[int, float] = {}
 
-    def check(row: int, at: int) -> bool:
-        tokens = np.concatenate([prime[row], new[row, :at], [enc.eos]])
-        return quality.tonic_ending(enc.decode(enc.finish(tokens)))
+    def music_end(score) -> float:
+        ends = [t.end() for t in score.to("second").tracks if len(t.notes)]
+        return float(max(ends)) if ends else 0.0
 
-    return check
+    def at_end(row: int, at: int) -> tuple[bool, float]:
+        if row not in primer_end:
+            primer_end[row] = music_end(enc.decode(enc.finish(np.concatenate([prime[row], [enc.eos]]))))
+        if (row, at) not in seen:
+            score = enc.decode(enc.finish(np.concatenate([prime[row], new[row, :at], [enc.eos]])))
+            seen[row, at] = (quality.tonic_ending(score), music_end(score) - primer_end[row])
+        return seen[row, at]
+
+    return at_end
 
 
 def sample_pieces(
@@ -512,7 +538,8 @@ def sample_pieces(
     new = new.numpy()
     if ending is None:
         return new
-    chosen = ending.choose(len(new), ends_home(enc, prime, new))
+    seconds = o.get("seconds") if o.get("target") else None
+    chosen = ending.choose(len(new), ending_at(enc, prime, new), seconds)
     again = [row for row, choice in enumerate(chosen) if choice is not None and not choice[1]]
     if not again or ENDING_TRIES < 2:
         return end_rows(new, enc.eos, chosen)
@@ -533,7 +560,7 @@ def sample_pieces(
         **sample_options,
     ).numpy()
     tried = np.concatenate([kept, tail], 1)
-    for i, choice in enumerate(retry.ending.choose(len(rows), ends_home(enc, prime[rows], tried))):
+    for i, choice in enumerate(retry.ending.choose(len(rows), ending_at(enc, prime[rows], tried), seconds)):
         row = rows[i]
         if choice is not None and choice[1] and not chosen[row][1]:
             new[row], chosen[row] = tried[i], choice

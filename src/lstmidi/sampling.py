@@ -97,7 +97,7 @@ def generate(
     Length: `steps` encoding steps, or `seconds` of new music (default: the model's sample.seconds);
     an event-token model is steered to end with EOS near that length instead of being cut off.
     Each option left as None takes the model's default (its preset's `sample` section). Event-token
-    models also take `nucleus` ("pitch": top_k/top_p cut only pitch tokens), `beam` (beam search),
+    models also take `nucleus` ("pitch": top_p cuts only pitch tokens), `beam` (beam search),
     `repetition_penalty`, `max_repeat` (no pitch more than N times in a row), `key` ("D minor"),
     `pitch_range` (low, high), `programs` (allowed instruments); four-voice models take `iterations`
     (Gibbs sweeps) and `parallels` (nats off each parallel fifth or octave).
