@@ -48,6 +48,16 @@ TELL_APART_MAX = 0.75
 POLYPHONY_SLACK = 0.02
 
 
+def _centred_unit_profiles() -> np.ndarray:
+    """(24, 12): each key's Krumhansl–Kessler profile rolled to its tonic, centred, of unit length."""
+    rows = np.array([np.roll(kk, tonic) for kk in (KK_MAJOR, KK_MINOR) for tonic in range(12)], np.float64)
+    rows -= rows.mean(1, keepdims=True)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+_KEY_PROFILES = _centred_unit_profiles()
+
+
 def find_key(pitches: np.ndarray, durations: np.ndarray) -> tuple[int, str, float]:
     """(tonic pitch class, "major" | "minor", correlation) of the best of the 24 Krumhansl–Kessler
     profiles against the duration-weighted pitch-class profile; (0, "major", 0.0) without notes or
@@ -55,13 +65,10 @@ def find_key(pitches: np.ndarray, durations: np.ndarray) -> tuple[int, str, floa
     profile = np.bincount(np.asarray(pitches, np.int64) % 12, weights=np.maximum(durations, 1e-3), minlength=12)
     if not len(pitches) or np.ptp(profile) == 0:
         return 0, "major", 0.0
-    best = (0, "major", -2.0)
-    for mode, kk in (("major", KK_MAJOR), ("minor", KK_MINOR)):
-        for tonic in range(12):
-            r = float(np.corrcoef(profile, np.roll(kk, tonic))[0, 1])
-            if r > best[2]:
-                best = (tonic, mode, r)
-    return best
+    x = profile - profile.mean()
+    r = (_KEY_PROFILES @ x) / np.sqrt(x @ x)  # (24,) Pearson correlations: major keys C..B, then minor
+    best = int(np.flatnonzero(r >= r.max() - 1e-12)[0])  # of equal fits, the first: major keys from C, then minor
+    return best % 12, ("major", "minor")[best // 12], float(r[best])
 
 
 def key_name(tonic: int, mode: str) -> str:

@@ -483,8 +483,11 @@ class BestEnding:
         """The (score, position) candidates whose `length(position)` is within LENGTH_TOLERANCE of `seconds`
         (all of them when none is); `length` never decreases with the position."""
         at = sorted(p for _, p in found)
-        low = bisect.bisect_left(at, True, key=lambda p: length(p) >= seconds * (1 - LENGTH_TOLERANCE))
-        high = bisect.bisect_left(at, True, key=lambda p: length(p) > seconds * (1 + LENGTH_TOLERANCE))
+        long_enough = lambda p: length(p) >= seconds * (1 - LENGTH_TOLERANCE)  # noqa: E731
+        too_long = lambda p: length(p) > seconds * (1 + LENGTH_TOLERANCE)  # noqa: E731
+        # the window's ends first: most rows are in time all through it, and need no bisection
+        low = 0 if long_enough(at[0]) else bisect.bisect_left(at, True, key=long_enough)
+        high = len(at) if not too_long(at[-1]) else bisect.bisect_left(at, True, key=too_long)
         if low >= high:
             return found
         keep = set(at[low:high])
