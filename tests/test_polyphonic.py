@@ -220,7 +220,7 @@ def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypa
                 "model.hidden=32",
                 "model.embed=16",
                 "model.decoder_hidden=16",
-                "train.epochs=40",
+                "train.epochs=60",
                 "train.window=16",
                 "train.hop=4",
                 "train.lr=0.02",
