@@ -373,14 +373,18 @@ def test_best_ending_takes_the_most_likely_place_or_a_home_ending_within_the_mar
 
     # row 0: 2 is home and log(0.1) lies within 1.5 nats of log(0.4); 5 (log 0.05) would be too far
     # row 1: the only home place (log 0.02) is more than 1.5 nats below the best (log 0.3)
-    def at_end(row, at):  # (home chord?, seconds of music): 2 s per token
-        return (row, at) in home, 2.0 * at
+    class Places:  # ends on the home chord at `home`; 2 s of music per token
+        def home(self, row, at):
+            return (row, at) in home
 
-    assert ending.choose(3, at_end) == [(2, True), (4, False), None]
+        def seconds(self, row, at):
+            return 2.0 * at
+
+    assert ending.choose(3, Places()) == [(2, True), (4, False), None]
     # 10 s asked: only position 5 (10 s) lies within 10%; 8 s: only 4; 100 s: none, so any place
-    assert ending.choose(3, at_end, seconds=10.0) == [(5, True), (5, True), None]
-    assert ending.choose(3, at_end, seconds=8.0) == [(4, False), (4, False), None]
-    assert ending.choose(3, at_end, seconds=100.0) == ending.choose(3, at_end)
+    assert ending.choose(3, Places(), seconds=10.0) == [(5, True), (5, True), None]
+    assert ending.choose(3, Places(), seconds=8.0) == [(4, False), (4, False), None]
+    assert ending.choose(3, Places(), seconds=100.0) == ending.choose(3, Places())
     tokens = np.array([[5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 9, 10], [5, 6, 0, 0, 0, 0]])
     cut = end_rows(tokens, eos, [(2, True), (4, False), (4, False)])  # row 2 ended by itself at 2: kept
     assert cut.tolist() == [[5, 6, 0, 0, 0, 0], [5, 6, 7, 8, 0, 0], [5, 6, 0, 0, 0, 0]]

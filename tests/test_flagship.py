@@ -69,9 +69,9 @@ def test_endings_are_chosen_by_the_seconds_of_new_music_after_the_primer(flagshi
     seen = []
     choose = samplers.BestEnding.choose
 
-    def spy(self, rows, at_end=None, seconds=None):
-        chosen = choose(self, rows, at_end, seconds)
-        seen.append((seconds, [at_end(row, c[0])[1] if c else None for row, c in enumerate(chosen)]))
+    def spy(self, rows, places=None, seconds=None):
+        chosen = choose(self, rows, places, seconds)
+        seen.append((seconds, [places.seconds(row, c[0]) if c else None for row, c in enumerate(chosen)]))
         return chosen
 
     monkeypatch.setattr(samplers.BestEnding, "choose", spy)

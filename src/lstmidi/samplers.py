@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from symusic import Score
 
 from . import processors, quality
 from .encodings.base import TokenStream
@@ -460,32 +461,36 @@ class BestEnding:
             self.positions.append(position)
             self.scores.append(torch.log_softmax(logits.float(), -1)[:, eos])
 
-    def choose(self, rows: int, at_end=None, seconds: float | None = None) -> list[tuple[int, bool] | None]:
+    def choose(self, rows: int, places=None, seconds: float | None = None) -> list[tuple[int, bool] | None]:
         """Per row: (the position of its EOS, whether it ends on its home chord there), None without any
-        candidate. `at_end(row, at)` -> (whether the row ended before new token `at` ends on its tonic triad,
-        the seconds of new music it then has); None: the most likely place is taken. With `seconds`, only
-        the places where the music lasts within LENGTH_TOLERANCE of it are candidates, when the window has
-        any (the music's length grows with the position, so two bisections find them)."""
+        candidate. `places`: an `EndingPlaces` (or anything with its `home` and `seconds`); None: the most
+        likely place is taken. With `seconds`, only the places where the new music lasts within
+        LENGTH_TOLERANCE of it are candidates, when the window has any."""
         chosen = []
         table = torch.stack(self.scores).numpy() if self.scores else np.zeros((0, rows))  # (positions, rows)
         for row in range(rows):
             found = [(float(s), p) for p, s in zip(self.positions, table[:, row], strict=True) if np.isfinite(s)]
-            if at_end is not None and seconds is not None and found:
-                found = self._in_time(found, lambda at: at_end(row, at)[1], seconds)  # noqa: B023 (used here)
+            if places is not None and seconds is not None and found:
+                found = self._in_time(found, row, places, seconds)
             found.sort(key=lambda c: (-c[0], c[1]))
             near = [at for score, at in found if score >= found[0][0] - self.margin]
-            home = next((at for at in near if at_end is not None and at_end(row, at)[0]), None)
+            home = next((at for at in near if places is not None and places.home(row, at)), None)
             chosen.append(None if not found else (home, True) if home is not None else (found[0][1], False))
         return chosen
 
     @staticmethod
-    def _in_time(found: list[tuple[float, int]], length, seconds: float) -> list[tuple[float, int]]:
-        """The (score, position) candidates whose `length(position)` is within LENGTH_TOLERANCE of `seconds`
-        (all of them when none is); `length` never decreases with the position."""
+    def _in_time(found: list[tuple[float, int]], row: int, places, seconds: float) -> list[tuple[float, int]]:
+        """The (score, position) candidates of `row` whose new music lasts within LENGTH_TOLERANCE of
+        `seconds` (all of them when none does). The length never decreases with the position: the window's
+        ends are tried first (most rows are in time all through it), then a bisection finds each bound."""
         at = sorted(p for _, p in found)
-        long_enough = lambda p: length(p) >= seconds * (1 - LENGTH_TOLERANCE)  # noqa: E731
-        too_long = lambda p: length(p) > seconds * (1 + LENGTH_TOLERANCE)  # noqa: E731
-        # the window's ends first: most rows are in time all through it, and need no bisection
+
+        def long_enough(p: int) -> bool:
+            return places.seconds(row, p) >= seconds * (1 - LENGTH_TOLERANCE)
+
+        def too_long(p: int) -> bool:
+            return places.seconds(row, p) > seconds * (1 + LENGTH_TOLERANCE)
+
         low = 0 if long_enough(at[0]) else bisect.bisect_left(at, True, key=long_enough)
         high = len(at) if not too_long(at[-1]) else bisect.bisect_left(at, True, key=too_long)
         if low >= high:
@@ -504,25 +509,33 @@ def end_rows(tokens: np.ndarray, eos: int, chosen: list[tuple[int, bool] | None]
     return out
 
 
-def ending_at(enc: TokenStream, prime: np.ndarray, new: np.ndarray):
-    """at_end(row, at) for BestEnding.choose: (whether primer row + its new tokens before `at` end on the
-    tonic triad of their key, the seconds of music after the primer's), each place decoded once."""
-    seen: dict[tuple[int, int], tuple[bool, float]] = {}
-    primer_end: dict[int, float] = {}
+class EndingPlaces:
+    """What BestEnding.choose asks of a place to end: each row is primer row + its new tokens before new
+    token `at`; every such piece is decoded once."""
 
-    def music_end(score) -> float:
-        ends = [t.end() for t in score.to("second").tracks if len(t.notes)]
-        return float(max(ends)) if ends else 0.0
+    def __init__(self, enc: TokenStream, prime: np.ndarray, new: np.ndarray) -> None:
+        self.enc, self.prime, self.new = enc, prime, new
+        self._scores: dict[tuple[int, int | None], Score] = {}
 
-    def at_end(row: int, at: int) -> tuple[bool, float]:
-        if row not in primer_end:
-            primer_end[row] = music_end(enc.decode(enc.finish(np.concatenate([prime[row], [enc.eos]]))))
-        if (row, at) not in seen:
-            score = enc.decode(enc.finish(np.concatenate([prime[row], new[row, :at], [enc.eos]])))
-            seen[row, at] = (quality.tonic_ending(score), music_end(score) - primer_end[row])
-        return seen[row, at]
+    def _score(self, row: int, at: int | None) -> Score:  # at None: the primer alone
+        if (row, at) not in self._scores:
+            new = self.new[row, :at] if at is not None else self.new[row, :0]
+            ids = np.concatenate([self.prime[row], new, [self.enc.eos]])
+            self._scores[row, at] = self.enc.decode(self.enc.finish(ids))
+        return self._scores[row, at]
 
-    return at_end
+    def home(self, row: int, at: int) -> bool:
+        """Whether the piece ends on the tonic triad of its key."""
+        return quality.tonic_ending(self._score(row, at))
+
+    def seconds(self, row: int, at: int) -> float:
+        """Seconds of music after the primer's."""
+        return _music_end(self._score(row, at)) - _music_end(self._score(row, None))
+
+
+def _music_end(score: Score) -> float:
+    ends = [t.end() for t in score.to("second").tracks if len(t.notes)]
+    return float(max(ends)) if ends else 0.0
 
 
 def sample_pieces(
@@ -542,7 +555,7 @@ def sample_pieces(
     if ending is None:
         return new
     seconds = o.get("seconds") if o.get("target") else None
-    chosen = ending.choose(len(new), ending_at(enc, prime, new), seconds)
+    chosen = ending.choose(len(new), EndingPlaces(enc, prime, new), seconds)
     again = [row for row, choice in enumerate(chosen) if choice is not None and not choice[1]]
     if not again or ENDING_TRIES < 2:
         return end_rows(new, enc.eos, chosen)
@@ -563,7 +576,7 @@ def sample_pieces(
         **sample_options,
     ).numpy()
     tried = np.concatenate([kept, tail], 1)
-    for i, choice in enumerate(retry.ending.choose(len(rows), ending_at(enc, prime[rows], tried), seconds)):
+    for i, choice in enumerate(retry.ending.choose(len(rows), EndingPlaces(enc, prime[rows], tried), seconds)):
         row = rows[i]
         if choice is not None and choice[1] and not chosen[row][1]:
             new[row], chosen[row] = tried[i], choice
