@@ -44,6 +44,7 @@ def test_good_options_pass_and_none_means_not_given():
         ({"programs": [0, 128, -2]}, r"^--programs 0,128,-2: 128, -2 are not General MIDI programs"),
         ({"tempo": 1}, r"^unknown generation option tempo"),
         ({"nucleus": "durations"}, r"^--nucleus 'durations': choose all or pitch"),
+        ({"max_notes": 0}, r"^--max-notes 0: a whole number of keys, at least 1"),
     ],
 )
 def test_bad_options_name_the_option_and_the_rule(options, message):

@@ -167,6 +167,36 @@ def test_endecell_with_interval_terms_samples_what_it_scores_and_steps_like_the_
         assert torch.equal((torch.sigmoid(model.key_logits(whole[:, -1], frame)) >= 0.5).float(), frame)
 
 
+def test_cap_notes_keeps_the_bass_and_the_tune():
+    from lstmidi.samplers import cap_notes
+
+    frames = torch.tensor([[1, 0, 1, 1, 0, 1, 1], [0, 1, 0, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0]], dtype=torch.float32)
+    assert cap_notes(frames, 3).tolist() == [
+        [1, 0, 0, 0, 0, 1, 1],  # 5 keys: the lowest and the two highest
+        [0, 1, 0, 1, 0, 0, 0],  # 2 keys: as it was
+        [1, 0, 1, 1, 0, 0, 0],
+    ]
+    assert cap_notes(frames, 1).tolist()[0] == [1, 0, 0, 0, 0, 0, 0]
+
+
+def test_frames_hold_at_most_max_notes_keys_and_are_drawn_again_first():
+    from lstmidi.samplers import sample_multihot
+
+    torch.manual_seed(0)
+    model = build_model({"name": "rollnet", "hidden": 8, "dropout": 0.0}, {"input_size": 12, "output_size": 12})
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(math.log(0.25 / 0.75))  # each key on with p = 0.25: 3 keys on average
+    primer = torch.zeros(200, 1, 12)
+    free = sample_multihot(model, primer, 2, generator=torch.Generator().manual_seed(1))
+    capped = sample_multihot(model, primer, 2, max_notes=3, generator=torch.Generator().manual_seed(1))
+    assert free.sum(-1).max() > 3 and capped.sum(-1).max() <= 3
+    # redrawn, not cut: frames of 3 keys are as common as the model's own frames of 3 given at most 3
+    counts = capped.sum(-1).flatten()
+    p = [math.comb(12, k) * 0.25**k * 0.75 ** (12 - k) for k in range(4)]
+    assert float((counts == 3).float().mean()) == pytest.approx(p[3] / sum(p), abs=0.06)
+
+
 def write_mat(path, pieces_per_split=6, frames=24, seed=0):
     """A tiny benchmark file: a repeating three-chord progression on the 88-key layout."""
     rng = np.random.default_rng(seed)

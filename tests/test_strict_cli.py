@@ -192,6 +192,8 @@ CASES = {
         (),
     ),
     "--programs on a piano roll": (gen("roll", "--programs", "0"), r"--programs needs an event-token model", ()),
+    "--max-notes on an event model": (gen("tokens", "--max-notes", "3"), r"--max-notes: for piano-roll models", ()),
+    "--max-notes 0": (gen("roll", "--max-notes", "0"), r"--max-notes 0: a whole number of keys, at least 1", ()),
     # 4. presets
     "preset YAML malformed": (
         ["train", "data", "--out", "run", "--preset", "malformed"],
@@ -278,6 +280,20 @@ def test_bad_input_is_refused_cleanly(case, inputs, tmp_path, monkeypatch, capsy
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert re.search(message, lines[0].removeprefix("error: ")), lines[0]
     assert tree(tmp_path) == before  # nothing written or changed
+
+
+def test_max_notes_caps_the_keys_held_at_once(inputs, tmp_path, monkeypatch):
+    """The untrained piano roll holds about half of its keys at once; --max-notes 3 holds at most 3."""
+    from lstmidi.metrics import note_arrays
+    from lstmidi.midi import read_score
+
+    monkeypatch.chdir(tmp_path)
+    for cap, name in ((None, "free.mid"), (3, "capped.mid")):
+        extra = ["--max-notes", str(cap)] if cap else []
+        run([*gen(str(inputs["roll"]))[:2], "-o", name, "--no-wav", "--no-png", "--steps", "16", *extra])
+        onsets, durations, _ = note_arrays(read_score(tmp_path / name))
+        most = max(int(((onsets <= t) & (onsets + durations > t)).sum()) for t in onsets)
+        assert (most <= 3) == (cap is not None), (name, most)
 
 
 def test_force_overwrites_and_output_folders(inputs, tmp_path, monkeypatch):

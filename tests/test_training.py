@@ -129,6 +129,7 @@ def test_step_sampler_matches_reference_that_reruns_the_sequence(trained):
     """Stateful sampling must equal the naive method that re-runs the whole sequence each step."""
     result, _ = trained
     loaded = load_model(result.model_path)
+    loaded.preset.sample.max_notes = None  # the reference draws each frame once (no redraws over the cap)
     pieces = generate(loaded, steps=10, num=1, seed=5, primer_seconds=0.5)
     frames = torch.from_numpy(pieces[0].frames).float()[None]  # (1, primer + 10, 88)
     primer_len = frames.shape[1] - 10

@@ -257,6 +257,9 @@ def generate(
         None, "--mode", help="piano-roll models: bernoulli or threshold (default: the model's)"
     ),
     threshold: float | None = typer.Option(None, "--threshold", help="key-on probability for --mode threshold"),
+    max_notes: int | None = typer.Option(
+        None, "--max-notes", help="piano-roll models: at most N keys held at once (default: the model's)"
+    ),
     iterations: int | None = typer.Option(
         None, "--iterations", help="four-voice models: Gibbs sweeps over every free cell (default: the model's)"
     ),
@@ -316,6 +319,7 @@ def generate(
         temperature=temperature,
         mode=mode,
         threshold=threshold,
+        max_notes=max_notes,
         top_k=top_k,
         top_p=top_p,
         nucleus=nucleus,

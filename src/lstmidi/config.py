@@ -134,6 +134,12 @@ class SampleConfig(Strict):
     mode: Literal["bernoulli", "threshold"] = "bernoulli"
     temperature: float = Field(1.0, gt=0)
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a key is on (mode=threshold)")
+    max_notes: int | None = Field(
+        None,
+        ge=1,
+        description="piano-roll models: at most this many keys held in a generated frame (a frame with more is "
+        "drawn again); `lstmidi train` sets it to the most the training frames hold",
+    )
     seconds: float = Field(20.0, gt=0, description="length of the generated part in seconds")
     top_k: int | None = Field(None, ge=1, description="tokens/notes: sample among the k most likely (1 = greedy)")
     top_p: float | None = Field(None, gt=0, le=1, description="tokens/notes: nucleus sampling mass")

@@ -57,6 +57,10 @@ class Kind:
         """Seconds of music in one encoded primer (steps, ...)."""
         raise NotImplementedError
 
+    def sample_defaults(self, encoding: Encoding, train: list[np.ndarray]) -> dict:
+        """Sampling defaults learnt from the training pieces, for the `sample` fields a preset leaves unset."""
+        return {}
+
     def sample(self, loaded, prime: np.ndarray, steps: int, o: dict, generator: torch.Generator):
         """New steps after each primer row: an array (num, steps, ...) or a list of rows. `o`: the resolved
         sampling options (temperature, top_k, top_p, greedy, mode, threshold, target, beam, constraints ...)."""
@@ -90,6 +94,10 @@ class Multihot(Kind):
     def primer_seconds(self, encoding, primer):
         return primer.shape[0] * encoding.seconds_per_step
 
+    def sample_defaults(self, encoding, train):
+        keys = encoding.params.keys  # the held keys (onset columns, if any, follow them)
+        return {"max_notes": max((int(p[:, :keys].sum(1).max(initial=0)) for p in train), default=0) or None}
+
     def sample(self, loaded, prime, steps, o, generator):
         p = loaded.encoding.params
         onset_keys = p.keys if p.onsets else None  # features are [held keys | onsets]
@@ -101,6 +109,7 @@ class Multihot(Kind):
             mode=o["mode"],
             temperature=o["temperature"],
             threshold=o["threshold"],
+            max_notes=o["max_notes"],
             generator=generator,
         )
         new = new.numpy().astype(np.uint8)
@@ -117,7 +126,7 @@ class Tokens(Kind):
 
     name, unit, step_unit = "tokens", "nats per token", "tokens"
     refused_options, refusal = (
-        ("mode", "threshold"),
+        ("mode", "threshold", "max_notes"),
         (": for piano-roll models; this model uses {name!r}: use --temperature, --top-k, --top-p or --greedy"),
     )
 
@@ -261,7 +270,7 @@ class Voices(Kind):
 
     name, unit, step_unit = "voices", "nats per voice-frame", "frames"
     predicts_input, gibbs = True, True
-    refused_options = ("mode", "threshold", "top_k", "top_p", "greedy")
+    refused_options = ("mode", "threshold", "max_notes", "top_k", "top_p", "greedy")
     refusal = ": this four-voice model ({name!r}) is sampled by Gibbs sampling: use --temperature and --iterations"
 
     def inputs(self, x):

@@ -33,6 +33,7 @@ OPTIONS = (
     "temperature",
     "mode",
     "threshold",
+    "max_notes",
     "top_k",
     "top_p",
     "nucleus",
@@ -155,6 +156,7 @@ def check_options(options: dict[str, Any], limits: GenerationLimits | None = Non
         "threshold": lambda v: _real(
             "threshold", v, low=0, high=1, high_open=True, rule="a probability between 0 and 1 (both excluded)"
         ),
+        "max_notes": lambda v: _int("max_notes", v, low=1, rule="a whole number of keys, at least 1"),
         "top_k": lambda v: _int("top_k", v, low=1, rule="a whole number of at least 1 (1 = greedy)"),
         "top_p": lambda v: _real("top_p", v, low=0, high=1, rule="a probability mass above 0 and at most 1"),
         "beam": lambda v: _int("beam", v, low=1, high=limits.max_beam, rule=f"1 to {limits.max_beam} beams"),
@@ -275,6 +277,7 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
         "temperature",
         "mode",
         "threshold",
+        "max_notes",
         "top_k",
         "top_p",
         "nucleus",

@@ -33,28 +33,56 @@ def sample_multihot(
     mode: Literal["bernoulli", "threshold"] = "bernoulli",
     temperature: float = 1.0,
     threshold: float = 0.5,
+    max_notes: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Continue `primer` (batch, primer_steps, features) by `steps` frames -> (batch, steps, features).
 
     `onset_keys`: when the features are [held keys | onsets], the number of keys; a sampled onset then
-    forces its key to be held.
+    forces its key to be held. `max_notes`: a frame with more held keys is drawn again, up to NOTE_TRIES
+    draws in all (so the frames follow the model's distribution given at most that many keys); one still
+    over keeps its lowest key and its highest `max_notes` - 1 (`cap_notes`).
     """
     model.eval()
     logits, state = model(primer)  # (batch, primer_steps, features); a joint model gives its time state
     last = logits[:, -1]
     out = []
-    for _ in range(steps):
-        # independent keys, or drawn jointly key by key (endecell): the model's own `sample_frame`
-        frame = model.sample_frame(
-            last, mode=mode, temperature=temperature, threshold=threshold, generator=generator
-        )  # (batch, features)
+    keys = onset_keys or primer.shape[-1]
+
+    def draw(at: torch.Tensor) -> torch.Tensor:  # independent keys, or key by key (endecell): the model's own
+        frame = model.sample_frame(at, mode=mode, temperature=temperature, threshold=threshold, generator=generator)
         if onset_keys:
             frame[:, :onset_keys] = torch.maximum(frame[:, :onset_keys], frame[:, onset_keys:])
+        return frame  # (rows, features)
+
+    for _ in range(steps):
+        frame = draw(last)
+        if max_notes is not None:
+            for _ in range(NOTE_TRIES - 1):
+                over = frame[:, :keys].sum(1) > max_notes
+                if not over.any():
+                    break
+                frame[over] = draw(last[over])
+            frame[:, :keys] = cap_notes(frame[:, :keys], max_notes)
+            if onset_keys:
+                frame[:, onset_keys:] *= frame[:, :onset_keys]  # no onset of a key no longer held
         out.append(frame)
         logits, state = model(frame[:, None, :], state)  # (batch, 1, features)
         last = logits[:, -1]
     return torch.stack(out, 1) if out else primer[:, :0]
+
+
+NOTE_TRIES = 8  # draws of a piano-roll frame that holds more than `max_notes` keys
+
+
+def cap_notes(frames: torch.Tensor, n: int) -> torch.Tensor:
+    """(rows, keys) 0/1 -> a copy where each row with more than `n` keys on keeps its lowest key and its
+    highest n - 1 (the bass and the tune)."""
+    on = frames > 0
+    from_top = on.flip(-1).cumsum(-1).flip(-1)  # (rows, keys) keys on at or above each key
+    lowest = on & (on.cumsum(-1) == 1)
+    keep = lowest | (on & (from_top <= n - 1))
+    return torch.where(on.sum(-1, keepdim=True) > n, keep.to(frames.dtype), frames)
 
 
 def home_chord_ends(rolls: np.ndarray, given: int, target: int, low: int) -> list[int]:

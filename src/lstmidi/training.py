@@ -379,6 +379,10 @@ def train(
             print(threads.describe(), file=sys.stderr)
 
         cfg = preset.train
+        learnt = kind_of(encoding).sample_defaults(encoding, corpus.pieces["train"])  # e.g. the most keys at once
+        learnt = {k: v for k, v in learnt.items() if getattr(preset.sample, k) is None}
+        if learnt:
+            preset = preset.model_copy(update={"sample": preset.sample.model_copy(update=learnt)})
         model = build_model(preset.model, encoding.sizes)
         if base:
             try:
