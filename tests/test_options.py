@@ -71,11 +71,11 @@ def test_resolve_fills_the_model_defaults_and_checks_them_against_the_model(tmp_
 
     loaded = load_model(bundled_model("quartets"))
     o = resolve_options(loaded, {"seconds": 10, "programs": [40, 41]})
-    assert (o["temperature"], o["top_p"], o["greedy"]) == (1.0, 0.95, False)  # the model's sample section
+    assert (o["temperature"], o["top_p"], o["greedy"]) == (1.0, 0.8, False)  # the model's sample section
     assert o["target"] == loaded.encoding.steps_for_seconds(10) and o["steps"] > o["target"]  # room to end with EOS
     assert model_programs(loaded) == [0, 6, 40, 41, 42, 52, 54, 68]  # recorded from its training split
     monkeypatch.setenv("LSTMIDI_MAX_STEPS", "1000")
-    with pytest.raises(LstmidiError, match=r"--seconds 60: 2,466 steps of this model; the limit is 1,000"):
+    with pytest.raises(LstmidiError, match=r"--seconds 60: 1,332 steps of this model; the limit is 1,000"):
         resolve_options(loaded, {"seconds": 60})
     monkeypatch.delenv("LSTMIDI_MAX_STEPS")
     loaded.preset.sample.temperature = (
