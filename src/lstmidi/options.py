@@ -273,20 +273,8 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
     if refused:
         raise LstmidiError(", ".join(flag(n) for n in refused) + kind.refusal.format(name=enc.name))
     out = dict(options)
-    for name in (
-        "temperature",
-        "mode",
-        "threshold",
-        "max_notes",
-        "top_k",
-        "top_p",
-        "nucleus",
-        "greedy",
-        "seconds",
-        "iterations",
-        "parallels",
-    ):
-        if out.get(name) is None:
+    for name in OPTIONS:  # an option not given takes the model's default, where its `sample` section has one
+        if out.get(name) is None and name in type(d).model_fields:
             out[name] = getattr(d, name)
     out["num"] = 1 if out.get("num") is None else out["num"]
     out["seed"] = 0 if out.get("seed") is None else out["seed"]

@@ -49,7 +49,7 @@ def sample_multihot(
     out = []
     keys = onset_keys or primer.shape[-1]
 
-    def draw(at: torch.Tensor) -> torch.Tensor:  # independent keys, or key by key (endecell): the model's own
+    def draw(at: torch.Tensor) -> torch.Tensor:  # the model's own `sample_frame`: each key alone, or key by key
         frame = model.sample_frame(at, mode=mode, temperature=temperature, threshold=threshold, generator=generator)
         if onset_keys:
             frame[:, :onset_keys] = torch.maximum(frame[:, :onset_keys], frame[:, onset_keys:])
