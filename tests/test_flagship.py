@@ -62,7 +62,7 @@ def test_pieces_end_on_their_home_chord_more_often_than_at_the_most_likely_place
 
 def test_endings_are_chosen_by_the_seconds_of_new_music_after_the_primer(flagship, monkeypatch):
     from lstmidi import samplers
-    from lstmidi.kinds import notes_end
+    from lstmidi.metrics import notes_end
 
     loaded = load_model(flagship[0].model_path)
     monkeypatch.setattr(samplers, "ENDING_TRIES", 1)  # one choice per row

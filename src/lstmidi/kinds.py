@@ -15,11 +15,11 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from symusic import Score
 
 from . import losses, quality, samplers
 from .baselines import markov_baseline_nll, music_cost_baselines, repeat_nll, unigram_nll
 from .encodings.base import Encoding, TokenStream
+from .metrics import notes_end
 
 
 class Kind:
@@ -256,12 +256,6 @@ class Notes(Kind):
             col = enc.fields.index("step")
             new = [row[: max(1, int((np.cumsum(row[:, col]) <= wanted).sum()))] for row in new]
         return new
-
-
-def notes_end(score: Score) -> float:
-    """Seconds at which the last note of `score` ends (0 when it has none)."""
-    ends = [n["time"] + n["duration"] for n in (t.notes.numpy() for t in score.to("second").tracks) if len(n["time"])]
-    return float(max(e.max() for e in ends)) if ends else 0.0
 
 
 class Voices(Kind):

@@ -41,6 +41,12 @@ SCALARS = {  # name -> what it is, in which unit
 }
 
 
+def notes_end(score: Score) -> float:
+    """Seconds at which the last note of `score` ends (0 when it has none)."""
+    ends = [n["time"] + n["duration"] for n in (t.notes.numpy() for t in score.to("second").tracks) if len(n["time"])]
+    return float(max(e.max() for e in ends)) if ends else 0.0
+
+
 def note_arrays(score: Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(onsets, durations, pitches) of all pitched notes; times in beats; sorted by onset, then pitch."""
     tpq = score.ticks_per_quarter

@@ -16,6 +16,7 @@ from . import processors, quality
 from .encodings.base import TokenStream
 from .encodings.voices import FIRST_PITCH, HOLD
 from .errors import LstmidiError
+from .metrics import notes_end
 
 NO_TOKEN_LEFT = (
     "the sampling options together leave no token the model may write next "
@@ -558,12 +559,7 @@ class EndingPlaces:
 
     def seconds(self, row: int, at: int) -> float:
         """Seconds of music after the primer's."""
-        return _music_end(self._score(row, at)) - _music_end(self._score(row, None))
-
-
-def _music_end(score: Score) -> float:
-    ends = [t.end() for t in score.to("second").tracks if len(t.notes)]
-    return float(max(ends)) if ends else 0.0
+        return notes_end(self._score(row, at)) - notes_end(self._score(row, None))
 
 
 def sample_pieces(

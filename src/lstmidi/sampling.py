@@ -18,7 +18,8 @@ from symusic import Score
 
 from .encodings.base import TokenStream
 from .errors import LstmidiError
-from .kinds import kind_of, notes_end  # noqa: F401 (notes_end: public here)
+from .kinds import kind_of
+from .metrics import notes_end  # noqa: F401 (notes_end: public here)
 from .midi import load_score
 from .modelfile import LoadedModel
 from .samplers import GrammarTracker, sample_multihot, sample_notes, sample_tokens  # noqa: F401 (public here)
