@@ -182,6 +182,36 @@ def test_early_stop_and_lr_patience_act_on_a_flat_validation_loss(tmp_path, corp
     assert last["lr_schedulers"][0]["_last_lr"] == [pytest.approx(0.5e-12)]
 
 
+def test_weight_average_moves_by_the_decay_and_starts_fast():
+    from lstmidi.models import build_model
+    from lstmidi.training import LitModel
+
+    preset = tiny(extra=["train.average=0.9"])
+    model = build_model(preset.model, {"input_size": 3, "output_size": 3})
+    lit = LitModel(model, preset, "roll")
+    old = [p.detach().clone() for p in lit.averaged.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    lit.on_train_batch_end()  # after step 0 the decay is min(0.9, 1/10): 90% of the way to the new weights
+    for kept, before, now in zip(lit.averaged.parameters(), old, model.parameters()):
+        torch.testing.assert_close(kept, 0.1 * before + 0.9 * now)
+        assert not kept.requires_grad
+    assert LitModel(model, tiny(), "roll").averaged is None
+
+
+def test_with_weight_averaging_validation_and_the_model_file_use_the_average(tmp_path, corpus_dir):
+    result = train(tiny(epochs=3, extra=["train.average=0.99"]), [corpus_dir], tmp_path / "run", progress=False)
+    loaded = load_model(result.model_path)
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    for name, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, best[f"averaged.{name}"])
+    assert any(not torch.equal(best[f"averaged.{n}"], best[f"model.{n}"]) for n in loaded.model.state_dict())
+    # the validation loss that chose the checkpoint is the one of the weights kept
+    best_val = min(h["val_loss"] for h in loaded.config["history"])
+    assert loaded.config["metrics"]["valid_loss"] == pytest.approx(best_val, rel=1e-5)
+
+
 def test_damaged_model_files_give_clear_errors(trained, tmp_path):
     result, _ = trained
     bad = tmp_path / "bad.lstmidi"

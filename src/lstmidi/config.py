@@ -91,6 +91,14 @@ class TrainConfig(Strict):
         description="stop when the validation loss has not reached a new best for this many epochs (the best "
         "weights are kept); 0 = off",
     )
+    average: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="keep an exponential moving average of the weights, with this decay per optimizer step (e.g. "
+        "0.998); validation, the learning-rate schedule, early stopping, the best checkpoint and the model file "
+        "then use the averaged weights; 0 = off",
+    )
     progressive_ramp: int = Field(
         0, ge=0, description="loss weight grows linearly from 0 to 1 over this many steps of each window; 0 = off"
     )

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -43,6 +44,8 @@ class LitModel(L.LightningModule):
         self.model = model
         self.kind = kind
         self.cfg = preset.train
+        # the weights' moving average (Polyak averaging): a frozen copy that validation scores and the model file keeps
+        self.averaged = copy.deepcopy(model).requires_grad_(False) if self.cfg.average else None
         ramp = self.cfg.progressive_ramp  # without a ramp every step weighs 1: no weights to multiply by
         weights = losses.progressive_weights(self.cfg.window, ramp) if ramp > 0 else None
         self.register_buffer("step_weights", weights, persistent=False)
@@ -69,8 +72,25 @@ class LitModel(L.LightningModule):
             self._shown = torch.zeros_like(self._shown)
         return loss
 
+    @torch.no_grad()
+    def on_train_batch_end(self, *_):
+        """Move the averaged weights towards the new ones. The decay starts low, (1 + n) / (10 + n) after n
+        steps, so that the average does not hold on to the random initial weights."""
+        if self.averaged is None:
+            return
+        n = self.global_step
+        decay = min(self.cfg.average, (1 + n) / (10 + n))
+        torch._foreach_lerp_(list(self.averaged.parameters()), list(self.model.parameters()), 1.0 - decay)
+        for kept, now in zip(self.averaged.buffers(), self.model.buffers()):
+            kept.copy_(now)
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The weights validation scores and the model file keeps: the averaged ones when averaging is on."""
+        return self.model if self.averaged is None else self.averaged
+
     def validation_step(self, batch, _):
-        loss, weight, extras = batch_objective(self.model, batch, self.kind, self.cfg.loss)
+        loss, weight, extras = batch_objective(self.scored, batch, self.kind, self.cfg.loss)
         for name, value in {"val_loss": loss, **{f"val_{k}": v for k, v in extras.items()}}.items():
             pair = torch.stack([torch.as_tensor(value).detach().double() * weight, weight.double()])
             if name in self._val:
@@ -453,7 +473,10 @@ def train(
 
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_file():
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+        prefix = "model." if module.averaged is None else "averaged."
+        model.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+    elif module.averaged is not None:  # no validation ran (e.g. stopped before the first): the average as it is
+        model.load_state_dict(module.averaged.state_dict())
     held_out, _ = evaluate_loader(model, valid_loader, encoding.kind, cfg.loss)
     seconds = time.time() - started
     epochs_done = module.history[-1]["epoch"] if module.history else 0
