@@ -226,6 +226,57 @@ def test_decode_never_raises_on_in_vocabulary_ids(params):
     assert enc.decode([]).ticks_per_quarter == enc.time_division
 
 
+def miditok_decode(enc, ids) -> Score:
+    """miditok's own decoding of `ids` (BOS/EOS/PAD dropped), as Events.decode did before FastDecoder."""
+    from miditok import TokSequence
+
+    ids = [int(i) for i in ids if i not in (enc.bos, enc.eos, enc.pad)]
+    seq = TokSequence(ids=ids)
+    enc.tokenizer.complete_sequence(seq)
+    return enc.tokenizer.decode(seq if enc.params.programs else [seq])
+
+
+def signature_changes_score() -> Score:
+    """Time signatures 3/4 -> 6/8 -> 2/4 -> 12/8, tempo changes, notes over the bar lines and a silence."""
+    score = Score(480)
+    for time, num, den in [(0, 3, 4), (1440, 6, 8), (2880, 2, 4), (3840, 12, 8)]:
+        score.time_signatures.append(TimeSignature(time, num, den))
+    for time, qpm in [(0, 80), (1440, 132), (3000, 60)]:
+        score.tempos.append(Tempo(time, qpm=qpm))
+    track = Track(name="t", program=0, is_drum=False)
+    for start, dur, pitch in [(0, 700, 60), (400, 1500, 64), (1300, 250, 67), (2000, 80, 71), (4800, 960, 55)]:
+        track.notes.append(Note(start, dur, pitch, 70))
+    score.tracks.append(track)
+    return score
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"tokenizer": t, "programs": p, "drums": p} for t in ("REMI", "TSD") for p in (False, True)]
+    + [{"tokenizer": t, "velocities": False, "programs": True} for t in ("REMI", "TSD")]
+    + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "rests": False, "steps_per_quarter": 4}]
+    + [{"tokenizer": "TSD", "time_signatures": False, "steps_per_quarter": 6}],
+)
+def test_fast_decoding_is_miditok_decoding_score_for_score(params):
+    """REMI and TSD decode with lstmidi's FastDecoder: the same Score as miditok's, for real pieces (bundled
+    chorales and quartets, hand-built ones with several instruments and time signature changes), pieces the
+    grammar allows, and ids drawn at random (out of grammar)."""
+    from lstmidi.corpus import bundled_corpus
+
+    enc = events(**params)
+    assert enc._fast_decoder is not None
+    files = sorted(bundled_corpus("bach").glob("*.mid"))[:6] + sorted(bundled_corpus("quartets").glob("*.mid"))[:3]
+    scores = [Score(f) for f in files] + [make_score(NOTES), multi_track_score(), signature_changes_score()]
+    pieces = [enc.encode(s) for s in scores]
+    pieces += [enc.finish(random_walk(enc, 400, seed)) for seed in range(8)]
+    rng = np.random.default_rng(0)
+    pieces += [rng.integers(3, enc.sizes["vocab_size"], n) for n in (1, 2, 3, 40, 1000) for _ in range(8)]
+    for ids in pieces:
+        fast, slow = enc.decode(ids), miditok_decode(enc, ids)
+        assert fast == slow, (params, len(ids))
+    assert sum(len(t.notes) for ids in pieces[: len(scores)] for t in enc.decode(ids).tracks) > 1000
+
+
 def test_decode_stops_at_first_eos_and_skips_bos_pad():
     enc = events()
     ids = enc.encode(make_score([(0, 480, 60), (480, 480, 62)]))

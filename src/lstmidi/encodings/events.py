@@ -53,6 +53,7 @@ from symusic import Note, Score, Tempo, TimeSignature, Track
 from symusic.core import ScoreTick
 
 from .base import EncodingParams, TokenStream
+from .eventdecode import FastDecoder
 from .grammar import SPECIAL_TOKENS, BatchGrammar, EventGrammar, batch_tables, grammar_tables, transition_matrix
 
 NUM_TEMPOS = 32
@@ -358,9 +359,18 @@ class Events(TokenStream):
             score.tempos.append(Tempo(0, qpm=float(self.tokenizer.default_tempo)))
             score.time_signatures.append(TimeSignature(0, 4, 4))
             return score
+        if self._fast_decoder is not None:
+            return self._fast_decoder.decode(ids.tolist())
         seq = TokSequence(ids=ids.tolist())
         self.tokenizer.complete_sequence(seq)
         return self.tokenizer.decode(seq if self.params.programs else [seq])
+
+    @cached_property
+    def _fast_decoder(self) -> FastDecoder | None:
+        """miditok's decoding rules without its string work, for REMI and TSD (eventdecode)."""
+        if self.params.tokenizer not in ("REMI", "TSD"):
+            return None
+        return FastDecoder(self.tokenizer, self.vocab, remi=self.params.tokenizer == "REMI")
 
     def quantize(self, score: Score) -> Score:
         """The score as the tokens keep it: miditok's preprocessing (grid, velocity bins, pitch range,
