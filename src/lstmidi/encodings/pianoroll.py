@@ -125,8 +125,9 @@ class PianoRoll(Encoding):
         k = self.params.keys
         frames = int(b.max()) if len(b) else 0
         roll = np.zeros((frames, self.sizes["input_size"]), np.uint8)  # (frames, keys[*2])
-        for kk, aa, bb in zip(key, a, b):
-            roll[aa:bb, kk] = 1
+        length = b - a  # frames of each note: set all of them at once
+        first = np.repeat(a - (np.cumsum(length) - length), length)  # + the running index = the note's frames
+        roll[first + np.arange(int(length.sum())), np.repeat(key, length)] = 1
         if self.params.onsets:
             roll[a, k + key] = 1
         return roll
