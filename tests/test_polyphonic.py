@@ -13,7 +13,7 @@ from lstmidi.cli import main
 from lstmidi.config import load_preset
 from lstmidi.errors import LstmidiError
 from lstmidi.models import build_model
-from lstmidi.polyphonic import KEYS, dataset_name, load_mat, run, score_pieces
+from lstmidi.polyphonic import KEYS, dataset_name, ensemble_nll, load_mat, run, score_pieces
 
 
 def sig(x):
@@ -72,6 +72,40 @@ def test_rollnet_nll_by_hand_on_three_frames_two_keys():
     assert got["nll"] == pytest.approx(want / 2, rel=1e-6)
     # p >= 0.5 predicts key 1 only: frame 1 has TP 1, FN 1; frame 2 has TP 1 -> 2 / (2 + 1)
     assert got["frame_accuracy"] == pytest.approx(2 / 3)
+
+
+def fixed_rollnet(p_on):
+    """A rollnet whose keys are on with the probabilities `p_on`, whatever the past."""
+    model = build_model(
+        {"name": "rollnet", "hidden": 4, "layers": 1, "dropout": 0.0}, {"input_size": 2, "output_size": 2}
+    ).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([math.log(p / (1 - p)) for p in p_on]))
+    return model
+
+
+def test_a_mixture_scores_each_frame_by_the_mean_of_the_models_probabilities():
+    a, b = fixed_rollnet([0.2, 0.7]), fixed_rollnet([0.6, 0.1])
+    piece = np.array([[1, 0], [1, 1], [0, 1]], np.float32)
+    frame_11 = (0.2 * 0.7 + 0.6 * 0.1) / 2
+    frame_01 = (0.8 * 0.7 + 0.4 * 0.1) / 2
+    assert ensemble_nll([a, b], [piece]) == pytest.approx(-(math.log(frame_11) + math.log(frame_01)) / 2, rel=1e-6)
+    assert ensemble_nll([a, a], [piece, piece[::-1].copy()]) == pytest.approx(
+        score_pieces(a, [piece, piece[::-1].copy()])["nll"]
+    )
+    endecell = hand_endecell()  # a joint model mixes the same way: its exact frame probabilities
+    want = -sum(
+        math.log(
+            (
+                math.exp(-score_pieces(endecell, [piece[t : t + 2]])["nll"])
+                + math.exp(-score_pieces(a, [piece[t : t + 2]])["nll"])
+            )
+            / 2
+        )
+        for t in (0, 1)
+    )
+    assert ensemble_nll([endecell, a], [piece]) == pytest.approx(want / 2, rel=1e-5)
 
 
 @pytest.mark.parametrize("span", [0, 2])
@@ -295,6 +329,31 @@ def test_benchmark_input_errors(tmp_path):
     write_mat(mat)
     with pytest.raises(LstmidiError, match="needs a piano-roll preset"):
         run("jsb", load_preset("tutorial"), tmp_path / "r", data=mat)
+
+
+def test_benchmark_ensemble_cli_scores_the_mixture_and_refuses_other_models(tmp_path, monkeypatch, capsys):
+    mat = tmp_path / "JSB_Chorales.mat"
+    write_mat(mat, pieces_per_split=3, frames=12)
+    figures = benchmark_cli(monkeypatch, mat, tmp_path, "--set", "train.window=8")
+    model = figures["model"]
+    args = ["lstmidi", "benchmark", "ensemble", model, model, "--data", str(mat), "--json", str(tmp_path / "mix.json")]
+    monkeypatch.setattr("sys.argv", args)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    mix = json.loads((tmp_path / "mix.json").read_text())
+    assert mix["dataset"] == "jsb" and [m["test"] for m in mix["members"]] == [pytest.approx(figures["test_nll"])] * 2
+    assert mix["test_nll"] == pytest.approx(figures["test_nll"], rel=1e-5)  # a model mixed with itself is itself
+    assert "**mixture of the 2**" in capsys.readouterr().out
+    from lstmidi.api import bundled_model
+
+    monkeypatch.setattr(
+        "sys.argv", ["lstmidi", "benchmark", "ensemble", model, str(bundled_model()), "--data", str(mat)]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code != 0
+    assert "default.lstmidi: not a piano-roll model of the jsb benchmark's grid" in capsys.readouterr().err
 
 
 def test_another_mat_file_is_named_after_itself_without_published_figures(tmp_path, monkeypatch, capsys):

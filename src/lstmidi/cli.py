@@ -610,6 +610,32 @@ def benchmark_polyphonic(
         typer.echo(f"figures: {json_path}")
 
 
+@benchmark_app.command("ensemble")
+def benchmark_ensemble(
+    models: list[Path] = typer.Argument(..., help="model files of `lstmidi benchmark polyphonic` runs on one data set"),
+    dataset: str = typer.Option("jsb", "--dataset", "-d", help="jsb or nottingham"),
+    data: Path | None = typer.Option(
+        None, "--data", help="the .mat file the models were trained on or its folder (as for `polyphonic`)"
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="write the figures to this JSON file"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing --json file"),
+):
+    """Score the mixture of polyphonic benchmark models (each frame's probability: the mean of theirs) on the
+    valid and test pieces, beside each model's own NLL."""
+    import json
+
+    from .corpus import atomic_write_text, refuse_overwrite
+    from .polyphonic import ensemble_table, score_ensemble
+
+    if json_path:
+        refuse_overwrite([json_path], force)
+    result = score_ensemble(dataset, models, data)
+    typer.echo(ensemble_table(result))
+    if json_path:
+        atomic_write_text(json_path, json.dumps({**result, "command": _command()}, indent=1))
+        typer.echo(f"figures: {json_path}")
+
+
 @benchmark_app.command("speed")
 def benchmark_speed(
     suite: list[str] | None = typer.Option(

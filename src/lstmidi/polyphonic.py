@@ -120,17 +120,18 @@ def benchmark_preset(preset: Preset, dataset: str) -> Preset:
             "benchmark needs a piano-roll preset (musicgenerator, midinet, endecell)"
         )
     raw = preset.model_dump()
-    raw["encoding"].update(
-        timing="beats", steps_per_quarter=DATASETS[dataset][1], low=LOW_PITCH, keys=KEYS, onsets=False
-    )
+    raw["encoding"].update(grid(dataset))
     return validate_preset(raw, where=f"preset {preset.name!r} for the {dataset} benchmark")
 
 
-@torch.no_grad()
-def score_pieces(model: torch.nn.Module, pieces: list[np.ndarray], batch_size: int = 16) -> dict[str, float]:
-    """Whole-piece NLL (nats per predicted frame) and frame accuracy, as the module doc defines them."""
-    model.eval()
-    nll, frames, tp, errors = 0.0, 0, 0.0, 0.0
+def grid(dataset: str) -> dict:
+    """The piano-roll settings of the benchmark's frames: 88 keys from A0 at the data set's frames per quarter."""
+    return dict(timing="beats", steps_per_quarter=DATASETS[dataset][1], low=LOW_PITCH, keys=KEYS, onsets=False)
+
+
+def _batches(pieces: list[np.ndarray], batch_size: int):
+    """(inputs (batch, T-1, 88), targets (batch, T-1, 88), mask of the real predicted frames (batch, T-1)) of
+    the pieces in order, `batch_size` at a time, zero-padded to the longest."""
     for start in range(0, len(pieces), batch_size):
         batch = pieces[start : start + batch_size]
         longest = max(len(p) for p in batch)
@@ -139,8 +140,16 @@ def score_pieces(model: torch.nn.Module, pieces: list[np.ndarray], batch_size: i
         for i, p in enumerate(batch):
             x[i, : len(p)] = torch.from_numpy(p)
             mask[i, : len(p) - 1] = True
-        out, _ = model(x[:, :-1])  # predictions for frames 1..T-1
-        target = x[:, 1:]
+        yield x[:, :-1], x[:, 1:], mask
+
+
+@torch.no_grad()
+def score_pieces(model: torch.nn.Module, pieces: list[np.ndarray], batch_size: int = 16) -> dict[str, float]:
+    """Whole-piece NLL (nats per predicted frame) and frame accuracy, as the module doc defines them."""
+    model.eval()
+    nll, frames, tp, errors = 0.0, 0, 0.0, 0.0
+    for x, target, mask in _batches(pieces, batch_size):
+        out, _ = model(x)  # predictions for frames 1..T-1
         per_frame = model.frame_nll(out, target)  # independent keys, or the model's joint NLL (endecell)
         guess = model.sample_frame(out[mask], mode="threshold")
         nll += float(per_frame[mask].sum())
@@ -149,6 +158,60 @@ def score_pieces(model: torch.nn.Module, pieces: list[np.ndarray], batch_size: i
         tp += float((guess * truth).sum())
         errors += float((guess != truth).sum())  # FP + FN
     return {"nll": nll / frames, "frame_accuracy": tp / (tp + errors) if tp + errors else 0.0, "frames": frames}
+
+
+@torch.no_grad()
+def frame_nlls(model: torch.nn.Module, pieces: list[np.ndarray], batch_size: int = 16) -> torch.Tensor:
+    """(frames,) float64: -log p of every predicted frame of the pieces, in order (their mean is
+    score_pieces' NLL)."""
+    model.eval()
+    parts = []
+    for x, target, mask in _batches(pieces, batch_size):
+        out, _ = model(x)
+        parts.append(model.frame_nll(out, target)[mask].double())
+    return torch.cat(parts)
+
+
+def ensemble_nll(models: list[torch.nn.Module], pieces: list[np.ndarray]) -> float:
+    """NLL (nats per predicted frame) of the models' mixture: each frame's probability is the mean of the
+    models' probabilities of it (every model is normalised over all 2^88 frames, so their mean is too)."""
+    nlls = torch.stack([frame_nlls(m, pieces) for m in models])  # (models, frames)
+    return float(-(torch.logsumexp(-nlls, 0) - np.log(len(models))).mean())
+
+
+def score_ensemble(dataset: str, model_paths: list[Path], data: str | Path | None = None) -> dict:
+    """Each model's and their mixture's valid and test NLL on the benchmark file. The models must have been
+    trained on it (`lstmidi benchmark polyphonic`): the same piano roll, so that they score the same frames."""
+    path = mat_path(dataset, data)
+    splits = load_mat(path)
+    loaded = [load_model(p) for p in model_paths]
+    for p, m in zip(model_paths, loaded, strict=True):
+        if m.encoding.name != "pianoroll" or any(m.preset.encoding.get(k) != v for k, v in grid(dataset).items()):
+            raise LstmidiError(
+                f"{p}: not a piano-roll model of the {dataset} benchmark's grid (train it with "
+                f"`lstmidi benchmark polyphonic --dataset {dataset}`)"
+            )
+    members = [
+        {"model": str(p), **{split: score_pieces(m.model, splits[split])["nll"] for split in ("valid", "test")}}
+        for p, m in zip(model_paths, loaded, strict=True)
+    ]
+    models = [m.model for m in loaded]
+    return {
+        "dataset": dataset_name(dataset, path),
+        "members": members,
+        "valid_nll": ensemble_nll(models, splits["valid"]),
+        "test_nll": ensemble_nll(models, splits["test"]),
+    }
+
+
+def ensemble_table(result: dict) -> str:
+    """Markdown: each member's NLL, then the mixture's."""
+    lines = [f"| model ({result['dataset']}) | test NLL (nats/frame) | valid NLL |", "|---|---|---|"]
+    lines += [f"| {m['model']} | {m['test']:.2f} | {m['valid']:.2f} |" for m in result["members"]]
+    lines.append(
+        f"| **mixture of the {len(result['members'])}** | **{result['test_nll']:.2f}** | {result['valid_nll']:.2f} |"
+    )
+    return "\n".join(lines)
 
 
 @dataclass
