@@ -155,6 +155,51 @@ def test_to_dict_rebuilds_identical_vocabulary_and_ids():
         tampered.encode(score)
 
 
+def test_the_tokenizer_tables_are_kept_on_disk_and_read_back_without_miditok(tmp_path, monkeypatch):
+    from lstmidi.encodings.eventtables import cache_file, from_tokenizer
+
+    for params in ({}, {"tokenizer": "TSD", "programs": True, "drums": True}, {"tokenizer": "MIDILike"}):
+        enc = events(**params)
+        built = enc._tables  # no cache yet: built from the tokenizer, then written
+        assert built == json.loads(json.dumps(from_tokenizer(enc.tokenizer)))
+        assert json.loads(cache_file(enc).read_text()) == built
+        ids, transitions = enc.encode(multi_track_score()), enc.transitions
+        decoded = enc.decode(ids)
+        again = build_encoding(enc.to_dict())  # a new encoding (as a loaded model's) reads the file
+        monkeypatch.setattr(type(again), "tokenizer", property(lambda self: pytest.fail("miditok was used")))
+        assert again.vocab == enc.vocab and again.time_division == enc.time_division
+        np.testing.assert_array_equal(again.transitions, transitions)
+        if params.get("tokenizer") != "MIDILike":  # MIDI-Like decodes through miditok
+            assert again.decode(ids) == decoded
+        monkeypatch.undo()
+    # a damaged file, or one holding another vocabulary than the encoding's fingerprint, is not used
+    enc = events(tokenizer="TSD")
+    path = cache_file(enc)
+    _ = enc._tables
+    spec = enc.to_dict()
+    for bad in ("{not json", json.dumps({**json.loads(path.read_text()), "vocab": ["PAD_None", "BOS_None"]})):
+        path.write_text(bad)
+        assert build_encoding(spec).vocab == enc.vocab
+        assert json.loads(path.read_text())["vocab"] == enc.vocab  # written again
+
+
+def test_generating_from_a_saved_model_does_not_import_miditok(tmp_path):
+    """The second process finds the tokenizer's tables on disk: miditok (and huggingface_hub, which it
+    imports: 0.2 s) stay out of `lstmidi generate`."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from lstmidi.api import bundled_model; from lstmidi.modelfile import load_model; "
+        "from lstmidi.sampling import generate; generate(load_model(bundled_model()), seconds=2, seed=0); "
+        "print('miditok' in sys.modules, 'huggingface_hub' in sys.modules)"
+    )
+    env = {**os.environ, "LSTMIDI_CACHE": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True) for _ in range(2)]
+    assert [r.stdout.split() for r in runs] == [["True", "True"], ["False", "False"]], runs[1].stderr
+
+
 def test_vocab_sizes_and_tables():
     enc = events()
     assert enc.sizes == {"vocab_size": 341}

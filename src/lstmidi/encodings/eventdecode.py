@@ -36,21 +36,20 @@ KINDS = {
 class FastDecoder:
     """`decode(ids)` == miditok's `tokenizer.decode` of the same ids (BOS/EOS/PAD already removed)."""
 
-    def __init__(self, tokenizer, vocab: list[str], remi: bool) -> None:
-        from miditok.constants import DEFAULT_VELOCITY, MIDI_INSTRUMENTS, TIME_SIGNATURE
-
-        cfg = tokenizer.config
-        self.remi, self.one_stream = remi, cfg.one_token_stream_for_programs
-        self.velocities = cfg.use_velocities
-        self.division = tokenizer.time_division
-        self.default_tempo, self.default_signature = tokenizer.default_tempo, TIME_SIGNATURE
-        self.default_velocity = DEFAULT_VELOCITY
-        self.tpb_per_ts = dict(tokenizer._tpb_per_ts)
-        self.positions_per_beat = cfg.max_num_pos_per_beat
-        self.names = {p: ("Drums" if p == -1 else MIDI_INSTRUMENTS[p]["name"]) for p in range(-1, 128)}
+    def __init__(self, tables: dict, remi: bool, one_stream: bool, velocities: bool) -> None:
+        """`tables`: the tokenizer's (eventtables); `one_stream`: Program tokens in one stream (else one
+        track); `velocities`: notes have Velocity tokens."""
+        self.remi, self.one_stream, self.velocities = remi, one_stream, velocities
+        self.division, self.default_tempo = tables["time_division"], tables["default_tempo"]
+        self.default_signature = tuple(tables["default_signature"])
+        self.default_velocity = tables["default_velocity"]
+        self.tpb_per_ts = {int(den): tpb for den, tpb in tables["tpb_per_ts"].items()}
+        self.positions_per_beat = tables["positions_per_beat"]
+        self.names = {-1: "Drums", **dict(enumerate(tables["instruments"]))}
+        vocab = tables["vocab"]
         self.kind, self.value = [], []
-        steps = {tpb: [0] * len(vocab) for tpb in tokenizer._tpb_tokens_to_ticks}
-        rests = {tpb: [0] * len(vocab) for tpb in tokenizer._tpb_rests_to_ticks}
+        steps = {int(tpb): [0] * len(vocab) for tpb in tables["steps"]}
+        rests = {int(tpb): [0] * len(vocab) for tpb in tables["rests"]}
         for i, token in enumerate(vocab):
             name, value = token.split("_", 1)
             kind = KINDS.get(name, OTHER)
@@ -62,11 +61,11 @@ class FastDecoder:
             elif kind == TIMESIG:
                 value = tuple(map(int, value.split("/")))
             elif kind in (DURATION, TIMESHIFT):
-                for tpb, table in tokenizer._tpb_tokens_to_ticks.items():
-                    steps[tpb][i] = table[value]
+                for tpb, table in tables["steps"].items():
+                    steps[int(tpb)][i] = table[value]
             elif kind == REST:
-                for tpb, table in tokenizer._tpb_rests_to_ticks.items():
-                    rests[tpb][i] = table[value]
+                for tpb, table in tables["rests"].items():
+                    rests[int(tpb)][i] = table[value]
             self.value.append(value)
         self.steps, self.rests = steps, rests
 

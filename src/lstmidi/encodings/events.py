@@ -42,8 +42,6 @@ decodes without token errors; `augment` transposes and stretches token sequences
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import cached_property
 from typing import Any, Literal
 
@@ -54,6 +52,7 @@ from symusic.core import ScoreTick
 
 from .base import EncodingParams, TokenStream
 from .eventdecode import FastDecoder
+from .eventtables import tables, vocab_sha1
 from .grammar import SPECIAL_TOKENS, BatchGrammar, EventGrammar, batch_tables, grammar_tables, transition_matrix
 
 NUM_TEMPOS = 32
@@ -131,10 +130,6 @@ def _divisor_at_most(n: int, limit: float) -> int:
     return max(d for d in range(1, n + 1) if n % d == 0 and d <= max(1.0, limit))
 
 
-def _sha1(vocab: dict[str, int]) -> str:
-    return hashlib.sha1(json.dumps(sorted(vocab.items(), key=lambda kv: kv[1])).encode()).hexdigest()
-
-
 class Events(TokenStream):
     name = "events"
     Params = EventsParams
@@ -195,7 +190,7 @@ class Events(TokenStream):
 
         cls = {"REMI": miditok.REMI, "TSD": miditok.TSD, "MIDILike": miditok.MIDILike}[self.params.tokenizer]
         tok = cls(miditok.TokenizerConfig(**self.tokenizer_config()))
-        sha = _sha1(tok.vocab)
+        sha = vocab_sha1(sorted(tok.vocab, key=tok.vocab.get))
         if self.params.vocab_sha1 is None:
             self.params = self.Params(**{**self.params.model_dump(), "vocab_sha1": sha})
         elif self.params.vocab_sha1 != sha:
@@ -222,14 +217,24 @@ class Events(TokenStream):
     @property
     def time_division(self) -> int:
         """Ticks per quarter of decoded and quantized scores."""
-        return int(self.tokenizer.time_division)
+        return int(self._tables["time_division"])
 
     # ---- vocabulary tables -------------------------------------------------------------------------
     @cached_property
+    def _tables(self) -> dict[str, Any]:
+        """The vocabulary, token-type graph and tick tables of the tokenizer, without importing miditok when
+        an earlier process has kept them (eventtables)."""
+        return tables(self)
+
+    @property
     def vocab(self) -> list[str]:
         """Token string of each id, e.g. 'Pitch_60', 'Bar_None', 'BOS_None'."""
-        inv = {i: t for t, i in self.tokenizer.vocab.items()}
-        return [inv[i] for i in range(len(inv))]
+        return self._tables["vocab"]
+
+    @cached_property
+    def ids(self) -> dict[str, int]:
+        """Id of each token string."""
+        return {t: i for i, t in enumerate(self.vocab)}
 
     @cached_property
     def _types(self) -> np.ndarray:
@@ -250,15 +255,15 @@ class Events(TokenStream):
 
     @property
     def pad(self) -> int:
-        return self.tokenizer.vocab["PAD_None"]
+        return self.ids["PAD_None"]
 
     @property
     def bos(self) -> int:
-        return self.tokenizer.vocab["BOS_None"]
+        return self.ids["BOS_None"]
 
     @property
     def eos(self) -> int:
-        return self.tokenizer.vocab["EOS_None"]
+        return self.ids["EOS_None"]
 
     @property
     def programs(self) -> bool:
@@ -340,8 +345,6 @@ class Events(TokenStream):
         """Token ids -> Score (ticks, `time_division` per quarter). Stops at the first EOS; BOS and PAD are
         skipped; any other in-vocabulary sequence decodes (tokens out of grammar are ignored by miditok).
         Raises ValueError for ids outside the vocabulary."""
-        from miditok import TokSequence
-
         ids = np.asarray(array).reshape(-1)
         if ids.size and not np.issubdtype(ids.dtype, np.integer):
             if not np.all(np.isfinite(ids)) or not np.all(ids == np.round(ids)):
@@ -356,11 +359,13 @@ class Events(TokenStream):
         ids = ids[(ids != self.bos) & (ids != self.pad)]
         if not len(ids):
             score = Score(self.time_division)
-            score.tempos.append(Tempo(0, qpm=float(self.tokenizer.default_tempo)))
+            score.tempos.append(Tempo(0, qpm=self._tables["default_tempo"]))
             score.time_signatures.append(TimeSignature(0, 4, 4))
             return score
         if self._fast_decoder is not None:
             return self._fast_decoder.decode(ids.tolist())
+        from miditok import TokSequence
+
         seq = TokSequence(ids=ids.tolist())
         self.tokenizer.complete_sequence(seq)
         return self.tokenizer.decode(seq if self.params.programs else [seq])
@@ -370,7 +375,8 @@ class Events(TokenStream):
         """miditok's decoding rules without its string work, for REMI and TSD (eventdecode)."""
         if self.params.tokenizer not in ("REMI", "TSD"):
             return None
-        return FastDecoder(self.tokenizer, self.vocab, remi=self.params.tokenizer == "REMI")
+        p = self.params
+        return FastDecoder(self._tables, remi=p.tokenizer == "REMI", one_stream=p.programs, velocities=p.velocities)
 
     def quantize(self, score: Score) -> Score:
         """The score as the tokens keep it: miditok's preprocessing (grid, velocity bins, pitch range,

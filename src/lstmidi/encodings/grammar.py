@@ -22,8 +22,8 @@ END_TYPES = {
 
 def transition_matrix(enc: TokenStream) -> np.ndarray:
     """`Events.transitions` of an `Events` encoding (see there)."""
-    tok, types, p = enc.tokenizer, enc._types, enc.params
-    graph = tok.tokens_types_graph
+    types, p = enc._types, enc.params
+    graph = {kind: set(after) for kind, after in enc._tables["graph"].items()}
     specials = set(SPECIAL_TOKENS)
     present = set(types.tolist()) - specials
     n = len(types)
@@ -176,7 +176,7 @@ class EventGrammar:
         enc = self.enc
         if self.tokenizer != "MIDILike" or not self.sounding:
             return [enc.eos] if self.can_end else []
-        vocab = enc.tokenizer.vocab
+        vocab = enc.ids
         g, out = self.copy(), []
 
         def emit(token: int) -> None:
