@@ -35,7 +35,7 @@ import numpy as np
 from .config import DataConfig
 from .encodings import Encoding, build_encoding
 from .errors import LstmidiError, MidiError, OutputExistsError
-from .files import atomic_path, atomic_write_text  # atomic_write_text: also public here
+from .files import atomic_path, atomic_write_text, default_cache_dir  # atomic_write_text: also public here
 from .midi import LIMITS, MIDI_SUFFIXES, load_score, read_score_lenient, select_tracks
 
 SPLITS = ("train", "valid", "test")
@@ -47,10 +47,6 @@ PARSER_CRASHED = "parser crashed"  # the reason of a file whose worker process d
 def bundled_corpus(name: str = "bach") -> Path:
     """Folder of a corpus shipped inside the package (default: the Bach chorales)."""
     return Path(str(resources.files("lstmidi") / "corpora" / name))
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("LSTMIDI_CACHE") or Path.home() / ".cache" / "lstmidi")
 
 
 @dataclass

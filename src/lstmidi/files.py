@@ -1,4 +1,5 @@
-"""Writing files so that a crash never leaves half a file under the final name, and the pictures lstmidi draws.
+"""Writing files so that a crash never leaves half a file under the final name, where caches go, and the
+pictures lstmidi draws.
 
 Every file lstmidi writes (model files, checkpoints, reports, caches, MIDI, audio, pictures) goes to a
 temporary file in the same folder first and is moved onto its name with `os.replace` (atomic on POSIX):
@@ -20,6 +21,12 @@ from .errors import LstmidiError
 # once at import (reading it means setting it, which is not thread-safe later on).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def default_cache_dir() -> Path:
+    """Where lstmidi keeps what it can make again (corpus arrays, tokenizer tables): $LSTMIDI_CACHE, else
+    ~/.cache/lstmidi."""
+    return Path(os.environ.get("LSTMIDI_CACHE") or Path.home() / ".cache" / "lstmidi")
 
 
 @contextmanager

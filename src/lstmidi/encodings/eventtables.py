@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text, default_cache_dir
+
 FIELDS = (
     "vocab",
     "graph",
@@ -56,8 +58,6 @@ def vocab_sha1(vocab: list[str]) -> str:
 
 
 def cache_file(enc) -> Path:
-    from ..corpus import default_cache_dir
-
     key = hashlib.sha1(json.dumps(enc.cache_key(), sort_keys=True).encode()).hexdigest()[:20]
     return default_cache_dir() / "tokenizers" / f"{key}.json"
 
@@ -76,8 +76,6 @@ def tables(enc) -> dict[str, Any]:
         pass
     built = from_tokenizer(enc.tokenizer)
     try:
-        from ..corpus import atomic_write_text
-
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(built))
     except OSError:
