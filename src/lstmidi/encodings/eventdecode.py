@@ -36,10 +36,10 @@ KINDS = {
 class FastDecoder:
     """`decode(ids)` == miditok's `tokenizer.decode` of the same ids (BOS/EOS/PAD already removed)."""
 
-    def __init__(self, tables: dict, remi: bool, one_stream: bool, velocities: bool) -> None:
-        """`tables`: the tokenizer's (eventtables); `one_stream`: Program tokens in one stream (else one
-        track); `velocities`: notes have Velocity tokens."""
-        self.remi, self.one_stream, self.velocities = remi, one_stream, velocities
+    def __init__(self, tables: dict, remi: bool, velocities: bool) -> None:
+        """`tables`: the tokenizer's (eventtables); `velocities`: notes have Velocity tokens. (Without Program
+        tokens every note is program 0's: one track, as miditok decodes such a stream.)"""
+        self.remi, self.velocities = remi, velocities
         self.division, self.default_tempo = tables["time_division"], tables["default_tempo"]
         self.default_signature = tuple(tables["default_signature"])
         self.default_velocity = tables["default_velocity"]
@@ -153,8 +153,6 @@ class FastDecoder:
         score = Score(self.division)
         tracks = []
         for program, rows in notes.items():
-            if not self.one_stream:
-                program = 0  # one track, as miditok decodes a stream without Program tokens
             track = Track(name=self.names[program], program=max(program, 0), is_drum=program == -1)
             time, duration, pitch, velocity = zip(*rows, strict=True)
             track.notes = Note.from_numpy(

@@ -376,7 +376,7 @@ class Events(TokenStream):
         if self.params.tokenizer not in ("REMI", "TSD"):
             return None
         p = self.params
-        return FastDecoder(self._tables, remi=p.tokenizer == "REMI", one_stream=p.programs, velocities=p.velocities)
+        return FastDecoder(self._tables, remi=p.tokenizer == "REMI", velocities=p.velocities)
 
     def quantize(self, score: Score) -> Score:
         """The score as the tokens keep it: miditok's preprocessing (grid, velocity bins, pitch range,
