@@ -155,6 +155,24 @@ def test_full_disk_fails_before_training(tmp_path, corpus_dir, monkeypatch):
     assert not fits
 
 
+def test_weight_averaging_asks_for_room_for_a_second_copy_of_the_weights(tmp_path, corpus_dir, monkeypatch):
+    import shutil
+
+    from lstmidi import training
+
+    monkeypatch.setattr(training.L.Trainer, "fit", lambda *a, **k: None)
+    preset = load_preset("musicgenerator", ["model.hidden=512", "train.epochs=1", "train.quality_pieces=0"])
+    size = sum(
+        p.numel() * 4 for p in training.build_model(preset.model, {"input_size": 88, "output_size": 88}).parameters()
+    )
+    free = 3 * size + 50 * 2**20 + size // 2  # room for 3 copies of the weights, not for 4
+    monkeypatch.setattr(training.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**10, 10**10 - free, free))
+    training.train(preset, [corpus_dir], tmp_path / "plain", progress=False)  # fits
+    averaged = load_preset("musicgenerator", ["model.hidden=512", "train.epochs=1", "train.average=0.99"])
+    with pytest.raises(LstmidiError, match="not enough free disk space"):
+        training.train(averaged, [corpus_dir], tmp_path / "averaged", progress=False)
+
+
 def test_resume_from_an_end_of_epoch_checkpoint_is_exact_too(tmp_path, corpus_dir):
     overrides = [*TINY, "train.checkpoint_every_steps=0"]
     train(load_preset("musicgenerator", [*overrides, "train.epochs=3"]), [corpus_dir], tmp_path / "a", progress=False)

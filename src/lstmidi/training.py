@@ -233,12 +233,13 @@ def process_rank(devices: int = 1) -> int:
     return node * devices + int(os.environ.get("LOCAL_RANK", 0))
 
 
-def check_free_space(out: Path, model: torch.nn.Module) -> None:
+def check_free_space(out: Path, model: torch.nn.Module, averaged: bool = False) -> None:
     """Fail before training when the run folder's disk cannot hold the checkpoints and the model file:
-    a checkpoint holds the weights and Adam's two moments (3x the model) and a temp copy while it is
-    replaced, plus logs and plots; 3x the model size + 50 MB is asked for."""
+    a checkpoint holds the weights and Adam's two moments (3x the model; 4x with weight averaging, which
+    keeps a second copy of the weights) and a temp copy while it is replaced, plus logs and plots; that
+    many times the model size + 50 MB is asked for."""
     size = sum(p.numel() * p.element_size() for p in model.parameters())
-    need = 3 * size + 50 * 2**20
+    need = (4 if averaged else 3) * size + 50 * 2**20
     free = shutil.disk_usage(out).free
     if free < need:
         raise LstmidiError(
@@ -413,7 +414,7 @@ def train(
                     f"({str(err).splitlines()[-1].strip()})"
                 ) from None
         if lead:
-            check_free_space(out, model)
+            check_free_space(out, model, averaged=cfg.average > 0)
         span = cfg.window + model.context  # a seq2seq model's encoder reads `context` steps first
         valid_split = next(name for name in ("valid", "test", "train") if corpus.pieces[name])
         valid = corpus.pieces[valid_split]
