@@ -175,8 +175,12 @@ def frame_nlls(model: torch.nn.Module, pieces: list[np.ndarray], batch_size: int
 def ensemble_nll(models: list[torch.nn.Module], pieces: list[np.ndarray]) -> float:
     """NLL (nats per predicted frame) of the models' mixture: each frame's probability is the mean of the
     models' probabilities of it (every model is normalised over all 2^88 frames, so their mean is too)."""
-    nlls = torch.stack([frame_nlls(m, pieces) for m in models])  # (models, frames)
-    return float(-(torch.logsumexp(-nlls, 0) - np.log(len(models))).mean())
+    return mixture_nll(torch.stack([frame_nlls(m, pieces) for m in models]))
+
+
+def mixture_nll(nlls: torch.Tensor) -> float:
+    """`ensemble_nll` from the models' frame NLLs (models, frames)."""
+    return float(-(torch.logsumexp(-nlls, 0) - np.log(len(nlls))).mean())
 
 
 def score_ensemble(dataset: str, model_paths: list[Path], data: str | Path | None = None) -> dict:
@@ -191,16 +195,16 @@ def score_ensemble(dataset: str, model_paths: list[Path], data: str | Path | Non
                 f"{p}: not a piano-roll model of the {dataset} benchmark's grid (train it with "
                 f"`lstmidi benchmark polyphonic --dataset {dataset}`)"
             )
+    # every model reads each split once: its own NLL and the mixture's come from the same frame NLLs
+    nlls = {split: torch.stack([frame_nlls(m.model, splits[split]) for m in loaded]) for split in ("valid", "test")}
     members = [
-        {"model": str(p), **{split: score_pieces(m.model, splits[split])["nll"] for split in ("valid", "test")}}
-        for p, m in zip(model_paths, loaded, strict=True)
+        {"model": str(p), **{split: float(nlls[split][i].mean()) for split in nlls}} for i, p in enumerate(model_paths)
     ]
-    models = [m.model for m in loaded]
     return {
         "dataset": dataset_name(dataset, path),
         "members": members,
-        "valid_nll": ensemble_nll(models, splits["valid"]),
-        "test_nll": ensemble_nll(models, splits["test"]),
+        "valid_nll": mixture_nll(nlls["valid"]),
+        "test_nll": mixture_nll(nlls["test"]),
     }
 
 

@@ -545,6 +545,7 @@ class EndingPlaces:
     def __init__(self, enc: TokenStream, prime: np.ndarray, new: np.ndarray) -> None:
         self.enc, self.prime, self.new = enc, prime, new
         self._scores: dict[tuple[int, int | None], Score] = {}
+        self._primer_ends: dict[int, float] = {}  # row -> seconds at which its primer's music ends
 
     def _score(self, row: int, at: int | None) -> Score:  # at None: the primer alone
         if (row, at) not in self._scores:
@@ -559,7 +560,9 @@ class EndingPlaces:
 
     def seconds(self, row: int, at: int) -> float:
         """Seconds of music after the primer's."""
-        return notes_end(self._score(row, at)) - notes_end(self._score(row, None))
+        if row not in self._primer_ends:
+            self._primer_ends[row] = notes_end(self._score(row, None))
+        return notes_end(self._score(row, at)) - self._primer_ends[row]
 
 
 def sample_pieces(

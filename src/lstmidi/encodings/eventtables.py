@@ -68,9 +68,8 @@ def tables(enc) -> dict[str, Any]:
     path = cache_file(enc)
     try:
         found = json.loads(path.read_text())
-        if set(found) == set(FIELDS) and vocab_sha1(found["vocab"]) == (
-            enc.params.vocab_sha1 or vocab_sha1(found["vocab"])
-        ):
+        want = enc.params.vocab_sha1  # None: a new encoding, whose vocabulary the cache key alone fixes
+        if set(found) == set(FIELDS) and want in (None, vocab_sha1(found["vocab"])):
             return found
     except (OSError, ValueError, TypeError, KeyError):
         pass
