@@ -202,3 +202,37 @@ def test_sampling_resumed_from_a_checkpoint_continues_exactly():
         logits, (h, c) = model(given)
     torch.testing.assert_close(saved["resume"][0], logits[:, -1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(saved["resume"][1][0], h, rtol=1e-5, atol=1e-5)
+
+
+def test_a_step_of_many_rows_multiplies_in_bfloat16_and_stays_close_to_float32():
+    from lstmidi.models import steplstm
+
+    torch.manual_seed(0)
+    lstm = steplstm.LSTM(16, 32, 2, batch_first=True).eval()
+    rows = steplstm.HALF_ROWS
+    x, state = torch.randn(rows, 5, 16), None
+    with torch.no_grad():
+        reference, _ = torch.nn.LSTM.forward(lstm, x)
+        lstm(x[:1, :1])  # one row: float32
+        assert "half" not in lstm.__dict__.get("_step_cache", {})
+        steps = []
+        for t in range(5):
+            out, state = lstm(x[:, t : t + 1], state)
+            steps.append(out)
+    assert ("half" in lstm._step_cache) == steplstm.native_bfloat16()
+    torch.testing.assert_close(torch.cat(steps, 1), reference, rtol=0, atol=2e-2)
+
+
+def test_endecell_input_dropout_drops_keys_of_the_input_in_training_only():
+    torch.manual_seed(0)
+    spec = {"name": "endecell", "embed": 8, "hidden": 16, "decoder_hidden": 6, "dropout": 0.0, "span": 2}
+    model = build_model({**spec, "input_dropout": 1 - 1e-9}, ROLL)
+    x = make_input(ROLL)
+    silent, _ = model.train()(torch.zeros_like(x))
+    dropped, _ = model(x)  # every key dropped: the model sees silence (the frames to predict are not inputs)
+    torch.testing.assert_close(dropped, silent)
+    kept, _ = model.eval()(x)
+    assert not torch.allclose(kept, silent)
+    plain = build_model(spec, ROLL)
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(plain.train()(x)[0], kept)  # without it, training sees every key

@@ -200,6 +200,23 @@ def test_weight_average_moves_by_the_decay_and_starts_fast():
     assert LitModel(model, tiny(), "roll").averaged is None
 
 
+def test_weight_decay_shrinks_the_weights_by_lr_times_decay_per_step():
+    from lstmidi.models import build_model
+    from lstmidi.training import LitModel
+
+    preset = tiny(extra=["train.weight_decay=0.25", "train.lr=0.1"])
+    model = build_model(preset.model, {"input_size": 3, "output_size": 3})
+    optimizer = LitModel(model, preset, "roll").configure_optimizers()
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no gradient: only the decay moves the weights
+    optimizer.step()
+    for now, old in zip(model.parameters(), before):
+        torch.testing.assert_close(now.detach(), old * (1 - 0.1 * 0.25))
+    plain = LitModel(model, tiny(), "roll").configure_optimizers()
+    assert type(plain) is torch.optim.Adam and plain.defaults["weight_decay"] == 0
+
+
 def test_with_weight_averaging_validation_and_the_model_file_use_the_average(tmp_path, corpus_dir):
     result = train(tiny(epochs=3, extra=["train.average=0.99"]), [corpus_dir], tmp_path / "run", progress=False)
     loaded = load_model(result.model_path)

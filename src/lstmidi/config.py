@@ -72,6 +72,12 @@ class TrainConfig(Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="decoupled weight decay (AdamW): each step shrinks the weights by lr x this; 0 = plain Adam",
+    )
     window: int = Field(64, ge=2, description="steps per training window (input); the target is shifted by one step")
     hop: int = Field(16, ge=1, description="steps between the starts of overlapping windows")
     grad_clip: float = Field(1.0, ge=0, description="gradient norm clip; 0 = off")

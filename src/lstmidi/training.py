@@ -126,7 +126,10 @@ class LitModel(L.LightningModule):
         return self.trainer.strategy.reduce(self._train.clone(), reduce_op="sum").tolist()
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        if self.cfg.weight_decay:
+            optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        else:
+            optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         if self.cfg.lr_decay == 1.0:
             return optimizer
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -42,6 +42,13 @@ class EnDeCellSpec(ModelSpec):
     hidden: int = Field(256, ge=1, description="time-LSTM units per layer")
     layers: int = Field(1, ge=1, le=8, description="stacked time-LSTM layers")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout on the encoding, between layers and on the time state")
+    input_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="in training, each sounding key of the input frames is dropped with this probability (the "
+        "frames to predict are kept whole): the model cannot lean on copying the previous chord",
+    )
     decoder_hidden: int = Field(64, ge=1, description="hidden units of the key-by-key NADE decoder")
     span: int = Field(
         0,
@@ -78,6 +85,8 @@ class EnDeCell(Model):
         s[:, t] conditions the prediction of frame t + 1; carrying `state` step by step gives the same
         s as one call on the whole sequence.
         """
+        if self.training and self.spec.input_dropout:
+            x = x * (torch.rand_like(x) >= self.spec.input_dropout)
         s, state = self.lstm(self.encoder(x), state)
         s = self.drop(s)
         if self.spec.span:
