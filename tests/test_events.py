@@ -322,6 +322,51 @@ def test_fast_decoding_is_miditok_decoding_score_for_score(params):
     assert sum(len(t.notes) for ids in pieces[: len(scores)] for t in enc.decode(ids).tracks) > 1000
 
 
+def miditok_encode(enc, score) -> list[int]:
+    """miditok's own tokenization of `score`, as Events.encode did before FastEncoder."""
+    seq = enc.tokenizer.encode(enc._prepare(score))
+    return [enc.bos, *(seq if enc.params.programs else seq[0]).ids, enc.eos]
+
+
+def rests_and_pickup_score() -> Score:
+    """A pickup, long and short silences, a note held over several bars, tempo changes between notes and
+    a 6/8 bar that starts off the beat grid of 4/4."""
+    score = Score(96)
+    for time, num, den in [(0, 4, 4), (96 * 9, 6, 8), (96 * 12, 3, 4)]:
+        score.time_signatures.append(TimeSignature(time, num, den))
+    for time, qpm in [(0, 72), (250, 140), (96 * 9, 50)]:
+        score.tempos.append(Tempo(time, qpm=qpm))
+    track = Track(name="t", program=0, is_drum=False)
+    for start, dur, pitch in [(72, 24, 60), (96, 96 * 5, 48), (700, 10, 62), (96 * 9 + 48, 48, 64), (2000, 300, 65)]:
+        track.notes.append(Note(start, dur, pitch, 70))
+    score.tracks.append(track)
+    return score
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"tokenizer": t, "programs": p, "drums": p} for t in ("REMI", "TSD") for p in (False, True)]
+    + [{"tokenizer": t, "velocities": False, "programs": True} for t in ("REMI", "TSD")]
+    + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "rests": False, "steps_per_quarter": 4}]
+    + [{"tokenizer": "TSD", "time_signatures": False, "steps_per_quarter": 6}],
+)
+def test_fast_encoding_is_miditok_encoding_id_for_id(params):
+    """REMI and TSD encode with lstmidi's FastEncoder: the same ids as miditok's own tokenization, for real
+    pieces (bundled chorales and quartets), hand-built ones (several instruments, time signature changes,
+    pickups, silences, tempo changes) and the pieces that decoding random grammatical ids gives."""
+    from lstmidi.corpus import bundled_corpus
+
+    enc = events(**params)
+    assert enc._fast_encoder is not None
+    files = sorted(bundled_corpus("bach").glob("*.mid"))[:6] + sorted(bundled_corpus("quartets").glob("*.mid"))[:3]
+    scores = [Score(f) for f in files] + [make_score(NOTES), multi_track_score(), signature_changes_score()]
+    scores += [rests_and_pickup_score(), Score(480)]
+    scores += [enc.decode(enc.finish(random_walk(enc, 400, seed))) for seed in range(8)]
+    for score in scores:
+        assert enc.encode(score).tolist() == miditok_encode(enc, score), params
+    assert sum(len(enc.encode(s)) for s in scores) > 5000
+
+
 def test_decode_stops_at_first_eos_and_skips_bos_pad():
     enc = events()
     ids = enc.encode(make_score([(0, 480, 60), (480, 480, 62)]))

@@ -52,6 +52,7 @@ from symusic.core import ScoreTick
 
 from .base import EncodingParams, TokenStream
 from .eventdecode import FastDecoder
+from .eventencode import FastEncoder
 from .eventtables import tables, vocab_sha1
 from .grammar import SPECIAL_TOKENS, BatchGrammar, EventGrammar, batch_tables, grammar_tables, transition_matrix
 
@@ -337,8 +338,12 @@ class Events(TokenStream):
 
     def encode(self, score: Score) -> np.ndarray:
         """Score -> int64 token ids (tokens,): [BOS, miditok tokens ..., EOS]."""
-        seq = self.tokenizer.encode(self._prepare(score))
-        ids = (seq if self.params.programs else seq[0]).ids
+        prepared = self._prepare(score)
+        if self._fast_encoder is not None:
+            ids = self._fast_encoder.encode(self.tokenizer.preprocess_score(prepared))
+        else:
+            seq = self.tokenizer.encode(prepared)
+            ids = (seq if self.params.programs else seq[0]).ids
         return np.array([self.bos, *ids, self.eos], np.int64)
 
     def decode(self, array: np.ndarray) -> Score:
@@ -369,6 +374,11 @@ class Events(TokenStream):
         seq = TokSequence(ids=ids.tolist())
         self.tokenizer.complete_sequence(seq)
         return self.tokenizer.decode(seq if self.params.programs else [seq])
+
+    @cached_property
+    def _fast_encoder(self) -> FastEncoder | None:
+        """miditok's REMI / TSD tokenization without its per-token objects (eventencode)."""
+        return FastEncoder(self.tokenizer) if FastEncoder.supports(self.tokenizer) else None
 
     @cached_property
     def _fast_decoder(self) -> FastDecoder | None:
