@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 from scipy.io import savemat
 
 from lstmidi.cli import main
@@ -108,12 +109,12 @@ def test_a_mixture_scores_each_frame_by_the_mean_of_the_models_probabilities():
     assert ensemble_nll([endecell, a], [piece]) == pytest.approx(want / 2, rel=1e-5)
 
 
-@pytest.mark.parametrize("span", [0, 2])
-def test_endecell_joint_probabilities_sum_to_one(span):
+@pytest.mark.parametrize("span, orders", [(0, 1), (2, 1), (2, 2)])
+def test_endecell_joint_probabilities_sum_to_one(span, orders):
     torch.manual_seed(0)
     keys = 5
     model = build_model(
-        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3, "span": span},
+        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3, "span": span, "orders": orders},
         {"input_size": keys, "output_size": keys},
     ).eval()
     frames = torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))  # all 2^k frames
@@ -137,6 +138,32 @@ def test_endecell_samples_follow_the_joint_distribution():
         assert float(rows[:, 1].mean()) == pytest.approx(hand_endecell_p([v])[1], abs=0.02)
     greedy = model.sample_frame(s[:1], mode="threshold")
     assert greedy.tolist() == [[1.0, 1.0]]  # sig(1) > 0.5, then sig(-2 + 4 sig(6)) > 0.5
+
+
+def test_endecell_with_two_key_orders_scores_and_samples_the_mean_of_the_two_decoders():
+    torch.manual_seed(0)
+    keys = 3
+    model = build_model(
+        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3, "span": 2, "orders": 2},
+        {"input_size": keys, "output_size": keys},
+    ).eval()
+    frames = torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))  # all 2^k frames
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+        s, _ = model(torch.tensor([[[1.0, 0.0, 1.0]]]))
+        at = s[:, 0].expand(len(frames), -1)
+        p = torch.exp(-model.frame_nll(at[:, None], frames[:, None])[:, 0])
+        each = []
+        for order in (0, 1):  # each decoder alone is a distribution over the frames, and they differ
+            logits = model.key_logits(at, frames, order)
+            each.append(torch.exp(-F.binary_cross_entropy_with_logits(logits, frames, reduction="none").sum(-1)))
+            assert float(each[-1].sum()) == pytest.approx(1.0, abs=1e-5)
+        assert not torch.allclose(each[0], each[1], atol=1e-3)
+        torch.testing.assert_close(p, (each[0] + each[1]) / 2)
+        drawn = model.sample_frame(s[:, 0].expand(40000, -1), generator=torch.Generator().manual_seed(0))
+    counts = (drawn @ torch.tensor([4.0, 2.0, 1.0])).long().bincount(minlength=8) / len(drawn)
+    torch.testing.assert_close(counts, p.float(), atol=0.01, rtol=0)
 
 
 def test_endecell_interval_terms_by_hand():

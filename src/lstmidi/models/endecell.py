@@ -27,6 +27,8 @@ sampling look for these two methods).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -50,6 +52,14 @@ class EnDeCellSpec(ModelSpec):
         "frames to predict are kept whole): the model cannot lean on copying the previous chord",
     )
     decoder_hidden: int = Field(64, ge=1, description="hidden units of the key-by-key NADE decoder")
+    orders: int = Field(
+        1,
+        ge=1,
+        le=2,
+        description="NADE key orders: 1 = lowest key first; 2 = also a second decoder that goes from the highest key "
+        "down, and each frame's probability is the mean of the two (an exact mixture; sampling draws each frame "
+        "with one of them, at random)",
+    )
     span: int = Field(
         0,
         ge=0,
@@ -64,20 +74,16 @@ class EnDeCell(Model):
 
     def __init__(self, spec: EnDeCellSpec, sizes: dict[str, int]) -> None:
         super().__init__(spec)
-        n_in, keys, hn = sizes["input_size"], sizes["output_size"], spec.decoder_hidden
+        n_in, keys = sizes["input_size"], sizes["output_size"]
         self.encoder = nn.Sequential(nn.Linear(n_in, spec.embed), nn.ReLU(), nn.Dropout(spec.dropout))
         self.lstm = LSTM(
             spec.embed, spec.hidden, spec.layers, batch_first=True, dropout=spec.dropout if spec.layers > 1 else 0.0
         )
         self.drop = nn.Dropout(spec.dropout)
-        self.to_bv = nn.Linear(spec.hidden, keys)  # visible (key) biases from the time state
-        self.to_bh = nn.Linear(spec.hidden, hn)  # NADE hidden biases from the time state
-        nn.init.constant_(self.to_bv.bias, -3.0)  # keys are mostly off
-        self.W = nn.Parameter(torch.randn(keys, hn) * 0.01)  # key j -> hidden: row j is W[:, j] of the formula
-        self.V = nn.Parameter(torch.randn(keys, hn) * 0.01)  # hidden -> key k
-        if spec.span:
-            self.to_below = zero_linear(spec.hidden, spec.span)  # u_1..u_span
-            self.to_prev = zero_linear(spec.hidden, 2 * spec.span + 1)  # q_-span..q_span
+        _nade(self, spec, keys)
+        if spec.orders == 2:
+            self.down = nn.Module()  # the second order's decoder, on the keyboard turned upside down
+            _nade(self.down, spec, keys)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """x: (batch, time, input_size) frames -> time state s (batch, time, hidden), new LSTM state.
@@ -98,39 +104,69 @@ class EnDeCell(Model):
         h = self.spec.hidden
         return (out[..., :h], out[..., h:]) if self.spec.span else (out, None)
 
-    def key_logits(self, out: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    def _decoders(self) -> list[nn.Module]:
+        """The NADE decoder of each key order: lowest key first, then (orders 2) highest key first."""
+        return [self, self.down] if self.spec.orders == 2 else [self]
+
+    def key_logits(self, out: torch.Tensor, frames: torch.Tensor, order: int = 0) -> torch.Tensor:
         """Teacher-forced logits: out (..., hidden[+keys]) from `forward`, frames (..., keys) 0/1 -> (..., keys),
-        the logit of key k given the time state and the frame's keys below k."""
+        the logit of key k given the time state and the keys decided before k in key order `order` (0: the
+        keys below k; 1: the keys above k)."""
         s, prev = self._split(out)
-        v = frames.to(self.W.dtype).unsqueeze(-1)  # (..., keys, 1)
-        contrib = v * self.W  # (..., keys, hn): what each key adds to the hidden pre-activation
-        a = self.to_bh(s).unsqueeze(-2) + torch.cumsum(contrib, -2) - contrib  # exclusive sum: keys j < k
-        logits = self.to_bv(s) + (torch.sigmoid(a) * self.V).sum(-1)
+        nade = self._decoders()[order]
+        if order:  # the same decoder on the keyboard upside down
+            return self._logits(nade, s, None if prev is None else prev.flip(-1), frames.flip(-1)).flip(-1)
+        return self._logits(nade, s, prev, frames)
+
+    def _logits(
+        self, nade: nn.Module, s: torch.Tensor, prev: torch.Tensor | None, frames: torch.Tensor
+    ) -> torch.Tensor:
+        v = frames.to(nade.W.dtype).unsqueeze(-1)  # (..., keys, 1)
+        contrib = v * nade.W  # (..., keys, hn): what each key adds to the hidden pre-activation
+        a = nade.to_bh(s).unsqueeze(-2) + torch.cumsum(contrib, -2) - contrib  # exclusive sum: keys j < k
+        logits = nade.to_bv(s) + (torch.sigmoid(a) * nade.V).sum(-1)
         if prev is None:
             return logits
-        return logits + below(v.squeeze(-1), self.to_below(s)) + around(prev, self.to_prev(s))
+        return logits + below(v.squeeze(-1), nade.to_below(s)) + around(prev, nade.to_prev(s))
 
     def frame_nll(self, s: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Exact -log p(frame | s) in nats: s (batch, time, hidden), frames (batch, time, keys) -> (batch, time)."""
-        logits = self.key_logits(s, frames)
-        return F.binary_cross_entropy_with_logits(logits, frames.to(logits.dtype), reduction="none").sum(-1)
+        """Exact -log p(frame | s) in nats: s (batch, time, hidden), frames (batch, time, keys) -> (batch, time).
+        With two key orders, p is the mean of the two decoders' probabilities."""
+        nlls = []
+        for order in range(self.spec.orders):
+            logits = self.key_logits(s, frames, order)
+            nlls.append(F.binary_cross_entropy_with_logits(logits, frames.to(logits.dtype), reduction="none").sum(-1))
+        if len(nlls) == 1:
+            return nlls[0]
+        return math.log(len(nlls)) - torch.logsumexp(-torch.stack(nlls), 0)
 
     @torch.no_grad()
     def sample_frame(self, s, *, mode="bernoulli", temperature=1.0, threshold=0.5, generator=None):  # types: Model's
         """Draw one frame key by key: s (batch, hidden) -> (batch, keys) 0/1 floats.
 
-        `threshold` mode decides each key by p >= threshold given the keys below it (greedy).
+        `threshold` mode decides each key by p >= threshold given the keys before it (greedy, in the first
+        key order). With two key orders each row draws its frame with one decoder, chosen at random.
         """
         s, prev = self._split(s)
-        a = self.to_bh(s)  # (batch, hn)
-        bv = self.to_bv(s)  # (batch, keys)
+        kw = dict(mode=mode, temperature=temperature, threshold=threshold, generator=generator)
+        frame = self._draw(self, s, prev, **kw)
+        if self.spec.orders == 1 or mode == "threshold":
+            return frame
+        down = self._draw(self.down, s, None if prev is None else prev.flip(-1), **kw).flip(-1)
+        pick = torch.rand(len(frame), generator=generator) < 0.5
+        return torch.where(pick[:, None], down, frame)
+
+    def _draw(self, nade, s, prev, *, mode, temperature, threshold, generator) -> torch.Tensor:
+        """One decoder's frame, keys in index order."""
+        a = nade.to_bh(s)  # (batch, hn)
+        bv = nade.to_bv(s)  # (batch, keys)
         frame = torch.zeros_like(bv)
         span = self.spec.span
         if prev is not None:
-            bv = bv + around(prev, self.to_prev(s))
-            u = self.to_below(s)  # (batch, span): u_1..u_span
+            bv = bv + around(prev, nade.to_prev(s))
+            u = nade.to_below(s)  # (batch, span): u_1..u_span
         for k in range(bv.shape[1]):
-            logit = bv[:, k] + (torch.sigmoid(a) * self.V[k]).sum(-1)  # (batch,)
+            logit = bv[:, k] + (torch.sigmoid(a) * nade.V[k]).sum(-1)  # (batch,)
             if prev is not None and k:
                 d = min(k, span)
                 logit = logit + (frame[:, k - d : k].flip(-1) * u[:, :d]).sum(-1)  # keys k-1 .. k-d
@@ -140,5 +176,18 @@ class EnDeCell(Model):
             else:
                 on = (torch.rand(p.shape, generator=generator) < p).to(p.dtype)
             frame[:, k] = on
-            a = a + on[:, None] * self.W[k]
+            a = a + on[:, None] * nade.W[k]
         return frame
+
+
+def _nade(module: nn.Module, spec: EnDeCellSpec, keys: int) -> None:
+    """Give `module` the parameters of one NADE decoder over `keys` keys, conditioned on the time state."""
+    hn = spec.decoder_hidden
+    module.to_bv = nn.Linear(spec.hidden, keys)  # visible (key) biases from the time state
+    module.to_bh = nn.Linear(spec.hidden, hn)  # NADE hidden biases from the time state
+    nn.init.constant_(module.to_bv.bias, -3.0)  # keys are mostly off
+    module.W = nn.Parameter(torch.randn(keys, hn) * 0.01)  # key j -> hidden: row j is W[:, j] of the formula
+    module.V = nn.Parameter(torch.randn(keys, hn) * 0.01)  # hidden -> key k
+    if spec.span:
+        module.to_below = zero_linear(spec.hidden, spec.span)  # u_1..u_span
+        module.to_prev = zero_linear(spec.hidden, 2 * spec.span + 1)  # q_-span..q_span
