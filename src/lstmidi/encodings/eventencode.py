@@ -66,6 +66,8 @@ class FastEncoder:
             for tpb, bins in tokenizer._tpb_to_time_array.items()
         }
         self.bar = vocab.get("Bar_None", -1)
+        values = [int(token[9:]) for token in vocab if token.startswith("Position_")]
+        self.positions = [vocab.get(f"Position_{k}", -1) for k in range(max(values, default=-1) + 1)]
 
     @staticmethod
     def supports(tokenizer) -> bool:
@@ -160,6 +162,8 @@ class FastEncoder:
         step = self._remi if self.remi else self._tsd
         out: list[int] = []
         step(out, tokens, bounds, seg_time, seg_sig, before, signatures, score.ticks_per_quarter)
+        if -1 in out:
+            raise KeyError("a time token outside the tokenizer's vocabulary")
         return out
 
     # ---- the time tokens ------------------------------------------------------------------------------
@@ -178,17 +182,23 @@ class FastEncoder:
         return covered
 
     def _remi(self, out, tokens, bounds, seg_time, seg_sig, before, signatures, tpq) -> None:
+        vocab, bar_id, rests, greedy, sigs = self.vocab, self.bar, self.rests, self._greedy, self.time_signatures
+        positions = self.positions
         current_bar, bar_at_ts, previous, tick_at_ts, tick_at_bar = -1, 0, -1, 0, 0
         first_sig = next((s for s in seg_sig if s >= 0), -1)
-        num, den = signatures[first_sig] if first_sig >= 0 else (4, 4)
-        beat = self._beat(den, tpq)
-        bar, pos = beat * num, beat // self.positions_per_beat
+
+        def units(num: int, den: int) -> tuple:
+            beat = self._beat(den, tpq)
+            sig_id = vocab[f"TimeSig_{num}/{den}"] if sigs else -1
+            return beat * num, beat // self.positions_per_beat, self.rest.get(beat), sig_id
+
+        bar, pos, rest, sig_id = units(*(signatures[first_sig] if first_sig >= 0 else (4, 4)))
         for s, t in enumerate(seg_time):
             is_sig = seg_sig[s] >= 0
             if t != previous:
-                if self.rests and t - before[s] >= self.rest[beat][0][0]:
+                if rests and t - before[s] >= rest[0][0]:
                     previous = max(before[s], previous)
-                    previous += self._greedy(out, t - previous, self.rest[beat])
+                    previous += greedy(out, t - previous, rest)
                     real = bar_at_ts + (previous - tick_at_ts) // bar
                     if real > current_bar:
                         if current_bar == -1:
@@ -199,18 +209,17 @@ class FastEncoder:
                 for i in range(new):
                     current_bar += 1
                     tick_at_bar = tick_at_ts + (current_bar - bar_at_ts) * bar
-                    out.append(self.bar)
-                    if self.time_signatures and not (is_sig and i + 1 == new):
-                        out.append(self.vocab[f"TimeSig_{num}/{den}"])
+                    out.append(bar_id)
+                    if sigs and not (is_sig and i + 1 == new):
+                        out.append(sig_id)
                 if not is_sig:
-                    out.append(self.vocab[f"Position_{(t - tick_at_bar) // pos}"])
+                    k = (t - tick_at_bar) // pos
+                    out.append(positions[k] if 0 <= k < len(positions) else -1)
                 previous = t
             if is_sig:
                 bar_at_ts += (t - tick_at_ts) // bar
                 tick_at_ts = t
-                num, den = signatures[seg_sig[s]]
-                beat = self._beat(den, tpq)
-                bar, pos = beat * num, beat // self.positions_per_beat
+                bar, pos, rest, sig_id = units(*signatures[seg_sig[s]])
                 previous -= 1
             out.extend(tokens[bounds[s] : bounds[s + 1]])
 
