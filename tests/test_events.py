@@ -367,6 +367,20 @@ def test_fast_encoding_is_miditok_encoding_id_for_id(params):
     assert sum(len(enc.encode(s)) for s in scores) > 5000
 
 
+def test_fast_encoder_refuses_a_score_miditok_did_not_preprocess():
+    enc = events()
+    ready = enc.tokenizer.preprocess_score(enc._prepare(signature_changes_score()))
+    assert enc._fast_encoder.encode(ready) == miditok_encode(enc, signature_changes_score())[1:-1]
+    moved = ready.copy()
+    moved.time_signatures[1].time += ready.ticks_per_quarter  # a beat after the bar line
+    with pytest.raises(ValueError, match="time signature off the bar line"):
+        enc._fast_encoder.encode(moved)
+    loud = ready.copy()
+    loud.tracks[0].notes[0].velocity = 126  # not one of the 16 velocity bins
+    with pytest.raises(KeyError, match="outside the tokenizer's vocabulary"):
+        enc._fast_encoder.encode(loud)
+
+
 def test_decode_stops_at_first_eos_and_skips_bos_pad():
     enc = events()
     ids = enc.encode(make_score([(0, 480, 60), (480, 480, 62)]))

@@ -67,7 +67,8 @@ class FastEncoder:
         }
         self.bar = vocab.get("Bar_None", -1)
         values = [int(token[9:]) for token in vocab if token.startswith("Position_")]
-        self.positions = [vocab.get(f"Position_{k}", -1) for k in range(max(values, default=-1) + 1)]
+        self.positions = np.array([vocab.get(f"Position_{k}", -1) for k in range(max(values, default=0) + 1)])
+        self._memo: dict[tuple[int, int], tuple[list[int], int]] = {}  # (table, ticks) -> _greedy's answer
 
     @staticmethod
     def supports(tokenizer) -> bool:
@@ -154,85 +155,112 @@ class FastEncoder:
         starts = np.concatenate([[0], cut])
         seg_end = np.maximum.reduceat(end, starts)
         before = np.maximum.accumulate(np.concatenate([[0], seg_end[:-1]]))  # previous note end at each segment
-        token_index = np.repeat(first - np.cumsum(np.concatenate([[0], width[:-1]])), width) + np.arange(width.sum())
-        tokens = flat[token_index].tolist()
-        bounds = np.concatenate([[0], np.cumsum(width)])[np.concatenate([starts, [len(time)]])].tolist()
-        seg_time, seg_sig, before = time[starts].tolist(), sig[starts].tolist(), before.tolist()
+        seg_time, seg_sig = time[starts], sig[starts]
         signatures = [(ts.numerator, ts.denominator) for ts in score.time_signatures]
         step = self._remi if self.remi else self._tsd
-        out: list[int] = []
-        step(out, tokens, bounds, seg_time, seg_sig, before, signatures, score.ticks_per_quarter)
-        if -1 in out:
+        time_ids, time_segs = step(seg_time, seg_sig, before, signatures, score.ticks_per_quarter)
+        # each segment's time tokens, then its events' tokens
+        seg_width = np.add.reduceat(width, starts)
+        token_index = np.repeat(first - np.cumsum(np.concatenate([[0], width[:-1]])), width) + np.arange(width.sum())
+        keys = np.concatenate([2 * time_segs, np.repeat(2 * np.arange(len(starts)) + 1, seg_width)])
+        ids = np.concatenate([time_ids, flat[token_index]])[np.argsort(keys, kind="stable")]
+        if (ids < 0).any():
             raise KeyError("a time token outside the tokenizer's vocabulary")
-        return out
+        return ids.tolist()
 
     # ---- the time tokens ------------------------------------------------------------------------------
     def _beat(self, denominator: int, tpq: int) -> int:
         return tpq if denominator == 4 else int(tpq * (4 / denominator))
 
-    def _greedy(self, out: list[int], ticks: int, table: tuple[list[int], list[int]]) -> int:
-        """Append the tokens of `ticks` (largest bin first, as miditok); returns the ticks they cover."""
-        bins, ids = table
-        covered = 0
-        while ticks >= bins[0]:
-            i = next(k for k in range(len(bins) - 1, -1, -1) if bins[k] <= ticks)
-            out.append(ids[i])
-            ticks -= bins[i]
-            covered += bins[i]
-        return covered
+    def _greedy(self, ticks: int, table: tuple[list[int], list[int]]) -> tuple[list[int], int]:
+        """The tokens of `ticks` (largest bin first, as miditok) and the ticks they cover."""
+        key = (id(table), ticks)
+        if key not in self._memo:
+            bins, ids = table
+            out, covered = [], 0
+            while ticks >= bins[0]:
+                i = next(k for k in range(len(bins) - 1, -1, -1) if bins[k] <= ticks)
+                out.append(ids[i])
+                ticks -= bins[i]
+                covered += bins[i]
+            self._memo[key] = (out, covered)
+        return self._memo[key]
 
-    def _remi(self, out, tokens, bounds, seg_time, seg_sig, before, signatures, tpq) -> None:
-        vocab, bar_id, rests, greedy, sigs = self.vocab, self.bar, self.rests, self._greedy, self.time_signatures
-        positions = self.positions
-        current_bar, bar_at_ts, previous, tick_at_ts, tick_at_bar = -1, 0, -1, 0, 0
-        first_sig = next((s for s in seg_sig if s >= 0), -1)
+    def _remi(self, seg_time, seg_sig, before, signatures, tpq) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, segment of each) of REMI's time tokens: Rest, Bar (then TimeSig), Position.
 
-        def units(num: int, den: int) -> tuple:
+        miditok walks the events one by one; here each stretch between time signatures (a section, ending
+        with the time signature's own segment, which still counts in the old units) is done at once. In a
+        section, after any segment the current bar is the bar of its tick, so a segment's new bars are its
+        bar index less the previous segment's (or less the bar a rest before it reached: the bars a rest
+        crosses get no Bar token); only segments with a rest go through Python.
+        """
+        rest_ids, rest_segs = [], []
+        ids, segs = [], []  # per section: its Bar (and TimeSig) tokens, then its Position tokens
+        ends = np.flatnonzero(seg_sig >= 0).tolist()
+        if not ends or ends[-1] != len(seg_time) - 1:
+            ends.append(len(seg_time) - 1)
+        first_sig = ends[0] if seg_sig[ends[0]] >= 0 else -1
+        num, den = signatures[seg_sig[first_sig]] if first_sig >= 0 else (4, 4)
+        current_bar, bar_at_ts, tick_at_ts, a = -1, 0, 0, 0
+        for e in ends:
             beat = self._beat(den, tpq)
-            sig_id = vocab[f"TimeSig_{num}/{den}"] if sigs else -1
-            return beat * num, beat // self.positions_per_beat, self.rest.get(beat), sig_id
+            bar, pos = beat * num, beat // self.positions_per_beat
+            t, idx = seg_time[a : e + 1], np.arange(a, e + 1)
+            bar_of = bar_at_ts + (t - tick_at_ts) // bar  # the bar of each segment's tick
+            cb = np.concatenate([[current_bar], bar_of[:-1]])  # the current bar before each segment
+            if self.rests:
+                rest = self.rest[beat]
+                for s in np.flatnonzero(t - before[a : e + 1] >= rest[0][0]).tolist():
+                    start = int(before[a + s])  # miditok's max(note end, previous tick): every event counts its tick
+                    tokens, covered = self._greedy(int(t[s]) - start, rest)
+                    rest_ids += tokens
+                    rest_segs += [a + s] * len(tokens)
+                    cb[s] = max(cb[s], bar_at_ts + (start + covered - tick_at_ts) // bar)
+            new = bar_of - cb
+            is_sig = seg_sig[a : e + 1] >= 0
+            count = new * (2 if self.time_signatures else 1) - (self.time_signatures & is_sig & (new > 0))
+            seg = np.repeat(idx, count)
+            within = np.arange(len(seg)) - np.repeat(np.cumsum(count) - count, count)
+            sig_id = self.vocab[f"TimeSig_{num}/{den}"] if self.time_signatures else -1
+            ids.append(
+                np.where(within % 2 == 1, sig_id, self.bar) if self.time_signatures else np.full(len(seg), self.bar)
+            )
+            segs.append(seg)
+            tick_at_bar = tick_at_ts + (bar_of - bar_at_ts) * bar  # where each segment's bar starts
+            k = (t - tick_at_bar) // pos
+            plain = ~is_sig
+            known = (k >= 0) & (k < len(self.positions))
+            ids.append(np.where(known, self.positions[np.clip(k, 0, len(self.positions) - 1)], -1)[plain])
+            segs.append(idx[plain])
+            current_bar = int(bar_of[-1])
+            if is_sig[-1]:
+                if tick_at_bar[-1] != t[-1]:
+                    raise ValueError("a time signature off the bar line: not a score from miditok's preprocess_score")
+                bar_at_ts, tick_at_ts = int(bar_of[-1]), int(t[-1])
+                num, den = signatures[seg_sig[e]]
+            a = e + 1
+        rests = (np.array(rest_ids, np.int64), np.array(rest_segs, np.int64))
+        ids, segs = np.concatenate([rests[0], *ids]), np.concatenate([rests[1], *segs])
+        order = np.argsort(segs, kind="stable")  # a segment's rest, then its bars, then its position
+        return ids[order], segs[order]
 
-        bar, pos, rest, sig_id = units(*(signatures[first_sig] if first_sig >= 0 else (4, 4)))
-        for s, t in enumerate(seg_time):
-            is_sig = seg_sig[s] >= 0
-            if t != previous:
-                if rests and t - before[s] >= rest[0][0]:
-                    previous = max(before[s], previous)
-                    previous += greedy(out, t - previous, rest)
-                    real = bar_at_ts + (previous - tick_at_ts) // bar
-                    if real > current_bar:
-                        if current_bar == -1:
-                            current_bar = 0
-                        tick_at_bar += (real - current_bar) * bar
-                        current_bar = real
-                new = bar_at_ts + (t - tick_at_ts) // bar - current_bar
-                for i in range(new):
-                    current_bar += 1
-                    tick_at_bar = tick_at_ts + (current_bar - bar_at_ts) * bar
-                    out.append(bar_id)
-                    if sigs and not (is_sig and i + 1 == new):
-                        out.append(sig_id)
-                if not is_sig:
-                    k = (t - tick_at_bar) // pos
-                    out.append(positions[k] if 0 <= k < len(positions) else -1)
-                previous = t
-            if is_sig:
-                bar_at_ts += (t - tick_at_ts) // bar
-                tick_at_ts = t
-                bar, pos, rest, sig_id = units(*signatures[seg_sig[s]])
-                previous -= 1
-            out.extend(tokens[bounds[s] : bounds[s + 1]])
-
-    def _tsd(self, out, tokens, bounds, seg_time, seg_sig, before, signatures, tpq) -> None:
+    def _tsd(self, seg_time, seg_sig, before, signatures, tpq) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, segment of each) of TSD's time tokens: Rest, then TimeShift."""
+        ids, segs = [], []
         previous, beat = 0, self._beat(4, tpq)
-        for s, t in enumerate(seg_time):
+        for s, (t, sig, end) in enumerate(zip(seg_time.tolist(), seg_sig.tolist(), before.tolist())):
             if t != previous:
-                if self.rests and t - before[s] >= self.rest[beat][0][0]:
-                    previous = max(before[s], previous)
-                    previous += self._greedy(out, t - previous, self.rest[beat])
+                if self.rests and t - end >= self.rest[beat][0][0]:
+                    previous = end  # miditok's max(note end, previous tick): every event counts its tick
+                    tokens, covered = self._greedy(t - previous, self.rest[beat])
+                    ids += tokens
+                    previous += covered
                 if t != previous:
-                    previous += self._greedy(out, t - previous, self.shift[beat])
+                    tokens, _ = self._greedy(t - previous, self.shift[beat])
+                    ids += tokens
+                segs += [s] * (len(ids) - len(segs))
                 previous = t
-            if seg_sig[s] >= 0:
-                beat = self._beat(signatures[seg_sig[s]][1], tpq)
-            out.extend(tokens[bounds[s] : bounds[s + 1]])
+            if sig >= 0:
+                beat = self._beat(signatures[sig][1], tpq)
+        return np.array(ids, np.int64), np.array(segs, np.int64)
