@@ -281,27 +281,41 @@ def miditok_decode(enc, ids) -> Score:
     return enc.tokenizer.decode(seq if enc.params.programs else [seq])
 
 
-def signature_changes_score() -> Score:
-    """Time signatures 3/4 -> 6/8 -> 2/4 -> 12/8, tempo changes, notes over the bar lines and a silence."""
-    score = Score(480)
-    for time, num, den in [(0, 3, 4), (1440, 6, 8), (2880, 2, 4), (3840, 12, 8)]:
+def one_track_score(tpq: int, signatures, tempos, notes) -> Score:
+    """A piano score: (tick, numerator, denominator) time signatures, (tick, qpm) tempos, (start, duration,
+    pitch) notes at velocity 70."""
+    score = Score(tpq)
+    for time, num, den in signatures:
         score.time_signatures.append(TimeSignature(time, num, den))
-    for time, qpm in [(0, 80), (1440, 132), (3000, 60)]:
+    for time, qpm in tempos:
         score.tempos.append(Tempo(time, qpm=qpm))
     track = Track(name="t", program=0, is_drum=False)
-    for start, dur, pitch in [(0, 700, 60), (400, 1500, 64), (1300, 250, 67), (2000, 80, 71), (4800, 960, 55)]:
+    for start, dur, pitch in notes:
         track.notes.append(Note(start, dur, pitch, 70))
     score.tracks.append(track)
     return score
 
 
-@pytest.mark.parametrize(
-    "params",
+def signature_changes_score() -> Score:
+    """Time signatures 3/4 -> 6/8 -> 2/4 -> 12/8, tempo changes, notes over the bar lines and a silence."""
+    return one_track_score(
+        480,
+        [(0, 3, 4), (1440, 6, 8), (2880, 2, 4), (3840, 12, 8)],
+        [(0, 80), (1440, 132), (3000, 60)],
+        [(0, 700, 60), (400, 1500, 64), (1300, 250, 67), (2000, 80, 71), (4800, 960, 55)],
+    )
+
+
+# REMI and TSD settings that the fast decoder and encoder are checked against miditok with
+FAST_SETTINGS = (
     [{"tokenizer": t, "programs": p, "drums": p} for t in ("REMI", "TSD") for p in (False, True)]
     + [{"tokenizer": t, "velocities": False, "programs": True} for t in ("REMI", "TSD")]
     + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "rests": False, "steps_per_quarter": 4}]
-    + [{"tokenizer": "TSD", "time_signatures": False, "steps_per_quarter": 6}],
+    + [{"tokenizer": "TSD", "time_signatures": False, "steps_per_quarter": 6}]
 )
+
+
+@pytest.mark.parametrize("params", FAST_SETTINGS)
 def test_fast_decoding_is_miditok_decoding_score_for_score(params):
     """REMI and TSD decode with lstmidi's FastDecoder: the same Score as miditok's, for real pieces (bundled
     chorales and quartets, hand-built ones with several instruments and time signature changes), pieces the
@@ -331,25 +345,15 @@ def miditok_encode(enc, score) -> list[int]:
 def rests_and_pickup_score() -> Score:
     """A pickup, long and short silences, a note held over several bars, tempo changes between notes and
     a 6/8 bar that starts off the beat grid of 4/4."""
-    score = Score(96)
-    for time, num, den in [(0, 4, 4), (96 * 9, 6, 8), (96 * 12, 3, 4)]:
-        score.time_signatures.append(TimeSignature(time, num, den))
-    for time, qpm in [(0, 72), (250, 140), (96 * 9, 50)]:
-        score.tempos.append(Tempo(time, qpm=qpm))
-    track = Track(name="t", program=0, is_drum=False)
-    for start, dur, pitch in [(72, 24, 60), (96, 96 * 5, 48), (700, 10, 62), (96 * 9 + 48, 48, 64), (2000, 300, 65)]:
-        track.notes.append(Note(start, dur, pitch, 70))
-    score.tracks.append(track)
-    return score
+    return one_track_score(
+        96,
+        [(0, 4, 4), (96 * 9, 6, 8), (96 * 12, 3, 4)],
+        [(0, 72), (250, 140), (96 * 9, 50)],
+        [(72, 24, 60), (96, 96 * 5, 48), (700, 10, 62), (96 * 9 + 48, 48, 64), (2000, 300, 65)],
+    )
 
 
-@pytest.mark.parametrize(
-    "params",
-    [{"tokenizer": t, "programs": p, "drums": p} for t in ("REMI", "TSD") for p in (False, True)]
-    + [{"tokenizer": t, "velocities": False, "programs": True} for t in ("REMI", "TSD")]
-    + [{"tokenizer": "REMI", "time_signatures": False, "tempos": False, "rests": False, "steps_per_quarter": 4}]
-    + [{"tokenizer": "TSD", "time_signatures": False, "steps_per_quarter": 6}],
-)
+@pytest.mark.parametrize("params", FAST_SETTINGS)
 def test_fast_encoding_is_miditok_encoding_id_for_id(params):
     """REMI and TSD encode with lstmidi's FastEncoder: the same ids as miditok's own tokenization, for real
     pieces (bundled chorales and quartets), hand-built ones (several instruments, time signature changes,

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 from scipy.io import savemat
+from torch.nn import functional as F
 
 from lstmidi.cli import main
 from lstmidi.config import load_preset
@@ -109,18 +109,24 @@ def test_a_mixture_scores_each_frame_by_the_mean_of_the_models_probabilities():
     assert ensemble_nll([endecell, a], [piece]) == pytest.approx(want / 2, rel=1e-5)
 
 
-@pytest.mark.parametrize("span, orders", [(0, 1), (2, 1), (2, 2)])
-def test_endecell_joint_probabilities_sum_to_one(span, orders):
+def random_endecell(keys: int, **spec) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A small endecell over `keys` keys with weights drawn from N(0, 1), and all 2^keys frames."""
     torch.manual_seed(0)
-    keys = 5
     model = build_model(
-        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3, "span": span, "orders": orders},
+        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3, **spec},
         {"input_size": keys, "output_size": keys},
     ).eval()
-    frames = torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))  # all 2^k frames
     with torch.no_grad():
         for p in model.parameters():
             p.normal_()
+    return model, torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))
+
+
+@pytest.mark.parametrize("span, orders", [(0, 1), (2, 1), (2, 2)])
+def test_endecell_joint_probabilities_sum_to_one(span, orders):
+    keys = 5
+    model, frames = random_endecell(keys, span=span, orders=orders)
+    with torch.no_grad():
         s, _ = model(torch.rand(1, 3, keys).round())
         nll = [model.frame_nll(s[:, t].expand(len(frames), -1)[:, None], frames[:, None])[:, 0] for t in range(3)]
     for t in range(3):
@@ -141,16 +147,8 @@ def test_endecell_samples_follow_the_joint_distribution():
 
 
 def test_endecell_with_two_key_orders_scores_and_samples_the_mean_of_the_two_decoders():
-    torch.manual_seed(0)
-    keys = 3
-    model = build_model(
-        {"name": "endecell", "embed": 8, "hidden": 8, "decoder_hidden": 3, "span": 2, "orders": 2},
-        {"input_size": keys, "output_size": keys},
-    ).eval()
-    frames = torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))  # all 2^k frames
+    model, frames = random_endecell(3, span=2, orders=2)
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_()
         s, _ = model(torch.tensor([[[1.0, 0.0, 1.0]]]))
         at = s[:, 0].expand(len(frames), -1)
         p = torch.exp(-model.frame_nll(at[:, None], frames[:, None])[:, 0])
