@@ -122,10 +122,10 @@ def random_endecell(keys: int, **spec) -> tuple[torch.nn.Module, torch.Tensor]:
     return model, torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))
 
 
-@pytest.mark.parametrize("span, orders", [(0, 1), (2, 1), (2, 2)])
-def test_endecell_joint_probabilities_sum_to_one(span, orders):
+@pytest.mark.parametrize("span, decoders", [(0, 1), (2, 1), (2, 3)])
+def test_endecell_joint_probabilities_sum_to_one(span, decoders):
     keys = 5
-    model, frames = random_endecell(keys, span=span, orders=orders)
+    model, frames = random_endecell(keys, span=span, decoders=decoders)
     with torch.no_grad():
         s, _ = model(torch.rand(1, 3, keys).round())
         nll = [model.frame_nll(s[:, t].expand(len(frames), -1)[:, None], frames[:, None])[:, 0] for t in range(3)]
@@ -146,19 +146,23 @@ def test_endecell_samples_follow_the_joint_distribution():
     assert greedy.tolist() == [[1.0, 1.0]]  # sig(1) > 0.5, then sig(-2 + 4 sig(6)) > 0.5
 
 
-def test_endecell_with_two_key_orders_scores_and_samples_the_mean_of_the_two_decoders():
-    model, frames = random_endecell(3, span=2, orders=2)
+def test_endecell_with_several_decoders_scores_and_samples_their_mixture():
+    """Three decoders (up, down, up) mixed by weights from the time state: each decoder is a distribution
+    over the frames, the model's probability is their weighted sum, and samples follow it."""
+    model, frames = random_endecell(3, span=2, decoders=3)
     with torch.no_grad():
         s, _ = model(torch.tensor([[[1.0, 0.0, 1.0]]]))
         at = s[:, 0].expand(len(frames), -1)
         p = torch.exp(-model.frame_nll(at[:, None], frames[:, None])[:, 0])
         each = []
-        for order in (0, 1):  # each decoder alone is a distribution over the frames, and they differ
-            logits = model.key_logits(at, frames, order)
+        for i in range(3):
+            logits = model.key_logits(at, frames, i)
             each.append(torch.exp(-F.binary_cross_entropy_with_logits(logits, frames, reduction="none").sum(-1)))
             assert float(each[-1].sum()) == pytest.approx(1.0, abs=1e-5)
         assert not torch.allclose(each[0], each[1], atol=1e-3)
-        torch.testing.assert_close(p, (each[0] + each[1]) / 2)
+        weights = model.mixture_weights(s[:, 0]).exp()[0]  # (3,)
+        assert float(weights.sum()) == pytest.approx(1.0) and float(weights.max() - weights.min()) > 0.05
+        torch.testing.assert_close(p, sum(w * e for w, e in zip(weights, each)))
         drawn = model.sample_frame(s[:, 0].expand(40000, -1), generator=torch.Generator().manual_seed(0))
     counts = (drawn @ torch.tensor([4.0, 2.0, 1.0])).long().bincount(minlength=8) / len(drawn)
     torch.testing.assert_close(counts, p.float(), atol=0.01, rtol=0)

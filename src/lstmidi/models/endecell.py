@@ -27,13 +27,12 @@ sampling look for these two methods).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from ..processors import draw
 from .base import Model, ModelSpec, State
 from .steplstm import LSTM
 from .tied import around, below, zero_linear
@@ -52,13 +51,13 @@ class EnDeCellSpec(ModelSpec):
         "frames to predict are kept whole): the model cannot lean on copying the previous chord",
     )
     decoder_hidden: int = Field(64, ge=1, description="hidden units of the key-by-key NADE decoder")
-    orders: int = Field(
+    decoders: int = Field(
         1,
         ge=1,
-        le=2,
-        description="NADE key orders: 1 = lowest key first; 2 = also a second decoder that goes from the highest key "
-        "down, and each frame's probability is the mean of the two (an exact mixture; sampling draws each frame "
-        "with one of them, at random)",
+        le=4,
+        description="NADE decoders: the first goes from the lowest key up, the second from the highest key down, "
+        "the third up, the fourth down; a frame's probability is their mixture, with weights from the time "
+        "state (exact; sampling draws each frame with one decoder, chosen by those weights)",
     )
     span: int = Field(
         0,
@@ -81,9 +80,11 @@ class EnDeCell(Model):
         )
         self.drop = nn.Dropout(spec.dropout)
         _nade(self, spec, keys)
-        if spec.orders == 2:
-            self.down = nn.Module()  # the second order's decoder, on the keyboard turned upside down
-            _nade(self.down, spec, keys)
+        if spec.decoders > 1:
+            self.more = nn.ModuleList(nn.Module() for _ in range(spec.decoders - 1))  # decoders 2, 3, ...
+            for nade in self.more:
+                _nade(nade, spec, keys)
+            self.to_mix = zero_linear(spec.hidden, spec.decoders)  # mixture weights: equal at the start
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """x: (batch, time, input_size) frames -> time state s (batch, time, hidden), new LSTM state.
@@ -105,16 +106,17 @@ class EnDeCell(Model):
         return (out[..., :h], out[..., h:]) if self.spec.span else (out, None)
 
     def _decoders(self) -> list[nn.Module]:
-        """The NADE decoder of each key order: lowest key first, then (orders 2) highest key first."""
-        return [self, self.down] if self.spec.orders == 2 else [self]
+        """The NADE decoders: decoder i goes from the lowest key up when i is even, from the highest down
+        when i is odd (the same kind of decoder on the keyboard turned upside down)."""
+        return [self, *self.more] if self.spec.decoders > 1 else [self]
 
-    def key_logits(self, out: torch.Tensor, frames: torch.Tensor, order: int = 0) -> torch.Tensor:
+    def key_logits(self, out: torch.Tensor, frames: torch.Tensor, decoder: int = 0) -> torch.Tensor:
         """Teacher-forced logits: out (..., hidden[+keys]) from `forward`, frames (..., keys) 0/1 -> (..., keys),
-        the logit of key k given the time state and the keys decided before k in key order `order` (0: the
-        keys below k; 1: the keys above k)."""
+        the logit of key k given the time state and the keys that `decoder` decides before k (the keys
+        below k for an even decoder, above k for an odd one)."""
         s, prev = self._split(out)
-        nade = self._decoders()[order]
-        if order:  # the same decoder on the keyboard upside down
+        nade = self._decoders()[decoder]
+        if decoder % 2:
             return self._logits(nade, s, None if prev is None else prev.flip(-1), frames.flip(-1)).flip(-1)
         return self._logits(nade, s, prev, frames)
 
@@ -129,32 +131,47 @@ class EnDeCell(Model):
             return logits
         return logits + below(v.squeeze(-1), nade.to_below(s)) + around(prev, nade.to_prev(s))
 
+    def mixture_weights(self, out: torch.Tensor) -> torch.Tensor:
+        """(..., decoders) log weights of the decoders given the time state (log 1 with one decoder)."""
+        s, _ = self._split(out)
+        if self.spec.decoders == 1:
+            return s.new_zeros(*s.shape[:-1], 1)
+        return torch.log_softmax(self.to_mix(s), -1)
+
     def frame_nll(self, s: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Exact -log p(frame | s) in nats: s (batch, time, hidden), frames (batch, time, keys) -> (batch, time).
-        With two key orders, p is the mean of the two decoders' probabilities."""
+        With several decoders p is their mixture: sum_i w_i(s) p_i(frame | s)."""
         nlls = []
-        for order in range(self.spec.orders):
-            logits = self.key_logits(s, frames, order)
+        for i in range(self.spec.decoders):
+            logits = self.key_logits(s, frames, i)
             nlls.append(F.binary_cross_entropy_with_logits(logits, frames.to(logits.dtype), reduction="none").sum(-1))
         if len(nlls) == 1:
             return nlls[0]
-        return math.log(len(nlls)) - torch.logsumexp(-torch.stack(nlls), 0)
+        return -torch.logsumexp(self.mixture_weights(s) - torch.stack(nlls, -1), -1)
 
     @torch.no_grad()
     def sample_frame(self, s, *, mode="bernoulli", temperature=1.0, threshold=0.5, generator=None):  # types: Model's
         """Draw one frame key by key: s (batch, hidden) -> (batch, keys) 0/1 floats.
 
-        `threshold` mode decides each key by p >= threshold given the keys before it (greedy, in the first
-        key order). With two key orders each row draws its frame with one decoder, chosen at random.
+        `threshold` mode decides each key by p >= threshold given the keys before it (greedy, with the first
+        decoder). With several decoders each row first draws its decoder by the mixture weights.
         """
+        weights = self.mixture_weights(s).exp()
         s, prev = self._split(s)
         kw = dict(mode=mode, temperature=temperature, threshold=threshold, generator=generator)
-        frame = self._draw(self, s, prev, **kw)
-        if self.spec.orders == 1 or mode == "threshold":
-            return frame
-        down = self._draw(self.down, s, None if prev is None else prev.flip(-1), **kw).flip(-1)
-        pick = torch.rand(len(frame), generator=generator) < 0.5
-        return torch.where(pick[:, None], down, frame)
+        if self.spec.decoders == 1 or mode == "threshold":
+            return self._draw(self, s, prev, **kw)
+        which = draw(weights, generator)  # (batch,) the decoder of each row
+        frame = torch.zeros(len(s), self.to_bv.out_features, dtype=s.dtype)
+        for i, nade in enumerate(self._decoders()):
+            rows = which == i
+            if not rows.any():
+                continue
+            if i % 2:
+                frame[rows] = self._draw(nade, s[rows], None if prev is None else prev[rows].flip(-1), **kw).flip(-1)
+            else:
+                frame[rows] = self._draw(nade, s[rows], None if prev is None else prev[rows], **kw)
+        return frame
 
     def _draw(self, nade, s, prev, *, mode, temperature, threshold, generator) -> torch.Tensor:
         """One decoder's frame, keys in index order."""
