@@ -164,6 +164,9 @@ def test_endecell_with_several_decoders_scores_and_samples_their_mixture():
         assert float(weights.sum()) == pytest.approx(1.0) and float(weights.max() - weights.min()) > 0.05
         torch.testing.assert_close(p, sum(w * e for w, e in zip(weights, each)))
         drawn = model.sample_frame(s[:, 0].expand(40000, -1), generator=torch.Generator().manual_seed(0))
+        greedy = model.sample_frame(s[:, 0], mode="threshold")  # key by key, by the heaviest decoder
+        heaviest = int(weights.argmax())
+        assert torch.equal((torch.sigmoid(model.key_logits(s[:, 0], greedy, heaviest)) >= 0.5).float(), greedy)
     counts = (drawn @ torch.tensor([4.0, 2.0, 1.0])).long().bincount(minlength=8) / len(drawn)
     torch.testing.assert_close(counts, p.float(), atol=0.01, rtol=0)
 
