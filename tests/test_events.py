@@ -371,6 +371,17 @@ def test_fast_encoding_is_miditok_encoding_id_for_id(params):
     assert sum(len(enc.encode(s)) for s in scores) > 5000
 
 
+def test_fast_encoding_of_every_bundled_file_with_the_default_preset_is_miditoks():
+    from lstmidi.config import load_preset
+    from lstmidi.corpus import bundled_corpus
+
+    enc = build_encoding(load_preset("flagship").encoding)
+    files = sorted(bundled_corpus("bach").glob("*.mid")) + sorted(bundled_corpus("quartets").glob("*.mid"))
+    assert len(files) > 400
+    for f in files:
+        assert enc.encode(Score(f)).tolist() == miditok_encode(enc, Score(f)), f.name
+
+
 def test_fast_encoder_refuses_a_score_miditok_did_not_preprocess():
     enc = events()
     ready = enc.tokenizer.preprocess_score(enc._prepare(signature_changes_score()))
