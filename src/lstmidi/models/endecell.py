@@ -63,10 +63,10 @@ class EnDeCellSpec(ModelSpec):
     decoders: int = Field(
         1,
         ge=1,
-        le=4,
-        description="NADE decoders: the first goes from the lowest key up, the second from the highest key down, "
-        "the third up, the fourth down; a frame's probability is their mixture, with weights from the time "
-        "state (exact; sampling draws each frame with one decoder, chosen by those weights)",
+        le=8,
+        description="NADE decoders, alternately going up the keyboard from the lowest key and down from the "
+        "highest; a frame's probability is their mixture, with weights from the time state (exact; sampling "
+        "draws each frame with one decoder, chosen by those weights)",
     )
     span: int = Field(
         0,
