@@ -163,24 +163,33 @@ class EnDeCell(Model):
         """Draw one frame key by key: s (batch, hidden) -> (batch, keys) 0/1 floats.
 
         `threshold` mode decides each key by p >= threshold given the keys before it (greedy). With several
-        decoders each row first draws its decoder by the mixture weights (`threshold`: takes the heaviest).
+        decoders each row draws its decoder by the mixture weights; `threshold` mode decodes greedily with
+        every decoder and keeps the frame the mixture finds most probable.
         """
-        weights = self.mixture_weights(s).exp()
-        s, prev = self._split(s)
         kw = dict(mode=mode, temperature=temperature, threshold=threshold, generator=generator)
         if self.spec.decoders == 1:
-            return self._draw(self, s, prev, **kw)
-        which = weights.argmax(-1) if mode == "threshold" else draw(weights, generator)  # (batch,) each row's decoder
+            return self._decode(0, s, **kw)
+        if mode == "threshold":
+            frames = torch.stack(
+                [self._decode(i, s, **kw) for i in range(self.spec.decoders)]
+            )  # (decoders, batch, keys)
+            best = torch.stack([self.frame_nll(s, f) for f in frames]).argmin(0)  # (batch,)
+            return frames[best, torch.arange(len(s))]
+        which = draw(self.mixture_weights(s).exp(), generator)  # (batch,) each row's decoder
         frame = torch.zeros(len(s), self.to_bv.out_features, dtype=s.dtype)
-        for i, nade in enumerate(self._decoders()):
+        for i in range(self.spec.decoders):
             rows = which == i
-            if not rows.any():
-                continue
-            if i % 2:
-                frame[rows] = self._draw(nade, s[rows], None if prev is None else prev[rows].flip(-1), **kw).flip(-1)
-            else:
-                frame[rows] = self._draw(nade, s[rows], None if prev is None else prev[rows], **kw)
+            if rows.any():
+                frame[rows] = self._decode(i, s[rows], **kw)
         return frame
+
+    def _decode(self, decoder: int, out: torch.Tensor, **kw) -> torch.Tensor:
+        """Decoder `decoder`'s frame for `forward` outputs `out` (batch, hidden[+keys]), keys in index order."""
+        s, prev = self._split(out)
+        nade = self._decoders()[decoder]
+        if decoder % 2:  # on the keyboard upside down
+            return self._draw(nade, s, None if prev is None else prev.flip(-1), **kw).flip(-1)
+        return self._draw(nade, s, prev, **kw)
 
     def _draw(self, nade, s, prev, *, mode, temperature, threshold, generator) -> torch.Tensor:
         """One decoder's frame, keys in index order."""
