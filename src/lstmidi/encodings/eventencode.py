@@ -7,9 +7,9 @@ same ids the way `_score_to_tokens` orders them:
 
 - the events: time signatures, then tempos, then each track's notes in the score's order, each note as
   [Program] Pitch [Velocity] Duration, all from lookup tables; a stable sort by tick (miditok's);
-- the time tokens, in one pass over the segments of equal tick (a time signature is a segment of its
-  own, as miditok re-enters its time logic after one): REMI adds Rest, Bar, TimeSig after a Bar and
-  Position; TSD adds Rest and TimeShift (`_add_time_events` of each).
+- the time tokens between the segments of equal tick (a time signature is a segment of its own, as
+  miditok re-enters its time logic after one): REMI adds Rest, Bar, TimeSig after a Bar and Position, a
+  whole time-signature section at once; TSD adds Rest and TimeShift (`_add_time_events` of each).
 
 MIDI-Like and other options (chords, pedals, pitch intervals, program changes) are not handled: `supports`
 says which tokenizers this covers. `tests/test_events.py` checks the ids against miditok's, id for id.
@@ -79,15 +79,16 @@ class FastEncoder:
             and not (cfg.use_pitch_intervals or cfg.program_changes or cfg.use_key_signatures)
             and not tokenizer.attribute_controls
             and not tokenizer.is_trained
-            and tokenizer.config.additional_params.get("max_bar_embedding") is None
-            and not tokenizer.config.additional_params.get("use_bar_end_tokens")
-            and not tokenizer.config.additional_params.get("add_trailing_bars")
+            and cfg.additional_params.get("max_bar_embedding") is None
+            and not cfg.additional_params.get("use_bar_end_tokens")
+            and not cfg.additional_params.get("add_trailing_bars")
         )
 
     # ---- the events ---------------------------------------------------------------------------------
-    def _events(self, score: ScoreTick) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
-        """(ticks, note-end contribution, token rows, time-signature index or -1) of every event, in
-        miditok's order before its sort."""
+    def _events(self, score: ScoreTick) -> tuple[list[np.ndarray], ...]:
+        """Arrays per group of events (each time signature, each tempo, each track's notes), in miditok's
+        order before its sort: (ticks, note ends (a global event: its tick), token ids (a note: one row of
+        its tokens), time-signature index or -1)."""
         times, rows, sigs = [], [], []
         if self.time_signatures:
             for i, ts in enumerate(score.time_signatures):
@@ -176,6 +177,8 @@ class FastEncoder:
         """The tokens of `ticks` (largest bin first, as miditok) and the ticks they cover."""
         key = (id(table), ticks)
         if key not in self._memo:
+            if len(self._memo) > 1 << 16:
+                self._memo.clear()  # a few distinct lengths are usual; a hostile file must not grow this forever
             bins, ids = table
             out, covered = [], 0
             while ticks >= bins[0]:
