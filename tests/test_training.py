@@ -161,6 +161,13 @@ def test_step_limit_stops_cleanly_after_exactly_that_many_steps(tmp_path, corpus
     assert history[-1]["step"] == 7 and result.epochs == history[-1]["epoch"]
 
 
+def test_a_step_limit_before_the_first_validation_still_writes_the_model_with_early_stopping(tmp_path, corpus_dir):
+    result = train(
+        tiny(extra=["train.max_steps=1", "train.early_stop=3"]), [corpus_dir], tmp_path / "run", progress=False
+    )
+    assert load_model(result.model_path).config["history"][-1]["step"] == 1
+
+
 def test_time_limit_stops_cleanly_and_writes_the_model(tmp_path, corpus_dir):
     result = train(
         tiny(epochs=10_000, extra=["train.max_minutes=0.05"]), [corpus_dir], tmp_path / "run", progress=False

@@ -454,7 +454,13 @@ def train(
         if os.environ.get("LSTMIDI_SHARD_LOG"):
             callbacks.append(ShardLog(train_loader, os.environ["LSTMIDI_SHARD_LOG"]))
         if cfg.early_stop:
-            callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.early_stop, mode="min"))
+            # checked after each validation only: a run that --max-steps or --max-minutes ends before its first
+            # validation has no val_loss yet, and must still write its model file
+            callbacks.append(
+                L.pytorch.callbacks.EarlyStopping(
+                    "val_loss", patience=cfg.early_stop, mode="min", check_on_train_epoch_end=False
+                )
+            )
         if cfg.sample_every:
             callbacks.append(SampleWriter(out / "samples", encoding, preset, valid, cfg.sample_every))
         trainer = make_trainer(
