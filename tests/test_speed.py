@@ -64,6 +64,18 @@ def test_benchmark_speed_cli_writes_json_and_markdown(tmp_path):
     assert "training 2 x 512" in out and "Kept." in doc.read_text() and "### train" in doc.read_text()
 
 
+def test_generate_suite_measures_the_batch_gain_from_alternating_pairs(tmp_path):
+    run(["benchmark", "speed", "--suite", "generate", "--quick", "--json", tmp_path / "speed.json"])
+    result = json.loads((tmp_path / "speed.json").read_text())
+    rows = {r["name"]: r for r in result["rows"]}
+    one, four = rows["3-s pieces with grammar and ending, batch 1"], rows["3-s pieces with grammar and ending, batch 4"]
+    assert one["value"] > 0 and four["value"] > 0 and "median of 3 alternating pairs" in four["note"]
+    [gain] = [t for t in result["targets"] if t["target"] == "batch 32 vs batch 1, notes/s"]
+    assert gain["measured"] > 0 and f"{gain['measured']:.1f}x batch 1" in four["note"]
+    [cli] = [t for t in result["targets"] if t["target"].startswith("30 s of music")]
+    assert cli["measured"] > 0
+
+
 def test_unknown_suite_is_named(monkeypatch, capsys):
     code, err = run_main(["benchmark", "speed", "--suite", "ingset"], monkeypatch, capsys)
     assert code == 1 and "unknown suite(s) ingset" in err and "ingest" in err
