@@ -161,6 +161,9 @@ def test_step_limit_stops_cleanly_after_exactly_that_many_steps(tmp_path, corpus
     assert history[-1]["step"] == 7 and result.epochs == history[-1]["epoch"]
 
 
+@pytest.mark.filterwarnings(
+    "ignore:`ModelCheckpoint\\(monitor='val_loss'\\)` could not find"
+)  # no validation yet: expected
 def test_a_step_limit_before_the_first_validation_still_writes_the_model_with_early_stopping(tmp_path, corpus_dir):
     result = train(
         tiny(extra=["train.max_steps=1", "train.early_stop=3"]), [corpus_dir], tmp_path / "run", progress=False
