@@ -23,10 +23,11 @@ from symusic.core import ScoreTick
 
 class FastEncoder:
     def __init__(self, tokenizer) -> None:
-        from miditok.utils import get_score_ticks_per_beat
+        from miditok.utils import compute_ticks_per_beat, get_score_ticks_per_beat
 
-        self.tok, cfg, vocab = tokenizer, tokenizer.config, tokenizer.vocab
-        self._ticks_per_beat = get_score_ticks_per_beat
+        cfg, vocab = tokenizer.config, tokenizer.vocab
+        self.time_division = tokenizer.time_division
+        self._sections, self._beat = get_score_ticks_per_beat, compute_ticks_per_beat  # miditok's own rules
         self.remi = type(tokenizer).__name__ == "REMI"
         self.programs = cfg.use_programs
         self.velocities = cfg.use_velocities
@@ -54,17 +55,12 @@ class FastEncoder:
             for ticks, value in ticks_to_value.items():
                 ids[ticks] = vocab[f"Duration_{value}"]
             self.duration[tpb] = ids
-        joined = [".".join(map(str, v)) for v in tokenizer.rests] if self.rests else []
-        self.rest = (
-            {tpb: (bins.tolist(), table("Rest", joined).tolist()) for tpb, bins in tokenizer._tpb_to_rest_array.items()}
-            if self.rests
-            else {}
-        )
-        steps = [".".join(map(str, v)) for v in tokenizer.durations]
-        self.shift = {
-            tpb: (bins.tolist(), table("TimeShift", steps).tolist())
-            for tpb, bins in tokenizer._tpb_to_time_array.items()
-        }
+        # ticks per beat -> (ticks of each Rest / TimeShift value, its id): the values are the same at every
+        # ticks per beat, their lengths in ticks are not
+        rest_ids = table("Rest", [".".join(map(str, v)) for v in tokenizer.rests]).tolist() if self.rests else []
+        self.rest = {tpb: (bins.tolist(), rest_ids) for tpb, bins in tokenizer._tpb_to_rest_array.items()}
+        shift_ids = table("TimeShift", [".".join(map(str, v)) for v in tokenizer.durations]).tolist()
+        self.shift = {tpb: (bins.tolist(), shift_ids) for tpb, bins in tokenizer._tpb_to_time_array.items()}
         self.bar = vocab.get("Bar_None", -1)
         values = [int(token[9:]) for token in vocab if token.startswith("Position_")]
         self.positions = np.array([vocab.get(f"Position_{k}", -1) for k in range(max(values, default=0) + 1)])
@@ -100,11 +96,11 @@ class FastEncoder:
                 times.append(np.array([tempo.time]))
                 rows.append(np.array([self.vocab[f"Tempo_{round(tempo.tempo, 2)}"]]))
                 sigs.append(np.array([-1]))
-        ends = [t.copy() for t in times]  # a global event counts with its own tick
+        ends = list(times)  # a global event counts with its own tick
         if self.time_signatures and len(score.time_signatures):
-            sections = self._ticks_per_beat(score)
+            sections = self._sections(score)
         else:
-            sections = np.array([[score.end(), self.tok.time_division]])
+            sections = np.array([[score.end(), self.time_division]])
         for track in score.tracks:
             notes = track.notes.numpy()
             if not len(notes["time"]):
@@ -170,9 +166,6 @@ class FastEncoder:
         return ids.tolist()
 
     # ---- the time tokens ------------------------------------------------------------------------------
-    def _beat(self, denominator: int, tpq: int) -> int:
-        return tpq if denominator == 4 else int(tpq * (4 / denominator))
-
     def _greedy(self, ticks: int, table: tuple[list[int], list[int]]) -> tuple[list[int], int]:
         """The tokens of `ticks` (largest bin first, as miditok) and the ticks they cover."""
         key = (id(table), ticks)

@@ -173,7 +173,7 @@ class EnDeCell(Model):
             frames = torch.stack(
                 [self._decode(i, s, **kw) for i in range(self.spec.decoders)]
             )  # (decoders, batch, keys)
-            best = torch.stack([self.frame_nll(s, f) for f in frames]).argmin(0)  # (batch,)
+            best = self.frame_nll(s.expand(len(frames), *s.shape), frames).argmin(0)  # (batch,): all in one call
             return frames[best, torch.arange(len(s))]
         which = draw(self.mixture_weights(s).exp(), generator)  # (batch,) each row's decoder
         frame = torch.zeros(len(s), self.to_bv.out_features, dtype=s.dtype)
