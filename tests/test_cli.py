@@ -261,3 +261,39 @@ def test_python_dash_m_runs_the_command():
 
     out = subprocess.run([sys.executable, "-m", "lstmidi", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "Usage: python -m lstmidi" in out.stdout and "generate" in out.stdout
+
+
+EXIT_SCRIPT = """
+import atexit, sys, threading, time
+from lstmidi.cli import run
+
+
+class Teardown:
+    def __del__(self):
+        print("teardown", flush=True)
+
+
+keep = Teardown()  # cleared, and so announced, only by Python's own slow shutdown
+atexit.register(print, "atexit handler ran")
+threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished"))).start()
+print("before", end="")  # unflushed output
+sys.argv = ["lstmidi", *sys.argv[1:]]
+run()
+"""
+
+
+@pytest.mark.parametrize("args, code", [(["--help"], 0), (["inspect", "missing.mid"], 1)])
+def test_the_command_exits_promptly_after_finishing_its_work(args, code, tmp_path):
+    """`run()` (the `lstmidi` command) waits for the other threads, runs the atexit handlers, flushes
+    the output and keeps the exit code, but skips the teardown of every object (0.4 s with torch)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == code, out.stderr
+    assert out.stdout.startswith("before") and "thread finished" in out.stdout
+    assert "atexit handler ran" in out.stdout and "teardown" not in out.stdout
+    if code:
+        assert "error: missing.mid: no such file" in out.stderr

@@ -1,5 +1,5 @@
 """`python -m lstmidi ...`: the same as the `lstmidi` command."""
 
-from .cli import main
+from .cli import run
 
-main()
+run()

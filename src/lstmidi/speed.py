@@ -48,7 +48,7 @@ from .trainspeed import (  # noqa: F401 (public here)
 )
 
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
-CLI = [sys.executable, "-c", "from lstmidi.cli import main; main()"]
+CLI = [sys.executable, "-c", "from lstmidi.cli import run; run()"]
 
 
 def lstmidi_command(*args: str) -> list[str]:
