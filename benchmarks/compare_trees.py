@@ -62,7 +62,7 @@ def train(preset: str, rounds: int) -> dict:
 
         training.make_trainer = make_trainer
     speed = this_speed()
-    name, preset, sets, steps, warm = next(s for s in speed.OVERHEAD_SIZES if s[1] == preset)
+    name, preset, sets, steps, warm, *_ = next(s for s in speed.OVERHEAD_SIZES if s[1] == preset)
     with tempfile.TemporaryDirectory() as work:
         return {
             "measure": f"train step / plain PyTorch: {name}",

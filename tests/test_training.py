@@ -339,6 +339,40 @@ def test_the_trainer_is_deterministic_without_filling_new_memory(tmp_path, monke
         torch.use_deterministic_algorithms(deterministic)
 
 
+@pytest.mark.parametrize("precision, dtype", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_the_training_precision_reaches_the_training_steps_but_not_validation(precision, dtype, tmp_path, corpus_dir):
+    """train.precision=bfloat16: the LSTM runs in bfloat16 in the training steps, in float32 in validation;
+    the weights, the loss and the model file stay float32."""
+    import lightning as L
+
+    seen = {"train": set(), "valid": set()}
+
+    class Watch(L.Callback):
+        def on_fit_start(self, trainer, module):
+            def hook(lstm, inputs, output):
+                seen["train" if lstm.training else "valid"].add(output[0].dtype)
+
+            module.model.lstm.register_forward_hook(hook)
+
+    preset = tiny(extra=[f"train.precision={precision}"])
+    result = train(preset, [corpus_dir], tmp_path / "run", progress=False, callbacks=[Watch()])
+    assert seen == {"train": {dtype}, "valid": {torch.float32}}
+    history = load_model(result.model_path).config["history"]
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in history)
+    weights = load_model(result.model_path).model.state_dict().values()
+    assert {w.dtype for w in weights if w.is_floating_point()} == {torch.float32}
+
+
+def test_automatic_precision_is_bfloat16_where_the_processor_multiplies_it_natively(monkeypatch):
+    from lstmidi import trainer
+
+    monkeypatch.setattr(trainer.torch.cuda, "is_available", lambda: False)
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(trainer, "native_bfloat16", lambda native=native: native)
+        assert trainer.precision("auto") == expected
+    assert trainer.precision("float32") == "32-true" and trainer.precision("bfloat16") == "bf16-mixed"
+
+
 def test_the_progress_bar_is_redrawn_at_most_every_interval(monkeypatch):
     from types import SimpleNamespace
 

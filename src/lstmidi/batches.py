@@ -118,7 +118,15 @@ def batch_objective(
         out, _ = model(entry.inputs(x))
     if step_weights is not None:
         step_weights = step_weights[: mask.shape[1]]
-    return entry.objective(model, out, y, mask, step_weights, loss_cfg)
+    with torch.autocast(mask.device.type, enabled=False):  # the loss in float32 whatever the model's precision
+        return entry.objective(model, float32(out), y, mask, step_weights, loss_cfg)
+
+
+def float32(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
+    """A model's output (a tensor or a dict of them) with its reduced-precision tensors in float32."""
+    if isinstance(out, dict):
+        return {k: float32(v) for k, v in out.items()}
+    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
 
 
 class EpochSampler(Sampler):

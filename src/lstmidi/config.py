@@ -105,6 +105,12 @@ class TrainConfig(Strict):
         "0.998); validation, the learning-rate schedule, early stopping, the best checkpoint and the model file "
         "then use the averaged weights; 0 = off",
     )
+    precision: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32",
+        description="arithmetic of the training steps' forward and backward passes: float32, bfloat16 (mixed "
+        "precision: the weights, the optimizer and the loss stay float32) or auto (bfloat16 where the processor "
+        "multiplies it natively, else float32); validation and every scored figure stay float32",
+    )
     progressive_ramp: int = Field(
         0, ge=0, description="loss weight grows linearly from 0 to 1 over this many steps of each window; 0 = off"
     )

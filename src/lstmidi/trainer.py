@@ -12,6 +12,7 @@ import torch
 import torch.utils.deterministic
 
 from .files import atomic_write
+from .models.steplstm import native_bfloat16
 
 LOG_EVERY = 10  # steps between the training loss's logged values (the progress bar and logs/metrics.csv)
 
@@ -41,6 +42,15 @@ class ProgressBar(L.pytorch.callbacks.RichProgressBar):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
+def precision(setting: str) -> str:
+    """Lightning's precision for the preset's `train.precision`: "32-true" or "bf16-mixed"; "auto" is bfloat16
+    where the processor multiplies it natively (the CPU's oneDNN, or a CUDA device that supports it)."""
+    if setting == "auto":
+        native = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else native_bfloat16()
+        setting = "bfloat16" if native else "float32"
+    return {"float32": "32-true", "bfloat16": "bf16-mixed"}[setting]
+
+
 def make_trainer(
     cfg,
     out: Path,
@@ -60,6 +70,7 @@ def make_trainer(
         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
         max_steps=cfg.max_steps or -1,
         gradient_clip_val=cfg.grad_clip or None,
+        precision=precision(cfg.precision),
         callbacks=[*callbacks, ProgressBar()] if progress else callbacks,
         # a resumed run logs into logs/resumeN/: Lightning's CSV logger would delete the earlier metrics.csv
         logger=L.pytorch.loggers.CSVLogger(

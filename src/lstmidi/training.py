@@ -33,7 +33,7 @@ from .kinds import kind_of
 from .modelfile import LoadedModel, load_model, save_model
 from .models import build_model
 from .monitoring import LossPlot, SampleWriter, plot_distributions
-from .trainer import LOG_EVERY, AtomicCheckpointIO, ProgressBar, make_trainer  # noqa: F401 (public here)
+from .trainer import LOG_EVERY, AtomicCheckpointIO, ProgressBar, make_trainer, precision  # noqa: F401 (public here)
 
 
 class LitModel(L.LightningModule):
@@ -90,7 +90,8 @@ class LitModel(L.LightningModule):
         return self.model if self.averaged is None else self.averaged
 
     def validation_step(self, batch, _):
-        loss, weight, extras = batch_objective(self.scored, batch, self.kind, self.cfg.loss)
+        with torch.autocast(self.device.type, enabled=False):  # validation in float32 whatever the training's precision
+            loss, weight, extras = batch_objective(self.scored, batch, self.kind, self.cfg.loss)
         for name, value in {"val_loss": loss, **{f"val_{k}": v for k, v in extras.items()}}.items():
             pair = torch.stack([torch.as_tensor(value).detach().double() * weight, weight.double()])
             if name in self._val:
@@ -401,6 +402,8 @@ def train(
             if encoding.describe():
                 print(f"encoding: {encoding.describe()}", file=sys.stderr)
             print(threads.describe(), file=sys.stderr)
+            chosen = precision(preset.train.precision)
+            print(f"precision: {chosen}" + (" (auto)" if preset.train.precision == "auto" else ""), file=sys.stderr)
 
         cfg = preset.train
         learnt = kind_of(encoding).sample_defaults(encoding, corpus.pieces["train"])  # e.g. the most keys at once

@@ -106,9 +106,10 @@ def _plain_tokens(model, x, y, mask, loss_cfg):
 
 
 PLAIN_LOSSES = {"tutorial": _plain_tutorial, "flagship": _plain_tokens}  # preset -> the same loss by hand
-OVERHEAD_SIZES = (  # (name, preset, overrides, timed steps, steps before timing)
-    ("tutorial (1 x 128, batch 64 x 25)", "tutorial", [], 100, 5),
-    ("flagship 2 x 512 (batch 64 x 128)", "flagship", FLAGSHIP_2X512, 4, 1),
+OVERHEAD_SIZES = (  # (name, preset, overrides, timed steps, steps before timing, target ratio or None)
+    ("tutorial (1 x 128, batch 64 x 25), float32", "tutorial", ["train.precision=float32"], 100, 5, 1.1),
+    ("tutorial in its preset's precision (auto), plain PyTorch in float32", "tutorial", [], 100, 5, None),
+    ("flagship 2 x 512 (batch 64 x 128)", "flagship", FLAGSHIP_2X512, 4, 1, 1.1),
 )
 
 
@@ -133,7 +134,7 @@ def train_overhead(
     from .corpus import bundled_corpus, load_corpus
     from .encodings import build_encoding
     from .models import build_model
-    from .training import LitModel, ResumeState, _quiet_lightning, make_trainer
+    from .training import LitModel, ResumeState, _quiet_lightning, make_trainer, precision
 
     sets = [*sets, "train.augment.transpose=0", "train.augment.stretch=0", "train.epochs=1000"]
     preset = load_preset(preset_name, [*sets, f"train.max_steps={warm + steps}"])
@@ -209,4 +210,5 @@ def train_overhead(
         "ratio": med(o[0] / p[0] for o, p in zip(ours, plain)),
         "cpu_ratio": med(o[1] / p[1] for o, p in zip(ours, plain)),
         "rounds": rounds,
+        "precision": precision(cfg.precision),
     }
