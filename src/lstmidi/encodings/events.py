@@ -42,6 +42,7 @@ decodes without token errors; `augment` transposes and stretches token sequences
 
 from __future__ import annotations
 
+import sys
 from functools import cached_property
 from typing import Any, Literal
 
@@ -72,6 +73,22 @@ TOKENS_PER_SECOND = {
     ("MIDILike", False): 26.9,
     ("MIDILike", True): 42.9,
 }
+
+
+def _import_miditok():
+    """`import miditok` without its PyTorch data module when torch is not loaded yet. miditok's package imports
+    that module whenever it can (inside try/except ImportError) and it imports torch: 1-2 s for nothing lstmidi
+    uses, so that reading a corpus into event tokens (`lstmidi prepare`, the workers of `load_corpus`) runs
+    without torch. A later `import miditok.pytorch_data` works as usual."""
+    if "miditok" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["miditok.pytorch_data"] = None  # the package's `from miditok import pytorch_data` fails
+        try:
+            import miditok
+        finally:
+            del sys.modules["miditok.pytorch_data"]
+    import miditok
+
+    return miditok
 
 
 class EventsParams(EncodingParams):
@@ -187,8 +204,7 @@ class Events(TokenStream):
     @cached_property
     def tokenizer(self):
         """The miditok tokenizer (built on first use, then cached on this instance)."""
-        import miditok
-
+        miditok = _import_miditok()
         cls = {"REMI": miditok.REMI, "TSD": miditok.TSD, "MIDILike": miditok.MIDILike}[self.params.tokenizer]
         tok = cls(miditok.TokenizerConfig(**self.tokenizer_config()))
         sha = vocab_sha1(sorted(tok.vocab, key=tok.vocab.get))
