@@ -161,6 +161,7 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     ):
         # in this process (as pretty_midi is measured): parallel reading and encoding, then the cached load
         config = load_preset(preset, check_model=False)
+        getattr(build_encoding(config.encoding), "tokenizer", None)  # its libraries imported first, as pretty_midi is
         cache = work / f"ingest-cache-{preset}"
         shutil.rmtree(cache, ignore_errors=True)
 
