@@ -147,3 +147,21 @@ def test_the_peer_comparison_scores_the_note_after_each_window():
     y = np.arange(2 * 4 * 3).reshape(2, 4, 3)
     last, notes = last_real(y, np.array([[1, 1, 1, 1], [1, 1, 0, 0]]))
     assert last.tolist() == [3, 1] and notes.tolist() == [y[0, 3].tolist(), y[1, 1].tolist()]
+
+
+def test_the_peer_comparison_alternates_the_sides_and_reports_the_ratio_target(monkeypatch, tmp_path):
+    from lstmidi import peer, speed
+
+    calls = []
+    ms = {"lstmidi": [12.0, 30.0, 13.0], "keras": [15.0, 14.0, 16.0]}
+
+    def side(name, batches, work):
+        calls.append(name)
+        fields = {"pitch_nll": 2.0, "tutorial_loss": 0.1, "note_ms": 0.3, "peak_mb": 500.0}
+        return {"batch_ms": ms[name][calls.count(name) - 1], **fields}
+
+    monkeypatch.setattr(peer, "side", side)
+    rows, targets = peer.compare(False, tmp_path, speed.row, speed.target)
+    assert calls == ["lstmidi", "keras"] * 3
+    assert rows[0]["value"] == 13.0 and rows[1]["value"] == 15.0  # the medians
+    assert [(t["measured"], t["goal"], t["met"]) for t in targets] == [(13.0 / 15.0, 1.0, True)]

@@ -194,9 +194,10 @@ def side(name: str, batches: int, work: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def compare(quick: bool, work: Path, row) -> tuple[list[dict], list[dict]]:
-    """Rows for `lstmidi benchmark speed --peer keras` (see the module doc), made by `row(suite, name, value, unit,
-    note)` (lstmidi.speed's): medians of 3 alternating runs."""
+def compare(quick: bool, work: Path, row, target) -> tuple[list[dict], list[dict]]:
+    """Rows and targets for `lstmidi benchmark speed --peer keras` (see the module doc), made by `row(suite, name,
+    value, unit, note)` and `target(name, measured, goal, unit, below=)` (lstmidi.speed's): medians of 3
+    alternating runs."""
     batches, rounds = (20, 1) if quick else (300, 3)
     runs: dict[str, list[dict]] = {"lstmidi": [], "keras": []}
     for _ in range(rounds):
@@ -244,7 +245,8 @@ def compare(quick: bool, work: Path, row) -> tuple[list[dict], list[dict]]:
         ),
         row("peer", "peak memory: lstmidi", ours["peak_mb"], "MB", f"Keras {peer['peak_mb']:,.0f} MB"),
     ]
-    return rows, []
+    ratio = ours["batch_ms"] / peer["batch_ms"]
+    return rows, [target("ms per training batch, tutorial preset against the Keras tutorial", ratio, 1.0, below=True)]
 
 
 if __name__ == "__main__":  # one side: python -m lstmidi.peer lstmidi|keras BATCHES WORK

@@ -161,7 +161,7 @@ def ingest(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
     ):
         # in this process (as pretty_midi is measured): parallel reading and encoding, then the cached load
         config = load_preset(preset, check_model=False)
-        getattr(build_encoding(config.encoding), "tokenizer", None)  # its libraries imported first, as pretty_midi is
+        build_encoding(config.encoding).encode(Score(str(files[0][0])))  # its libraries imported first, as pretty_midi
         cache = work / f"ingest-cache-{preset}"
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -483,7 +483,7 @@ def peer_keras(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
         raise LstmidiError("--peer keras needs TensorFlow: pip install 'lstmidi[peer]' (tensorflow-cpu)")
     from .peer import compare
 
-    return compare(quick, work, row)
+    return compare(quick, work, row, target)
 
 
 PEERS = {"keras": peer_keras}
