@@ -132,12 +132,12 @@ class FastEncoder:
             sigs.append(np.full(len(start), -1))
         return times, ends, rows, sigs
 
-    def encode(self, score: ScoreTick) -> list[int]:
+    def encode(self, score: ScoreTick) -> np.ndarray:
         """The ids miditok's `encode(score, no_preprocess_score=True)` gives for a score `preprocess_score`
-        returned (one stream: every track's tokens in one sequence)."""
+        returned (one stream: every track's tokens in one sequence), int64 (tokens,)."""
         times, ends, rows, sigs = self._events(score)
         if not times:
-            return []
+            return np.zeros(0, np.int64)
         time = np.concatenate(times)
         end = np.concatenate(ends)
         sig = np.concatenate(sigs)
@@ -163,7 +163,7 @@ class FastEncoder:
         ids = np.concatenate([time_ids, flat[token_index]])[np.argsort(keys, kind="stable")]
         if (ids < 0).any():
             raise KeyError("a time token outside the tokenizer's vocabulary")
-        return ids.tolist()
+        return ids.astype(np.int64, copy=False)
 
     # ---- the time tokens ------------------------------------------------------------------------------
     def _greedy(self, ticks: int, table: tuple[list[int], list[int]]) -> tuple[list[int], int]:

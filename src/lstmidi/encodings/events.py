@@ -359,8 +359,8 @@ class Events(TokenStream):
             ids = self._fast_encoder.encode(self.tokenizer.preprocess_score(prepared))
         else:
             seq = self.tokenizer.encode(prepared)
-            ids = (seq if self.params.programs else seq[0]).ids
-        return np.array([self.bos, *ids, self.eos], np.int64)
+            ids = np.array((seq if self.params.programs else seq[0]).ids, np.int64)
+        return np.concatenate([[self.bos], ids, [self.eos]]).astype(np.int64, copy=False)
 
     def decode(self, array: np.ndarray) -> Score:
         """Token ids -> Score (ticks, `time_division` per quarter). Stops at the first EOS; BOS and PAD are
