@@ -134,7 +134,8 @@ def train_overhead(
     from .corpus import bundled_corpus, load_corpus
     from .encodings import build_encoding
     from .models import build_model
-    from .training import LitModel, ResumeState, _quiet_lightning, make_trainer, precision
+    from .trainer import precision
+    from .training import LitModel, ResumeState, _quiet_lightning, make_trainer
 
     sets = [*sets, "train.augment.transpose=0", "train.augment.stretch=0", "train.epochs=1000"]
     preset = load_preset(preset_name, [*sets, f"train.max_steps={warm + steps}"])
