@@ -225,6 +225,7 @@ def test_weight_decay_shrinks_the_weights_by_lr_times_decay_per_step():
         torch.testing.assert_close(now.detach(), old * (1 - 0.1 * 0.25))
     plain = LitModel(model, tiny(), "roll").configure_optimizers()
     assert type(plain) is torch.optim.Adam and plain.defaults["weight_decay"] == 0
+    assert optimizer.defaults["fused"] and plain.defaults["fused"]  # one kernel, not a loop over the parameters
 
 
 def test_with_weight_averaging_validation_and_the_model_file_use_the_average(tmp_path, corpus_dir):

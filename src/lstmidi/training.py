@@ -127,10 +127,16 @@ class LitModel(L.LightningModule):
         return self.trainer.strategy.reduce(self._train.clone(), reduce_op="sum").tolist()
 
     def configure_optimizers(self):
+        # fused: one kernel for every parameter instead of a Python loop over them (the same arithmetic; Adam's
+        # step of the flagship 2 x 384 on one CPU thread: 11-13 ms -> 2-3 ms). Lightning's mixed precision
+        # refuses to clip the gradients of a fused optimizer (on a GPU it unscales them itself).
+        fused = precision(self.cfg.precision) == "32-true"
         if self.cfg.weight_decay:
-            optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+            optimizer = torch.optim.AdamW(
+                self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=fused
+            )
         else:
-            optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+            optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=fused)
         if self.cfg.lr_decay == 1.0:
             return optimizer
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -37,13 +37,14 @@ def flops_per_step_forward(model: torch.nn.Module) -> int:
 
 def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     """Tokens (frames) per second and GFLOP/s of real training steps of a preset on random data of its
-    shape (forward, loss, backward counted as 3 forward passes, gradient clipping, Adam)."""
+    shape (forward, loss, backward counted as 3 forward passes, gradient clipping, the optimizer of training)."""
     from .batches import batch_objective
     from .config import load_preset
     from .encodings import build_encoding
     from .kinds import kind_of
     from .losses import progressive_weights
     from .models import build_model
+    from .training import LitModel
 
     preset = load_preset(preset_name, sets)
     enc = build_encoding(preset.encoding)
@@ -55,7 +56,8 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     x = kind.random_batch(enc, batch, window + 1, g)
     data = (x[:, :-1], x[:, 1:], torch.ones(batch, window, dtype=torch.uint8))
     weights = progressive_weights(window, cfg.progressive_ramp)  # as training weighs the steps of a window
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    configured = LitModel(model, preset, enc.kind).configure_optimizers()  # the optimizer training uses
+    opt = configured["optimizer"] if isinstance(configured, dict) else configured
 
     def step():
         loss, _, _ = batch_objective(model, data, enc.kind, cfg.loss, weights)
