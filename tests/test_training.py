@@ -364,6 +364,20 @@ def test_the_training_precision_reaches_the_training_steps_but_not_validation(pr
     assert {w.dtype for w in weights if w.is_floating_point()} == {torch.float32}
 
 
+def test_a_float32_run_resumes_in_bfloat16_where_auto_chooses_it_there(tmp_path, corpus_dir, monkeypatch):
+    """A run with train.precision=auto moved to a machine where auto means bfloat16 resumes there: the
+    checkpoint holds a fused Adam's state (float32), and Lightning refuses to clip the gradients of an
+    optimizer built fused in mixed precision."""
+    from lstmidi import trainer
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda: False)
+    train(tiny(epochs=1, extra=["train.precision=auto"]), [corpus_dir], run, progress=False)
+    monkeypatch.setattr(trainer, "native_bfloat16", lambda: True)
+    resumed = train(tiny(epochs=2), None, run, resume=True, progress=False)
+    assert [h["epoch"] for h in load_model(resumed.model_path).config["history"]] == [1, 2]
+
+
 def test_automatic_precision_is_bfloat16_where_the_processor_multiplies_it_natively(monkeypatch):
     from lstmidi import trainer
 
