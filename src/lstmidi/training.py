@@ -131,12 +131,9 @@ class LitModel(L.LightningModule):
         # step of the flagship 2 x 384 on one CPU thread: 11-13 ms -> 2-3 ms). Lightning's mixed precision
         # refuses to clip the gradients of a fused optimizer (on a GPU it unscales them itself).
         fused = precision(self.cfg.precision) == "32-true"
-        if self.cfg.weight_decay:
-            optimizer = torch.optim.AdamW(
-                self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=fused
-            )
-        else:
-            optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=fused)
+        decay = self.cfg.weight_decay
+        kind, extra = (torch.optim.AdamW, {"weight_decay": decay}) if decay else (torch.optim.Adam, {})
+        optimizer = kind(self.model.parameters(), lr=self.cfg.lr, fused=fused, **extra)
         if self.cfg.lr_decay == 1.0:
             return optimizer
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
