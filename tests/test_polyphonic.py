@@ -178,6 +178,51 @@ def test_endecell_with_several_decoders_scores_and_samples_their_mixture():
     torch.testing.assert_close(counts, p.float(), atol=0.01, rtol=0)
 
 
+def test_members_are_scored_as_their_mixture_and_trained_each_on_its_own():
+    """`model.members`: the frame's probability is the mean of the members' (the same figure as
+    `ensemble_nll` of the members as separate models), the probabilities of all 2^keys frames sum to one,
+    and in training the loss is the mean of the members' own NLLs."""
+    keys = 3
+    model, frames = random_endecell(keys, span=2, decoders=2, members=3, dropout=0.0)
+    members = list(model.members)
+    piece = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], np.float32)
+    assert score_pieces(model, [piece])["nll"] == pytest.approx(ensemble_nll(members, [piece]), rel=1e-6)
+    assert len({round(score_pieces(m, [piece])["nll"], 4) for m in members}) == 3  # initialised each on its own
+    with torch.no_grad():
+        out, _ = model(torch.tensor([[[1.0, 0.0, 1.0]]]))
+        p = torch.exp(-model.frame_nll(out[:, 0].expand(len(frames), -1)[:, None], frames[:, None]))
+        assert float(p.sum()) == pytest.approx(1.0, abs=1e-5)
+        x, y = torch.from_numpy(piece[None, :-1]), torch.from_numpy(piece[None, 1:])
+        each = torch.stack([m.frame_nll(m(x)[0], y) for m in members])
+        model.train()
+        torch.testing.assert_close(model.frame_nll(model(x)[0], y), each.mean(0))
+
+
+def test_members_sample_each_row_from_one_member():
+    """Two rollnets, one writing [1, 0] and one [0, 1] or [0, 0]: every row's frame comes from one member,
+    half the rows each; `threshold` keeps the member's greedy frame the mixture finds most probable."""
+    model = build_model(
+        {"name": "rollnet", "hidden": 4, "dropout": 0.0, "members": 2}, {"input_size": 2, "output_size": 2}
+    ).eval()
+    with torch.no_grad():
+        for m, bias in zip(model.members, ([9.0, -9.0], [-9.0, 1.0])):
+            m.head.weight.zero_()
+            m.head.bias.copy_(torch.tensor(bias))
+        out, _ = model(torch.zeros(4000, 1, 2))
+        drawn = model.sample_frame(out[:, 0], generator=torch.Generator().manual_seed(0))
+        greedy = model.sample_frame(out[:1, 0], mode="threshold")
+    kinds = {tuple(f.tolist()): int(n) / len(drawn) for f, n in zip(*drawn.unique(dim=0, return_counts=True))}
+    assert set(kinds) == {(1.0, 0.0), (0.0, 1.0), (0.0, 0.0)}  # the second member's key 1 is on with sig(1)
+    assert kinds[(1.0, 0.0)] == pytest.approx(0.5, abs=0.03)
+    assert kinds[(0.0, 1.0)] == pytest.approx(0.5 * sig(1), abs=0.03)
+    assert greedy.tolist() == [[1.0, 0.0]]  # p = (1 + 0) / 2 against (0 + sig(1) sig(9)) / 2
+
+
+def test_members_only_for_models_that_score_whole_frames():
+    with pytest.raises(LstmidiError, match=r"members must be 1; only the piano-roll models \(rollnet, endecell\)"):
+        build_model({"name": "tokennet", "members": 2}, {"vocab_size": 10})
+
+
 def test_endecell_interval_terms_by_hand():
     """span 1 with only the shared weights set: logit_k = b_k + 2 v_{k-1} + 3 x_{t,k} - 1 x_{t,k+1}."""
     model = build_model(

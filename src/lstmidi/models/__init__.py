@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import LstmidiError, format_validation_error
 from .base import Model
 from .endecell import EnDeCell
+from .ensemble import Ensemble
 from .notenet import NoteNet
 from .rollnet import RollNet
 from .seq2seq import Seq2Seq
@@ -37,13 +38,20 @@ def model_params(spec: dict[str, Any], where: str = "model") -> tuple[str, BaseM
     if name not in MODELS:
         raise LstmidiError(f"{where}: unknown model {name!r} (choose from: {', '.join(MODELS)})")
     try:
-        return name, MODELS[name].Spec(**params)
+        params = MODELS[name].Spec(**params)
     except ValidationError as err:
         raise LstmidiError(format_validation_error(err, f"{where} {name!r}", MODELS[name].Spec)) from None
+    if params.members > 1 and not MODELS[name].mixes:
+        mixing = ", ".join(n for n, cls in MODELS.items() if cls.mixes)
+        raise LstmidiError(f"{where} {name!r}: members must be 1; only the piano-roll models ({mixing}) can be mixed")
+    return name, params
 
 
 def build_model(spec: dict[str, Any], sizes: dict[str, int]) -> Model:
+    """The model of `spec`; with `members` > 1 the mixture of that many (`Ensemble`)."""
     name, params = model_params(spec)
+    if params.members > 1:
+        return Ensemble(params, sizes, MODELS[name])
     return MODELS[name](params, sizes)
 
 

@@ -8,6 +8,8 @@ Optional capabilities are declared here with a default, never probed for:
 - `frame_nll(out, frames)` and `sample_frame(out, ...)`: how a multihot model scores and draws one frame
   from its output. The default treats the keys as independent sigmoids; a model that predicts the keys of a
   frame jointly (endecell, a NADE over the keys) overrides both.
+- `mixes` (False): the model scores and draws whole frames that way (rollnet, endecell), so `members` > 1
+  copies of it form an exact mixture (`ensemble.Ensemble`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
@@ -27,11 +29,20 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    members: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="networks of this model trained side by side, each from its own initial weights, and "
+        "scored and sampled as their mixture (piano-roll models; K times the training time)",
+    )
+
 
 class Model(nn.Module):
     Spec: ClassVar[type[BaseModel]]
     context: int = 0  # steps an encoder reads before the decoder predicts (seq2seq); 0: no encoder
     reads_ahead: ClassVar[bool] = False  # predicts from both sides (voicenet): no step-by-step use
+    mixes: ClassVar[bool] = False  # scores and draws whole frames: `members` > 1 of it form a mixture
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()

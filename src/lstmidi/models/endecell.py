@@ -79,6 +79,7 @@ class EnDeCellSpec(ModelSpec):
 
 class EnDeCell(Model):
     Spec = EnDeCellSpec
+    mixes = True
 
     def __init__(self, spec: EnDeCellSpec, sizes: dict[str, int]) -> None:
         super().__init__(spec)

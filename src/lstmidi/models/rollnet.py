@@ -36,6 +36,7 @@ class RollNetSpec(ModelSpec):
 
 class RollNet(Model):
     Spec = RollNetSpec
+    mixes = True
 
     def __init__(self, spec: RollNetSpec, sizes: dict[str, int]) -> None:
         super().__init__(spec)
