@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 from scipy.io import savemat
+from symusic import Score
 from torch.nn import functional as F
 
 from lstmidi.cli import main
 from lstmidi.config import load_preset
 from lstmidi.errors import LstmidiError
+from lstmidi.modelfile import load_model
 from lstmidi.models import build_model
 from lstmidi.polyphonic import KEYS, dataset_name, ensemble_nll, load_mat, run, score_pieces
 
@@ -384,11 +386,30 @@ def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypa
     rows = result.quality["rows"]  # the gate of generated pieces against the test pieces' piano rolls
     assert result.quality["pieces"] == 20 and rows["in_scale"]["real"] == 1.0  # the test rolls: C, F, G triads
     assert rows["in_scale"]["generated"] > 0.95 > rows["in_scale"]["random"]
-    figures = benchmark_cli(monkeypatch, mat, tmp_path, "--dataset", "jsb", "--set", "train.window=16")
+    figures = benchmark_cli(
+        monkeypatch, mat, tmp_path, "--dataset", "jsb", "--set", "train.window=16", "--set", "model.members=2"
+    )
     assert {"test_nll", "valid_nll", "frame_accuracy", "dataset", "preset", "seconds"} <= set(figures)
     assert figures["dataset"] == "jsb" and figures["preset"] == "musicgenerator"
     settings = figures["settings"]  # what reproduces the run: the settings as run and the command
     assert settings["model"]["hidden"] == 8 and settings["train"]["window"] == 16 and settings["train"]["epochs"] == 1
+    loaded = load_model(tmp_path / "cli" / "model.lstmidi")  # two members in one model file, which generates
+    assert len(loaded.model.members) == 2 and loaded.model.members[0].spec.hidden == 8
+    monkeypatch.setattr(
+        "sys.argv",
+        [
+            "lstmidi",
+            "generate",
+            str(tmp_path / "cli" / "model.lstmidi"),
+            "-o",
+            str(tmp_path / "g.mid"),
+            "--seconds",
+            "2",
+        ],
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0 and Score(str(tmp_path / "g.mid")).note_num() > 0
     assert "benchmark polyphonic" in settings["command"] and "model.hidden=8" in settings["command"]
     printed = capsys.readouterr().out
     assert "RNN-NADE (published) | 5.19" in printed and "Quality gate: 20 pieces of 20 s" in printed
