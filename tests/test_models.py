@@ -15,6 +15,7 @@ VARIANTS = [
     ({"name": "endecell", "embed": 8, "hidden": 16, "layers": 2, "decoder_hidden": 6}, ROLL),
     ({"name": "endecell", "embed": 8, "hidden": 16, "decoder_hidden": 6, "span": 2, "decoders": 2, "members": 3}, ROLL),
     ({"name": "rollnet", "hidden": 16, "layers": 2, "output": "lstm", "members": 2}, ROLL),
+    ({"name": "rollnet", "hidden": 16, "layers": 1, "span": 2, "components": 3}, ROLL),
     ({"name": "notenet", "hidden": 16, "layers": 2, "dense": [8]}, NOTES),
     (
         {"name": "notenet", "hidden": 16, "dense": [24], "pitch_head": "regression"},

@@ -220,6 +220,40 @@ def test_members_sample_each_row_from_one_member():
     assert greedy.tolist() == [[1.0, 0.0]]  # p = (1 + 0) / 2 against (0 + sig(1) sig(9)) / 2
 
 
+def test_rollnet_components_score_and_sample_their_mixture():
+    """`components`: each frame's probability is the weighted sum of C products of independent keys (all
+    2^keys frames sum to one, the sum checked by hand), samples follow it, and `threshold` keeps the
+    component's thresholded frame the mixture finds most probable."""
+    keys = 4
+    torch.manual_seed(0)
+    model = build_model(
+        {"name": "rollnet", "hidden": 8, "span": 1, "components": 3}, {"input_size": keys, "output_size": keys}
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+        frames = torch.tensor(list(itertools.product([0.0, 1.0], repeat=keys)))
+        out, _ = model(torch.tensor([[[1.0, 0.0, 1.0, 0.0]]]))
+        at = out[:, 0].expand(len(frames), -1)
+        p = torch.exp(-model.frame_nll(at, frames))
+        assert float(p.sum()) == pytest.approx(1.0, abs=1e-5)
+        logits, log_w = at[:, :-3].unflatten(-1, (3, keys)), torch.softmax(at[:, -3:], -1)
+        by_hand = sum(
+            log_w[:, c] * torch.where(frames > 0, torch.sigmoid(logits[:, c]), 1 - torch.sigmoid(logits[:, c])).prod(-1)
+            for c in range(3)
+        )
+        torch.testing.assert_close(p, by_hand)
+        drawn = model.sample_frame(out[:, 0].expand(40000, -1), generator=torch.Generator().manual_seed(0))
+        greedy = model.sample_frame(out[:, 0], mode="threshold")
+        candidates = (torch.sigmoid(logits[0]) > 0.5).float()  # (3, keys): each component's frame
+        best = min(candidates, key=lambda f: float(model.frame_nll(out[:, 0], f[None])))
+    counts = (drawn @ torch.tensor([8.0, 4.0, 2.0, 1.0])).long().bincount(minlength=16) / len(drawn)
+    torch.testing.assert_close(counts, p.float(), atol=0.01, rtol=0)
+    assert torch.equal(greedy[0], best)
+    with pytest.raises(LstmidiError, match="components > 1 needs output 'linear'"):
+        build_model({"name": "rollnet", "output": "lstm", "components": 2}, {"input_size": 2, "output_size": 2})
+
+
 def test_members_only_for_models_that_score_whole_frames():
     with pytest.raises(LstmidiError, match=r"members must be 1; only the piano-roll models \(rollnet, endecell\)"):
         build_model({"name": "tokennet", "members": 2}, {"vocab_size": 10})
