@@ -3,6 +3,7 @@ never another exception, a crash (symusic segfaults on some of these, so this ru
 purpose) or a hang. Default run: 2,000 inputs; `pytest -m slow tests/test_fuzz.py`: 50,000 more."""
 
 import faulthandler
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,8 +12,9 @@ from symusic import ControlChange, KeySignature, TimeSignature
 
 from conftest import chorale_like, make_score
 from lstmidi.corpus import bundled_corpus
-from lstmidi.errors import MidiError
+from lstmidi.errors import MidiError, ModelFileError
 from lstmidi.midi import LIMITS, read_score_bytes, select_tracks
+from lstmidi.modelfile import load_model
 from midibytes import MELODY, chunk, notes, piece, smf, tempo
 
 WATCHDOG_SECONDS = 60  # a hang, even inside C++, ends the run with a traceback instead of waiting forever
@@ -186,6 +188,19 @@ def load_or_fail_cleanly(data: bytes, tmp_path) -> None:
         assert str(err).startswith(f"{path}: ") and "\n" not in str(err)
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+def test_a_member_name_that_is_not_utf8_is_a_damaged_file(tmp_path):
+    """A local header flagged UTF-8 (bit 11) whose name bytes are not UTF-8: zipfile raises
+    UnicodeDecodeError while opening the member; the loader names the file (found by the fuzz test below)."""
+    data = bytearray(_good_model_bytes())
+    at = data.index(b"PK\x03\x04")  # the first member's local header
+    data[at + 7] |= 0x08  # general-purpose flags (little-endian): bit 11, the name is UTF-8
+    data[at + 30] = 0xC9  # its name's first byte: a UTF-8 lead byte without its continuation
+    path = tmp_path / "bad-name.lstmidi"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(path))}: damaged model file \('utf-8' codec"):
+        load_model(path)
 
 
 def test_crafted_model_files_are_refused(tmp_path):

@@ -199,7 +199,13 @@ def load_model(path: str | Path, limits: ModelFileLimits = LIMITS) -> LoadedMode
         if "CRC" in str(err):  # a member's bytes were changed after it was written
             raise ModelFileError(f"{path}: damaged model file ({err})") from None
         raise ModelFileError(f"{path}: not an lstmidi model file (not a zip archive, or truncated)") from None
-    except (zlib.error, EOFError, NotImplementedError, RuntimeError) as err:  # damaged, encrypted or exotic members
+    except (
+        zlib.error,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        UnicodeDecodeError,
+    ) as err:  # damaged, encrypted, exotic
         raise ModelFileError(f"{path}: damaged model file ({err})") from None
     except OSError as err:
         raise ModelFileError(f"{path}: cannot read the model file ({err.strerror or err})") from None
