@@ -339,7 +339,7 @@ def test_unknown_set_key_lists_the_valid_keys_of_its_section():
     with pytest.raises(
         LstmidiError,
         match=r"model 'rollnet': invalid configuration\n  hiddn: unknown key 'hiddn' "
-        r"\(valid keys: hidden, layers, dropout, output, span\)",
+        r"\(valid keys: members, hidden, layers, dropout, output, span, components\)",
     ):
         load_preset("musicgenerator", ["model.hiddn=3"])
     with pytest.raises(
