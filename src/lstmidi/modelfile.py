@@ -205,7 +205,7 @@ def load_model(path: str | Path, limits: ModelFileLimits = LIMITS) -> LoadedMode
         NotImplementedError,
         RuntimeError,
         UnicodeDecodeError,
-    ) as err:  # damaged, encrypted, exotic
+    ) as err:  # damaged, encrypted or exotic members, or a member name that is not UTF-8
         raise ModelFileError(f"{path}: damaged model file ({err})") from None
     except OSError as err:
         raise ModelFileError(f"{path}: cannot read the model file ({err.strerror or err})") from None

@@ -360,7 +360,7 @@ class Events(TokenStream):
         else:
             seq = self.tokenizer.encode(prepared)
             ids = np.array((seq if self.params.programs else seq[0]).ids, np.int64)
-        return np.concatenate([[self.bos], ids, [self.eos]]).astype(np.int64, copy=False)
+        return np.concatenate([[self.bos], ids, [self.eos]])  # int64, as the ids are
 
     def decode(self, array: np.ndarray) -> Score:
         """Token ids -> Score (ticks, `time_division` per quarter). Stops at the first EOS; BOS and PAD are

@@ -43,6 +43,7 @@ from torch.nn import functional as F
 
 from ..processors import draw
 from .base import Model, ModelSpec, State
+from .mixing import frames_by_part, most_probable
 from .steplstm import LSTM
 from .tied import around, below, zero_linear
 
@@ -174,15 +175,9 @@ class EnDeCell(Model):
             frames = torch.stack(
                 [self._decode(i, s, **kw) for i in range(self.spec.decoders)]
             )  # (decoders, batch, keys)
-            best = self.frame_nll(s.expand(len(frames), *s.shape), frames).argmin(0)  # (batch,): all in one call
-            return frames[best, torch.arange(len(s))]
+            return most_probable(frames, self.frame_nll(s.expand(len(frames), *s.shape), frames))  # all in one call
         which = draw(self.mixture_weights(s).exp(), generator)  # (batch,) each row's decoder
-        frame = torch.zeros(len(s), self.to_bv.out_features, dtype=s.dtype)
-        for i in range(self.spec.decoders):
-            rows = which == i
-            if rows.any():
-                frame[rows] = self._decode(i, s[rows], **kw)
-        return frame
+        return frames_by_part(which, self.spec.decoders, lambda i, rows: self._decode(i, s[rows], **kw))
 
     def _decode(self, decoder: int, out: torch.Tensor, **kw) -> torch.Tensor:
         """Decoder `decoder`'s frame for `forward` outputs `out` (batch, hidden[+keys]), keys in index order."""

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..processors import draw
 from .base import Model, ModelSpec, State
+from .mixing import frames_by_part, most_probable
 
 
 class Ensemble(Model):
@@ -63,15 +64,8 @@ class Ensemble(Model):
         parts = out.chunk(len(self.members), -1)
         if mode == "threshold":
             frames = torch.stack([m.sample_frame(o, **kw) for m, o in zip(self.members, parts)])  # (K, batch, keys)
-            best = self.mixture_nll(out.expand(len(frames), *out.shape), frames).argmin(0)
-            return frames[best, torch.arange(len(out))]
+            return most_probable(frames, self.mixture_nll(out.expand(len(frames), *out.shape), frames))
         which = draw(out.new_ones(len(out), len(self.members)), generator)  # (batch,) each row's member
-        frame = None
-        for i, (m, o) in enumerate(zip(self.members, parts)):
-            rows = which == i
-            if rows.any():
-                drawn = m.sample_frame(o[rows], **kw)
-                if frame is None:
-                    frame = drawn.new_zeros(len(out), drawn.shape[-1])
-                frame[rows] = drawn
-        return frame
+        return frames_by_part(
+            which, len(self.members), lambda i, rows: self.members[i].sample_frame(parts[i][rows], **kw)
+        )

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from ..processors import draw
 from .base import Model, ModelSpec, State
+from .mixing import most_probable
 from .steplstm import LSTM
 from .tied import around, zero_linear
 
@@ -127,7 +128,7 @@ class RollNet(Model):
         logits, log_w = self._components(out)  # (batch, C, keys), (batch, C)
         if mode == "threshold":
             frames = (torch.sigmoid(logits / temperature) > threshold).to(out.dtype)  # (batch, C, keys)
-            nll = self.frame_nll(out.unsqueeze(-2).expand(*logits.shape[:-1], out.shape[-1]), frames)
-            return frames[torch.arange(len(out)), nll.argmin(-1)]
+            nll = self.frame_nll(out.unsqueeze(-2).expand(*logits.shape[:-1], out.shape[-1]), frames)  # (batch, C)
+            return most_probable(frames.transpose(0, 1), nll.T)
         which = draw(log_w.exp(), generator)  # (batch,)
         return super().sample_frame(logits[torch.arange(len(out)), which], **kw)
