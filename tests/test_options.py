@@ -45,6 +45,7 @@ def test_good_options_pass_and_none_means_not_given():
         ({"tempo": 1}, r"^unknown generation option tempo"),
         ({"nucleus": "durations"}, r"^--nucleus 'durations': choose all or pitch"),
         ({"max_notes": 0}, r"^--max-notes 0: a whole number of keys, at least 1"),
+        ({"fill": -0.5}, r"^--fill -0.5: nats per key, from 0 \(off\) to 10"),
     ],
 )
 def test_bad_options_name_the_option_and_the_rule(options, message):

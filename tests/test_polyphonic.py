@@ -351,6 +351,27 @@ def test_frames_hold_at_most_max_notes_keys_and_are_drawn_again_first():
     assert float((counts == 3).float().mean()) == pytest.approx(p[3] / sum(p), abs=0.06)
 
 
+def test_fill_weighs_each_frame_by_exp_fill_times_its_keys():
+    from lstmidi.samplers import NOTE_TRIES, sample_multihot
+
+    model = build_model({"name": "rollnet", "hidden": 8, "dropout": 0.0}, {"input_size": 3, "output_size": 3})
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()  # each of 3 keys on with p = 0.5
+    fill = math.log(2.0)
+    frames = sample_multihot(
+        model, torch.zeros(40_000, 1, 3), 1, max_notes=3, fill=fill, generator=torch.Generator().manual_seed(0)
+    )
+    counts = torch.bincount(frames.sum(-1).flatten().long(), minlength=4).double() / 40_000
+    base = torch.tensor([math.comb(3, n) / 8 for n in range(4)], dtype=torch.float64)
+    kept = base * torch.exp(fill * (torch.arange(4) - 3))  # drawn and kept, each draw
+    tilted = kept / kept.sum()  # the model's frame probabilities times 2 ** keys
+    miss = 1 - kept.sum()  # every draw drawn again: the last one stays
+    expected = (1 - miss**NOTE_TRIES) * tilted + miss ** (NOTE_TRIES - 1) * (base - kept)
+    assert torch.allclose(counts, expected, atol=0.01), (counts, expected)
+    assert expected[3] > 0.29 > base[3]  # fuller: 8/27 of the frames hold all three keys, against 1/8
+
+
 def write_mat(path, pieces_per_split=6, frames=24, seed=0):
     """A tiny benchmark file: a repeating three-chord progression on the 88-key layout."""
     rng = np.random.default_rng(seed)
@@ -440,6 +461,8 @@ def test_benchmark_learns_a_chord_progression_and_writes_json(tmp_path, monkeypa
             str(tmp_path / "g.mid"),
             "--seconds",
             "2",
+            "--fill",
+            "0.5",
         ],
     )
     with pytest.raises(SystemExit) as exit_info:

@@ -263,6 +263,12 @@ def generate(
     max_notes: int | None = typer.Option(
         None, "--max-notes", help="piano-roll models: at most N keys held at once (default: the model's)"
     ),
+    fill: float | None = typer.Option(
+        None,
+        "--fill",
+        help="piano-roll models: favour fuller chords, a frame of n keys weighing exp(FILL x n) times more "
+        "(0 = off; default: the model's)",
+    ),
     iterations: int | None = typer.Option(
         None, "--iterations", help="four-voice models: Gibbs sweeps over every free cell (default: the model's)"
     ),
@@ -323,6 +329,7 @@ def generate(
         mode=mode,
         threshold=threshold,
         max_notes=max_notes,
+        fill=fill,
         top_k=top_k,
         top_p=top_p,
         nucleus=nucleus,

@@ -160,6 +160,14 @@ class SampleConfig(Strict):
         description="piano-roll models: at most this many keys held in a generated frame (a frame with more is "
         "drawn again); `lstmidi train` sets it to the most the training frames hold",
     )
+    fill: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="piano-roll models: favour fuller frames: a frame of n held keys weighs exp(fill x n) times "
+        "its probability (a frame is kept with probability exp(-fill x (max_notes - n)), else drawn again); "
+        "0 = the model's own frames",
+    )
     seconds: float = Field(20.0, gt=0, description="length of the generated part in seconds")
     top_k: int | None = Field(None, ge=1, description="tokens/notes: sample among the k most likely (1 = greedy)")
     top_p: float | None = Field(None, gt=0, le=1, description="tokens/notes: nucleus sampling mass")

@@ -110,6 +110,7 @@ class Multihot(Kind):
             temperature=o["temperature"],
             threshold=o["threshold"],
             max_notes=o["max_notes"],
+            fill=o["fill"],
             generator=generator,
         )
         new = new.numpy().astype(np.uint8)
@@ -126,7 +127,7 @@ class Tokens(Kind):
 
     name, unit, step_unit = "tokens", "nats per token", "tokens"
     refused_options, refusal = (
-        ("mode", "threshold", "max_notes"),
+        ("mode", "threshold", "max_notes", "fill"),
         (": for piano-roll models; this model uses {name!r}: use --temperature, --top-k, --top-p or --greedy"),
     )
 
@@ -264,7 +265,7 @@ class Voices(Kind):
 
     name, unit, step_unit = "voices", "nats per voice-frame", "frames"
     predicts_input, gibbs = True, True
-    refused_options = ("mode", "threshold", "max_notes", "top_k", "top_p", "greedy")
+    refused_options = ("mode", "threshold", "max_notes", "fill", "top_k", "top_p", "greedy")
     refusal = ": this four-voice model ({name!r}) is sampled by Gibbs sampling: use --temperature and --iterations"
 
     def inputs(self, x):

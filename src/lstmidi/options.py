@@ -34,6 +34,7 @@ OPTIONS = (
     "mode",
     "threshold",
     "max_notes",
+    "fill",
     "top_k",
     "top_p",
     "nucleus",
@@ -157,6 +158,7 @@ def check_options(options: dict[str, Any], limits: GenerationLimits | None = Non
             "threshold", v, low=0, high=1, high_open=True, rule="a probability between 0 and 1 (both excluded)"
         ),
         "max_notes": lambda v: _int("max_notes", v, low=1, rule="a whole number of keys, at least 1"),
+        "fill": lambda v: _real("fill", v, low=0, low_open=False, high=10, rule="nats per key, from 0 (off) to 10"),
         "top_k": lambda v: _int("top_k", v, low=1, rule="a whole number of at least 1 (1 = greedy)"),
         "top_p": lambda v: _real("top_p", v, low=0, high=1, rule="a probability mass above 0 and at most 1"),
         "beam": lambda v: _int("beam", v, low=1, high=limits.max_beam, rule=f"1 to {limits.max_beam} beams"),
@@ -284,6 +286,10 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
         raise LstmidiError(
             f"{loaded.path}: the model's sample defaults: {err} (give the option to override it)"
         ) from None
+    if out.get("fill") and out.get("max_notes") is None:
+        raise LstmidiError(
+            f"--fill {out['fill']:g}: needs --max-notes (fuller frames are weighed up to that many keys)"
+        )
     target = None
     if out.get("steps") is None:
         steps = enc.steps_for_seconds(out["seconds"])

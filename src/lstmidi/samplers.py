@@ -35,6 +35,7 @@ def sample_multihot(
     temperature: float = 1.0,
     threshold: float = 0.5,
     max_notes: int | None = None,
+    fill: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Continue `primer` (batch, primer_steps, features) by `steps` frames -> (batch, steps, features).
@@ -42,7 +43,10 @@ def sample_multihot(
     `onset_keys`: when the features are [held keys | onsets], the number of keys; a sampled onset then
     forces its key to be held. `max_notes`: a frame with more held keys is drawn again, up to NOTE_TRIES
     draws in all (so the frames follow the model's distribution given at most that many keys); one still
-    over keeps its lowest key and its highest `max_notes` - 1 (`cap_notes`).
+    over keeps its lowest key and its highest `max_notes` - 1 (`cap_notes`). `fill` (with `max_notes`): a frame
+    of n held keys is also drawn again unless a uniform draw falls below exp(-fill x (max_notes - n)), so the
+    frames follow the model's probabilities times exp(fill x n): fuller chords, for a model whose frames
+    hold fewer keys than its training music (a voice left out where it was unsure of its pitch).
     """
     model.eval()
     logits, state = model(primer)  # (batch, primer_steps, features); a joint model gives its time state
@@ -56,14 +60,21 @@ def sample_multihot(
             frame[:, :onset_keys] = torch.maximum(frame[:, :onset_keys], frame[:, onset_keys:])
         return frame  # (rows, features)
 
+    def redraw(held: torch.Tensor) -> torch.Tensor:  # (rows,) keys held -> (rows,) the frames to draw again
+        over = held > max_notes
+        if fill:
+            over |= torch.rand(held.shape, generator=generator) >= torch.exp(fill * (held - max_notes))
+        return over
+
     for _ in range(steps):
         frame = draw(last)
         if max_notes is not None:
+            again = torch.ones(len(frame), dtype=torch.bool)  # rows whose frame is not kept yet
             for _ in range(NOTE_TRIES - 1):
-                over = frame[:, :keys].sum(1) > max_notes
-                if not over.any():
+                again[again.clone()] = redraw(frame[again, :keys].sum(1))
+                if not again.any():
                     break
-                frame[over] = draw(last[over])
+                frame[again] = draw(last[again])
             frame[:, :keys] = cap_notes(frame[:, :keys], max_notes)
             if onset_keys:
                 frame[:, onset_keys:] *= frame[:, :onset_keys]  # no onset of a key no longer held

@@ -80,6 +80,7 @@ def generate(
     mode: str | None = None,
     threshold: float | None = None,
     max_notes: int | None = None,
+    fill: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     nucleus: str | None = None,
@@ -103,7 +104,8 @@ def generate(
     `repetition_penalty`, `max_repeat` (no pitch more than N times in a row), `key` ("D minor"),
     `pitch_range` (low, high), `programs` (allowed instruments); four-voice models take `iterations`
     (Gibbs sweeps) and `parallels` (nats off each parallel fifth or octave).
-    Piano-roll models take `mode`, `threshold` and `max_notes` (at most that many keys held at once).
+    Piano-roll models take `mode`, `threshold`, `max_notes` (at most that many keys held at once) and `fill`
+    (frames of n keys weigh exp(fill x n) times more: fuller chords).
     `include_primer=False` leaves the primer out of the returned pieces.
     """
     options = dict(locals())  # the generation options as called (first statement: no other locals yet)
