@@ -9,6 +9,7 @@ import pytest
 from conftest import make_score, run, run_main
 from lstmidi import speed
 from lstmidi.models import build_model
+from lstmidi.trainer import precision
 
 
 def test_flops_count_every_lstm_and_linear_layer():
@@ -55,8 +56,12 @@ def test_benchmark_speed_cli_writes_json_and_markdown(tmp_path):
     names = [r["name"] for r in result["rows"]]
     assert names[0].startswith("float32 matmul") and any(n.startswith("flagship 2 x 512") for n in names)
     assert all(r["value"] > 0 for r in result["rows"])
-    [share] = [t for t in result["targets"] if "share of matmul" in t["target"]]
+    [share] = [t for t in result["targets"] if "share of the float32 matmul" in t["target"]]
     assert share["goal"] == 85 and share["met"] == (share["measured"] >= 85)
+    rows = {r["name"].split(" (")[0]: r for r in result["rows"]}  # each rate says the arithmetic it ran in
+    assert f"in {precision('auto')} = " in rows["flagship 2 x 512"]["note"] and precision("auto") in share["target"]
+    assert "in 32-true = " in rows["flagship 2 x 512, float32"]["note"]
+    assert ("bfloat16 matmul" in rows) == (precision("auto") == "bf16-mixed")
     overhead = [t for t in result["targets"] if t["target"].startswith("train step vs plain PyTorch")]
     assert len(overhead) == 2 and all(t["goal"] == 1.1 and t["met"] == (t["measured"] <= 1.1) for t in overhead)
     assert "tutorial" in overhead[0]["target"] and "flagship 2 x 512" in overhead[1]["target"]

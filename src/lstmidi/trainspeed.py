@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 
-def matmul_gflops(seconds: float = 2.0, n: int = 2048) -> float:
-    """The machine's float32 matrix-multiply rate (GFLOP/s) with the threads torch uses."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(seconds: float = 2.0, n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """The machine's matrix-multiply rate (GFLOP/s) in `dtype` with the threads torch uses."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     reps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -37,13 +37,15 @@ def flops_per_step_forward(model: torch.nn.Module) -> int:
 
 def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     """Tokens (frames) per second and GFLOP/s of real training steps of a preset on random data of its
-    shape (forward, loss, backward counted as 3 forward passes, gradient clipping, the optimizer of training)."""
+    shape (forward, loss, backward counted as 3 forward passes, gradient clipping, the optimizer of training),
+    in the preset's precision (`train.precision`: bfloat16 autocast, as Lightning's bf16-mixed, or float32)."""
     from .batches import batch_objective
     from .config import load_preset
     from .encodings import build_encoding
     from .kinds import kind_of
     from .losses import progressive_weights
     from .models import build_model
+    from .trainer import precision
     from .training import LitModel
 
     preset = load_preset(preset_name, sets)
@@ -59,8 +61,11 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
     configured = LitModel(model, preset, enc.kind).configure_optimizers()  # the optimizer training uses
     opt = configured["optimizer"] if isinstance(configured, dict) else configured
 
+    arithmetic = precision(cfg.precision)
+
     def step():
-        loss, _, _ = batch_objective(model, data, enc.kind, cfg.loss, weights)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=arithmetic == "bf16-mixed"):
+            loss, _, _ = batch_objective(model, data, enc.kind, cfg.loss, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
@@ -79,6 +84,7 @@ def train_rate(preset_name: str, sets: list[str], steps: int) -> dict:
         "seconds_per_step": seconds,
         "shape": f"{spec.get('layers')} x {spec.get('hidden')}, batch {batch} x {window}",
         "unit": kind.step_unit,
+        "precision": arithmetic,
     }
 
 
@@ -111,7 +117,7 @@ PLAIN_LOSSES = {"tutorial": _plain_tutorial, "flagship": _plain_tokens}  # prese
 OVERHEAD_SIZES = (  # (name, preset, overrides, timed steps, steps before timing, target ratio or None)
     ("tutorial (1 x 128, batch 64 x 25), float32", "tutorial", ["train.precision=float32"], 100, 5, 1.1),
     ("tutorial in its preset's precision (auto), plain PyTorch in float32", "tutorial", [], 100, 5, None),
-    ("flagship 2 x 512 (batch 64 x 128)", "flagship", FLAGSHIP_2X512, 4, 1, 1.1),
+    ("flagship 2 x 512 (batch 64 x 128), float32", "flagship", [*FLAGSHIP_2X512, "train.precision=float32"], 4, 1, 1.1),
 )
 
 
