@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from lstmidi.corpus import atomic_write_text
+from lstmidi.files import atomic_write_text
 from lstmidi.metrics import SCALARS
 from lstmidi.modelfile import load_model
 from lstmidi.polyphonic import QUALITY_PIECES, QUALITY_SECONDS, load_mat, mat_path
