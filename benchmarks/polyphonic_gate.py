@@ -5,7 +5,7 @@ ROC AUC (what tells the pieces apart). Tune sampling options on `--split valid`;
 a table and writes JSON.
 
     python benchmarks/polyphonic_gate.py RUN/model.lstmidi --dataset jsb --fill 0.3 [--split valid]
-        [--temperature T] [--max-notes N] [--num 20] [--seconds 20] [--json out.json]
+        [--temperature T] [--max-notes N] [--usual-notes N] [--num 20] [--seconds 20] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,13 +48,14 @@ def main() -> None:
     ap.add_argument("--fill", type=float, default=None)
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--max-notes", type=int, default=None)
+    ap.add_argument("--usual-notes", type=int, default=None, help="for models trained before lstmidi set it")
     ap.add_argument("--num", type=int, default=QUALITY_PIECES)
     ap.add_argument("--seconds", type=float, default=QUALITY_SECONDS)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     loaded = load_model(args.model)
     sample = loaded.preset.sample
-    for name in ("fill", "temperature", "max_notes"):
+    for name in ("fill", "temperature", "max_notes", "usual_notes"):
         if getattr(args, name) is not None:
             setattr(sample, name, getattr(args, name))
     splits = load_mat(mat_path(args.dataset, args.data))

@@ -235,11 +235,13 @@ def test_train_rates_its_model_with_the_quality_gate(tmp_path, corpus_dir):
     assert "| share of notes in the key's scale |" in loaded.card
     out, loaded = train("off", 0)
     assert "quality:" not in out and "quality" not in loaded.config["metrics"]
-    # the most keys any training frame holds becomes the model's --max-notes
+    # the most keys any training frame holds becomes the model's --max-notes, the most common its usual_notes
     from lstmidi.api import model_corpus
 
     corpus, _ = model_corpus(loaded, [corpus_dir], progress=False)
     assert loaded.preset.sample.max_notes == max(int(p.sum(1).max()) for p in corpus.pieces["train"]) > 1
+    held = [int(k) for p in corpus.pieces["train"] for k in p.sum(1) if k]  # keys held in each non-empty frame
+    assert loaded.preset.sample.usual_notes == max(set(held), key=lambda k: (held.count(k), -k))
 
 
 def test_demo_trains_and_writes_three_pieces(tmp_path, monkeypatch, capsys):

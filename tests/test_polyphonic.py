@@ -351,7 +351,8 @@ def test_frames_hold_at_most_max_notes_keys_and_are_drawn_again_first():
     assert float((counts == 3).float().mean()) == pytest.approx(p[3] / sum(p), abs=0.06)
 
 
-def test_fill_weighs_each_frame_by_exp_fill_times_its_keys():
+@pytest.mark.parametrize("full", [3, 2])
+def test_fill_weighs_down_each_frame_by_the_keys_it_lacks(full):
     from lstmidi.samplers import NOTE_TRIES, sample_multihot
 
     model = build_model({"name": "rollnet", "hidden": 8, "dropout": 0.0}, {"input_size": 3, "output_size": 3})
@@ -360,16 +361,27 @@ def test_fill_weighs_each_frame_by_exp_fill_times_its_keys():
         model.head.bias.zero_()  # each of 3 keys on with p = 0.5
     fill = math.log(2.0)
     frames = sample_multihot(
-        model, torch.zeros(40_000, 1, 3), 1, max_notes=3, fill=fill, generator=torch.Generator().manual_seed(0)
+        model,
+        torch.zeros(40_000, 1, 3),
+        1,
+        max_notes=3,
+        fill=fill,
+        full=full,
+        generator=torch.Generator().manual_seed(0),
     )
     counts = torch.bincount(frames.sum(-1).flatten().long(), minlength=4).double() / 40_000
     base = torch.tensor([math.comb(3, n) / 8 for n in range(4)], dtype=torch.float64)
-    kept = base * torch.exp(fill * (torch.arange(4) - 3))  # drawn and kept, each draw
-    tilted = kept / kept.sum()  # the model's frame probabilities times 2 ** keys
+    kept = base * torch.exp(fill * (torch.arange(4) - full).clamp(max=0))  # drawn and kept, each draw
+    tilted = kept / kept.sum()  # the model's frame probabilities times 2 ** min(keys, full)
     miss = 1 - kept.sum()  # every draw drawn again: the last one stays
     expected = (1 - miss**NOTE_TRIES) * tilted + miss ** (NOTE_TRIES - 1) * (base - kept)
     assert torch.allclose(counts, expected, atol=0.01), (counts, expected)
-    assert expected[3] > 0.29 > base[3]  # fuller: 8/27 of the frames hold all three keys, against 1/8
+    if full == 3:
+        assert expected[3] > 0.29 > base[3]  # fuller: 8/27 of the frames hold all three keys, against 1/8
+    else:
+        assert expected[3] / expected[2] == pytest.approx(1 / 3, abs=1e-9)  # past `full` keys: as the model has it
+    with pytest.raises(ValueError, match="fill needs full"):
+        sample_multihot(model, torch.zeros(1, 1, 3), 1, fill=fill)
 
 
 def write_mat(path, pieces_per_split=6, frames=24, seed=0):

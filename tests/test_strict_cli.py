@@ -195,7 +195,11 @@ CASES = {
     "--max-notes on an event model": (gen("tokens", "--max-notes", "3"), r"--max-notes: for piano-roll models", ()),
     "--max-notes 0": (gen("roll", "--max-notes", "0"), r"--max-notes 0: a whole number of keys, at least 1", ()),
     "--fill on an event model": (gen("tokens", "--fill", "0.3"), r"--fill: for piano-roll models", ()),
-    "--fill without a cap": (gen("roll", "--fill", "0.3"), r"--fill 0.3: needs --max-notes", ()),
+    "--fill on an untrained model": (
+        gen("roll", "--fill", "0.3"),
+        r"--fill 0.3: this model does not know how many keys its frames usually hold: give --max-notes",
+        (),
+    ),
     "--fill 11": (gen("roll", "--fill", "11"), r"--fill 11: nats per key, from 0 \(off\) to 10", (PRELOAD,)),
     # 4. presets
     "preset YAML malformed": (

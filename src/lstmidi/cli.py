@@ -266,8 +266,8 @@ def generate(
     fill: float | None = typer.Option(
         None,
         "--fill",
-        help="piano-roll models: favour fuller chords, a frame of n keys weighing exp(FILL x n) times more "
-        "(0 = off; default: the model's)",
+        help="piano-roll models: favour full chords: a frame with fewer keys than the training music usually "
+        "holds weighs exp(-FILL) times less for each key it lacks (0 = off; default: the model's)",
     ),
     iterations: int | None = typer.Option(
         None, "--iterations", help="four-voice models: Gibbs sweeps over every free cell (default: the model's)"

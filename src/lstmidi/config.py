@@ -164,9 +164,16 @@ class SampleConfig(Strict):
         0.0,
         ge=0,
         le=10,
-        description="piano-roll models: favour fuller frames: a frame of n held keys weighs exp(fill x n) times "
-        "its probability (a frame is kept with probability exp(-fill x (max_notes - n)), else drawn again); "
-        "0 = the model's own frames",
+        description="piano-roll models: favour full frames: a frame of n held keys, fewer than `usual_notes`, "
+        "weighs exp(-fill x (usual_notes - n)) times its probability (it is kept with that probability, else "
+        "drawn again); 0 = the model's own frames",
+    )
+    usual_notes: int | None = Field(
+        None,
+        ge=1,
+        description="piano-roll models: the number of keys the training frames that hold any most often hold "
+        "(`lstmidi train` sets it; 4 for four-part chorales): the full frame `fill` weighs others against "
+        "(max_notes when not set)",
     )
     seconds: float = Field(20.0, gt=0, description="length of the generated part in seconds")
     top_k: int | None = Field(None, ge=1, description="tokens/notes: sample among the k most likely (1 = greedy)")

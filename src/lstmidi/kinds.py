@@ -96,7 +96,11 @@ class Multihot(Kind):
 
     def sample_defaults(self, encoding, train):
         keys = encoding.params.keys  # the held keys (onset columns, if any, follow them)
-        return {"max_notes": max((int(p[:, :keys].sum(1).max(initial=0)) for p in train), default=0) or None}
+        counts = np.bincount(np.concatenate([p[:, :keys].sum(1, dtype=np.int64) for p in train] or [np.zeros(0, int)]))
+        return {
+            "max_notes": len(counts) - 1 if len(counts) > 1 else None,
+            "usual_notes": int(counts[1:].argmax()) + 1 if len(counts) > 1 else None,  # of the frames with a key held
+        }
 
     def sample(self, loaded, prime, steps, o, generator):
         p = loaded.encoding.params
@@ -111,6 +115,7 @@ class Multihot(Kind):
             threshold=o["threshold"],
             max_notes=o["max_notes"],
             fill=o["fill"],
+            full=min(filter(None, (loaded.preset.sample.usual_notes, o["max_notes"])), default=None),
             generator=generator,
         )
         new = new.numpy().astype(np.uint8)

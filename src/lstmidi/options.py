@@ -286,9 +286,10 @@ def resolve_options(loaded, options: dict[str, Any], limits: GenerationLimits | 
         raise LstmidiError(
             f"{loaded.path}: the model's sample defaults: {err} (give the option to override it)"
         ) from None
-    if out.get("fill") and out.get("max_notes") is None:
+    if out.get("fill") and d.usual_notes is None and out.get("max_notes") is None:
         raise LstmidiError(
-            f"--fill {out['fill']:g}: needs --max-notes (fuller frames are weighed up to that many keys)"
+            f"--fill {out['fill']:g}: this model does not know how many keys its frames usually hold: "
+            "give --max-notes (fill weighs frames against that many keys)"
         )
     target = None
     if out.get("steps") is None:

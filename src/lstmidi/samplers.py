@@ -36,6 +36,7 @@ def sample_multihot(
     threshold: float = 0.5,
     max_notes: int | None = None,
     fill: float = 0.0,
+    full: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Continue `primer` (batch, primer_steps, features) by `steps` frames -> (batch, steps, features).
@@ -43,11 +44,13 @@ def sample_multihot(
     `onset_keys`: when the features are [held keys | onsets], the number of keys; a sampled onset then
     forces its key to be held. `max_notes`: a frame with more held keys is drawn again, up to NOTE_TRIES
     draws in all (so the frames follow the model's distribution given at most that many keys); one still
-    over keeps its lowest key and its highest `max_notes` - 1 (`cap_notes`). `fill` (with `max_notes`): a frame
-    of n held keys is also drawn again unless a uniform draw falls below exp(-fill x (max_notes - n)), so the
-    frames follow the model's probabilities times exp(fill x n): fuller chords, for a model whose frames
-    hold fewer keys than its training music (a voice left out where it was unsure of its pitch).
+    over keeps its lowest key and its highest `max_notes` - 1 (`cap_notes`). `fill` (with `full` keys, the
+    frame the training music usually holds): a frame of n < full held keys is also drawn again unless a
+    uniform draw falls below exp(-fill x (full - n)), so the frames follow the model's probabilities times
+    exp(fill x min(n, full)): for a model that leaves out a voice where it is unsure of its pitch.
     """
+    if fill and full is None:
+        raise ValueError("fill needs full, the number of keys of a full frame")
     model.eval()
     logits, state = model(primer)  # (batch, primer_steps, features); a joint model gives its time state
     last = logits[:, -1]
@@ -61,20 +64,21 @@ def sample_multihot(
         return frame  # (rows, features)
 
     def redraw(held: torch.Tensor) -> torch.Tensor:  # (rows,) keys held -> (rows,) the frames to draw again
-        over = held > max_notes
+        over = held > max_notes if max_notes is not None else torch.zeros(held.shape, dtype=torch.bool)
         if fill:
-            over |= torch.rand(held.shape, generator=generator) >= torch.exp(fill * (held - max_notes))
+            over |= torch.rand(held.shape, generator=generator) >= torch.exp(fill * (held - full).clamp(max=0))
         return over
 
     for _ in range(steps):
         frame = draw(last)
-        if max_notes is not None:
+        if max_notes is not None or fill:
             again = torch.ones(len(frame), dtype=torch.bool)  # rows whose frame is not kept yet
             for _ in range(NOTE_TRIES - 1):
                 again[again.clone()] = redraw(frame[again, :keys].sum(1))
                 if not again.any():
                     break
                 frame[again] = draw(last[again])
+        if max_notes is not None:
             frame[:, :keys] = cap_notes(frame[:, :keys], max_notes)
             if onset_keys:
                 frame[:, onset_keys:] *= frame[:, :onset_keys]  # no onset of a key no longer held

@@ -105,7 +105,7 @@ def generate(
     `pitch_range` (low, high), `programs` (allowed instruments); four-voice models take `iterations`
     (Gibbs sweeps) and `parallels` (nats off each parallel fifth or octave).
     Piano-roll models take `mode`, `threshold`, `max_notes` (at most that many keys held at once) and `fill`
-    (frames of n keys weigh exp(fill x n) times more: fuller chords).
+    (a frame short of the model's usual number of keys weighs exp(-fill) less per key it lacks).
     `include_primer=False` leaves the primer out of the returned pieces.
     """
     options = dict(locals())  # the generation options as called (first statement: no other locals yet)
