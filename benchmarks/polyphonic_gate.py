@@ -15,28 +15,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from lstmidi.files import atomic_write_text
-from lstmidi.metrics import SCALARS
 from lstmidi.modelfile import load_model
 from lstmidi.polyphonic import QUALITY_PIECES, QUALITY_SECONDS, load_mat, mat_path
-from lstmidi.quality import MEASURES, gate_table, last_seconds, measure_set
-from lstmidi.sampling import generate
-from lstmidi.training import quality_check
-
-
-def separators(loaded, real: list, num: int, seconds: float, seed: int) -> dict:
-    """{measure: {generated, real, auc}}: each per-piece measure's means and ROC AUC (0.5 = no help)."""
-    pieces = [p.score for p in generate(loaded, num=num, seconds=seconds, seed=seed, include_primer=False)]
-    g = np.array(measure_set(pieces)["features"])
-    r = np.array(measure_set([last_seconds(s, seconds) for s in real])["features"])
-    out = {}
-    for i, name in enumerate(list(MEASURES) + list(SCALARS)):  # the order of quality.features
-        x, y = np.r_[g[:, i], r[:, i]], np.r_[np.ones(len(g)), np.zeros(len(r))]
-        auc = roc_auc_score(y, x) if np.ptp(x) > 0 else 0.5
-        out[name] = {"generated": float(g[:, i].mean()), "real": float(r[:, i].mean()), "auc": max(auc, 1 - auc)}
-    return out
+from lstmidi.quality import gate_table, last_seconds, measure_set, separation
+from lstmidi.training import gate_pieces, quality_check
 
 
 def main() -> None:
@@ -61,9 +45,11 @@ def main() -> None:
     splits = load_mat(mat_path(args.dataset, args.data))
     real = [loaded.encoding.decode(p.astype(np.uint8)) for p in splits[args.split]]
     seed = loaded.preset.train.seed
-    gate = quality_check(loaded, real, num=args.num, seconds=args.seconds, seed=seed)
+    pieces = gate_pieces(loaded, num=args.num, seconds=args.seconds, seed=seed)  # rated by both tables below
+    gate = quality_check(loaded, real, num=args.num, seconds=args.seconds, seed=seed, generated=pieces)
     print("\n".join(gate_table(gate)))
-    seps = separators(loaded, real, args.num, args.seconds, seed)
+    ends = [last_seconds(s, args.seconds) for s in real]
+    seps = separation(measure_set(pieces)["features"], measure_set(ends)["features"])
     print("\n| measure | generated | real | ROC AUC |\n|---|---|---|---|")
     for name, s in seps.items():
         print(f"| {name} | {s['generated']:.3f} | {s['real']:.3f} | {s['auc']:.2f} |")

@@ -14,14 +14,12 @@ import argparse
 import json
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from lstmidi.api import bundled_model, model_corpus
 from lstmidi.corpus import bundled_corpus
-from lstmidi.metrics import SCALARS
 from lstmidi.midi import load_score
 from lstmidi.modelfile import load_model
-from lstmidi.quality import MEASURES, last_seconds, measure_set, tell_apart
+from lstmidi.quality import last_seconds, measure_set, separation, tell_apart
 from lstmidi.sampling import generate
 
 
@@ -40,20 +38,12 @@ def main() -> None:
     _, paths = model_corpus(loaded, [bundled_corpus("bach")], progress=False)
     d = loaded.preset.data
     real = measure_set([last_seconds(load_score(p, d.tracks, d.drums), args.seconds) for p in paths["valid"]])
-    names = list(MEASURES) + list(SCALARS)
-    r = np.array(real["features"])
-    result = {"model": str(loaded.path), "valid_pieces": len(r), "seeds": {}}
+    result = {"model": str(loaded.path), "valid_pieces": len(real["features"]), "seeds": {}}
     options = {"temperature": args.temperature, "top_p": args.top_p, "nucleus": args.nucleus}
     for seed in args.seeds:
         pieces = generate(loaded, num=args.num, seed=seed, seconds=args.seconds, **options)
         gen = measure_set([p.score for p in pieces])
-        g = np.array(gen["features"])
-        y = np.r_[np.ones(len(g)), np.zeros(len(r))]
-        rows = {}
-        for i, name in enumerate(names):
-            x = np.r_[g[:, i], r[:, i]]
-            auc = roc_auc_score(y, x) if np.std(x) > 0 else 0.5
-            rows[name] = {"generated": float(g[:, i].mean()), "real": float(r[:, i].mean()), "auc": max(auc, 1 - auc)}
+        rows = separation(gen["features"], real["features"])
         score = tell_apart(gen["features"], real["features"])
         result["seeds"][seed] = {"tell_apart": score, "measures": rows}
         print(f"\nseed {seed}: tell-apart {score:.3f} ({args.num} pieces x {args.seconds:g} s)")

@@ -105,6 +105,21 @@ def test_tell_apart_separates_different_sets_only():
     assert np.isnan(quality.tell_apart([[1.0]], same_b))
 
 
+def test_separation_rates_each_feature_alone():
+    names = [*quality.MEASURES, *quality.SCALARS]
+    a = [[0.0] * len(names) for _ in range(3)]
+    b = [[0.0] * len(names) for _ in range(2)]
+    for row, v in zip(a, (5, 6, 7)):
+        row[0], row[1] = v, -v  # feature 0 higher in a, feature 1 lower: both tell the sets apart
+    for row, v in zip(b, (1, 8)):
+        row[0] = v  # 1 below every a, 8 above every a: half the pairs ordered each way
+    out = quality.separation(a, b)
+    assert list(out) == names
+    assert out[names[0]] == {"generated": 6.0, "real": 4.5, "auc": 0.5}
+    assert out[names[1]] == {"generated": -6.0, "real": 0.0, "auc": 1.0}
+    assert out[names[2]]["auc"] == 0.5  # the same everywhere
+
+
 def real_like(seed: int) -> Score:
     """A diatonic four-voice progression in C major ending on the tonic (I IV V7 I ...)."""
     rng = np.random.default_rng(seed)

@@ -43,7 +43,7 @@ from torch.nn import functional as F
 
 from ..processors import draw
 from .base import Model, ModelSpec, State
-from .mixing import frames_by_part, most_probable
+from .mixing import frames_by_part, mixture_nll, most_probable
 from .steplstm import LSTM
 from .tied import around, below, zero_linear
 
@@ -158,7 +158,7 @@ class EnDeCell(Model):
             nlls.append(F.binary_cross_entropy_with_logits(logits, frames.to(logits.dtype), reduction="none").sum(-1))
         if len(nlls) == 1:
             return nlls[0]
-        return -torch.logsumexp(self.mixture_weights(s) - torch.stack(nlls, -1), -1)
+        return mixture_nll(torch.stack(nlls, -1), self.mixture_weights(s))
 
     @torch.no_grad()
     def sample_frame(self, s, *, mode="bernoulli", temperature=1.0, threshold=0.5, generator=None):  # types: Model's

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..processors import draw
 from .base import Model, ModelSpec, State
-from .mixing import frames_by_part, most_probable
+from .mixing import frames_by_part, mixture_nll, most_probable
 
 
 class Ensemble(Model):
@@ -48,7 +48,8 @@ class Ensemble(Model):
 
     def mixture_nll(self, out: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Exact -log of the mean of the members' probabilities of each frame."""
-        return math.log(len(self.members)) - torch.logsumexp(-self._member_nlls(out, frames), 0)
+        nlls = self._member_nlls(out, frames).movedim(0, -1)  # (..., members)
+        return mixture_nll(nlls, nlls.new_full(nlls.shape, -math.log(len(self.members))))  # equal weights
 
     def frame_nll(self, out: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """The mixture's NLL; in training the mean of the members' own NLLs (each member fits alone)."""

@@ -1,12 +1,17 @@
-"""Drawing one frame from a mixture of frame distributions (endecell's decoders, `members`, rollnet's
-components): each row draws from the part it was given, or `threshold` mode keeps, per row, the candidate
-frame the mixture finds most probable."""
+"""A mixture of frame distributions (endecell's decoders, `members`, rollnet's components): its exact NLL
+from the parts' NLLs and weights, and one frame drawn from it: each row draws from the part it was given,
+or `threshold` mode keeps, per row, the candidate frame the mixture finds most probable."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
+
+
+def mixture_nll(nlls: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
+    """nlls (..., parts) each part's -log p(frame), log_weights (..., parts) -> (...) -log sum_i w_i p_i."""
+    return -torch.logsumexp(log_weights - nlls, -1)
 
 
 def frames_by_part(

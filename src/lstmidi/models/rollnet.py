@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from ..processors import draw
 from .base import Model, ModelSpec, State
-from .mixing import most_probable
+from .mixing import mixture_nll, most_probable
 from .steplstm import LSTM
 from .tied import around, zero_linear
 
@@ -116,7 +116,7 @@ class RollNet(Model):
         logits, log_w = self._components(out)
         target = frames.unsqueeze(-2).expand_as(logits).to(logits.dtype)
         nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)  # (..., C)
-        return -torch.logsumexp(log_w - nll, -1)
+        return mixture_nll(nll, log_w)
 
     @torch.no_grad()
     def sample_frame(self, out, *, mode="bernoulli", temperature=1.0, threshold=0.5, generator=None):  # types: Model's
@@ -127,7 +127,7 @@ class RollNet(Model):
             return super().sample_frame(out, **kw)
         logits, log_w = self._components(out)  # (batch, C, keys), (batch, C)
         if mode == "threshold":
-            frames = (torch.sigmoid(logits / temperature) > threshold).to(out.dtype)  # (batch, C, keys)
+            frames = super().sample_frame(logits, **kw)  # (batch, C, keys): each component's frame
             nll = self.frame_nll(out.unsqueeze(-2).expand(*logits.shape[:-1], out.shape[-1]), frames)  # (batch, C)
             return most_probable(frames.transpose(0, 1), nll.T)
         which = draw(log_w.exp(), generator)  # (batch,)
