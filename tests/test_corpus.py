@@ -66,6 +66,24 @@ def test_no_usable_files_is_an_error(tmp_path):
         find_midi_files([tmp_path / "empty"])
 
 
+def test_find_midi_files_walks_folders_in_path_order(tmp_path):
+    """Sorted by path part (a/b before a-c), MIDI suffixes in any case, names relative to the folder given;
+    a linked file is found under its own name and resolved, a linked folder is not entered, a dangling
+    link and other files are left out."""
+    root = tmp_path / "music"
+    for name in ("a/b/x.mid", "a-c/y.MIDI", "Z/q.kar", "top.mid", "real/r.mid", "a/notes.txt", ".mid"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+    (root / "linked").symlink_to(root / "real")
+    (root / "link.midi").symlink_to(root / "top.mid")
+    (root / "dangling.mid").symlink_to(root / "nowhere.mid")
+    found = find_midi_files([root])
+    assert [name for _, name in found] == ["Z/q.kar", "a/b/x.mid", "a-c/y.MIDI", "link.midi", "real/r.mid", "top.mid"]
+    assert dict((name, path) for path, name in found)["link.midi"] == (root / "top.mid").resolve()
+    assert all(path.is_absolute() and path == path.resolve() for path, _ in found)
+    assert find_midi_files([root / "a" / "b" / "x.mid"]) == [((root / "a/b/x.mid").resolve(), "x.mid")]
+
+
 def test_bundled_bach_chorales_load(tmp_path):
     files = find_midi_files([bundled_corpus()])
     assert len(files) > 300

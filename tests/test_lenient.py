@@ -158,6 +158,25 @@ def test_format_2_lays_tracks_one_after_another():
     assert two.end() == melody_end + len(BASS) * 480
 
 
+def test_a_file_that_grows_while_it_is_read_is_read_to_the_limit(tmp_path, monkeypatch):
+    """The reader asks for the size it saw (plus a byte); a file longer by then is still read whole, or
+    refused when it is now over the size limit."""
+    from pathlib import Path
+
+    path = tmp_path / "growing.mid"
+    path.write_bytes(GOOD)
+    real = Path.stat
+
+    def seen_earlier(self, *args, **kwargs):  # the size when the file was 20 bytes long
+        info = real(self, *args, **kwargs)
+        return os.stat_result((*info[:6], 20, *info[7:10])) if self.name == "growing.mid" else info
+
+    monkeypatch.setattr(Path, "stat", seen_earlier)
+    assert len(GOOD) > 100 and read_score_lenient(path).score.note_num() == GOOD_NOTES
+    with pytest.raises(MidiError, match=r"growing\.mid: too large \(0\.0 MB; the limit is "):
+        read_score_lenient(path, Limits(max_bytes=100))
+
+
 def test_limits_against_hostile_files(tmp_path):
     with pytest.raises(MidiError, match=r"^x: too large \(0\.0 MB; the limit is "):
         read_score_bytes(GOOD, "x", Limits(max_bytes=100))
@@ -359,7 +378,7 @@ def test_quick_check_agrees_with_the_event_loop(monkeypatch):
 
     monkeypatch.setattr(smf_reader._Reader, "quick_track", recording)
     rng = random.Random(7)
-    files = [smf([chunk(random_track(rng, n)) for n in (3, 40, 900, 2500)], tpq=96) for _ in range(6)]
+    files = [smf([chunk(random_track(rng, n)) for n in (3, 40, 900, 2500)], tpq=96) for _ in range(12)]
     files += [path.read_bytes() for path in sorted(bundled_corpus().glob("*.mid"))[::20]]
     files += [path.read_bytes() for path in sorted(bundled_corpus("quartets").glob("*.mid"))[::10]]
     for data in files:

@@ -92,13 +92,30 @@ def find_midi_files(paths: list[str | Path]) -> list[tuple[Path, str]]:
         if root.is_file():
             found.append((root.resolve(), root.name))
         elif root.is_dir():
-            for p in sorted(root.rglob("*")):
-                if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES:
-                    found.append((p.resolve(), p.relative_to(root).as_posix()))
+            found += sorted(_midi_files_under(root.resolve()), key=lambda item: item[1].split("/"))
         else:
             raise LstmidiError(f"{root}: no such file or folder")
     if not found:
         raise LstmidiError(f"no MIDI files ({', '.join(MIDI_SUFFIXES)}) found in: {', '.join(map(str, paths))}")
+    return found
+
+
+def _midi_files_under(folder: Path, rel: str = "") -> list[tuple[Path, str]]:
+    """(absolute path, name relative to the top folder) of the MIDI files in the resolved `folder` and its
+    subfolders, as `rglob` finds them (folders behind symbolic links are not entered; a linked file is
+    resolved), with one scandir per folder and no call per file."""
+    found = []
+    try:
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError:  # unreadable, or gone since
+        return found
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            found += _midi_files_under(folder / entry.name, f"{rel}{entry.name}/")
+        elif os.path.splitext(entry.name)[1].lower() in MIDI_SUFFIXES and entry.is_file():
+            path = folder / entry.name
+            found.append((path.resolve() if entry.is_symlink() else path, rel + entry.name))
     return found
 
 
@@ -442,8 +459,7 @@ def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
                     flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(offsets[split][-1], *inner))
                     for piece, start in zip(pieces, offsets[split]):
                         flat[start : start + len(piece)] = piece
-                    flat.flush()
-                    del flat
+                    del flat  # unmapped: the pages are the file's (no flush to disk: a cache need not be durable)
                 else:  # an empty split: numpy cannot map 0 bytes
                     with tmp.open("wb") as f:
                         np.save(f, np.zeros((0, *inner), dtype))

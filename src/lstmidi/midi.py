@@ -69,8 +69,10 @@ def read_score_lenient(path: str | Path, limits: Limits = LIMITS) -> Reading:
             raise MidiError(f"{path}: not a regular file")
         if info.st_size > limits.max_bytes:
             raise _too_large(path, info.st_size, limits)
-        with path.open("rb") as f:
-            data = f.read(limits.max_bytes + 1)
+        with path.open("rb") as f:  # (asking for max_bytes + 1 at once would allocate that much for every file)
+            data = f.read(info.st_size + 1)
+            if len(data) > info.st_size:  # it grew since: up to the limit, to tell if it is over
+                data += f.read(limits.max_bytes + 1 - len(data))
     except FileNotFoundError:
         raise MidiError(f"{path}: file not found") from None
     except OSError as err:
