@@ -454,15 +454,11 @@ def _write_cache(cache_dir: Path, corpus: Corpus) -> None:
         for split, path in arrays_paths.items():
             pieces = corpus.pieces[split]
             offsets[split] = piece_offsets(pieces).tolist()
-            with atomic_path(path) as tmp:
-                if offsets[split][-1]:
-                    flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(offsets[split][-1], *inner))
-                    for piece, start in zip(pieces, offsets[split]):
-                        flat[start : start + len(piece)] = piece
-                    del flat  # unmapped: the pages are the file's (no flush to disk: a cache need not be durable)
-                else:  # an empty split: numpy cannot map 0 bytes
-                    with tmp.open("wb") as f:
-                        np.save(f, np.zeros((0, *inner), dtype))
+            with atomic_path(path) as tmp, tmp.open("wb") as f:  # (not flushed to disk: a cache need not be durable)
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+                np.lib.format.write_array_header_1_0(f, {**header, "shape": (offsets[split][-1], *inner)})
+                for piece in pieces:
+                    f.write(np.ascontiguousarray(piece, dtype).data)
         atomic_write_text(
             meta_path,
             json.dumps(

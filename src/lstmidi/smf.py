@@ -473,6 +473,7 @@ _RUNNING_ONE = re.compile(rb"(?:" + _V + _D + rb")*+")  # ... with running statu
 _ONE_DELTAS = re.compile(rb"(" + _V + rb")" + _ONE + _D)  # a run of 1-data-byte events -> their delta times
 _RUNNING_ONE_DELTAS = re.compile(rb"(" + _V + rb")" + _D)  # ... with running status
 _META = re.compile(rb"(" + _V + rb")(?:\xff(.)|[\xf0\xf7])(" + _V + rb")", re.DOTALL)  # delta, meta kind, length
+_TAG = re.compile(rb"[\x21-\x7e]{4}")  # a chunk's tag
 _WINDOW = 1 << 16  # bytes per match: the regex engine's memory grows with the events of one match
 
 
@@ -480,7 +481,8 @@ def _delta_ticks(array: np.ndarray, last: np.ndarray, first: np.ndarray, starts:
     """Per track (the tracks start at `starts`), the sum of the delta times whose last bytes are at `last`
     and whose other bytes are where `first` is set."""
     where = np.flatnonzero(first)
-    shift = 1 + first[where + 1] + (first[where + 1] & first[where + 2])  # 7 bits per byte after it in its delta
+    more = first[where + 1]
+    shift = 1 + more + (more & first[where + 2])  # 7 bits per byte after it in its delta time
     value = (array[where] & 0x7F).astype(np.int64) << (7 * shift)
     total = np.zeros(len(starts), np.int64)
     np.add.at(total, np.searchsorted(starts, last, "right") - 1, array[last].astype(np.int64))
@@ -502,7 +504,7 @@ _CHECKED_META = {b"\x51", b"\x58", b"\x59"}  # tempo, time and key signature: _m
 
 def _is_tag(tag: bytes) -> bool:
     """Chunk tags are four printable ASCII characters (MThd, MTrk, or an unknown kind to skip)."""
-    return len(tag) == 4 and all(0x20 < c < 0x7F for c in tag)
+    return _TAG.fullmatch(tag) is not None
 
 
 def _vlq(data: bytes, pos: int, end: int) -> tuple[int, int]:
