@@ -336,6 +336,26 @@ def test_fast_decoding_is_miditok_decoding_score_for_score(params):
     assert sum(len(t.notes) for ids in pieces[: len(scores)] for t in enc.decode(ids).tracks) > 1000
 
 
+@pytest.mark.parametrize("params", [*FAST_SETTINGS, {"tokenizer": "MIDILike"}])
+def test_prefix_decoder_decodes_every_prefix_as_decode_does(params):
+    """`prefix_decoder(ids)(k) == decode(ids[:k])` for every k, from 0 to past the end (generation asks this
+    of many places in one piece): a real piece with time signature and tempo changes, a grammar walk, the
+    walk with PAD and BOS in front and an EOS inside, and random ids."""
+    enc = events(**params)
+    walk = enc.finish(random_walk(enc, 300, 3))
+    rows = [
+        enc.encode(signature_changes_score()),
+        walk,
+        np.concatenate([[enc.pad, enc.bos], walk[1:-1], [enc.eos], walk[1:40]]),
+        np.random.default_rng(1).integers(3, enc.sizes["vocab_size"], 300),
+    ]
+    for ids in rows:
+        decode = enc.prefix_decoder(ids)
+        for k in range(len(ids) + 2):
+            assert decode(k) == enc.decode(ids[:k]), (params, k)
+    assert sum(len(t.notes) for t in enc.prefix_decoder(rows[0])(len(rows[0]) // 2).tracks) > 0
+
+
 def miditok_encode(enc, score) -> list[int]:
     """miditok's own tokenization of `score`, as Events.encode did before FastEncoder."""
     seq = enc.tokenizer.encode(enc._prepare(score))

@@ -6,6 +6,7 @@ entry point."""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -555,18 +556,19 @@ def end_rows(tokens: np.ndarray, eos: int, chosen: list[tuple[int, bool] | None]
 
 class EndingPlaces:
     """What BestEnding.choose asks of a place to end: each row is primer row + its new tokens before new
-    token `at`; every such piece is decoded once."""
+    token `at` (decoded from one decoding of the whole row, `TokenStream.prefix_decoder`)."""
 
     def __init__(self, enc: TokenStream, prime: np.ndarray, new: np.ndarray) -> None:
         self.enc, self.prime, self.new = enc, prime, new
         self._scores: dict[tuple[int, int | None], Score] = {}
         self._primer_ends: dict[int, float] = {}  # row -> seconds at which its primer's music ends
+        self._decoders: dict[int, Callable[[int], Score]] = {}
 
     def _score(self, row: int, at: int | None) -> Score:  # at None: the primer alone
         if (row, at) not in self._scores:
-            new = self.new[row, :at] if at is not None else self.new[row, :0]
-            ids = np.concatenate([self.prime[row], new, [self.enc.eos]])
-            self._scores[row, at] = self.enc.decode(self.enc.finish(ids))
+            if row not in self._decoders:
+                self._decoders[row] = self.enc.prefix_decoder(np.concatenate([self.prime[row], self.new[row]]))
+            self._scores[row, at] = self._decoders[row](self.prime.shape[1] + (at or 0))
         return self._scores[row, at]
 
     def home(self, row: int, at: int) -> bool:

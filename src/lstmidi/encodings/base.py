@@ -7,6 +7,7 @@ is computed note by note, independently of the array path.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -141,6 +142,10 @@ class TokenStream(Encoding):
     @abstractmethod
     def token_types(self) -> list[str]:
         """Type of each id ('BOS', 'Bar', 'Pitch', 'Duration', ...)."""
+
+    def prefix_decoder(self, ids: np.ndarray) -> Callable[[int], Score]:
+        """`lambda k: self.decode(ids[:k])`, for many k of one sequence: an encoding may decode it once."""
+        return lambda k: self.decode(ids[:k])
 
     @abstractmethod
     def token_errors(self, ids: np.ndarray) -> float:

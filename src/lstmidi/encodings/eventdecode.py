@@ -13,6 +13,9 @@ MIDI-Like and anything else go through miditok."""
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable
+
 import numpy as np
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
@@ -70,9 +73,38 @@ class FastDecoder:
         self.steps, self.rests = steps, rests
 
     def decode(self, ids: list[int]) -> Score:
+        notes, tempos, signatures = self._walk(ids)
+        return self._score(notes, tempos, signatures)
+
+    def prefixes(self, ids: list[int]) -> Callable[[int], Score]:
+        """`lambda k: self.decode(ids[:k])` from one walk over `ids`. Decoding only looks back, but for the
+        completeness of a note (its Velocity and Duration tokens) and REMI's opening time signature (the
+        first TimeSig before any note token); so the first k ids decode to the notes whose tokens all lie
+        before k, and the tempos and time signatures given before k. A prefix without a note token (its
+        opening signature may differ) is decoded as it is."""
+        notes, tempos, signatures = self._walk(ids)
+        ends = {program: [row[-1] for row in rows] for program, rows in notes.items()}
+        first_note = next((t for t, i in enumerate(ids) if self.kind[i] in (PITCH, VELOCITY, DURATION)), len(ids))
+
+        def decode(k: int) -> Score:
+            if k <= first_note:
+                return self.decode(ids[:k])
+            kept = {p: rows[: bisect.bisect_right(ends[p], k - 1)] for p, rows in notes.items()}
+            return self._score(
+                {p: rows for p, rows in kept.items() if rows},
+                [row for row in tempos if row[-1] < k],
+                [row for row in signatures if row[-1] < k],
+            )
+
+        return decode
+
+    def _walk(self, ids: list[int]) -> tuple[dict, list, list]:
+        """The notes ({program: [(time, duration, pitch, velocity, index of its last token)]}), tempos
+        ([(tick, qpm, index)]) and time signatures ([(tick, numerator, denominator, index)], REMI's opening
+        one at index -1) that `ids` decode to, each in the order of its tokens."""
         kind, value = self.kind, self.value
         kinds = [kind[i] for i in ids]
-        notes: dict[int, list[tuple[int, int, int, int]]] = {}  # program -> (time, duration, pitch, velocity)
+        notes: dict[int, list[tuple[int, int, int, int, int]]] = {}
         tempos, signatures = [], []
         signature = None
         if self.remi:  # the first TimeSig before any note sets the opening bar (miditok reads ahead for it)
@@ -83,7 +115,7 @@ class FastDecoder:
                 if k in (PITCH, VELOCITY, DURATION):
                     break
             signature = signature or self.default_signature
-            signatures.append((0, *signature))
+            signatures.append((0, *signature, -1))
         tick = bar_tick = last_change_tick = 0
         bar, last_change_bar = -1, 0
         tpb = self.tpb_per_ts[signature[1]] if self.remi else self.division
@@ -107,7 +139,7 @@ class FastDecoder:
                 if kinds[t + offset] != DURATION:
                     continue
                 duration = self.steps[tpb][ids[t + offset]]
-                notes.setdefault(program, []).append((tick, duration, pitch, velocity))
+                notes.setdefault(program, []).append((tick, duration, pitch, velocity, t + offset))
                 note_end = max(note_end, tick + duration)
             elif k == TIMESHIFT:
                 tick += self.steps[tpb][i]
@@ -130,31 +162,32 @@ class FastDecoder:
             elif k == PROGRAM:
                 program = value[i]
             elif k == TEMPO:
-                tempos.append((tick, value[i]))
+                tempos.append((tick, value[i], t))
                 note_end = max(note_end, tick)
             elif k == TIMESIG:
                 if self.remi:
                     if value[i] != signature:
                         signature = value[i]
-                        signatures.append((tick, *signature))
+                        signatures.append((tick, *signature, t))
                         last_change_tick, last_change_bar = bar_tick, bar
                         per_bar = self._ticks_per_bar(signature)
                         tpb = self.tpb_per_ts[signature[1]]
                         per_pos = tpb // self.positions_per_beat
                 else:
-                    signatures.append((tick, *value[i]))
+                    signatures.append((tick, *value[i], t))
                     tpb = self.tpb_per_ts[value[i][1]]
-        return self._score(notes, tempos, signatures)
+        return notes, tempos, signatures
 
     def _ticks_per_bar(self, signature: tuple[int, int]) -> int:
         return int(self.division * 4 / signature[1]) * signature[0]
 
     def _score(self, notes: dict, tempos: list, signatures: list) -> Score:
+        """The Score of what `_walk` found (each row's last value, its token's index, is not used)."""
         score = Score(self.division)
         tracks = []
         for program, rows in notes.items():
             track = Track(name=self.names[program], program=max(program, 0), is_drum=program == -1)
-            time, duration, pitch, velocity = zip(*rows, strict=True)
+            time, duration, pitch, velocity, _ = zip(*rows, strict=True)
             track.notes = Note.from_numpy(
                 time=np.array(time, np.int32),
                 duration=np.array(duration, np.int32),
@@ -163,8 +196,8 @@ class FastDecoder:
             )
             tracks.append(track)
         score.tracks = tracks
-        score.tempos = [Tempo(t, q) for t, q in tempos]
-        score.time_signatures = [TimeSignature(t, n, d) for t, n, d in signatures]
+        score.tempos = [Tempo(t, q) for t, q, _ in tempos]
+        score.time_signatures = [TimeSignature(t, n, d) for t, n, d, _ in signatures]
         if len(score.tempos) == 0 or score.tempos[0].time != 0:
             score.tempos.insert(0, Tempo(0, self.default_tempo))
         if len(score.time_signatures) == 0 or score.time_signatures[0].time != 0:

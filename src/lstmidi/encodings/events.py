@@ -43,6 +43,7 @@ decodes without token errors; `augment` transposes and stretches token sequences
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any, Literal
 
@@ -390,6 +391,19 @@ class Events(TokenStream):
         seq = TokSequence(ids=ids.tolist())
         self.tokenizer.complete_sequence(seq)
         return self.tokenizer.decode(seq if self.params.programs else [seq])
+
+    def prefix_decoder(self, ids: np.ndarray) -> Callable[[int], Score]:
+        """`lambda k: self.decode(ids[:k])` from one decoding of `ids` (REMI and TSD; see FastDecoder.prefixes)."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if self._fast_decoder is None or ((ids < 0) | (ids >= len(self.vocab))).any():
+            return super().prefix_decoder(ids)  # (decode names the bad id)
+        ends = np.flatnonzero(ids == self.eos)
+        kept = (ids != self.bos) & (ids != self.pad)
+        if len(ends):
+            kept[ends[0] :] = False
+        clean = np.concatenate([[0], np.cumsum(kept)])  # k -> how many decoded ids the first k ids hold
+        decode = self._fast_decoder.prefixes(ids[kept].tolist())
+        return lambda k: decode(int(clean[min(k, len(ids))])) if clean[min(k, len(ids))] else self.decode(ids[:k])
 
     @cached_property
     def _fast_encoder(self) -> FastEncoder | None:
