@@ -390,6 +390,15 @@ def test_quick_check_agrees_with_the_event_loop(monkeypatch):
         for limit in (reader.events, reader.events - 1, 50):  # the same event count: a limit passes or fails alike
             quick, loop = parse_both(data, limit, monkeypatch)
             assert quick == loop and (quick == "too many events") == (limit < reader.events)
+    # bytes after the end-of-track event of a chunk whose length fits: the quick check reads the track, then
+    # hands it to the event loop (are notes after it?), which counts the bytes it looks at against the event
+    # budget, the tracks before it included, and drops them when no note follows: the same verdict both ways
+    body = notes(MELODY) + EOT
+    padded = smf([chunk(notes(BASS)), b"MTrk" + (len(body) + 20).to_bytes(4, "big") + body + b"\0" * 20])
+    for limit in range(20, 80):
+        quick, loop = parse_both(padded, limit, monkeypatch)
+        assert quick == loop, limit
+    assert quick == loop and not quick[3]
     # damaged: the loop decides, the same way
     for name in (
         "data byte > 127",

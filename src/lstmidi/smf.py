@@ -115,8 +115,8 @@ class _Reader:
         self.smpte = self.truncated = self.cut_at_events = False
         self.note_ons = 0
         # what the quick check leaves for _settle, which counts and sums it for the whole file at once: runs of
-        # channel events with 2 data bytes (start, stop, start, stop, ...; with or without status bytes), and
-        # for each track it took, where its events start and how many others it has (meta, sysex, 1 data byte)
+        # channel events with 2 data bytes (start, stop, start, stop, ...; with or without status bytes), the
+        # tracks it took and where their events start, and how many other events they have (meta, sysex, ...)
         self.runs: list[int] = []
         self.quick_tracks: list[_Track] = []
         self.quick_starts: list[int] = []
@@ -198,13 +198,15 @@ class _Reader:
         the end of the chunk does not end the track when notes follow it (mido reads them too; symusic
         stops); when none follow, the track ends at the end-of-track event as usual."""
         if not self.build and self.max_ticks is None and not self.keep_within:
-            mark = len(self.runs)
+            marks = len(self.runs), self.quick_events
             quick = self.quick_track(pos, end)
             if quick is not None and (not past_eot or quick[1] >= end):
                 self.quick_tracks.append(quick[0])
                 self.quick_starts.append(pos)
                 return quick  # (bytes after its end-of-track event: the event loop looks at them)
-            del self.runs[mark:]
+            del self.runs[marks[0] :]
+            self.quick_events = marks[1]
+        self._settle()  # the tracks before count against this one's event budget, as in the event loop alone
         data, problems, build, max_ticks = self.data, self.problems, self.build, self.max_ticks
         track = _Track()
         time = status = need = clipped = count = ons = 0
@@ -398,7 +400,10 @@ class _Reader:
 
     def _settle(self) -> None:
         """Count the events and note-ons `quick_track` left to numpy and add their delta times to the ends
-        of its tracks (once per file); raise TooManyEvents past `max_events`."""
+        of its tracks (once per file, or before a track the event loop reads); raise TooManyEvents past
+        `max_events`."""
+        if not self.quick_tracks:
+            return
         count, ons = self.quick_events, 0
         if self.runs:
             # Runs of channel events with 2 data bytes: H{0,3} L S L L, or H{0,3} L L L with running status (H: a
@@ -424,6 +429,7 @@ class _Reader:
             ticks = _delta_ticks(array, last, first, np.array(self.quick_starts))
             for quick, extra in zip(self.quick_tracks, ticks.tolist()):
                 quick.end += int(extra)
+        self.runs, self.quick_tracks, self.quick_starts, self.quick_events = [], [], [], 0
         self.events += count
         if self.events > self.max_events:
             raise TooManyEvents
