@@ -403,7 +403,12 @@ class Events(TokenStream):
             kept[ends[0] :] = False
         clean = np.concatenate([[0], np.cumsum(kept)])  # k -> how many decoded ids the first k ids hold
         decode = self._fast_decoder.prefixes(ids[kept].tolist())
-        return lambda k: decode(int(clean[min(k, len(ids))])) if clean[min(k, len(ids))] else self.decode(ids[:k])
+
+        def prefix(k: int) -> Score:
+            n = int(clean[min(k, len(ids))])
+            return decode(n) if n else self.decode(ids[:k])  # no id to decode: decode's empty Score
+
+        return prefix
 
     @cached_property
     def _fast_encoder(self) -> FastEncoder | None:
