@@ -363,10 +363,9 @@ class Events(TokenStream):
             ids = np.array((seq if self.params.programs else seq[0]).ids, np.int64)
         return np.concatenate([[self.bos], ids, [self.eos]])  # int64, as the ids are
 
-    def decode(self, array: np.ndarray) -> Score:
-        """Token ids -> Score (ticks, `time_division` per quarter). Stops at the first EOS; BOS and PAD are
-        skipped; any other in-vocabulary sequence decodes (tokens out of grammar are ignored by miditok).
-        Raises ValueError for ids outside the vocabulary."""
+    def _decodable(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 ids, which of them `decode` reads: those before the first EOS but BOS and PAD). Raises
+        ValueError for ids that are not integers of the vocabulary."""
         ids = np.asarray(array).reshape(-1)
         if ids.size and not np.issubdtype(ids.dtype, np.integer):
             if not np.all(np.isfinite(ids)) or not np.all(ids == np.round(ids)):
@@ -375,10 +374,18 @@ class Events(TokenStream):
         bad = ids[(ids < 0) | (ids >= len(self.vocab))]
         if len(bad):
             raise ValueError(f"events.decode: token {int(bad[0])} outside the vocabulary 0..{len(self.vocab) - 1}")
+        kept = (ids != self.bos) & (ids != self.pad)
         ends = np.flatnonzero(ids == self.eos)
         if len(ends):
-            ids = ids[: ends[0]]
-        ids = ids[(ids != self.bos) & (ids != self.pad)]
+            kept[ends[0] :] = False
+        return ids, kept
+
+    def decode(self, array: np.ndarray) -> Score:
+        """Token ids -> Score (ticks, `time_division` per quarter). Stops at the first EOS; BOS and PAD are
+        skipped; any other in-vocabulary sequence decodes (tokens out of grammar are ignored by miditok).
+        Raises ValueError for ids outside the vocabulary."""
+        ids, kept = self._decodable(array)
+        ids = ids[kept]
         if not len(ids):
             score = Score(self.time_division)
             score.tempos.append(Tempo(0, qpm=self._tables["default_tempo"]))
@@ -394,13 +401,12 @@ class Events(TokenStream):
 
     def prefix_decoder(self, ids: np.ndarray) -> Callable[[int], Score]:
         """`lambda k: self.decode(ids[:k])` from one decoding of `ids` (REMI and TSD; see FastDecoder.prefixes)."""
-        ids = np.asarray(ids, np.int64).reshape(-1)
-        if self._fast_decoder is None or ((ids < 0) | (ids >= len(self.vocab))).any():
-            return super().prefix_decoder(ids)  # (decode names the bad id)
-        ends = np.flatnonzero(ids == self.eos)
-        kept = (ids != self.bos) & (ids != self.pad)
-        if len(ends):
-            kept[ends[0] :] = False
+        if self._fast_decoder is None:
+            return super().prefix_decoder(ids)
+        try:
+            ids, kept = self._decodable(ids)
+        except ValueError:
+            return super().prefix_decoder(ids)  # decode says what is wrong, for the prefixes that hold it
         clean = np.concatenate([[0], np.cumsum(kept)])  # k -> how many decoded ids the first k ids hold
         decode = self._fast_decoder.prefixes(ids[kept].tolist())
 
