@@ -10,11 +10,12 @@ from lstmidi.losses import (
     INTERVAL_COST_TABLE,
     OCTAVE_COST,
     combine_fields,
+    expected_interval_cost,
     interval_cost,
-    mse_positive_pressure,
-    music_pitch_loss_expected,
-    music_pitch_loss_regression,
+    squared_error_with_pressure,
+    token_ce,
     token_nll,
+    weighted_mean,
 )
 
 
@@ -68,17 +69,32 @@ def test_interval_cost_gradient():
     assert torch.allclose(d.grad, expected, atol=1e-6)
 
 
-def test_music_pitch_loss_regression():
+def test_weighted_mean_of_the_interval_cost_of_a_regressed_pitch():
     target = torch.tensor([[60.0, 60.0, 60.0, 60.0]])
     pred = torch.tensor([[60.0, 67.0, 66.5, 40.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
-    loss, weight = music_pitch_loss_regression(pred, target, mask)
+    loss, weight = weighted_mean(interval_cost(pred - target), mask, None)
     assert weight.item() == 3
     assert loss.item() == pytest.approx((0 + cost(7) + cost(6.5)) / 3, rel=1e-6)
     weights = torch.tensor([0.0, 1.0, 2.0, 1.0])
-    loss, weight = music_pitch_loss_regression(pred, target, mask, weights)
+    loss, weight = weighted_mean(interval_cost(pred - target), mask, weights)
     assert weight.item() == 3
     assert loss.item() == pytest.approx((cost(7) + 2 * cost(6.5)) / 3, rel=1e-6)
+
+
+def test_weighted_mean_of_stacked_losses_is_each_ones_mean_and_ignores_nan_at_padding():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(2, 5, generator=g), torch.rand(2, 5, generator=g)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    a[0, 4] = float("nan")  # at a padded step
+    b[0, 3] = float("inf")
+    weights = torch.tensor([0.5, 1.0, 1.0, 1.0, 2.0])
+    means, weight = weighted_mean(torch.stack([a, b]), mask, weights)
+    assert means.shape == (2,) and weight.item() == pytest.approx(0.5 + 1 + 1 + 0.5 + 1 + 1 + 1 + 2)
+    for mean, one in zip(means, (a, b)):
+        real = torch.where(mask > 0, one, 0.0)
+        assert mean.item() == pytest.approx(float((real * mask * weights).sum() / weight), rel=1e-6)
+        assert mean.item() == pytest.approx(weighted_mean(one, mask, weights)[0].item(), rel=1e-6)
 
 
 def test_music_pitch_loss_expected_two_hot():
@@ -86,18 +102,19 @@ def test_music_pitch_loss_expected_two_hot():
     logits[0, 0, 60] = logits[0, 0, 67] = 0.0  # p = 0.5 on the truth, 0.5 on the fifth above
     logits[0, 1, 50] = logits[0, 1, 45] = 0.0  # p = 0.5 on the truth, 0.5 on the fifth below
     target = torch.tensor([[60, 50]])
-    loss, weight = music_pitch_loss_expected(logits, target, torch.tensor([[1.0, 0.0]]))
+    mask = torch.tensor([[1.0, 0.0]])
+    loss, weight = weighted_mean(expected_interval_cost(logits, target, mask), mask, None)
     assert weight.item() == 1
     assert loss.item() == pytest.approx(0.5 * cost(7), rel=1e-6)
-    loss, _ = music_pitch_loss_expected(logits, target, torch.ones(1, 2))
-    assert loss.item() == pytest.approx((0.5 * cost(7) + 0.5 * cost(-5)) / 2, rel=1e-6)
+    per_step = expected_interval_cost(logits, target, torch.ones(1, 2))
+    assert per_step[0].tolist() == pytest.approx([0.5 * cost(7), 0.5 * cost(-5)], rel=1e-6)
 
 
 def test_music_pitch_loss_expected_gradient_and_padding():
     logits = torch.randn(2, 3, 128, requires_grad=True)
     target = torch.tensor([[60, 62, -100], [0, 127, 64]])  # -100: padding at a masked step
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
-    loss, _ = music_pitch_loss_expected(logits, target, mask)
+    loss, _ = weighted_mean(expected_interval_cost(logits, target, mask), mask, None)
     loss.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad[0, :2].abs().sum() > 0
     assert logits.grad[0, 2].abs().sum() == 0  # masked step contributes nothing
@@ -120,6 +137,9 @@ def test_token_nll_matches_cross_entropy_and_ignores_masked():
     assert wa.item() == wb.item() == 8 and a.item() == pytest.approx(b.item())
     keep = mask.bool()
     assert a.item() == pytest.approx(F.cross_entropy(logits[keep], target[keep]).item(), rel=1e-6)
+    per_step = token_ce(changed_logits, changed_target, mask)  # per step: the masked steps score class 0
+    assert torch.allclose(per_step[keep], F.cross_entropy(logits[keep], target[keep], reduction="none"))
+    assert torch.isfinite(per_step).all()
 
 
 def test_token_nll_gradient_flows():
@@ -129,30 +149,25 @@ def test_token_nll_gradient_flows():
     assert logits.grad[0, :2].abs().sum() > 0 and logits.grad[0, 2].abs().sum() == 0
 
 
-def test_mse_positive_pressure_hand_values():
+def test_squared_error_with_pressure_hand_values():
     pred = torch.tensor([[0.5, -0.25, 1.0]])
     target = torch.tensor([[0.25, 0.25, 9.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0]])
-    loss, weight = mse_positive_pressure(pred, target, mask)
-    # step 0: 0.0625; step 1: 0.25 + 10 * 0.25 = 2.75; step 2 masked
-    assert weight.item() == 2 and loss.item() == pytest.approx((0.0625 + 2.75) / 2)
-    loss, _ = mse_positive_pressure(pred, target, mask, pressure=0.0)
-    assert loss.item() == pytest.approx((0.0625 + 0.25) / 2)
+    # step 0: 0.0625; step 1: 0.25 + 10 * 0.25 = 2.75; step 2: 64
+    assert squared_error_with_pressure(pred, target).tolist() == [[0.0625, 2.75, 64.0]]
+    assert squared_error_with_pressure(pred, target, pressure=0.0).tolist() == [[0.0625, 0.25, 64.0]]
     p = pred.clone().requires_grad_()
-    mse_positive_pressure(p, target, mask)[0].backward()
+    weighted_mean(squared_error_with_pressure(p, target), mask, None)[0].backward()
     # d/dp of step 1: (2 * (-0.5) - 10) / 2
     assert p.grad[0, 1].item() == pytest.approx(-5.5)
 
 
 def test_combine_fields():
-    losses = {
-        "pitch": (torch.tensor(1.0), torch.tensor(3.0)),
-        "velocity": (torch.tensor(2.0), torch.tensor(3.0)),
-        "time": (torch.tensor(4.0), torch.tensor(3.0)),
-    }
-    assert combine_fields(losses, {}).item() == pytest.approx(7.0)
-    assert combine_fields(losses, {"velocity": 0.2, "time": 0.2}).item() == pytest.approx(1.0 + 0.4 + 0.8)
+    losses = torch.tensor([1.0, 2.0, 4.0])
+    fields = ["pitch", "velocity", "time"]
+    assert combine_fields(fields, losses, {}).item() == pytest.approx(7.0)
+    assert combine_fields(fields, losses, {"velocity": 0.2, "time": 0.2}).item() == pytest.approx(1.0 + 0.4 + 0.8)
     with pytest.raises(ValueError, match="unknown fields.*duration"):
-        combine_fields(losses, {"duration": 0.2})
+        combine_fields(fields, losses, {"duration": 0.2})
     with pytest.raises(ValueError, match="no losses"):
-        combine_fields({}, {})
+        combine_fields([], torch.zeros(0), {})

@@ -186,39 +186,36 @@ class Notes(Kind):
     def objective(self, model, out, y, mask, step_weights, loss_cfg):
         """pitch: CE, the music-aware cost, or both (categorical head), or the music-aware cost plus squared
         error in octaves (regression head); step/duration: MSE with positive pressure; velocity: MSE on
-        velocity/128."""
-        parts, extras = {}, {}
+        velocity/128. The per-step losses of every field (and of the extra metrics) are averaged together."""
         fields = list(model.fields)
+        rows, extra_rows = [], {}  # (batch, time) losses: one per field; the extra metrics' by name
         for i, field in enumerate(fields):
             target = y[..., i].float()  # (batch, time)
             if field == "pitch" and out["pitch"].dim() == 3:  # categorical head
                 target_class = target.round().long().clamp(0, out["pitch"].shape[-1] - 1)
-                ce = losses.token_nll(out["pitch"], target_class, mask, step_weights)
-                extras["pitch_nll"] = ce[0].detach()
+                ce = losses.token_ce(out["pitch"], target_class, mask)
                 if loss_cfg.pitch == "ce":
-                    parts[field] = ce
+                    rows.append(ce)  # pitch_nll is pitch_loss (a row of its own costs 5% of the tutorial's loss)
                 else:
-                    music = losses.music_pitch_loss_expected(out["pitch"], target_class, mask, step_weights)
-                    parts[field] = music if loss_cfg.pitch == "music" else (ce[0] + music[0], ce[1])
+                    music = losses.expected_interval_cost(out["pitch"], target_class, mask)
+                    rows.append(music if loss_cfg.pitch == "music" else ce + music)
+                    extra_rows["pitch_nll"] = ce
             elif field == "pitch":  # regression head: the music-aware cost, optionally plus squared error in octaves
-                mse = losses.mse_positive_pressure(out[field] / 12, target / 12, mask, step_weights, pressure=0.0)
-                if loss_cfg.pitch == "ce":
-                    parts[field] = mse
-                else:
-                    music = losses.music_pitch_loss_regression(out[field], target, mask, step_weights)
-                    parts[field] = (music[0] + loss_cfg.pitch_mse * mse[0], music[1])
-                    extras["pitch_music_cost"] = music[0].detach()
+                mse = losses.squared_error_with_pressure(out[field] / 12, target / 12, pressure=0.0)
+                if loss_cfg.pitch != "ce":
+                    music = extra_rows["pitch_music_cost"] = losses.interval_cost(out[field] - target)
+                    mse = music + loss_cfg.pitch_mse * mse
+                rows.append(mse)
             elif field == "velocity":
-                parts[field] = losses.mse_positive_pressure(
-                    out[field] / 128, target / 128, mask, step_weights, pressure=0.0
-                )
+                rows.append(losses.squared_error_with_pressure(out[field] / 128, target / 128, pressure=0.0))
             else:
-                parts[field] = losses.mse_positive_pressure(
-                    out[field], target, mask, step_weights, pressure=loss_cfg.positive_pressure
-                )
-            extras[f"{field}_loss"] = parts[field][0].detach()
-        loss = losses.combine_fields(parts, loss_cfg.weights)
-        return loss, parts[fields[0]][1], extras
+                rows.append(losses.squared_error_with_pressure(out[field], target, loss_cfg.positive_pressure))
+        means, weight = losses.weighted_mean(torch.stack([*rows, *extra_rows.values()]), mask, step_weights)
+        loss = losses.combine_fields(fields, means[: len(fields)], loss_cfg.weights)
+        extras = dict(zip([*(f"{f}_loss" for f in fields), *extra_rows], means.detach().unbind()))
+        if out["pitch"].dim() == 3 and loss_cfg.pitch == "ce":
+            extras["pitch_nll"] = extras["pitch_loss"]
+        return loss, weight, extras
 
     def baselines(self, encoding, train, held_out):
         """Unigram and repeat-previous on the pitch column (nats per note, to compare with `pitch_nll`), and the

@@ -3,8 +3,10 @@ progressive weights over the steps of a window (MusicGenerator: the first steps,
 has not yet heard the piece, count less). Tokens: cross-entropy in nats per token. Note fields: MSE
 with positive pressure (TensorFlow tutorial) and the music-aware pitch loss of DeepLearning4Music.
 
-Every loss takes a (batch, time) `mask` (1 for real steps) and optional (time,) `step_weights`, and
-returns (weighted mean per step, total weight), so callers can average exactly across batches.
+The losses of whole batches take a (batch, time) `mask` (1 for real steps) and optional (time,)
+`step_weights`, and return (weighted mean per step, total weight), so callers can average exactly across
+batches. The note-field losses are per step, (batch, time), for `weighted_mean` to average: a model with
+several fields averages all of them in one go.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ def multihot_nll(
 def weighted_mean(
     per_step: torch.Tensor, mask: torch.Tensor, step_weights: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(batch, time) per-step losses -> (weighted mean over real steps, total weight)."""
+    """(..., batch, time) per-step losses -> (weighted means over the real steps, shape (...), total weight).
+    Several losses stacked on a leading axis are averaged at once, with one mask and one set of weights."""
     w = mask.to(per_step.dtype) if step_weights is None else mask * step_weights  # (batch, time)
-    per_step = torch.where(w > 0, per_step, torch.zeros_like(per_step))  # padding never leaks NaN/inf
+    per_step = torch.where(w > 0, per_step, 0.0)  # padding never leaks NaN/inf
     total = w.sum()
-    return (per_step * w).sum() / total.clamp(min=1e-8), total
+    return (per_step * w).sum((-2, -1)) / total.clamp(min=1e-8), total
 
 
 def token_nll(
@@ -55,27 +58,24 @@ def token_nll(
 
     Returns (weighted mean nats per token, total weight), like `multihot_nll`.
     """
-    safe = torch.where(mask > 0, target, torch.zeros_like(target))  # (batch, time)
-    per_step = F.cross_entropy(logits.transpose(1, 2), safe, reduction="none")  # (batch, time)
-    return weighted_mean(per_step, mask, step_weights)
+    return weighted_mean(token_ce(logits, target, mask), mask, step_weights)
 
 
-def mse_positive_pressure(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    mask: torch.Tensor,
-    step_weights: torch.Tensor | None = None,
-    pressure: float = 10.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The TensorFlow music tutorial's `mse_with_positive_pressure` for step/duration heads:
-    per step (pred - target)**2 + pressure * max(-pred, 0), so negative times are penalised.
+def token_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per step, (batch, time), of `token_nll`'s arguments; 0 is scored at masked steps."""
+    safe = torch.where(mask > 0, target, 0)  # (batch, time)
+    return F.cross_entropy(logits.transpose(1, 2), safe, reduction="none")
 
-    pred, target: (batch, time) in the field's unit (seconds for step/duration); mask: (batch, time);
-    step_weights: (time,) or None; pressure: default 10.0 (the tutorial's value), 0 gives plain MSE.
-    Returns (weighted mean per step, total weight).
+
+def squared_error_with_pressure(pred: torch.Tensor, target: torch.Tensor, pressure: float = 10.0) -> torch.Tensor:
+    """The TensorFlow music tutorial's `mse_with_positive_pressure` for step/duration heads, per step:
+    (pred - target)**2 + pressure * max(-pred, 0), so negative times are penalised.
+
+    pred, target: (batch, time) in the field's unit (seconds for step/duration); pressure: default 10.0
+    (the tutorial's value), 0 gives the squared error. Returns (batch, time).
     """
-    per_step = (pred - target) ** 2 + pressure * torch.relu(-pred)  # (batch, time)
-    return weighted_mean(per_step, mask, step_weights)
+    error = (pred - target) ** 2
+    return error + pressure * torch.relu(-pred) if pressure else error
 
 
 # Music-aware pitch loss (DeepLearning4Music). Cost of a guess `d` semitones from the truth, by
@@ -119,18 +119,6 @@ def interval_cost(semitones: torch.Tensor) -> torch.Tensor:
     return table[i] * (1 - frac) + table[(i + 1) % 12] * frac + OCTAVE_COST * d.abs() / 12
 
 
-def music_pitch_loss_regression(
-    pred_pitch: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor, step_weights: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """DeepLearning4Music pitch loss on a regression output: interval_cost(pred - target) per step.
-
-    pred_pitch: (batch, time) float MIDI pitch; target_pitch: (batch, time) MIDI pitch; mask: (batch, time);
-    step_weights: (time,) or None. Returns (weighted mean cost per note, total weight).
-    """
-    per_step = interval_cost(pred_pitch - target_pitch.to(pred_pitch.dtype))  # (batch, time)
-    return weighted_mean(per_step, mask, step_weights)
-
-
 @cache
 def _cost_matrix(vocab: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(vocab, vocab) matrix C[t, p] = interval_cost(p - t); built once per (vocab, device, dtype)."""
@@ -138,31 +126,29 @@ def _cost_matrix(vocab: int, device: torch.device, dtype: torch.dtype) -> torch.
     return interval_cost(p[None, :] - p[:, None]).to(device=device, dtype=dtype)  # (truth, guess)
 
 
-def music_pitch_loss_expected(
-    logits: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor, step_weights: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Music-aware pitch loss for a categorical pitch head: the expected interval cost under the softmax,
-    sum_p softmax(logits)_p * interval_cost(p - target).
+def expected_interval_cost(logits: torch.Tensor, target_pitch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Music-aware pitch loss for a categorical pitch head, per step: the expected interval cost under the
+    softmax, sum_p softmax(logits)_p * interval_cost(p - target). (On a regression head the loss is
+    `interval_cost(pred - target)` itself.)
 
-    logits: (batch, time, 128) (any vocab of consecutive pitches from 0); target_pitch: (batch, time) long;
-    mask: (batch, time); step_weights: (time,) or None. Returns (weighted mean cost per note, total weight).
+    logits: (batch, time, 128) (any vocab of consecutive pitches from 0); target_pitch: (batch, time) long,
+    any value at masked steps (mask: (batch, time), 1 for real steps). Returns (batch, time).
     """
     cost = _cost_matrix(logits.shape[-1], logits.device, logits.dtype)  # (vocab, vocab)
-    safe = torch.where(mask > 0, target_pitch, torch.zeros_like(target_pitch))  # (batch, time)
-    per_step = (logits.softmax(-1) * cost[safe]).sum(-1)  # (batch, time)
-    return weighted_mean(per_step, mask, step_weights)
+    safe = torch.where(mask > 0, target_pitch, 0)  # (batch, time)
+    return (logits.softmax(-1) * cost[safe]).sum(-1)
 
 
-def combine_fields(losses: dict[str, tuple[torch.Tensor, torch.Tensor]], weights: dict[str, float]) -> torch.Tensor:
-    """Weighted sum of per-field losses: sum_f weights.get(f, 1.0) * losses[f][0].
+def combine_fields(fields: list[str], losses: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
+    """Weighted sum of per-field losses: sum_f weights.get(f, 1.0) * losses[f].
 
-    losses: field name -> (loss, total weight) as returned by the losses above; weights: field name ->
-    multiplier, default 1 (the dl4music preset passes {"velocity": 0.2, "time": 0.2}). A weight for a
-    field that has no loss is a ValueError (it would silently do nothing).
+    fields: the names of the (len(fields),) `losses` (e.g. weighted_mean's means of stacked per-step
+    losses); weights: field name -> multiplier, default 1 (the dl4music preset passes {"velocity": 0.2,
+    "time": 0.2}). A weight for a field that has no loss is a ValueError (it would silently do nothing).
     """
-    if not losses:
+    if not fields:
         raise ValueError("combine_fields: no losses given")
-    unknown = sorted(set(weights) - set(losses))
+    unknown = sorted(set(weights) - set(fields))
     if unknown:
-        raise ValueError(f"combine_fields: weights for unknown fields {unknown}; fields are {sorted(losses)}")
-    return torch.stack([weights.get(name, 1.0) * loss for name, (loss, _) in losses.items()]).sum()  # ()
+        raise ValueError(f"combine_fields: weights for unknown fields {unknown}; fields are {sorted(fields)}")
+    return losses @ torch.tensor([weights.get(f, 1.0) for f in fields], dtype=losses.dtype, device=losses.device)
