@@ -50,6 +50,15 @@ class WindowDataset(Dataset):
             offset += n
         index = np.asarray(self.index, np.int64).reshape(-1, 2)
         self.starts, self.remaining = index[:, 0], index[:, 1]  # (windows,) each: for the batched gather
+        # every run of window + 1 steps of the data, as a read-only view (no copy): a full window's steps
+        # are windows[start], so a batch of full windows is one gather
+        runs = max(len(self.data) - window, 0)
+        self.runs = np.lib.stride_tricks.as_strided(
+            self.data,
+            (runs, window + 1, *self.data.shape[1:]),
+            (self.data.strides[0], *self.data.strides),
+            writeable=False,
+        )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -75,6 +84,10 @@ class WindowDataset(Dataset):
         calls this with the indices of a batch; its `collate_fn` is then `collated`)."""
         i = np.asarray(indices, np.int64)
         w = self.window
+        if self.augment is None and self.remaining[i].min() > w:  # every window full: the usual batch
+            steps = self.runs[self.starts[i]]  # (batch, w + 1, ...)
+            x, y = np.ascontiguousarray(steps[:, :-1]), np.ascontiguousarray(steps[:, 1:])
+            return torch.from_numpy(x), torch.from_numpy(y), torch.ones(len(i), w, dtype=torch.uint8)
         real = np.minimum(w, self.remaining[i] - 1)  # (batch,) predicted steps in each window
         t = np.arange(w + 1)
         # (batch, w + 1, ...): each window's steps; past its `real` ones the last is repeated (then zeroed)
@@ -84,10 +97,10 @@ class WindowDataset(Dataset):
                 steps[row, : n + 1] = self.augment(
                     steps[row, : n + 1], np.random.default_rng([self.seed, self.epoch, k])
                 )
+        x, y = np.ascontiguousarray(steps[:, :-1]), np.ascontiguousarray(steps[:, 1:])  # (batch, w, ...)
         real_steps = t[None, :w] < real[:, None]  # (batch, w)
-        keep = real_steps.reshape(*real_steps.shape, *(1,) * (steps.ndim - 2))  # broadcast over inner axes
-        x = np.where(keep, steps[:, :-1], 0).astype(self.data.dtype, copy=False)  # (batch, w, ...)
-        y = np.where(keep, steps[:, 1:], 0).astype(self.data.dtype, copy=False)
+        x[~real_steps] = 0
+        y[~real_steps] = 0
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(real_steps.astype(np.uint8))
 
 
