@@ -263,11 +263,13 @@ def test_a_batch_of_windows_is_the_windows_one_by_one(hop, inner, augmented):
     augment = (lambda steps, r: (steps.astype(np.int64) + r.integers(1, 4)) % 9) if augmented else None
     ds = WindowDataset(pieces, 8, hop, augment, seed=4)
     ds.epoch = 2
-    indices = rng.permutation(len(ds))[:11].tolist()
-    batch = ds.__getitems__(indices)
-    one_by_one = [torch.stack(column) for column in zip(*(ds[i] for i in indices))]
-    for got, want in zip(batch, one_by_one, strict=True):
-        assert got.dtype == want.dtype and torch.equal(got, want)
+    full = [i for i in range(len(ds)) if ds[i][2].all()]
+    assert 0 < len(full) < len(ds)
+    for indices in (rng.permutation(len(ds))[:11].tolist(), full[::-1]):  # windows of any length; full ones only
+        batch = ds.__getitems__(indices)
+        one_by_one = [torch.stack(column) for column in zip(*(ds[i] for i in indices))]
+        for got, want in zip(batch, one_by_one, strict=True):
+            assert got.dtype == want.dtype and got.is_contiguous() and torch.equal(got, want)
     loader = make_loader(pieces, 8, hop, 4, True, seed=1, augment=augment)
     order = list(loader.sampler)
     for k, (x, y, mask) in enumerate(loader):
@@ -276,9 +278,9 @@ def test_a_batch_of_windows_is_the_windows_one_by_one(hop, inner, augmented):
 
 
 def test_training_steps_keep_the_loss_on_the_device_and_log_it_every_n_steps(monkeypatch):
-    """No float()/.item() per training step (each would wait for a GPU); the loss shown in the progress bar
-    and logs is the weighted mean since the last one, once every `log_every_n_steps`; the epoch's sums are
-    exact."""
+    """A float()/.item() per training step would wait for a GPU each step: the loss is read back only every
+    `log_every_n_steps` steps, when the logs and the progress bar get the weighted mean since the last time;
+    the epoch's sums are exact."""
     from types import SimpleNamespace
 
     from lstmidi.batches import batch_objective
@@ -288,9 +290,13 @@ def test_training_steps_keep_the_loss_on_the_device_and_log_it_every_n_steps(mon
     preset = load_preset("flagship", ["model.embed=8", "model.hidden=16", "model.layers=1", "train.window=6"])
     model = build_model(preset.model, {"vocab_size": 30})
     module = LitModel(model, preset, "tokens")
-    module._trainer = SimpleNamespace(log_every_n_steps=3, global_step=0, world_size=1)
+    module._trainer = SimpleNamespace(log_every_n_steps=3, global_step=0, world_size=1, current_epoch=0)
     logged = []
-    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.append((name, value.clone())))
+    logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append((step, metrics)))
+    monkeypatch.setattr(LitModel, "loggers", property(lambda self: [logger]))
+    # the step's own backward and optimizer step, with a rate of 0: the weights, so the losses, stay as they are
+    monkeypatch.setattr(module, "optimizers", lambda: torch.optim.SGD(model.parameters(), lr=0.0))
+    monkeypatch.setattr(module, "manual_backward", lambda loss: loss.backward())
     g = torch.Generator().manual_seed(0)
     batches = []
     for k in range(7):
@@ -305,23 +311,91 @@ def test_training_steps_keep_the_loss_on_the_device_and_log_it_every_n_steps(mon
             loss, weight, _ = batch_objective(model.eval(), b, "tokens", preset.train.loss)
             expected.append((float(loss), float(weight)))
 
-    def refuse(*args):
-        raise AssertionError("the training step read a value back from the device")
-
+    reads = []
     model.eval()  # no dropout: the same losses as above
     with monkeypatch.context() as m:
         for name in ("item", "__float__", "tolist"):
-            m.setattr(torch.Tensor, name, refuse)
+            read = getattr(torch.Tensor, name)
+            m.setattr(torch.Tensor, name, lambda self, read=read: reads.append(module.global_step) or read(self))
         for step, b in enumerate(batches):
             module._trainer.global_step = step
             module.training_step(b, step)
-    assert [name for name, _ in logged] == ["loss", "loss"]  # after steps 3 and 6
-    for (_, value), part in zip(logged, (expected[:3], expected[3:6])):
+    assert reads == [2, 5]  # once each at steps 3 and 6, for the logs
+    assert [step for step, _ in logged] == [2, 5]
+    for (_, metrics), part in zip(logged, (expected[:3], expected[3:6]), strict=True):
+        assert sorted(metrics) == ["epoch", "loss"]
         mean = sum(loss * weight for loss, weight in part) / sum(weight for _, weight in part)
-        assert float(value) == pytest.approx(mean, rel=1e-6)
+        assert metrics["loss"] == pytest.approx(mean, rel=1e-6)
+    assert module.shown_loss == logged[-1][1]["loss"]
     total, weight = module._train_sums()
     assert weight == sum(w for _, w in expected)
     assert total == pytest.approx(sum(loss * w for loss, w in expected), rel=1e-9)
+
+
+def test_a_batch_moves_to_another_device_and_stays_as_it_is_on_the_cpu():
+    from lstmidi.models import build_model
+    from lstmidi.training import LitModel
+
+    preset = tiny()
+    module = LitModel(build_model(preset.model, {"input_size": 3, "output_size": 3}), preset, "roll")
+    batch = (torch.zeros(2, 4, 3), torch.ones(2, 4, 3), torch.ones(2, 4, dtype=torch.uint8))
+    assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert [t.device.type for t in moved] == ["meta"] * 3 and [t.shape for t in moved] == [t.shape for t in batch]
+
+
+class Recorder:
+    """An optimizer that records the gradient norm it is stepped with, and the calls it gets."""
+
+    def __init__(self, params):
+        self.params, self.calls, self.norms = list(params), [], []
+
+    def zero_grad(self, set_to_none=True):
+        self.calls.append("zero_grad")
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        self.calls.append("step")
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params]))))
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.01, 1e6])
+def test_a_training_step_clears_the_gradients_clips_their_norm_and_steps_the_optimizer(monkeypatch, clip):
+    from types import SimpleNamespace
+
+    from lstmidi.batches import batch_objective
+    from lstmidi.models import build_model
+    from lstmidi.training import LitModel
+
+    preset = load_preset("tutorial", ["model.hidden=8", "model.pitch_embed=4", f"train.grad_clip={clip}"])
+    model = build_model(preset.model, {"fields": ["pitch", "step", "duration"]})
+    module = LitModel(model, preset, "notes")
+    module._trainer = SimpleNamespace(log_every_n_steps=0, global_step=0, world_size=1)
+    recorder = Recorder(model.parameters())
+    monkeypatch.setattr(module, "optimizers", lambda: recorder)
+    monkeypatch.setattr(module, "manual_backward", lambda loss: loss.backward())
+    g = torch.Generator().manual_seed(1)
+    notes = torch.stack(
+        [
+            torch.randint(40, 80, (3, 9), generator=g).float(),
+            torch.rand(3, 9, generator=g),
+            torch.rand(3, 9, generator=g),
+        ],
+        -1,
+    )
+    batch = (notes[:, :-1], notes[:, 1:], torch.ones(3, 8, dtype=torch.uint8))
+    for p in model.parameters():  # a stale gradient that the step must clear
+        p.grad = torch.full_like(p, 100.0)
+    module.training_step(batch, 0)
+
+    loss, _, _ = batch_objective(model, batch, "notes", preset.train.loss, module.step_weights)
+    model.zero_grad()
+    loss.backward()
+    norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])))
+    assert recorder.calls == ["zero_grad", "step"]
+    assert recorder.norms[0] == pytest.approx(min(norm, clip) if clip else norm, rel=1e-5)
+    assert 0.01 < norm < 1e6  # so each setting above is a real case: clipped, not clipped, off
 
 
 def test_the_trainer_is_deterministic_without_filling_new_memory(tmp_path, monkeypatch):
@@ -386,6 +460,18 @@ def test_automatic_precision_is_bfloat16_where_the_processor_multiplies_it_nativ
         monkeypatch.setattr(trainer, "native_bfloat16", lambda native=native: native)
         assert trainer.precision("auto") == expected
     assert trainer.precision("float32") == "32-true" and trainer.precision("bfloat16") == "bf16-mixed"
+
+
+def test_the_progress_bar_shows_the_loss_last_logged():
+    from types import SimpleNamespace
+
+    from lstmidi.training import ProgressBar
+
+    trainer = SimpleNamespace(loggers=[], progress_bar_metrics={"val_loss": 2.5})
+    module = SimpleNamespace(shown_loss=None)
+    assert ProgressBar().get_metrics(trainer, module) == {"val_loss": 2.5}
+    module.shown_loss = 1.25
+    assert ProgressBar().get_metrics(trainer, module) == {"val_loss": 2.5, "loss": 1.25}
 
 
 def test_the_progress_bar_is_redrawn_at_most_every_interval(monkeypatch):
