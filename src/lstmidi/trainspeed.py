@@ -8,6 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -115,8 +116,8 @@ def _plain_tokens(model, x, y, mask, loss_cfg):
 
 PLAIN_LOSSES = {"tutorial": _plain_tutorial, "flagship": _plain_tokens}  # preset -> the same loss by hand
 OVERHEAD_SIZES = (  # (name, preset, overrides, timed steps, steps before timing, target ratio or None)
-    ("tutorial (1 x 128, batch 64 x 25), float32", "tutorial", ["train.precision=float32"], 100, 5, 1.1),
-    ("tutorial in its preset's precision (auto), plain PyTorch in float32", "tutorial", [], 100, 5, None),
+    ("tutorial (1 x 128, batch 64 x 25), float32", "tutorial", ["train.precision=float32"], 200, 5, 1.1),
+    ("tutorial in its preset's precision (auto), plain PyTorch in float32", "tutorial", [], 200, 5, None),
     ("flagship 2 x 512 (batch 64 x 128), float32", "flagship", [*FLAGSHIP_2X512, "train.precision=float32"], 4, 1, 1.1),
 )
 
@@ -127,10 +128,14 @@ def train_overhead(
     """ms per training batch of lstmidi's training (the LightningModule with the Trainer, callbacks, CSV log
     and progress bar of `lstmidi train`, the loader of `lstmidi.batches`) against a plain PyTorch loop over
     the same windows (cut beforehand, a random permutation per epoch) with the same model, initial weights
-    and loss (written out by hand: PLAIN_LOSSES), gradient clipping and Adam. `warm` batches first, then
-    `steps` timed; the two alternate `rounds` times (lstmidi, plain, lstmidi, ...), so that load from other
-    processes reaches both. Augmentation is off in both. -> medians of wall and CPU ms per batch, and the
-    median of the per-round ratios (lstmidi / plain)."""
+    and loss (written out by hand: PLAIN_LOSSES), gradient clipping and Adam. Augmentation is off in both.
+
+    The two take turns inside one run, a few steps each (`max(1, steps // 40)`: 5 for 200 steps): a callback
+    runs the plain loop's steps between lstmidi's, and their time is taken out of lstmidi's. So a machine whose
+    speed drifts (other processes, a shared host) slows both alike; with whole runs in turn, a drift within a
+    second moved the ratio by 5-10%. `warm` steps of each first, then `steps` timed of each; `rounds` such
+    runs. -> medians over the rounds of wall and CPU ms per batch, and of the rounds' ratios (lstmidi / plain).
+    """
     import contextlib
     import io
     import warnings
@@ -145,8 +150,11 @@ def train_overhead(
     from .trainer import precision
     from .training import LitModel, ResumeState, _quiet_lightning, make_trainer
 
+    block = max(1, steps // 40)
+    steps = -(-steps // block) * block  # whole turns
     sets = [*sets, "train.augment.transpose=0", "train.augment.stretch=0", "train.epochs=1000"]
-    preset = load_preset(preset_name, [*sets, f"train.max_steps={warm + steps}"])
+    # one step more than timed: the last plain turn runs when that step starts
+    preset = load_preset(preset_name, [*sets, f"train.max_steps={warm + steps + 1}"])
     cfg = preset.train
     corpus = load_corpus(
         data or [bundled_corpus("bach")],
@@ -164,17 +172,52 @@ def train_overhead(
         torch.manual_seed(cfg.seed)
         return build_model(preset.model, enc.sizes).train()
 
-    class Clock(L.Callback):
+    class Plain:
+        """The plain PyTorch loop, run `n` steps at a time."""
+
+        def __init__(self):
+            self.model = fresh_model()
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+            self.g = torch.Generator().manual_seed(cfg.seed)
+            self.order, self.next = torch.randperm(len(windows[0]), generator=self.g), 0
+
+        def run(self, n: int) -> None:
+            for _ in range(n):
+                if self.next >= len(self.order):  # a new epoch
+                    self.order, self.next = torch.randperm(len(windows[0]), generator=self.g), 0
+                x, y, mask = (t[self.order[self.next : self.next + cfg.batch_size]] for t in windows)
+                self.next += cfg.batch_size
+                loss = plain_loss(self.model, x, y, mask, cfg.loss)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
+                self.opt.step()
+
+    def clocks() -> np.ndarray:
+        return np.array([time.perf_counter(), time.process_time()])
+
+    class Turns(L.Callback):
+        """Starts the clocks after `warm` steps of each, then runs `block` plain steps after every `block` of
+        lstmidi's, and stops when lstmidi has run `steps` timed ones."""
+
+        def __init__(self):
+            self.plain, self.ours, self.theirs = Plain(), np.zeros(2), np.zeros(2)
+
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if trainer.global_step == warm:
-                self.start = (time.perf_counter(), time.process_time())
+            done = trainer.global_step - warm  # lstmidi's timed steps so far
+            if done == 0:
+                self.plain.run(warm)
+                self.start = clocks()
+            elif done > 0 and done % block == 0:
+                before = clocks()
+                self.plain.run(block)
+                took = clocks() - before
+                self.theirs += took
+                if done == steps:
+                    self.ours = before - self.start - (self.theirs - took)
 
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            if trainer.global_step == warm + steps:  # read the clocks once, as the plain loop does (a CPU-time
-                self.end = (time.perf_counter(), time.process_time())  # read can cost 0.5 ms on a busy machine)
-
-    def lstmidi_run(k: int) -> tuple[float, float]:
-        clock = Clock()
+    def one_round(k: int) -> tuple[np.ndarray, np.ndarray]:
+        turns = Turns()
         loader.sampler.set_epoch(0)
         deterministic = torch.are_deterministic_algorithms_enabled()
         _quiet_lightning()
@@ -182,42 +225,19 @@ def train_overhead(
         with warnings.catch_warnings(), quiet[0], quiet[1]:
             warnings.simplefilter("ignore")  # no validation loader here
             out = work / f"overhead-{preset_name}-{k}"
-            callbacks = [ResumeState(loader, out / "last.ckpt"), clock]
+            callbacks = [ResumeState(loader, out / "last.ckpt"), turns]
             make_trainer(cfg, out, callbacks, progress=True).fit(LitModel(fresh_model(), preset, enc.kind), loader)
         torch.use_deterministic_algorithms(deterministic)  # the Trainer's `deterministic` outlives fit
-        return tuple((b - a) / steps for a, b in zip(clock.start, clock.end))
+        return turns.ours / steps, turns.theirs / steps
 
-    def plain_run() -> tuple[float, float]:
-        model = fresh_model()
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        g = torch.Generator().manual_seed(cfg.seed)
-        done, start = 0, None
-        while True:
-            order = torch.randperm(len(windows[0]), generator=g)
-            for first in range(0, len(order), cfg.batch_size):
-                if done == warm:
-                    start = (time.perf_counter(), time.process_time())
-                x, y, mask = (t[order[first : first + cfg.batch_size]] for t in windows)
-                loss = plain_loss(model, x, y, mask, cfg.loss)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-                opt.step()
-                done += 1
-                if done == warm + steps:
-                    end = (time.perf_counter(), time.process_time())
-                    return tuple((b - a) / steps for a, b in zip(start, end))
-
-    ours, plain = [], []
-    for k in range(rounds):
-        ours.append(lstmidi_run(k))
-        plain.append(plain_run())
+    rounds_ = [one_round(k) for k in range(rounds)]
     med = statistics.median
     return {
-        "ms": med(o[0] for o in ours) * 1000,
-        "plain_ms": med(p[0] for p in plain) * 1000,
-        "ratio": med(o[0] / p[0] for o, p in zip(ours, plain)),
-        "cpu_ratio": med(o[1] / p[1] for o, p in zip(ours, plain)),
+        "ms": med(o[0] for o, _ in rounds_) * 1000,
+        "plain_ms": med(p[0] for _, p in rounds_) * 1000,
+        "ratio": med(o[0] / p[0] for o, p in rounds_),
+        "cpu_ratio": med(o[1] / p[1] for o, p in rounds_),
         "rounds": rounds,
+        "turn": block,
         "precision": precision(cfg.precision),
     }
