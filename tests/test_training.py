@@ -272,9 +272,14 @@ def test_a_batch_of_windows_is_the_windows_one_by_one(hop, inner, augmented):
             assert got.dtype == want.dtype and got.is_contiguous() and torch.equal(got, want)
     loader = make_loader(pieces, 8, hop, 4, True, seed=1, augment=augment)
     order = list(loader.sampler)
-    for k, (x, y, mask) in enumerate(loader):
-        want = [torch.stack(column) for column in zip(*(loader.dataset[i] for i in order[4 * k : 4 * k + 4]))]
-        assert torch.equal(x, want[0]) and torch.equal(y, want[1]) and torch.equal(mask, want[2])
+    assert len(order) % 4  # a last batch of fewer windows
+    for chunk in (loader.CHUNK, 2):  # batches gathered 16 at a time (all of them here), or 2
+        loader.CHUNK = chunk
+        batches = list(loader)
+        assert len(batches) == len(loader) == -(-len(order) // 4)
+        for k, (x, y, mask) in enumerate(batches):
+            want = [torch.stack(column) for column in zip(*(loader.dataset[i] for i in order[4 * k : 4 * k + 4]))]
+            assert torch.equal(x, want[0]) and torch.equal(y, want[1]) and torch.equal(mask, want[2])
 
 
 def test_training_steps_keep_the_loss_on_the_device_and_log_it_every_n_steps(monkeypatch):

@@ -194,9 +194,28 @@ class EpochSampler(Sampler):
 class ResumableLoader(DataLoader):
     """A DataLoader over an EpochSampler that Lightning saves in checkpoints and restores (its
     `state_dict` interface): after a mid-epoch --resume the epoch continues at the next unseen batch.
-    `batches_done` is kept by ResumeState (the loader runs ahead of training by a prefetched batch)."""
+    `batches_done` is kept by ResumeState (the loader runs ahead of training by a prefetched batch).
 
+    In this process (no worker processes), the batches are gathered `CHUNK` at a time from the dataset and
+    handed out as slices: the same batches, with the loader's work per batch (0.1-0.2 ms inside a training
+    run, where the step has left the caches cold) done once per chunk."""
+
+    CHUNK = 16  # batches gathered at once
     batches_done = 0
+
+    def __iter__(self):
+        simple = self.batch_size and not (self.num_workers or self.pin_memory or self.drop_last)
+        if not (simple and isinstance(self.dataset, WindowDataset)):
+            return super().__iter__()
+        return self._chunked()
+
+    def _chunked(self):
+        order = list(self.sampler)
+        size = self.batch_size
+        for first in range(0, len(order), self.CHUNK * size):
+            x, y, mask = self.dataset.__getitems__(order[first : first + self.CHUNK * size])
+            for k in range(0, len(x), size):
+                yield x[k : k + size], y[k : k + size], mask[k : k + size]
 
     def state_dict(self) -> dict:
         return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
