@@ -285,8 +285,8 @@ def train(quick: bool, work: Path) -> tuple[list[dict], list[dict]]:
                 o["ratio"],
                 "x",
                 f"{o['ms']:.1f} ms against {o['plain_ms']:.1f} ms per batch (wall); CPU-time ratio "
-                f"{o['cpu_ratio']:.2f}; in turns of {o['turn']} steps, median of {o['rounds']} runs; "
-                f"lstmidi in {o['precision']}",
+                f"{o['cpu_ratio']:.2f}; in turns of {o['turn']} step{'s' * (o['turn'] > 1)}, "
+                f"median of {o['rounds']} runs; lstmidi in {o['precision']}",
             )
         )
         if goal:
