@@ -84,7 +84,7 @@ class WindowDataset(Dataset):
         calls this with the indices of a batch; its `collate_fn` is then `collated`)."""
         i = np.asarray(indices, np.int64)
         w = self.window
-        if self.augment is None and self.remaining[i].min() > w:  # every window full: the usual batch
+        if self.augment is None and len(i) and self.remaining[i].min() > w:  # all windows full: the usual batch
             steps = self.runs[self.starts[i]]  # (batch, w + 1, ...)
             x, y = np.ascontiguousarray(steps[:, :-1]), np.ascontiguousarray(steps[:, 1:])
             return torch.from_numpy(x), torch.from_numpy(y), torch.ones(len(i), w, dtype=torch.uint8)
