@@ -83,15 +83,16 @@ class FastDecoder:
         before k, and the tempos and time signatures given before k. A prefix without a note token (its
         opening signature may differ) is decoded as it is."""
         notes, tempos, signatures = self._walk(ids)
+        columns = {program: self._columns(rows) for program, rows in notes.items()}  # sliced for each prefix
         ends = {program: [row[-1] for row in rows] for program, rows in notes.items()}
         first_note = next((t for t, i in enumerate(ids) if self.kind[i] in (PITCH, VELOCITY, DURATION)), len(ids))
 
         def decode(k: int) -> Score:
             if k <= first_note:
                 return self.decode(ids[:k])
-            kept = {p: rows[: bisect.bisect_right(ends[p], k - 1)] for p, rows in notes.items()}
-            return self._score(
-                {p: rows for p, rows in kept.items() if rows},
+            kept = {p: bisect.bisect_right(ends[p], k - 1) for p in notes}
+            return self._score_of(
+                {p: tuple(column[:n] for column in columns[p]) for p, n in kept.items() if n},
                 [row for row in tempos if row[-1] < k],
                 [row for row in signatures if row[-1] < k],
             )
@@ -183,17 +184,26 @@ class FastDecoder:
 
     def _score(self, notes: dict, tempos: list, signatures: list) -> Score:
         """The Score of what `_walk` found (each row's last value, its token's index, is not used)."""
+        return self._score_of({program: self._columns(rows) for program, rows in notes.items()}, tempos, signatures)
+
+    @staticmethod
+    def _columns(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`_walk`'s note rows of one program as arrays: time, duration, pitch, velocity."""
+        time, duration, pitch, velocity, _ = zip(*rows, strict=True)
+        return (
+            np.array(time, np.int32),
+            np.array(duration, np.int32),
+            np.array(pitch, np.int8),
+            np.array(velocity, np.int8),
+        )
+
+    def _score_of(self, notes: dict, tempos: list, signatures: list) -> Score:
+        """The Score of {program: `_columns`} with `_walk`'s tempos and time signatures."""
         score = Score(self.division)
         tracks = []
-        for program, rows in notes.items():
+        for program, (time, duration, pitch, velocity) in notes.items():
             track = Track(name=self.names[program], program=max(program, 0), is_drum=program == -1)
-            time, duration, pitch, velocity, _ = zip(*rows, strict=True)
-            track.notes = Note.from_numpy(
-                time=np.array(time, np.int32),
-                duration=np.array(duration, np.int32),
-                pitch=np.array(pitch, np.int8),
-                velocity=np.array(velocity, np.int8),
-            )
+            track.notes = Note.from_numpy(time=time, duration=duration, pitch=pitch, velocity=velocity)
             tracks.append(track)
         score.tracks = tracks
         score.tempos = [Tempo(t, q) for t, q, _ in tempos]
