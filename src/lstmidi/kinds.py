@@ -189,13 +189,15 @@ class Notes(Kind):
         velocity/128. The per-step losses of every field (and of the extra metrics) are averaged together."""
         fields = list(model.fields)
         rows, extra_rows = [], {}  # (batch, time) losses: one per field; the extra metrics' by name
+        nll_is_loss = False  # the pitch loss is its NLL: no row of its own (5% of the tutorial's loss)
         for i, field in enumerate(fields):
             target = y[..., i].float()  # (batch, time)
             if field == "pitch" and out["pitch"].dim() == 3:  # categorical head
                 target_class = target.round().long().clamp(0, out["pitch"].shape[-1] - 1)
                 ce = losses.token_ce(out["pitch"], target_class, mask)
                 if loss_cfg.pitch == "ce":
-                    rows.append(ce)  # pitch_nll is pitch_loss (a row of its own costs 5% of the tutorial's loss)
+                    rows.append(ce)
+                    nll_is_loss = True
                 else:
                     music = losses.expected_interval_cost(out["pitch"], target_class, mask)
                     rows.append(music if loss_cfg.pitch == "music" else ce + music)
@@ -213,7 +215,7 @@ class Notes(Kind):
         means, weight = losses.weighted_mean(torch.stack([*rows, *extra_rows.values()]), mask, step_weights)
         loss = losses.combine_fields(fields, means[: len(fields)], loss_cfg.weights)
         extras = dict(zip([*(f"{f}_loss" for f in fields), *extra_rows], means.detach().unbind()))
-        if out["pitch"].dim() == 3 and loss_cfg.pitch == "ce":
+        if nll_is_loss:
             extras["pitch_nll"] = extras["pitch_loss"]
         return loss, weight, extras
 

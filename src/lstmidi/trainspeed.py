@@ -165,7 +165,7 @@ def train_overhead(
     enc = corpus.encoding
     loader = make_loader(corpus.concatenated("train"), cfg.window, cfg.hop, cfg.batch_size, True, cfg.seed)
     ds = loader.dataset
-    windows = [torch.stack(c) for c in zip(*(ds[i] for i in range(len(ds))))]  # the plain loop's (x, y, mask)
+    windows = ds.__getitems__(range(len(ds)))  # the plain loop's (x, y, mask): every window, cut beforehand
     plain_loss = PLAIN_LOSSES[preset_name]
 
     def fresh_model():

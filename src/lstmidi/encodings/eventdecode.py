@@ -74,7 +74,7 @@ class FastDecoder:
 
     def decode(self, ids: list[int]) -> Score:
         notes, tempos, signatures = self._walk(ids)
-        return self._score(notes, tempos, signatures)
+        return self._score({program: self._columns(rows) for program, rows in notes.items()}, tempos, signatures)
 
     def prefixes(self, ids: list[int]) -> Callable[[int], Score]:
         """`lambda k: self.decode(ids[:k])` from one walk over `ids`. Decoding only looks back, but for the
@@ -91,7 +91,7 @@ class FastDecoder:
             if k <= first_note:
                 return self.decode(ids[:k])
             kept = {p: bisect.bisect_right(ends[p], k - 1) for p in notes}
-            return self._score_of(
+            return self._score(
                 {p: tuple(column[:n] for column in columns[p]) for p, n in kept.items() if n},
                 [row for row in tempos if row[-1] < k],
                 [row for row in signatures if row[-1] < k],
@@ -182,13 +182,9 @@ class FastDecoder:
     def _ticks_per_bar(self, signature: tuple[int, int]) -> int:
         return int(self.division * 4 / signature[1]) * signature[0]
 
-    def _score(self, notes: dict, tempos: list, signatures: list) -> Score:
-        """The Score of what `_walk` found (each row's last value, its token's index, is not used)."""
-        return self._score_of({program: self._columns(rows) for program, rows in notes.items()}, tempos, signatures)
-
     @staticmethod
     def _columns(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """`_walk`'s note rows of one program as arrays: time, duration, pitch, velocity."""
+        """`_walk`'s note rows of one program as arrays: time, duration, pitch, velocity (not the token index)."""
         time, duration, pitch, velocity, _ = zip(*rows, strict=True)
         return (
             np.array(time, np.int32),
@@ -197,7 +193,7 @@ class FastDecoder:
             np.array(velocity, np.int8),
         )
 
-    def _score_of(self, notes: dict, tempos: list, signatures: list) -> Score:
+    def _score(self, notes: dict, tempos: list, signatures: list) -> Score:
         """The Score of {program: `_columns`} with `_walk`'s tempos and time signatures."""
         score = Score(self.division)
         tracks = []
